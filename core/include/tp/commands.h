@@ -1,0 +1,84 @@
+/* Typed helpers for the commands the platform uses, on top of the pool.
+ *
+ * Every key (and PUBLISH channel, and SCAN pattern) gets REDIS key prefix
+ * TP_KEY_PREFIX prepended. When REDIS_DEFAULT_TTL is set, every key a helper
+ * writes expires after it: SET carries EX, other writes are followed by an
+ * EXPIRE on the same connection (both queued or neither).
+ *
+ * Keys and fields are NUL-terminated; values are (pointer, length) so they may
+ * be binary. All arguments are copied before the call returns. Each function
+ * returns 0 when the command is queued (cb will be called exactly once) or a
+ * negative TP_E* code (cb will not be called); see tp_pool_command(). */
+#ifndef TP_COMMANDS_H
+#define TP_COMMANDS_H
+
+#include "tp/pool.h"
+
+#include <stdbool.h>
+
+/* Strings */
+int tp_set(tp_pool_t *p, const char *key, const char *val, size_t vlen, tp_cmd_cb cb, void *d);
+int tp_setex(tp_pool_t *p, const char *key, const char *val, size_t vlen, long long ttl_s,
+             tp_cmd_cb cb, void *d);
+int tp_get(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+int tp_incr(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+int tp_incrby(tp_pool_t *p, const char *key, long long by, tp_cmd_cb cb, void *d);
+
+/* Hashes: n field/value pairs. */
+int tp_hset(tp_pool_t *p, const char *key, size_t n, const char *const *fields,
+            const char *const *values, const size_t *vlens, tp_cmd_cb cb, void *d);
+int tp_hget(tp_pool_t *p, const char *key, const char *field, tp_cmd_cb cb, void *d);
+int tp_hgetall(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+int tp_hdel(tp_pool_t *p, const char *key, size_t n, const char *const *fields, tp_cmd_cb cb,
+            void *d);
+
+/* Lists */
+int tp_lpush(tp_pool_t *p, const char *key, size_t n, const char *const *values,
+             const size_t *vlens, tp_cmd_cb cb, void *d);
+int tp_rpush(tp_pool_t *p, const char *key, size_t n, const char *const *values,
+             const size_t *vlens, tp_cmd_cb cb, void *d);
+int tp_lpop(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+int tp_rpop(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+
+/* Sets */
+int tp_sadd(tp_pool_t *p, const char *key, size_t n, const char *const *members, tp_cmd_cb cb,
+            void *d);
+int tp_srem(tp_pool_t *p, const char *key, size_t n, const char *const *members, tp_cmd_cb cb,
+            void *d);
+int tp_smembers(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+
+/* Sorted sets. Scores are written with 17 significant digits (exact for doubles). */
+int tp_zadd(tp_pool_t *p, const char *key, size_t n, const double *scores,
+            const char *const *members, tp_cmd_cb cb, void *d);
+int tp_zrange(tp_pool_t *p, const char *key, long long start, long long stop, bool withscores,
+              tp_cmd_cb cb, void *d);
+int tp_zrem(tp_pool_t *p, const char *key, size_t n, const char *const *members, tp_cmd_cb cb,
+            void *d);
+
+/* Keys */
+int tp_expire(tp_pool_t *p, const char *key, long long seconds, tp_cmd_cb cb, void *d);
+int tp_ttl(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+int tp_del(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+int tp_exists(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+
+/* Pub/sub */
+int tp_publish(tp_pool_t *p, const char *channel, const char *msg, size_t len, tp_cmd_cb cb,
+               void *d);
+
+/* Batches across connections. The keys are split by connection into one MGET
+ * (MSET) each; cb runs once, after the last part has answered.
+ *   tp_mget: reply is an array of n values in the order of keys (NIL for a
+ *   missing key); on any failure status is that part's error and reply NULL.
+ *   tp_mset: reply is the status "OK". */
+int tp_mget(tp_pool_t *p, size_t n, const char *const *keys, tp_cmd_cb cb, void *d);
+int tp_mset(tp_pool_t *p, size_t n, const char *const *keys, const char *const *values,
+            const size_t *vlens, tp_cmd_cb cb, void *d);
+
+/* SCAN iteration over every key matching pattern (prefix added; NULL = all
+ * keys under the prefix). cb runs once per batch with done false and the keys
+ * (full names, prefix included) as an array reply, then once with done true and
+ * a NULL reply; on error once with status < 0 and done true. */
+typedef void (*tp_scan_cb)(void *data, int status, const tp_reply_t *keys, bool done);
+int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, void *d);
+
+#endif

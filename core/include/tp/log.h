@@ -1,0 +1,50 @@
+/* Structured logging: one JSON object per line on stderr.
+ *
+ *   TP_LOG(TP_LOG_INFO, "redis connection ready", TP_STR("host", host), TP_INT("port", port));
+ *
+ * prints {"ts":"2026-11-21T23:28:10.123456Z","level":"info","msg":"redis connection ready",
+ * "host":"127.0.0.1","port":6379}. Strings are JSON-escaped. The level test happens
+ * before any argument is formatted, so a disabled level costs one compare. Never pass
+ * a secret: nothing here redacts. */
+#ifndef TP_LOG_H
+#define TP_LOG_H
+
+#include <stdint.h>
+
+typedef enum {
+    TP_LOG_DEBUG = 0,
+    TP_LOG_INFO,
+    TP_LOG_WARN,
+    TP_LOG_ERROR,
+    TP_LOG_OFF,
+} tp_log_level_t;
+
+typedef enum { TP_LOG_FIELD_STR, TP_LOG_FIELD_INT } tp_log_field_kind_t;
+
+typedef struct {
+    const char *key;
+    tp_log_field_kind_t kind;
+    const char *str;
+    int64_t num;
+} tp_log_field_t;
+
+#define TP_STR(k, v) ((tp_log_field_t){(k), TP_LOG_FIELD_STR, (v), 0})
+#define TP_INT(k, v) ((tp_log_field_t){(k), TP_LOG_FIELD_INT, NULL, (int64_t)(v)})
+
+extern tp_log_level_t tp_log_level;
+
+/* Parses "debug", "info", "warn", "error" or "off"; returns 0 or TP_EINVAL. */
+int tp_log_level_parse(const char *name, tp_log_level_t *out);
+
+/* The first field is a placeholder so that a call without fields is valid C. */
+#define TP_LOG(lvl, msg, ...)                                                                      \
+    do {                                                                                           \
+        if ((lvl) >= tp_log_level) {                                                               \
+            const tp_log_field_t tp__f[] = {{0}, __VA_ARGS__};                                     \
+            tp__log((lvl), (msg), tp__f + 1, sizeof(tp__f) / sizeof(tp__f[0]) - 1);                \
+        }                                                                                          \
+    } while (0)
+
+void tp__log(tp_log_level_t level, const char *msg, const tp_log_field_t *fields, unsigned n);
+
+#endif

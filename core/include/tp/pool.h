@@ -1,0 +1,114 @@
+/* The Redis connection pool: REDIS_POOL_MAX_SIZE pipelined connections on one
+ * libuv loop, plain TCP or TLS.
+ *
+ * Routing. A command goes to the connection chosen by the Redis Cluster hash
+ * slot of its key (CRC16, "{tag}" honoured), so every command for one key or
+ * one tag travels on one connection and is answered in the order it was issued.
+ *
+ * Pipelining. Commands are encoded into the connection's buffer at once and
+ * written at the end of the loop iteration in which they were issued: one write
+ * (one TLS record batch) per connection per iteration. Nothing waits on a timer.
+ *
+ * Failures. A connection that breaks (I/O error, protocol error, command
+ * timeout) reconnects with exponential backoff and full jitter and replays, in
+ * order, every command that had not been answered (at-least-once). After
+ * REDIS_MAX_RETRIES consecutive failed attempts the pool is "down": queued
+ * commands complete with TP_EDOWN, new ones are refused with TP_EDOWN, and it
+ * keeps trying at the maximum delay until Redis is back.
+ *
+ * Memory. Each connection holds at most REDIS_MAX_QUEUED_BYTES of unsent plus
+ * unanswered commands; past that a command is refused with TP_EBACKPRESSURE
+ * and on_writable fires once the backlog has halved.
+ *
+ * Ownership: the caller allocates tp_pool_t and the config, keeps both alive
+ * until the close callback has run, then frees them. */
+#ifndef TP_POOL_H
+#define TP_POOL_H
+
+#include "tp/config.h"
+#include "tp/reply.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct tp_conn_s tp_conn_t;
+typedef struct tp_pool_s tp_pool_t;
+
+typedef void (*tp_pool_cb)(tp_pool_t *pool);
+
+typedef struct {
+    uint64_t commands;    /* commands queued */
+    uint64_t replies;     /* replies delivered to completions */
+    uint64_t errors;      /* completions with status < 0, TP_EREPLY included */
+    uint64_t reconnects;  /* connections re-established after a failure */
+    uint64_t replayed;    /* commands sent again after a reconnect */
+    uint64_t timeouts;    /* commands that completed with TP_ETIMEDOUT */
+    uint64_t tls_resumed; /* TLS handshakes that resumed a session */
+    uint64_t writes;      /* socket writes (try_write or uv_write) */
+} tp_pool_stats_t;
+
+struct tp_pool_s {
+    void *data; /* for the caller */
+
+    /* Called when the pool becomes ready (every connection up) or goes down. */
+    tp_pool_cb on_ready;
+    tp_pool_cb on_down;
+    /* Called when a connection that refused a command with TP_EBACKPRESSURE has
+     * drained to half of REDIS_MAX_QUEUED_BYTES. */
+    tp_pool_cb on_writable;
+
+    /* Private. */
+    uv_loop_t *loop;
+    const tp_redis_config_t *cfg;
+    struct ssl_ctx_st *ssl_ctx;
+    tp_conn_t **conns;
+    int size;
+    int ready;
+    bool down;
+    bool closing;
+    uv_check_t flush_check; /* flushes at the end of each loop iteration */
+    uv_idle_t flush_idle;   /* keeps the loop from blocking while a flush is due */
+    tp_conn_t *dirty_head;  /* connections with unsent commands */
+    int open_handles;
+    tp_pool_cb close_cb;
+    tp_pool_stats_t stats;
+    char errstr[320]; /* the latest connection failure, for the user */
+};
+
+/* Creates the TLS context (when enabled) and starts connecting every
+ * connection. Fails with TP_ECONFIG (bad certificate files...) or TP_ENOMEM,
+ * leaving a message in pool->errstr; on failure nothing needs closing. */
+int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg);
+
+/* Completes every pending command with TP_ECLOSED, closes the connections and
+ * calls cb (may be NULL) once every handle has closed. */
+void tp_pool_close(tp_pool_t *pool, tp_pool_cb cb);
+
+/* True once every connection has finished its handshake. */
+bool tp_pool_is_ready(const tp_pool_t *pool);
+
+/* Issues argv on the connection of argv[1]'s hash slot (connection 0 when
+ * argc == 1). Arguments are copied before the call returns; cb may be NULL.
+ * Returns 0, TP_EBACKPRESSURE, TP_EDOWN, TP_ECLOSED, TP_EINVAL or TP_ENOMEM;
+ * on error cb is not called. No key prefix is applied here. */
+int tp_pool_command(tp_pool_t *pool, tp_cmd_cb cb, void *data, int argc, const char **argv,
+                    const size_t *argvlen);
+
+/* The connection that carries key's hash slot: issue several commands on it
+ * (e.g. MULTI ... EXEC) and they are sent back to back, in order. */
+tp_conn_t *tp_pool_conn_for_key(tp_pool_t *pool, const char *key, size_t len);
+
+/* Like tp_pool_command, on one connection. */
+int tp_conn_command(tp_conn_t *conn, tp_cmd_cb cb, void *data, int argc, const char **argv,
+                    const size_t *argvlen);
+
+/* The Redis Cluster hash slot (0..16383) of a key. */
+unsigned tp_key_slot(const char *key, size_t len);
+
+/* Bytes queued on the connection: unsent plus sent and unanswered. */
+size_t tp_conn_queued_bytes(const tp_conn_t *conn);
+/* Commands sent or queued and not yet answered. */
+size_t tp_conn_pending(const tp_conn_t *conn);
+
+#endif

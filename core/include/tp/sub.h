@@ -1,0 +1,54 @@
+/* A pub/sub subscriber: its own connection (same host, credentials and TLS as
+ * the pool it is created from), SUBSCRIBE and PSUBSCRIBE with a callback each.
+ * After a reconnect it subscribes to everything again by itself; messages
+ * published while it was disconnected are lost, as with any Redis pub/sub.
+ *
+ * Channel names and patterns get TP_KEY_PREFIX prepended, like tp_publish().
+ * Close the subscriber before its pool; the caller owns tp_sub_t and frees it
+ * once the close callback has run. */
+#ifndef TP_SUB_H
+#define TP_SUB_H
+
+#include "tp/pool.h"
+
+#include <stdbool.h>
+
+typedef struct tp_sub_s tp_sub_t;
+
+/* channel is the full name (prefix included); pattern is NULL for SUBSCRIBE. */
+typedef void (*tp_sub_msg_cb)(void *data, const char *pattern, const char *channel,
+                              size_t chlen, const char *msg, size_t len);
+typedef void (*tp_sub_cb)(tp_sub_t *sub);
+
+typedef struct {
+    char *name; /* prefixed channel or pattern */
+    bool pattern;
+    tp_sub_msg_cb cb;
+    void *data;
+} tp_sub_entry_t;
+
+struct tp_sub_s {
+    void *data;
+    /* Called whenever every subscription so far has been confirmed by Redis:
+     * after the first SUBSCRIBE and again after each reconnect. */
+    tp_sub_cb on_subscribed;
+
+    /* Private. */
+    tp_pool_t *pool;
+    tp_conn_t *conn;
+    tp_sub_entry_t *entries;
+    size_t n, cap;
+    int unconfirmed;
+    uint64_t messages;
+    tp_sub_cb close_cb;
+};
+
+int tp_sub_init(tp_sub_t *sub, tp_pool_t *pool);
+void tp_sub_close(tp_sub_t *sub, tp_sub_cb cb);
+
+/* Subscribes now if connected, else on connect. Returns 0, TP_ENOMEM, TP_EINVAL
+ * (already subscribed) or TP_ECLOSED. */
+int tp_sub_subscribe(tp_sub_t *sub, const char *channel, tp_sub_msg_cb cb, void *data);
+int tp_sub_psubscribe(tp_sub_t *sub, const char *pattern, tp_sub_msg_cb cb, void *data);
+
+#endif

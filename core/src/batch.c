@@ -1,0 +1,238 @@
+/* Commands that span connections: MGET/MSET split by connection, and SCAN
+ * iteration. They allocate a small context per call; they are for tooling and
+ * warm starts, not for the per-tick path. */
+#include "conn.h"
+#include "tp/commands.h"
+#include "tp/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct batch_s batch_t;
+
+typedef struct {
+    batch_t *batch;
+    int conn;
+    bool queued;
+} part_t;
+
+struct batch_s {
+    tp_cmd_cb cb;
+    void *data;
+    size_t n;
+    int parts_left;
+    int status;
+    int *conn_of;       /* connection index of each key */
+    part_t *parts;      /* one per connection */
+    tp_reply_t *values; /* tp_mget: copies, in key order */
+    tp_reply_t **items;
+};
+
+static void batch_free(batch_t *b) {
+    if (b->values)
+        for (size_t i = 0; i < b->n; i++)
+            free((char *)b->values[i].str);
+    free(b->values);
+    free(b->items);
+    free(b->parts);
+    free(b->conn_of);
+    free(b);
+}
+
+static batch_t *batch_new(tp_pool_t *p, size_t n, const char *const *keys, bool values) {
+    batch_t *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    b->n = n;
+    b->conn_of = malloc(n * sizeof(*b->conn_of));
+    b->parts = calloc((size_t)p->size, sizeof(*b->parts));
+    if (values) {
+        b->values = calloc(n, sizeof(*b->values));
+        b->items = malloc(n * sizeof(*b->items));
+    }
+    if (b->conn_of == NULL || b->parts == NULL || (values && (!b->values || !b->items))) {
+        batch_free(b);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        b->conn_of[i] = tp__pool_conn_for_prefixed(p, keys[i])->id;
+    return b;
+}
+
+static void batch_part_done(batch_t *b, int status) {
+    if (status < 0 && b->status == 0)
+        b->status = status;
+    if (--b->parts_left > 0)
+        return;
+    if (b->status < 0) {
+        b->cb(b->data, b->status, NULL);
+    } else if (b->values) {
+        tp_reply_t array = {.type = TP_REPLY_ARRAY, .elements = b->n, .element = b->items};
+        b->cb(b->data, 0, &array);
+    } else {
+        tp_reply_t ok = {.type = TP_REPLY_STATUS, .str = "OK", .len = 2};
+        b->cb(b->data, 0, &ok);
+    }
+    batch_free(b);
+}
+
+/* Copies one connection's MGET answer into the key-ordered result. */
+static void on_mget_part(void *data, int status, const tp_reply_t *r) {
+    part_t *part = data;
+    batch_t *b = part->batch;
+    if (status == 0 && r->type == TP_REPLY_ARRAY) {
+        size_t k = 0;
+        for (size_t i = 0; i < b->n && k < r->elements; i++) {
+            if (b->conn_of[i] != part->conn)
+                continue;
+            const tp_reply_t *e = r->element[k++];
+            tp_reply_t *v = &b->values[i];
+            v->type = e->type;
+            if (e->type == TP_REPLY_STRING) {
+                char *copy = malloc(e->len + 1);
+                if (copy == NULL) {
+                    status = TP_ENOMEM;
+                    break;
+                }
+                memcpy(copy, e->str, e->len + 1);
+                v->str = copy;
+                v->len = e->len;
+            }
+        }
+    }
+    batch_part_done(b, status);
+}
+
+static void on_mset_part(void *data, int status, const tp_reply_t *r) {
+    (void)r;
+    part_t *part = data;
+    batch_part_done(part->batch, status);
+}
+
+/* Queues one command per connection: "<name> k1 [v1] k2 [v2] ...", all parts
+ * or none. */
+static int batch_send(tp_pool_t *p, batch_t *b, const char *name, const char *const *keys,
+                      const char *const *values, const size_t *vlens, tp_cmd_cb part_cb) {
+    int rc = 0;
+    for (int ci = 0; ci < p->size && rc == 0; ci++) {
+        size_t count = 0;
+        for (size_t i = 0; i < b->n; i++)
+            count += b->conn_of[i] == ci;
+        if (count == 0)
+            continue;
+        tp_conn_t *c = p->conns[ci];
+        rc = tp__conn_begin(c, 1 + count * (values ? 2 : 1));
+        if (rc != 0)
+            break;
+        tp__conn_arg(c, name, strlen(name));
+        for (size_t i = 0; i < b->n; i++) {
+            if (b->conn_of[i] != ci)
+                continue;
+            tp__conn_key(c, keys[i], strlen(keys[i]));
+            if (values)
+                tp__conn_arg(c, values[i], vlens ? vlens[i] : strlen(values[i]));
+        }
+        b->parts[ci] = (part_t){.batch = b, .conn = ci};
+        rc = tp__conn_end(c, part_cb, &b->parts[ci]);
+        b->parts[ci].queued = rc == 0;
+        b->parts_left += rc == 0;
+    }
+    if (rc != 0)
+        for (int ci = 0; ci < p->size; ci++)
+            if (b->parts[ci].queued)
+                tp__conn_cancel_last(p->conns[ci]);
+    return rc;
+}
+
+static int batch_run(tp_pool_t *p, const char *name, size_t n, const char *const *keys,
+                     const char *const *values, const size_t *vlens, tp_cmd_cb cb, void *d) {
+    if (p->closing)
+        return TP_ECLOSED;
+    if (n == 0 || cb == NULL)
+        return TP_EINVAL;
+    batch_t *b = batch_new(p, n, keys, values == NULL);
+    if (b == NULL)
+        return TP_ENOMEM;
+    b->cb = cb;
+    b->data = d;
+    int rc = batch_send(p, b, name, keys, values, vlens, values ? on_mset_part : on_mget_part);
+    if (rc != 0)
+        batch_free(b);
+    return rc;
+}
+
+int tp_mget(tp_pool_t *p, size_t n, const char *const *keys, tp_cmd_cb cb, void *d) {
+    return batch_run(p, "MGET", n, keys, NULL, NULL, cb, d);
+}
+
+int tp_mset(tp_pool_t *p, size_t n, const char *const *keys, const char *const *values,
+            const size_t *vlens, tp_cmd_cb cb, void *d) {
+    if (values == NULL)
+        return TP_EINVAL;
+    return batch_run(p, "MSET", n, keys, values, vlens, cb, d);
+}
+
+/* ---- SCAN --------------------------------------------------------------- */
+
+typedef struct {
+    tp_pool_t *pool;
+    tp_scan_cb cb;
+    void *data;
+    long long count;
+    char cursor[24];
+    char pattern[]; /* prefix + pattern */
+} scan_t;
+
+static int scan_next(scan_t *s);
+
+static void on_scan(void *data, int status, const tp_reply_t *r) {
+    scan_t *s = data;
+    bool well_formed = status == 0 && r->type == TP_REPLY_ARRAY && r->elements == 2 &&
+                       r->element[0]->type == TP_REPLY_STRING &&
+                       r->element[0]->len < sizeof(s->cursor) &&
+                       r->element[1]->type == TP_REPLY_ARRAY;
+    if (!well_formed) {
+        s->cb(s->data, status < 0 ? status : TP_EPROTOCOL, NULL, true);
+        free(s);
+        return;
+    }
+    memcpy(s->cursor, r->element[0]->str, r->element[0]->len + 1);
+    if (r->element[1]->elements > 0)
+        s->cb(s->data, 0, r->element[1], false);
+    int rc = strcmp(s->cursor, "0") == 0 ? 1 : scan_next(s);
+    if (rc != 0) {
+        s->cb(s->data, rc < 0 ? rc : 0, NULL, true);
+        free(s);
+    }
+}
+
+/* A standalone Redis has one keyspace, so every SCAN goes to connection 0. */
+static int scan_next(scan_t *s) {
+    const char *argv[] = {"SCAN", s->cursor, "MATCH", s->pattern, "COUNT", NULL};
+    char count[24];
+    snprintf(count, sizeof(count), "%lld", s->count);
+    argv[5] = count;
+    return tp_conn_command(s->pool->conns[0], on_scan, s, 6, argv, NULL);
+}
+
+int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, void *d) {
+    if (p->closing)
+        return TP_ECLOSED;
+    if (cb == NULL || count <= 0)
+        return TP_EINVAL;
+    const char *prefix = p->cfg->key_prefix ? p->cfg->key_prefix : "";
+    if (pattern == NULL)
+        pattern = "*";
+    size_t pn = strlen(prefix), n = strlen(pattern);
+    scan_t *s = malloc(sizeof(*s) + pn + n + 1);
+    if (s == NULL)
+        return TP_ENOMEM;
+    *s = (scan_t){.pool = p, .cb = cb, .data = d, .count = count, .cursor = "0"};
+    memcpy(s->pattern, prefix, pn);
+    memcpy(s->pattern + pn, pattern, n + 1);
+    int rc = scan_next(s);
+    if (rc != 0)
+        free(s);
+    return rc;
+}

@@ -1,0 +1,837 @@
+/* Configuration: every setting is one row of the settings[] table below, and that
+ * row alone drives its default, its environment variable, its flag, --help, the
+ * log line and the error messages (after Redis's static_configs[]). */
+#define _POSIX_C_SOURCE 200809L
+
+#include "tp/config.h"
+
+#include "tp/error.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct setting setting_t;
+
+/* How one kind of value is read and shown. parse() stores text into field or,
+ * on failure, returns TP_ECONFIG with what was expected in why (never the value
+ * itself: the caller adds it, redacted when needed). */
+typedef struct {
+    int (*parse)(const setting_t *s, const char *text, void *field, char *why, size_t whylen);
+    /* The stored value as a log field; NULL for a setting that is not stored
+     * as such (REDIS_URL is logged through the settings it fills). */
+    tp_log_field_t (*show)(const setting_t *s, const void *field);
+    /* Rewrites a value for an error message; NULL shows it as given. */
+    void (*redact)(const char *text, char *buf, size_t len);
+} parser_t;
+
+enum {
+    SECRET = 1u << 0,   /* Shown as "***" in errors and logs. */
+    EARLY = 1u << 1,    /* Applied before the rest of its source, which overrides it. */
+    TLS_ONLY = 1u << 2, /* A string that means nothing unless TLS is on. */
+    READABLE = 1u << 3, /* A string naming a file that must be readable. */
+};
+
+struct setting {
+    const char *env;  /* Environment variable; also the name in validation errors. */
+    const char *flag; /* Command-line flag. */
+    const char *def;  /* Default, parsed by tp_config_init(); NULL for unset. */
+    const parser_t *parser;
+    size_t offset;    /* Field in tp_config_t. */
+    int64_t min, max; /* Bounds for numbers (in ms for durations); minimum length for strings. */
+    unsigned flags;
+    const char *help;
+};
+
+static const setting_t *setting_at(size_t offset);
+
+#define FIELD(f) offsetof(tp_config_t, f)
+#define KIB ((int64_t)1024)
+#define HOUR_MS ((int64_t)3600 * 1000)
+
+static void __attribute__((format(printf, 3, 4)))
+set_err(char *err, size_t len, const char *fmt, ...) {
+    if (!err || len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+}
+
+static void *field_of(tp_config_t *cfg, const setting_t *s) {
+    return (char *)cfg + s->offset;
+}
+
+static const void *const_field_of(const tp_config_t *cfg, const setting_t *s) {
+    return (const char *)cfg + s->offset;
+}
+
+/* ---- numbers ---------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *suffix;
+    uint64_t scale;
+} unit_t;
+
+static const unit_t no_units[] = {{"", 1}, {NULL, 0}};
+static const unit_t duration_units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {NULL, 0}};
+static const unit_t byte_units[] = {
+    {"", 1},         {"k", 1u << 10},   {"K", 1u << 10},   {"KiB", 1u << 10},
+    {"m", 1u << 20}, {"M", 1u << 20},   {"MiB", 1u << 20}, {"g", 1u << 30},
+    {"G", 1u << 30}, {"GiB", 1u << 30}, {NULL, 0},
+};
+
+/* Plain decimal digits only: strtol would also take spaces, a sign and "0x", which
+ * in a setting are more likely mistakes than intent. */
+static int parse_digits(const char *text, uint64_t *out, const char **end) {
+    uint64_t v = 0;
+    const char *p = text;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    *end = p;
+    return 0;
+}
+
+/* A number followed by one of units' suffixes, scaled and checked against [min, max]. */
+static int parse_scaled(const char *text, const unit_t *units, int64_t min, int64_t max,
+                        uint64_t *out) {
+    uint64_t v;
+    const char *end;
+    if (parse_digits(text, &v, &end) != 0)
+        return -1;
+    for (const unit_t *u = units; u->suffix; u++) {
+        if (strcmp(end, u->suffix) != 0)
+            continue;
+        if (v > UINT64_MAX / u->scale)
+            return -1;
+        v *= u->scale;
+        if (v < (uint64_t)min || v > (uint64_t)max)
+            return -1;
+        *out = v;
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_int(const setting_t *s, const char *text, void *field, char *why, size_t whylen) {
+    uint64_t v;
+    if (parse_scaled(text, no_units, s->min, s->max, &v) != 0) {
+        set_err(why, whylen, "expected an integer from %" PRId64 " to %" PRId64, s->min, s->max);
+        return TP_ECONFIG;
+    }
+    *(int *)field = (int)v;
+    return 0;
+}
+
+/* Writes a duration in the largest unit the parser accepts that shows it exactly. */
+static void format_ms(int64_t ms, char *buf, size_t len) {
+    if (ms >= 1000 && ms % 1000 == 0)
+        snprintf(buf, len, "%" PRId64 "s", ms / 1000);
+    else
+        snprintf(buf, len, "%" PRId64 "ms", ms);
+}
+
+static int parse_duration(const setting_t *s, const char *text, void *field, char *why,
+                          size_t whylen) {
+    uint64_t v;
+    if (parse_scaled(text, duration_units, s->min, s->max, &v) != 0) {
+        char lo[32], hi[32];
+        format_ms(s->min, lo, sizeof(lo));
+        format_ms(s->max, hi, sizeof(hi));
+        set_err(why, whylen,
+                "expected a duration from %s to %s (milliseconds, or with a unit: 500ms, 2s)", lo,
+                hi);
+        return TP_ECONFIG;
+    }
+    *(int *)field = (int)v;
+    return 0;
+}
+
+static int parse_bytes(const setting_t *s, const char *text, void *field, char *why,
+                       size_t whylen) {
+    uint64_t v;
+    if (parse_scaled(text, byte_units, s->min, s->max, &v) != 0 || v > SIZE_MAX) {
+        set_err(why, whylen,
+                "expected a size of at least %" PRId64
+                " bytes (bytes, or with a unit: 64k, 16MiB, 1G)",
+                s->min);
+        return TP_ECONFIG;
+    }
+    *(size_t *)field = (size_t)v;
+    return 0;
+}
+
+static tp_log_field_t show_int(const setting_t *s, const void *field) {
+    (void)s;
+    return TP_INT(NULL, *(const int *)field);
+}
+
+static tp_log_field_t show_bytes(const setting_t *s, const void *field) {
+    (void)s;
+    return TP_INT(NULL, *(const size_t *)field);
+}
+
+/* ---- booleans and log levels -------------------------------------------------------------- */
+
+static const char *const true_words[] = {"true", "1", "yes", "on"};
+static const char *const false_words[] = {"false", "0", "no", "off"};
+
+static bool is_word(const char *text, const char *const *words, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(text, words[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int parse_bool(const setting_t *s, const char *text, void *field, char *why, size_t whylen) {
+    (void)s;
+    if (is_word(text, true_words, sizeof(true_words) / sizeof(true_words[0]))) {
+        *(bool *)field = true;
+    } else if (is_word(text, false_words, sizeof(false_words) / sizeof(false_words[0]))) {
+        *(bool *)field = false;
+    } else {
+        set_err(why, whylen, "expected true or false (or 1/0, yes/no, on/off)");
+        return TP_ECONFIG;
+    }
+    return 0;
+}
+
+static tp_log_field_t show_bool(const setting_t *s, const void *field) {
+    (void)s;
+    return TP_STR(NULL, *(const bool *)field ? "true" : "false");
+}
+
+/* tp_log_level_parse() is the authority on names; this copy, in tp_log_level_t order,
+ * only turns a level back into text for the log line. */
+static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
+
+static int parse_level(const setting_t *s, const char *text, void *field, char *why,
+                       size_t whylen) {
+    (void)s;
+    char lower[8];
+    size_t n = strlen(text);
+    tp_log_level_t level;
+
+    /* Accept "INFO" as well: people write levels both ways. */
+    if (n < sizeof(lower)) {
+        for (size_t i = 0; i <= n; i++)
+            lower[i] = (char)(text[i] >= 'A' && text[i] <= 'Z' ? text[i] - 'A' + 'a' : text[i]);
+        if (tp_log_level_parse(lower, &level) == 0) {
+            *(tp_log_level_t *)field = level;
+            return 0;
+        }
+    }
+    set_err(why, whylen, "expected one of debug, info, warn, error, off");
+    return TP_ECONFIG;
+}
+
+static tp_log_field_t show_level(const setting_t *s, const void *field) {
+    (void)s;
+    unsigned level = (unsigned)*(const tp_log_level_t *)field;
+    return TP_STR(NULL,
+                  level < sizeof(level_names) / sizeof(level_names[0]) ? level_names[level] : "?");
+}
+
+/* ---- strings ------------------------------------------------------------------------------ */
+
+/* Takes ownership of value (may be NULL) and frees what the slot held. */
+static void replace(char **slot, char *value) {
+    free(*slot);
+    *slot = value;
+}
+
+static int parse_str(const setting_t *s, const char *text, void *field, char *why, size_t whylen) {
+    if (strlen(text) < (size_t)s->min) {
+        set_err(why, whylen, "expected a non-empty value");
+        return TP_ECONFIG;
+    }
+    char *copy = strdup(text);
+    if (!copy) {
+        set_err(why, whylen, "out of memory");
+        return TP_ECONFIG;
+    }
+    replace(field, copy);
+    return 0;
+}
+
+static tp_log_field_t show_str(const setting_t *s, const void *field) {
+    const char *v = *(char *const *)field;
+    if (v && (s->flags & SECRET))
+        v = "***";
+    return TP_STR(NULL, v ? v : "");
+}
+
+/* ---- redis:// URLs ------------------------------------------------------------------------ */
+
+typedef struct {
+    bool tls;
+    char *user, *pass, *host;
+    int port, db;
+} url_t;
+
+/* The last '@' ends the credentials, so that a password with an unencoded '@'
+ * is still split (and redacted) at the right place. */
+static const char *url_at(const char *url) {
+    return strrchr(url, '@');
+}
+
+/* "rediss://user:secret@host" becomes "rediss://user:***@host". Credentials
+ * without a ':' are hidden whole: some clients read "redis://secret@host" as a
+ * password. */
+static void redact_url(const char *url, char *buf, size_t len) {
+    const char *at = url_at(url);
+    if (!at) {
+        snprintf(buf, len, "%s", url);
+        return;
+    }
+    const char *sep = strstr(url, "://");
+    const char *user = sep && sep < at ? sep + 3 : url;
+    const char *colon = memchr(user, ':', (size_t)(at - user));
+    int keep = (int)((colon ? colon : user) - url);
+    snprintf(buf, len, "%.*s%s%s", keep, url, colon ? ":***" : "***", at);
+}
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %XX escapes of src[0..n) into a new string; an empty result is NULL
+ * ("not set"). Returns -1 for a malformed escape or an encoded NUL, which would
+ * silently cut the string short. */
+static int percent_decode(const char *src, size_t n, char **out) {
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    char *dst = malloc(n + 1);
+    if (!dst)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (src[i] != '%') {
+            dst[k++] = src[i];
+            continue;
+        }
+        int hi = i + 2 < n ? hex_value(src[i + 1]) : -1;
+        int lo = i + 2 < n ? hex_value(src[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            free(dst);
+            return -1;
+        }
+        dst[k++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    dst[k] = '\0';
+    *out = dst;
+    return 0;
+}
+
+/* "user:password@" or ":password@" before *rest, if any; advances *rest past it. */
+static int url_credentials(url_t *u, const char **rest, char *why, size_t whylen) {
+    const char *p = *rest;
+    const char *at = url_at(p);
+    if (!at)
+        return 0;
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (!colon) {
+        set_err(why, whylen, "expected user:password@ or :password@ before the host");
+        return TP_ECONFIG;
+    }
+    if (percent_decode(p, (size_t)(colon - p), &u->user) != 0 ||
+        percent_decode(colon + 1, (size_t)(at - colon - 1), &u->pass) != 0) {
+        set_err(why, whylen, "invalid %%XX escape in the user name or password");
+        return TP_ECONFIG;
+    }
+    *rest = at + 1;
+    return 0;
+}
+
+static int url_host(url_t *u, const char **rest, char *why, size_t whylen) {
+    const char *h = *rest;
+    size_t n;
+    if (*h == '[') {
+        h++;
+        n = strspn(h, "0123456789abcdefABCDEF:.");
+        if (n == 0 || h[n] != ']') {
+            set_err(why, whylen, "expected an IPv6 address between [ and ]");
+            return TP_ECONFIG;
+        }
+        *rest = h + n + 1;
+    } else {
+        n = strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._");
+        if (n == 0) {
+            set_err(why, whylen, "expected a host name or address after //");
+            return TP_ECONFIG;
+        }
+        *rest = h + n;
+    }
+    u->host = strndup(h, n);
+    if (!u->host) {
+        set_err(why, whylen, "out of memory");
+        return TP_ECONFIG;
+    }
+    return 0;
+}
+
+/* Reads a number that ends at one of the stop characters (or the end) within the
+ * bounds of setting s, so the URL accepts exactly what REDIS_PORT or
+ * REDIS_DATABASE would. */
+static int url_number(const char **rest, const char *stop, const setting_t *s, int *out) {
+    uint64_t v;
+    const char *end;
+    if (parse_digits(*rest, &v, &end) != 0 || (*end != '\0' && !strchr(stop, *end)) ||
+        v < (uint64_t)s->min || v > (uint64_t)s->max)
+        return -1;
+    *out = (int)v;
+    *rest = end;
+    return 0;
+}
+
+/* ":port" and "/db" after the host, both optional; "/" alone selects no database. */
+static int url_port_db(url_t *u, const char *rest, char *why, size_t whylen) {
+    const setting_t *port = setting_at(FIELD(redis.port));
+    const setting_t *db = setting_at(FIELD(redis.database));
+    if (*rest == ':') {
+        rest++;
+        if (url_number(&rest, "/", port, &u->port) != 0) {
+            set_err(why, whylen, "expected a port from %" PRId64 " to %" PRId64 " after the host",
+                    port->min, port->max);
+            return TP_ECONFIG;
+        }
+    }
+    if (*rest == '/' && rest[1] != '\0') {
+        rest++;
+        if (url_number(&rest, "", db, &u->db) != 0) {
+            set_err(why, whylen,
+                    "expected a database number from %" PRId64 " to %" PRId64 " after the /",
+                    db->min, db->max);
+            return TP_ECONFIG;
+        }
+    } else if (*rest == '/') {
+        rest++;
+    }
+    if (*rest != '\0') {
+        set_err(why, whylen, "expected only [:port][/db] after the host");
+        return TP_ECONFIG;
+    }
+    return 0;
+}
+
+static int url_split(url_t *u, const char *url, char *why, size_t whylen) {
+    const char *rest;
+    if (strncmp(url, "rediss://", 9) == 0) {
+        u->tls = true;
+        rest = url + 9;
+    } else if (strncmp(url, "redis://", 8) == 0) {
+        u->tls = false;
+        rest = url + 8;
+    } else {
+        set_err(why, whylen, "expected a URL starting with redis:// or rediss://");
+        return TP_ECONFIG;
+    }
+    int rc = url_credentials(u, &rest, why, whylen);
+    if (rc == 0)
+        rc = url_host(u, &rest, why, whylen);
+    if (rc == 0)
+        rc = url_port_db(u, rest, why, whylen);
+    return rc;
+}
+
+/* A URL describes the whole connection: what it leaves out (port, database,
+ * credentials) goes back to the defaults of REDIS_PORT and REDIS_DATABASE rather
+ * than keeping an older value. */
+static int parse_url(const setting_t *s, const char *text, void *field, char *why, size_t whylen) {
+    tp_redis_config_t *r = field;
+    const setting_t *port = setting_at(FIELD(redis.port));
+    const setting_t *db = setting_at(FIELD(redis.database));
+    url_t u = {0};
+
+    (void)s;
+    port->parser->parse(port, port->def, &u.port, NULL, 0);
+    db->parser->parse(db, db->def, &u.db, NULL, 0);
+    int rc = url_split(&u, text ? text : "", why, whylen);
+    if (rc != 0) {
+        free(u.user);
+        free(u.pass);
+        free(u.host);
+        return rc;
+    }
+    replace(&r->host, u.host);
+    replace(&r->username, u.user);
+    replace(&r->password, u.pass);
+    r->port = u.port;
+    r->database = u.db;
+    r->tls = u.tls;
+    return 0;
+}
+
+/* ---- the table ---------------------------------------------------------------------------- */
+
+static const parser_t int_parser = {parse_int, show_int, NULL};
+static const parser_t duration_parser = {parse_duration, show_int, NULL};
+static const parser_t bytes_parser = {parse_bytes, show_bytes, NULL};
+static const parser_t bool_parser = {parse_bool, show_bool, NULL};
+static const parser_t level_parser = {parse_level, show_level, NULL};
+static const parser_t str_parser = {parse_str, show_str, NULL};
+static const parser_t url_parser = {parse_url, NULL, redact_url};
+
+static const setting_t settings[] = {
+    {"REDIS_URL", "--redis-url", NULL, &url_parser, FIELD(redis), 0, 0, EARLY,
+     "redis[s]://[[user]:password@]host[:port][/db]; the settings below override it"},
+    {"REDIS_HOST", "--redis-host", "127.0.0.1", &str_parser, FIELD(redis.host), 1, 0, 0,
+     "server host name or IP address"},
+    {"REDIS_PORT", "--redis-port", "6379", &int_parser, FIELD(redis.port), 1, 65535, 0,
+     "server TCP port"},
+    {"REDIS_USERNAME", "--redis-username", NULL, &str_parser, FIELD(redis.username), 1, 0, 0,
+     "ACL user for AUTH (needs REDIS_PASSWORD)"},
+    {"REDIS_PASSWORD", "--redis-password", NULL, &str_parser, FIELD(redis.password), 1, 0, SECRET,
+     "AUTH password (prefer the variable: flags show in ps)"},
+    {"REDIS_DATABASE", "--redis-database", "0", &int_parser, FIELD(redis.database), 0, 1000000, 0,
+     "database number to SELECT"},
+    {"REDIS_POOL_MAX_SIZE", "--redis-pool-max-size", "4", &int_parser, FIELD(redis.pool_size), 1,
+     256, 0, "pipelined connections in the pool"},
+    {"REDIS_CONNECTION_TIMEOUT", "--redis-connection-timeout", "2s", &duration_parser,
+     FIELD(redis.connect_timeout_ms), 1, HOUR_MS, 0, "deadline for TCP + TLS + AUTH + PING"},
+    {"REDIS_COMMAND_TIMEOUT", "--redis-command-timeout", "5s", &duration_parser,
+     FIELD(redis.command_timeout_ms), 1, HOUR_MS, 0, "deadline for the oldest unanswered command"},
+    {"REDIS_MAX_RETRIES", "--redis-max-retries", "10", &int_parser, FIELD(redis.max_retries), 0,
+     1000000, 0, "failed reconnects before Redis is reported down; 0 = never"},
+    {"REDIS_RETRY_DELAY_MS", "--redis-retry-delay-ms", "50ms", &duration_parser,
+     FIELD(redis.retry_delay_ms), 1, HOUR_MS, 0, "first reconnect backoff ceiling"},
+    {"REDIS_RETRY_MAX_DELAY_MS", "--redis-retry-max-delay-ms", "5s", &duration_parser,
+     FIELD(redis.retry_max_delay_ms), 1, HOUR_MS, 0, "reconnect backoff cap"},
+    {"REDIS_MAX_QUEUED_BYTES", "--redis-max-queued-bytes", "64MiB", &bytes_parser,
+     FIELD(redis.max_queued_bytes), 4 * KIB, INT64_MAX, 0,
+     "per-connection limit on unsent + unanswered bytes"},
+    {"REDIS_TLS_ENABLED", "--redis-tls-enabled", "false", &bool_parser, FIELD(redis.tls), 0, 0, 0,
+     "use TLS (a rediss:// URL turns it on)"},
+    {"REDIS_TLS_CERT_PATH", "--redis-tls-cert-path", NULL, &str_parser, FIELD(redis.tls_cert_path),
+     1, 0, TLS_ONLY | READABLE, "client certificate for mutual TLS (PEM)"},
+    {"REDIS_TLS_KEY_PATH", "--redis-tls-key-path", NULL, &str_parser, FIELD(redis.tls_key_path), 1,
+     0, TLS_ONLY | READABLE, "client private key for mutual TLS (PEM)"},
+    {"REDIS_TLS_CA_PATH", "--redis-tls-ca-path", NULL, &str_parser, FIELD(redis.tls_ca_path), 1, 0,
+     TLS_ONLY | READABLE, "CA bundle (PEM); default: the system store"},
+    {"REDIS_TLS_SERVER_NAME", "--redis-tls-server-name", NULL, &str_parser,
+     FIELD(redis.tls_server_name), 1, 0, TLS_ONLY,
+     "name for SNI and the certificate check; default: the host"},
+    {"TP_KEY_PREFIX", "--key-prefix", "tp:", &str_parser, FIELD(redis.key_prefix), 0, 0, 0,
+     "prefix of every key (may be empty)"},
+    {"REDIS_DEFAULT_TTL", "--redis-default-ttl", "0", &int_parser, FIELD(redis.default_ttl_s), 0,
+     INT32_MAX, 0, "key expiry in seconds; 0 = keys do not expire"},
+    {"TP_LOG_LEVEL", "--log-level", "info", &level_parser, FIELD(log_level), 0, 0, 0,
+     "debug, info, warn, error or off"},
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static const setting_t *setting_at(size_t offset) {
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (settings[i].offset == offset && settings[i].parser != &url_parser)
+            return &settings[i];
+    }
+    abort(); /* Only called with offsets of rows that exist. */
+}
+
+/* ---- sources ------------------------------------------------------------------------------ */
+
+/* Parses text into the setting; name is the variable or flag it came from. */
+static int apply(tp_config_t *cfg, const setting_t *s, const char *name, const char *text,
+                 char *err, size_t errlen) {
+    char why[192], redacted[256];
+    const char *shown = text;
+
+    if (s->parser->parse(s, text, field_of(cfg, s), why, sizeof(why)) == 0)
+        return 0;
+    if (s->flags & SECRET) {
+        shown = "***";
+    } else if (s->parser->redact) {
+        s->parser->redact(text, redacted, sizeof(redacted));
+        shown = redacted;
+    }
+    set_err(err, errlen, "%s=%s: %s", name, shown, why);
+    return TP_ECONFIG;
+}
+
+static bool in_pass(const setting_t *s, bool early) {
+    return ((s->flags & EARLY) != 0) == early;
+}
+
+/* An empty variable counts as unset, as it does for most programs, so that
+ * "REDIS_PASSWORD=" in an env file does not fail the start. */
+static int apply_env(tp_config_t *cfg, bool early, char *err, size_t errlen) {
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        const char *v = getenv(s->env);
+        if (!in_pass(s, early) || !v || *v == '\0')
+            continue;
+        int rc = apply(cfg, s, s->env, v, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static const setting_t *find_flag(const char *arg, size_t len) {
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (strlen(settings[i].flag) == len && strncmp(settings[i].flag, arg, len) == 0)
+            return &settings[i];
+    }
+    return NULL;
+}
+
+/* Reads "--flag=value" or "--flag value" at argv[*i] and advances *i past it. The
+ * value of an unknown flag is never echoed: it may be a mistyped password flag's. */
+static int read_flag(int argc, char **argv, int *i, const setting_t **s, const char **value,
+                     char *err, size_t errlen) {
+    const char *arg = argv[(*i)++];
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+        return TP_CONFIG_HELP;
+    if (strncmp(arg, "--", 2) != 0) {
+        set_err(err, errlen, "unexpected argument \"%s\": settings are --flag VALUE (see --help)",
+                arg);
+        return TP_ECONFIG;
+    }
+    const char *eq = strchr(arg, '=');
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    *s = find_flag(arg, len);
+    if (!*s) {
+        set_err(err, errlen, "unknown option %.*s (see --help)", (int)len, arg);
+        return TP_ECONFIG;
+    }
+    if (eq) {
+        *value = eq + 1;
+        return 0;
+    }
+    /* "--a --b" is far more often a forgotten value than a value that starts
+     * with "--"; the latter can still be given as --a=--b. */
+    if (*i >= argc || strncmp(argv[*i], "--", 2) == 0) {
+        set_err(err, errlen, "%s: missing value (write %s VALUE or %s=VALUE)", arg, arg, arg);
+        return TP_ECONFIG;
+    }
+    *value = argv[(*i)++];
+    return 0;
+}
+
+/* Checks the shape of argv before anything is applied, so that --help wins over
+ * any mistake and a bad flag is reported before a bad variable. Only the first
+ * error is kept. */
+static int check_args(int argc, char **argv, char *err, size_t errlen) {
+    int first = 0;
+    for (int i = 1; i < argc;) {
+        const setting_t *s;
+        const char *v;
+        int rc = read_flag(argc, argv, &i, &s, &v, first ? NULL : err, first ? 0 : errlen);
+        if (rc == TP_CONFIG_HELP)
+            return rc;
+        if (rc != 0 && first == 0)
+            first = rc;
+    }
+    return first;
+}
+
+static int apply_args(tp_config_t *cfg, int argc, char **argv, bool early, char *err,
+                      size_t errlen) {
+    for (int i = 1; i < argc;) {
+        const setting_t *s;
+        const char *v;
+        int rc = read_flag(argc, argv, &i, &s, &v, err, errlen);
+        if (rc == 0 && in_pass(s, early))
+            rc = apply(cfg, s, s->flag, v, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- validation --------------------------------------------------------------------------- */
+
+static const char *str_at(const tp_config_t *cfg, const setting_t *s) {
+    return *(char *const *)const_field_of(cfg, s);
+}
+
+/* Why path cannot serve as a TLS file, or NULL when it can. */
+static const char *unusable_file(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || access(path, R_OK) != 0)
+        return strerror(errno);
+    if (S_ISDIR(st.st_mode))
+        return "is a directory, expected a file";
+    return NULL;
+}
+
+static int validate_tls(const tp_config_t *cfg, char *err, size_t errlen) {
+    const setting_t *tls = setting_at(FIELD(redis.tls));
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        if ((s->flags & TLS_ONLY) && str_at(cfg, s) && !cfg->redis.tls) {
+            set_err(err, errlen,
+                    "%s is set but %s is off: set %s=true (or use a rediss:// URL), or unset %s",
+                    s->env, tls->env, tls->env, s->env);
+            return TP_ECONFIG;
+        }
+    }
+    const setting_t *cert = setting_at(FIELD(redis.tls_cert_path));
+    const setting_t *key = setting_at(FIELD(redis.tls_key_path));
+    if (!cfg->redis.tls_cert_path != !cfg->redis.tls_key_path) {
+        const setting_t *set = cfg->redis.tls_cert_path ? cert : key;
+        const setting_t *unset = cfg->redis.tls_cert_path ? key : cert;
+        set_err(err, errlen,
+                "%s is set but %s is not: a client certificate needs its key, set both or neither",
+                set->env, unset->env);
+        return TP_ECONFIG;
+    }
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        const char *path = s->flags & READABLE ? str_at(cfg, s) : NULL;
+        const char *why = path ? unusable_file(path) : NULL;
+        if (why) {
+            set_err(err, errlen, "%s=%s: cannot use it: %s", s->env, path, why);
+            return TP_ECONFIG;
+        }
+    }
+    return 0;
+}
+
+/* Rules that involve more than one setting, checked once every source is applied. */
+static int validate(const tp_config_t *cfg, char *err, size_t errlen) {
+    const tp_redis_config_t *r = &cfg->redis;
+    if (r->username && !r->password) {
+        set_err(err, errlen, "%s is set but %s is not: AUTH with a user name needs its password",
+                setting_at(FIELD(redis.username))->env, setting_at(FIELD(redis.password))->env);
+        return TP_ECONFIG;
+    }
+    if (r->retry_delay_ms > r->retry_max_delay_ms) {
+        set_err(err, errlen,
+                "%s=%dms is greater than %s=%dms: the first delay must not exceed the cap",
+                setting_at(FIELD(redis.retry_delay_ms))->env, r->retry_delay_ms,
+                setting_at(FIELD(redis.retry_max_delay_ms))->env, r->retry_max_delay_ms);
+        return TP_ECONFIG;
+    }
+    return validate_tls(cfg, err, errlen);
+}
+
+/* ---- public API --------------------------------------------------------------------------- */
+
+void tp_config_init(tp_config_t *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        char why[192];
+        if (!s->def)
+            continue;
+        /* The void API has no way to report failure; a default that does not
+         * parse is a bug the unit tests catch, and so is running out of memory
+         * before the process has started. */
+        if (s->parser->parse(s, s->def, field_of(cfg, s), why, sizeof(why)) != 0) {
+            fprintf(stderr, "tickplane: default of %s: %s\n", s->env, why);
+            abort();
+        }
+    }
+}
+
+void tp_config_close(tp_config_t *cfg) {
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (settings[i].parser == &str_parser)
+            replace(field_of(cfg, &settings[i]), NULL);
+    }
+}
+
+int tp_config_load(tp_config_t *cfg, int argc, char **argv, char *err, size_t errlen) {
+    if (err && errlen > 0)
+        err[0] = '\0';
+    int rc = check_args(argc, argv, err, errlen);
+    /* Each source is applied in two passes so that REDIS_URL is split first and
+     * the individual settings of the same source override its parts. */
+    if (rc == 0)
+        rc = apply_env(cfg, true, err, errlen);
+    if (rc == 0)
+        rc = apply_env(cfg, false, err, errlen);
+    if (rc == 0)
+        rc = apply_args(cfg, argc, argv, true, err, errlen);
+    if (rc == 0)
+        rc = apply_args(cfg, argc, argv, false, err, errlen);
+    if (rc == 0)
+        rc = validate(cfg, err, errlen);
+    return rc;
+}
+
+int tp_config_parse_url(tp_redis_config_t *cfg, const char *url, char *err, size_t errlen) {
+    char why[192], redacted[256];
+    int rc = parse_url(NULL, url, cfg, why, sizeof(why));
+    if (rc != 0) {
+        redact_url(url ? url : "", redacted, sizeof(redacted));
+        set_err(err, errlen, "invalid Redis URL %s: %s", redacted, why);
+    }
+    return rc;
+}
+
+void tp_config_usage(FILE *out, const char *progname) {
+    int wflag = (int)strlen("-h, --help"), wenv = (int)strlen("VARIABLE");
+    int wdef = (int)strlen("DEFAULT");
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        int n = (int)strlen(s->flag);
+        wflag = n > wflag ? n : wflag;
+        n = (int)strlen(s->env);
+        wenv = n > wenv ? n : wenv;
+        n = s->def ? (int)strlen(s->def) : 0;
+        wdef = n > wdef ? n : wdef;
+    }
+    fprintf(out, "Usage: %s [--FLAG VALUE | --FLAG=VALUE]...\n\n",
+            progname ? progname : "tickplane");
+    fprintf(out, "Each setting comes from its environment variable; its flag overrides it.\n\n");
+    fprintf(out, "  %-*s  %-*s  %-*s  %s\n", wflag, "FLAG", wenv, "VARIABLE", wdef, "DEFAULT",
+            "DESCRIPTION");
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        fprintf(out, "  %-*s  %-*s  %-*s  %s\n", wflag, s->flag, wenv, s->env, wdef,
+                s->def ? s->def : "-", s->help);
+    }
+    fprintf(out, "  %-*s  %-*s  %-*s  %s\n", wflag, "-h, --help", wenv, "", wdef, "",
+            "print this help and exit");
+}
+
+void tp_config_log(const tp_config_t *cfg) {
+    tp_log_field_t fields[NSETTINGS];
+    char keys[NSETTINGS][40];
+    unsigned n = 0;
+
+    /* TP_LOG takes a fixed list of fields; these come from the table, so the
+     * same level test is made here and tp__log() is given the array. */
+    if (TP_LOG_INFO < tp_log_level)
+        return;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        if (!s->parser->show)
+            continue;
+        size_t k = 0;
+        for (; s->env[k] && k < sizeof(keys[n]) - 1; k++)
+            keys[n][k] =
+                (char)(s->env[k] >= 'A' && s->env[k] <= 'Z' ? s->env[k] - 'A' + 'a' : s->env[k]);
+        keys[n][k] = '\0';
+        fields[n] = s->parser->show(s, const_field_of(cfg, s));
+        fields[n].key = keys[n];
+        n++;
+    }
+    tp__log(TP_LOG_INFO, "configuration", fields, n);
+}

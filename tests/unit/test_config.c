@@ -1,0 +1,779 @@
+/* Unit tests of the configuration module: defaults, every source, every class of
+ * bad value and the whole-config validation. Criterion runs each test in its own
+ * process, so setenv() does not leak between tests. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "tp/config.h"
+#include "tp/error.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const all_vars[] = {
+    "REDIS_URL",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_USERNAME",
+    "REDIS_PASSWORD",
+    "REDIS_DATABASE",
+    "REDIS_POOL_MAX_SIZE",
+    "REDIS_CONNECTION_TIMEOUT",
+    "REDIS_COMMAND_TIMEOUT",
+    "REDIS_MAX_RETRIES",
+    "REDIS_RETRY_DELAY_MS",
+    "REDIS_RETRY_MAX_DELAY_MS",
+    "REDIS_MAX_QUEUED_BYTES",
+    "REDIS_TLS_ENABLED",
+    "REDIS_TLS_CERT_PATH",
+    "REDIS_TLS_KEY_PATH",
+    "REDIS_TLS_CA_PATH",
+    "REDIS_TLS_SERVER_NAME",
+    "TP_KEY_PREFIX",
+    "REDIS_DEFAULT_TTL",
+    "TP_LOG_LEVEL",
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The runner's own environment (a developer's shell, CI) must not change results. */
+static void clean_env(void) {
+    for (size_t i = 0; i < COUNT(all_vars); i++)
+        unsetenv(all_vars[i]);
+}
+
+TestSuite(config, .init = clean_env);
+
+static tp_config_t cfg;
+static char err[512];
+
+/* Loads the environment plus the given flags (NULL-terminated) into cfg. */
+static int load_args(const char *const *flags) {
+    char *argv[32] = {"tickplane"};
+    int argc = 1;
+    for (; flags && flags[argc - 1]; argc++)
+        argv[argc] = (char *)flags[argc - 1];
+    tp_config_init(&cfg);
+    memset(err, 'x', sizeof(err)); /* Proves that err is always written. */
+    return tp_config_load(&cfg, argc, argv, err, sizeof(err));
+}
+
+#define LOAD(...) load_args((const char *const[]){__VA_ARGS__, NULL})
+
+static int load_env(void) {
+    return load_args(NULL);
+}
+
+/* A temporary readable file for the TLS path settings; the caller frees the path. */
+static char *temp_file(void) {
+    char *path = strdup("/tmp/test_config_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "pem\n", 4), 4);
+    close(fd);
+    return path;
+}
+
+static void assert_err_has(const char *a, const char *b) {
+    cr_assert(strstr(err, a), "expected \"%s\" in: %s", a, err);
+    if (b)
+        cr_assert(strstr(err, b), "expected \"%s\" in: %s", b, err);
+}
+
+/* ---- defaults and sources ----------------------------------------------------------------- */
+
+Test(config, defaults) {
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_str_eq(err, "");
+    const tp_redis_config_t *r = &cfg.redis;
+    cr_assert_str_eq(r->host, "127.0.0.1");
+    cr_assert_eq(r->port, 6379);
+    cr_assert_null(r->username);
+    cr_assert_null(r->password);
+    cr_assert_eq(r->database, 0);
+    cr_assert_eq(r->pool_size, 4);
+    cr_assert_eq(r->connect_timeout_ms, 2000);
+    cr_assert_eq(r->command_timeout_ms, 5000);
+    cr_assert_eq(r->max_retries, 10);
+    cr_assert_eq(r->retry_delay_ms, 50);
+    cr_assert_eq(r->retry_max_delay_ms, 5000);
+    cr_assert_eq(r->max_queued_bytes, (size_t)64 << 20);
+    cr_assert_not(r->tls);
+    cr_assert_null(r->tls_cert_path);
+    cr_assert_null(r->tls_key_path);
+    cr_assert_null(r->tls_ca_path);
+    cr_assert_null(r->tls_server_name);
+    cr_assert_str_eq(r->key_prefix, "tp:");
+    cr_assert_eq(r->default_ttl_s, 0);
+    cr_assert_eq(cfg.log_level, TP_LOG_INFO);
+    tp_config_close(&cfg);
+    tp_config_close(&cfg); /* Safe twice: the strings were reset to NULL. */
+}
+
+Test(config, every_env_var_applied) {
+    char *cert = temp_file(), *key = temp_file(), *ca = temp_file();
+    setenv("REDIS_HOST", "redis.internal", 1);
+    setenv("REDIS_PORT", "6380", 1);
+    setenv("REDIS_USERNAME", "trader", 1);
+    setenv("REDIS_PASSWORD", "s3cret", 1);
+    setenv("REDIS_DATABASE", "7", 1);
+    setenv("REDIS_POOL_MAX_SIZE", "16", 1);
+    setenv("REDIS_CONNECTION_TIMEOUT", "1500", 1);
+    setenv("REDIS_COMMAND_TIMEOUT", "250ms", 1);
+    setenv("REDIS_MAX_RETRIES", "0", 1);
+    setenv("REDIS_RETRY_DELAY_MS", "100", 1);
+    setenv("REDIS_RETRY_MAX_DELAY_MS", "10s", 1);
+    setenv("REDIS_MAX_QUEUED_BYTES", "1MiB", 1);
+    setenv("REDIS_TLS_ENABLED", "TRUE", 1);
+    setenv("REDIS_TLS_CERT_PATH", cert, 1);
+    setenv("REDIS_TLS_KEY_PATH", key, 1);
+    setenv("REDIS_TLS_CA_PATH", ca, 1);
+    setenv("REDIS_TLS_SERVER_NAME", "redis.example.com", 1);
+    setenv("TP_KEY_PREFIX", "prod:", 1);
+    setenv("REDIS_DEFAULT_TTL", "86400", 1);
+    setenv("TP_LOG_LEVEL", "debug", 1);
+
+    cr_assert_eq(load_env(), 0, "%s", err);
+    const tp_redis_config_t *r = &cfg.redis;
+    cr_assert_str_eq(r->host, "redis.internal");
+    cr_assert_eq(r->port, 6380);
+    cr_assert_str_eq(r->username, "trader");
+    cr_assert_str_eq(r->password, "s3cret");
+    cr_assert_eq(r->database, 7);
+    cr_assert_eq(r->pool_size, 16);
+    cr_assert_eq(r->connect_timeout_ms, 1500);
+    cr_assert_eq(r->command_timeout_ms, 250);
+    cr_assert_eq(r->max_retries, 0);
+    cr_assert_eq(r->retry_delay_ms, 100);
+    cr_assert_eq(r->retry_max_delay_ms, 10000);
+    cr_assert_eq(r->max_queued_bytes, (size_t)1 << 20);
+    cr_assert(r->tls);
+    cr_assert_str_eq(r->tls_cert_path, cert);
+    cr_assert_str_eq(r->tls_key_path, key);
+    cr_assert_str_eq(r->tls_ca_path, ca);
+    cr_assert_str_eq(r->tls_server_name, "redis.example.com");
+    cr_assert_str_eq(r->key_prefix, "prod:");
+    cr_assert_eq(r->default_ttl_s, 86400);
+    cr_assert_eq(cfg.log_level, TP_LOG_DEBUG);
+    tp_config_close(&cfg);
+    unlink(cert);
+    unlink(key);
+    unlink(ca);
+    free(cert);
+    free(key);
+    free(ca);
+}
+
+Test(config, empty_env_var_is_unset) {
+    setenv("REDIS_PORT", "", 1);
+    setenv("TP_KEY_PREFIX", "", 1);
+    setenv("REDIS_PASSWORD", "", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_eq(cfg.redis.port, 6379);
+    cr_assert_str_eq(cfg.redis.key_prefix, "tp:");
+    cr_assert_null(cfg.redis.password);
+    tp_config_close(&cfg);
+}
+
+Test(config, flag_overrides_env) {
+    setenv("REDIS_PORT", "6380", 1);
+    setenv("REDIS_HOST", "from-env", 1);
+    cr_assert_eq(LOAD("--redis-port", "6381"), 0, "%s", err);
+    cr_assert_eq(cfg.redis.port, 6381);
+    cr_assert_str_eq(cfg.redis.host, "from-env");
+    tp_config_close(&cfg);
+}
+
+Test(config, flag_forms) {
+    cr_assert_eq(LOAD("--redis-port=6390", "--redis-host", "h1", "--log-level=warn",
+                      "--redis-pool-max-size", "8"),
+                 0, "%s", err);
+    cr_assert_eq(cfg.redis.port, 6390);
+    cr_assert_str_eq(cfg.redis.host, "h1");
+    cr_assert_eq(cfg.log_level, TP_LOG_WARN);
+    cr_assert_eq(cfg.redis.pool_size, 8);
+    tp_config_close(&cfg);
+}
+
+Test(config, later_flag_wins_and_strings_are_replaced) {
+    cr_assert_eq(
+        LOAD("--redis-host=a", "--redis-host=b", "--redis-password", "p1", "--redis-password=p2"),
+        0, "%s", err);
+    cr_assert_str_eq(cfg.redis.host, "b");
+    cr_assert_str_eq(cfg.redis.password, "p2");
+    tp_config_close(&cfg);
+}
+
+Test(config, key_prefix_may_be_empty_from_flag) {
+    setenv("TP_KEY_PREFIX", "env:", 1);
+    cr_assert_eq(LOAD("--key-prefix="), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.key_prefix, "");
+    tp_config_close(&cfg);
+}
+
+Test(config, value_may_contain_equals_sign) {
+    cr_assert_eq(LOAD("--redis-password=a=b"), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.password, "a=b");
+    tp_config_close(&cfg);
+}
+
+/* ---- value formats ------------------------------------------------------------------------ */
+
+Test(config, byte_size_suffixes) {
+    static const struct {
+        const char *text;
+        size_t bytes;
+    } cases[] = {
+        {"4096", 4096},          {"65536", 65536},          {"64k", 64 << 10},
+        {"64K", 64 << 10},       {"64KiB", 64 << 10},       {"2m", 2 << 20},
+        {"2M", 2 << 20},         {"2MiB", 2 << 20},         {"1g", (size_t)1 << 30},
+        {"1G", (size_t)1 << 30}, {"3GiB", (size_t)3 << 30}, {"4k", 4096},
+    };
+    for (size_t i = 0; i < COUNT(cases); i++) {
+        setenv("REDIS_MAX_QUEUED_BYTES", cases[i].text, 1);
+        cr_assert_eq(load_env(), 0, "%s: %s", cases[i].text, err);
+        cr_assert_eq(cfg.redis.max_queued_bytes, cases[i].bytes, "%s", cases[i].text);
+        tp_config_close(&cfg);
+    }
+}
+
+Test(config, duration_suffixes) {
+    static const struct {
+        const char *text;
+        int ms;
+    } cases[] = {
+        {"1", 1},     {"500", 500},       {"500ms", 500},
+        {"2s", 2000}, {"3600s", 3600000}, {"3600000", 3600000},
+    };
+    static const char *const vars[] = {"REDIS_CONNECTION_TIMEOUT", "REDIS_COMMAND_TIMEOUT",
+                                       "REDIS_RETRY_DELAY_MS"};
+    /* The cap goes up first so that any first delay is valid. */
+    setenv("REDIS_RETRY_MAX_DELAY_MS", "1h", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG, "1h is not a documented unit");
+    tp_config_close(&cfg);
+    setenv("REDIS_RETRY_MAX_DELAY_MS", "3600s", 1);
+    for (size_t v = 0; v < COUNT(vars); v++) {
+        for (size_t i = 0; i < COUNT(cases); i++) {
+            setenv(vars[v], cases[i].text, 1);
+            cr_assert_eq(load_env(), 0, "%s=%s: %s", vars[v], cases[i].text, err);
+            int got = v == 0   ? cfg.redis.connect_timeout_ms
+                      : v == 1 ? cfg.redis.command_timeout_ms
+                               : cfg.redis.retry_delay_ms;
+            cr_assert_eq(got, cases[i].ms, "%s=%s", vars[v], cases[i].text);
+            tp_config_close(&cfg);
+        }
+        unsetenv(vars[v]);
+    }
+    setenv("REDIS_RETRY_MAX_DELAY_MS", "750ms", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_eq(cfg.redis.retry_max_delay_ms, 750);
+    tp_config_close(&cfg);
+}
+
+Test(config, boolean_words) {
+    static const char *const yes[] = {"true", "TRUE", "1", "yes", "Yes", "on", "ON"};
+    static const char *const no[] = {"false", "False", "0", "no", "NO", "off", "Off"};
+    for (size_t i = 0; i < COUNT(yes); i++) {
+        setenv("REDIS_TLS_ENABLED", yes[i], 1);
+        cr_assert_eq(load_env(), 0, "%s", err);
+        cr_assert(cfg.redis.tls, "%s", yes[i]);
+        tp_config_close(&cfg);
+    }
+    for (size_t i = 0; i < COUNT(no); i++) {
+        cr_assert_eq(LOAD("--redis-tls-enabled", no[i]), 0, "%s", err);
+        cr_assert_not(cfg.redis.tls, "%s", no[i]);
+        tp_config_close(&cfg);
+    }
+}
+
+Test(config, log_levels) {
+    static const char *const names[] = {"debug", "info", "WARN", "Error", "off"};
+    for (size_t i = 0; i < COUNT(names); i++) {
+        setenv("TP_LOG_LEVEL", names[i], 1);
+        cr_assert_eq(load_env(), 0, "%s", err);
+        cr_assert_eq(cfg.log_level, (tp_log_level_t)i, "%s", names[i]);
+        tp_config_close(&cfg);
+    }
+}
+
+Test(config, bounds_are_inclusive) {
+    cr_assert_eq(LOAD("--redis-port=65535", "--redis-database=1000000", "--redis-pool-max-size=256",
+                      "--redis-max-retries=1000000", "--redis-default-ttl=2147483647"),
+                 0, "%s", err);
+    cr_assert_eq(cfg.redis.port, 65535);
+    cr_assert_eq(cfg.redis.database, 1000000);
+    cr_assert_eq(cfg.redis.pool_size, 256);
+    cr_assert_eq(cfg.redis.max_retries, 1000000);
+    cr_assert_eq(cfg.redis.default_ttl_s, 2147483647);
+    tp_config_close(&cfg);
+    cr_assert_eq(LOAD("--redis-port=1", "--redis-pool-max-size=1"), 0, "%s", err);
+    cr_assert_eq(cfg.redis.port, 1);
+    cr_assert_eq(cfg.redis.pool_size, 1);
+    tp_config_close(&cfg);
+}
+
+/* ---- bad values --------------------------------------------------------------------------- */
+
+static const struct {
+    const char *var, *flag, *value;
+} bad_values[] = {
+    {"REDIS_PORT", "--redis-port", "abc"},
+    {"REDIS_PORT", "--redis-port", "0"},
+    {"REDIS_PORT", "--redis-port", "65536"},
+    {"REDIS_PORT", "--redis-port", "-1"},
+    {"REDIS_PORT", "--redis-port", " 80"},
+    {"REDIS_PORT", "--redis-port", "0x50"},
+    {"REDIS_PORT", "--redis-port", "99999999999999999999999"},
+    {"REDIS_DATABASE", "--redis-database", "1000001"},
+    {"REDIS_DATABASE", "--redis-database", "1.5"},
+    {"REDIS_POOL_MAX_SIZE", "--redis-pool-max-size", "0"},
+    {"REDIS_POOL_MAX_SIZE", "--redis-pool-max-size", "257"},
+    {"REDIS_MAX_RETRIES", "--redis-max-retries", "1000001"},
+    {"REDIS_DEFAULT_TTL", "--redis-default-ttl", "2147483648"},
+    {"REDIS_CONNECTION_TIMEOUT", "--redis-connection-timeout", "0"},
+    {"REDIS_CONNECTION_TIMEOUT", "--redis-connection-timeout", "3600001"},
+    {"REDIS_CONNECTION_TIMEOUT", "--redis-connection-timeout", "3601s"},
+    {"REDIS_COMMAND_TIMEOUT", "--redis-command-timeout", "5m"},
+    {"REDIS_COMMAND_TIMEOUT", "--redis-command-timeout", "1.5s"},
+    {"REDIS_COMMAND_TIMEOUT", "--redis-command-timeout", "ms"},
+    {"REDIS_RETRY_DELAY_MS", "--redis-retry-delay-ms", "0ms"},
+    {"REDIS_RETRY_MAX_DELAY_MS", "--redis-retry-max-delay-ms", "2h"},
+    {"REDIS_MAX_QUEUED_BYTES", "--redis-max-queued-bytes", "4095"},
+    {"REDIS_MAX_QUEUED_BYTES", "--redis-max-queued-bytes", "10X"},
+    {"REDIS_MAX_QUEUED_BYTES", "--redis-max-queued-bytes", "1kb"},
+    {"REDIS_MAX_QUEUED_BYTES", "--redis-max-queued-bytes", "99999999999999G"},
+    {"REDIS_TLS_ENABLED", "--redis-tls-enabled", "maybe"},
+    {"TP_LOG_LEVEL", "--log-level", "verbose"},
+    {"TP_LOG_LEVEL", "--log-level", "debugging"},
+    {"REDIS_URL", "--redis-url", "http://localhost"},
+};
+
+Test(config, bad_env_values_name_variable_and_value) {
+    for (size_t i = 0; i < COUNT(bad_values); i++) {
+        clean_env();
+        setenv(bad_values[i].var, bad_values[i].value, 1);
+        cr_assert_eq(load_env(), TP_ECONFIG, "%s=%s accepted", bad_values[i].var,
+                     bad_values[i].value);
+        char want[128];
+        snprintf(want, sizeof(want), "%s=%s: expected ", bad_values[i].var, bad_values[i].value);
+        assert_err_has(want, NULL);
+        tp_config_close(&cfg);
+    }
+}
+
+Test(config, bad_flag_values_name_flag_and_value) {
+    for (size_t i = 0; i < COUNT(bad_values); i++) {
+        char arg[128], want[160];
+        snprintf(arg, sizeof(arg), "%s=%s", bad_values[i].flag, bad_values[i].value);
+        snprintf(want, sizeof(want), "%s: expected ", arg);
+        cr_assert_eq(LOAD(arg), TP_ECONFIG, "%s accepted", arg);
+        assert_err_has(want, NULL);
+        tp_config_close(&cfg);
+        /* The separate-value form reports the same way. */
+        cr_assert_eq(LOAD(bad_values[i].flag, bad_values[i].value), TP_ECONFIG);
+        assert_err_has(want, NULL);
+        tp_config_close(&cfg);
+    }
+}
+
+Test(config, message_says_what_is_expected) {
+    setenv("REDIS_PORT", "abc", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    cr_assert_str_eq(err, "REDIS_PORT=abc: expected an integer from 1 to 65535");
+    tp_config_close(&cfg);
+}
+
+Test(config, empty_flag_value_for_required_string) {
+    cr_assert_eq(LOAD("--redis-host="), TP_ECONFIG);
+    assert_err_has("--redis-host=: expected a non-empty value", NULL);
+    tp_config_close(&cfg);
+}
+
+Test(config, unknown_flag) {
+    cr_assert_eq(LOAD("--redis-prot", "6380"), TP_ECONFIG);
+    assert_err_has("unknown option --redis-prot", NULL);
+    tp_config_close(&cfg);
+}
+
+Test(config, unknown_flag_never_echoes_its_value) {
+    cr_assert_eq(LOAD("--redis-pasword=hunter2"), TP_ECONFIG);
+    assert_err_has("--redis-pasword", NULL);
+    cr_assert_null(strstr(err, "hunter2"), "%s", err);
+    tp_config_close(&cfg);
+}
+
+Test(config, flag_missing_value) {
+    cr_assert_eq(LOAD("--redis-port"), TP_ECONFIG);
+    assert_err_has("--redis-port", "missing value");
+    tp_config_close(&cfg);
+    /* The next flag is not taken as the value. */
+    cr_assert_eq(LOAD("--redis-host", "--redis-port=1"), TP_ECONFIG);
+    assert_err_has("--redis-host", "missing value");
+    tp_config_close(&cfg);
+}
+
+Test(config, positional_argument) {
+    cr_assert_eq(LOAD("localhost"), TP_ECONFIG);
+    assert_err_has("unexpected argument", "localhost");
+    tp_config_close(&cfg);
+}
+
+Test(config, help) {
+    cr_assert_eq(LOAD("--help"), TP_CONFIG_HELP);
+    tp_config_close(&cfg);
+    cr_assert_eq(LOAD("-h"), TP_CONFIG_HELP);
+    tp_config_close(&cfg);
+    /* Help wins over mistakes in flags and in the environment. */
+    setenv("REDIS_PORT", "abc", 1);
+    cr_assert_eq(LOAD("--bogus", "--redis-port=0", "--help"), TP_CONFIG_HELP);
+    tp_config_close(&cfg);
+}
+
+Test(config, flag_errors_come_before_env_errors) {
+    setenv("REDIS_PORT", "abc", 1);
+    cr_assert_eq(LOAD("--bogus"), TP_ECONFIG);
+    assert_err_has("--bogus", NULL);
+    tp_config_close(&cfg);
+}
+
+/* ---- secrets ------------------------------------------------------------------------------ */
+
+Test(config, secret_never_in_error) {
+    cr_assert_eq(LOAD("--redis-password="), TP_ECONFIG);
+    assert_err_has("--redis-password=***", NULL);
+    tp_config_close(&cfg);
+
+    setenv("REDIS_URL", "rediss://bob:hunter2@redis.example.com:99999", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("REDIS_URL=rediss://bob:***@redis.example.com:99999", "port");
+    cr_assert_null(strstr(err, "hunter2"), "%s", err);
+    tp_config_close(&cfg);
+
+    /* Credentials without ':' may be a password: hidden whole. */
+    setenv("REDIS_URL", "redis://hunter2@host", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("REDIS_URL=redis://***@host", NULL);
+    cr_assert_null(strstr(err, "hunter2"), "%s", err);
+    tp_config_close(&cfg);
+
+    /* An unencoded '@' in the password still hides all of it. */
+    unsetenv("REDIS_URL");
+    cr_assert_eq(LOAD("--redis-url=redis://:hun@ter2@host:0"), TP_ECONFIG);
+    assert_err_has("--redis-url=redis://:***@host:0", NULL);
+    cr_assert_null(strstr(err, "hun"), "%s", err);
+    cr_assert_null(strstr(err, "ter2"), "%s", err);
+    tp_config_close(&cfg);
+
+    /* A bad escape in the password is reported without the password. */
+    cr_assert_eq(LOAD("--redis-url=redis://:hunter2%zz@host"), TP_ECONFIG);
+    assert_err_has("escape", NULL);
+    cr_assert_null(strstr(err, "hunter2"), "%s", err);
+    tp_config_close(&cfg);
+}
+
+/* Reads what tp_config_log() wrote to stderr. */
+static char *capture_log(const tp_config_t *c) {
+    char path[] = "/tmp/test_config_log_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_not_null(freopen(path, "w", stderr));
+    tp_config_log(c);
+    fflush(stderr);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    static char line[8192];
+    size_t n = fread(line, 1, sizeof(line) - 1, f);
+    line[n] = '\0';
+    fclose(f);
+    unlink(path);
+    return line;
+}
+
+Test(config, log_redacts_secrets) {
+    setenv("REDIS_PASSWORD", "hunter2", 1);
+    setenv("REDIS_USERNAME", "bob", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    char *line = capture_log(&cfg);
+    cr_assert(strstr(line, "\"msg\":\"configuration\""), "%s", line);
+    cr_assert(strstr(line, "\"redis_password\":\"***\""), "%s", line);
+    cr_assert(strstr(line, "\"redis_username\":\"bob\""), "%s", line);
+    cr_assert(strstr(line, "\"redis_port\":6379"), "%s", line);
+    cr_assert(strstr(line, "\"redis_max_queued_bytes\":67108864"), "%s", line);
+    cr_assert(strstr(line, "\"redis_tls_enabled\":\"false\""), "%s", line);
+    cr_assert(strstr(line, "\"tp_key_prefix\":\"tp:\""), "%s", line);
+    cr_assert(strstr(line, "\"tp_log_level\":\"info\""), "%s", line);
+    cr_assert_null(strstr(line, "hunter2"), "%s", line);
+    tp_config_close(&cfg);
+}
+
+Test(config, usage_lists_every_setting) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_not_null(out);
+    tp_config_usage(out, "tickplane");
+    fclose(out);
+    cr_assert(strstr(text, "Usage: tickplane"), "%s", text);
+    cr_assert(strstr(text, "--help"), "%s", text);
+    cr_assert(strstr(text, "--redis-port"), "%s", text);
+    cr_assert(strstr(text, "--key-prefix"), "%s", text);
+    cr_assert(strstr(text, "--log-level"), "%s", text);
+    cr_assert(strstr(text, "127.0.0.1"), "%s", text);
+    cr_assert(strstr(text, "64MiB"), "%s", text);
+    for (size_t i = 0; i < COUNT(all_vars); i++)
+        cr_assert(strstr(text, all_vars[i]), "%s missing from usage", all_vars[i]);
+    free(text);
+}
+
+/* ---- REDIS_URL ---------------------------------------------------------------------------- */
+
+Test(config, url_plain) {
+    setenv("REDIS_URL", "redis://cache.internal", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.host, "cache.internal");
+    cr_assert_eq(cfg.redis.port, 6379);
+    cr_assert_eq(cfg.redis.database, 0);
+    cr_assert_null(cfg.redis.username);
+    cr_assert_null(cfg.redis.password);
+    cr_assert_not(cfg.redis.tls);
+    tp_config_close(&cfg);
+}
+
+Test(config, url_rediss_with_user_password_port_db) {
+    setenv("REDIS_URL", "rediss://trader:s3cret@redis.example.com:6380/5", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.host, "redis.example.com");
+    cr_assert_eq(cfg.redis.port, 6380);
+    cr_assert_eq(cfg.redis.database, 5);
+    cr_assert_str_eq(cfg.redis.username, "trader");
+    cr_assert_str_eq(cfg.redis.password, "s3cret");
+    cr_assert(cfg.redis.tls);
+    tp_config_close(&cfg);
+}
+
+Test(config, url_password_only) {
+    setenv("REDIS_URL", "redis://:s3cret@10.0.0.5:7000", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.host, "10.0.0.5");
+    cr_assert_eq(cfg.redis.port, 7000);
+    cr_assert_null(cfg.redis.username);
+    cr_assert_str_eq(cfg.redis.password, "s3cret");
+    tp_config_close(&cfg);
+}
+
+Test(config, url_ipv6) {
+    setenv("REDIS_URL", "redis://[::1]:6390/2", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.host, "::1");
+    cr_assert_eq(cfg.redis.port, 6390);
+    cr_assert_eq(cfg.redis.database, 2);
+    tp_config_close(&cfg);
+
+    setenv("REDIS_URL", "rediss://[2001:db8::7]", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.host, "2001:db8::7");
+    cr_assert_eq(cfg.redis.port, 6379);
+    tp_config_close(&cfg);
+}
+
+Test(config, url_percent_decoding) {
+    setenv("REDIS_URL", "redis://us%40er:p%3As%2Fs%25w%40rd@host/", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.username, "us@er");
+    cr_assert_str_eq(cfg.redis.password, "p:s/s%w@rd");
+    cr_assert_str_eq(cfg.redis.host, "host");
+    cr_assert_eq(cfg.redis.database, 0);
+    tp_config_close(&cfg);
+}
+
+Test(config, url_parts_overridden_by_variables) {
+    setenv("REDIS_URL", "rediss://trader:s3cret@url-host:6380/5", 1);
+    setenv("REDIS_HOST", "env-host", 1);
+    setenv("REDIS_PASSWORD", "other", 1);
+    setenv("REDIS_TLS_ENABLED", "false", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.host, "env-host");
+    cr_assert_eq(cfg.redis.port, 6380);
+    cr_assert_str_eq(cfg.redis.password, "other");
+    cr_assert_str_eq(cfg.redis.username, "trader");
+    cr_assert_eq(cfg.redis.database, 5);
+    cr_assert_not(cfg.redis.tls);
+    tp_config_close(&cfg);
+}
+
+Test(config, url_flag_overrides_env_and_yields_to_flags) {
+    setenv("REDIS_HOST", "env-host", 1);
+    setenv("REDIS_PORT", "7001", 1);
+    cr_assert_eq(LOAD("--redis-port=7002", "--redis-url", "redis://flag-host:7003"), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.host, "flag-host");
+    cr_assert_eq(cfg.redis.port, 7002);
+    tp_config_close(&cfg);
+}
+
+Test(config, bad_urls) {
+    static const struct {
+        const char *url, *why;
+    } cases[] = {
+        {"http://host", "redis://"},
+        {"redis:/host", "redis://"},
+        {"host:6379", "redis://"},
+        {"redis://", "host"},
+        {"redis://:6379", "host"},
+        {"redis://host:", "port"},
+        {"redis://host:0", "port"},
+        {"redis://host:65536", "port"},
+        {"redis://host:abc", "port"},
+        {"redis://host:63x9/1", "port"},
+        {"redis://host/x", "database"},
+        {"redis://host/1000001", "database"},
+        {"redis://host/1/2", "database"},
+        {"redis://host/-1", "database"},
+        {"redis://host?db=1", "after the host"},
+        {"redis://ho st", "after the host"},
+        {"redis://[::1", "IPv6"},
+        {"redis://[]:6379", "IPv6"},
+        {"redis://[zz]", "IPv6"},
+        {"redis://user@host", "password"},
+        {"redis://us%4:pw@host", "escape"},
+        {"redis://user:pw%00@host", "escape"},
+    };
+    for (size_t i = 0; i < COUNT(cases); i++) {
+        setenv("REDIS_URL", cases[i].url, 1);
+        cr_assert_eq(load_env(), TP_ECONFIG, "%s accepted", cases[i].url);
+        assert_err_has("REDIS_URL=", cases[i].why);
+        tp_config_close(&cfg);
+    }
+}
+
+Test(config, parse_url_directly) {
+    tp_redis_config_t r = {0};
+    cr_assert_eq(tp_config_parse_url(&r, "rediss://u:p@h:1/2", err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(r.host, "h");
+    cr_assert_eq(r.port, 1);
+    cr_assert_eq(r.database, 2);
+    cr_assert(r.tls);
+    /* A second URL replaces every part, including the credentials. */
+    cr_assert_eq(tp_config_parse_url(&r, "redis://h2", err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(r.host, "h2");
+    cr_assert_eq(r.port, 6379);
+    cr_assert_eq(r.database, 0);
+    cr_assert_null(r.username);
+    cr_assert_null(r.password);
+    cr_assert_not(r.tls);
+    /* A failure leaves the config as it was. */
+    cr_assert_eq(tp_config_parse_url(&r, "rediss://user:hunter2@h3:99999", err, sizeof(err)),
+                 TP_ECONFIG);
+    assert_err_has("invalid Redis URL rediss://user:***@h3:99999", "port");
+    cr_assert_null(strstr(err, "hunter2"), "%s", err);
+    cr_assert_str_eq(r.host, "h2");
+    cr_assert_eq(tp_config_parse_url(&r, NULL, err, sizeof(err)), TP_ECONFIG);
+    free(r.host);
+}
+
+Test(config, small_error_buffer_is_terminated) {
+    char small[8];
+    tp_redis_config_t r = {0};
+    cr_assert_eq(tp_config_parse_url(&r, "ftp://x", small, sizeof(small)), TP_ECONFIG);
+    cr_assert_eq(strlen(small), sizeof(small) - 1);
+    cr_assert_eq(tp_config_parse_url(&r, "ftp://x", NULL, 0), TP_ECONFIG);
+}
+
+/* ---- whole-config validation -------------------------------------------------------------- */
+
+Test(config, cert_without_key) {
+    char *cert = temp_file();
+    setenv("REDIS_TLS_ENABLED", "1", 1);
+    setenv("REDIS_TLS_CERT_PATH", cert, 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("REDIS_TLS_CERT_PATH", "REDIS_TLS_KEY_PATH");
+    tp_config_close(&cfg);
+    unlink(cert);
+    free(cert);
+}
+
+Test(config, key_without_cert) {
+    char *key = temp_file();
+    cr_assert_eq(LOAD("--redis-tls-enabled=on", "--redis-tls-key-path", key), TP_ECONFIG);
+    assert_err_has("REDIS_TLS_KEY_PATH is set but REDIS_TLS_CERT_PATH is not", NULL);
+    tp_config_close(&cfg);
+    unlink(key);
+    free(key);
+}
+
+Test(config, retry_delay_above_cap) {
+    setenv("REDIS_RETRY_DELAY_MS", "2s", 1);
+    setenv("REDIS_RETRY_MAX_DELAY_MS", "1s", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("REDIS_RETRY_DELAY_MS=2000ms", "REDIS_RETRY_MAX_DELAY_MS=1000ms");
+    tp_config_close(&cfg);
+    /* Equal is fine: there is then no growth, but nothing contradicts. */
+    setenv("REDIS_RETRY_DELAY_MS", "1s", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    tp_config_close(&cfg);
+}
+
+Test(config, tls_settings_need_tls) {
+    static const char *const vars[] = {"REDIS_TLS_CERT_PATH", "REDIS_TLS_KEY_PATH",
+                                       "REDIS_TLS_CA_PATH", "REDIS_TLS_SERVER_NAME"};
+    for (size_t i = 0; i < COUNT(vars); i++) {
+        clean_env();
+        setenv(vars[i], "/etc/hostname", 1);
+        cr_assert_eq(load_env(), TP_ECONFIG, "%s accepted without TLS", vars[i]);
+        assert_err_has(vars[i], "REDIS_TLS_ENABLED is off");
+        tp_config_close(&cfg);
+    }
+}
+
+Test(config, rediss_url_turns_tls_on_for_ca) {
+    char *ca = temp_file();
+    setenv("REDIS_URL", "rediss://host", 1);
+    setenv("REDIS_TLS_CA_PATH", ca, 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert(cfg.redis.tls);
+    tp_config_close(&cfg);
+    unlink(ca);
+    free(ca);
+}
+
+Test(config, tls_path_missing) {
+    setenv("REDIS_TLS_ENABLED", "yes", 1);
+    setenv("REDIS_TLS_CA_PATH", "/nonexistent/ca.pem", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("REDIS_TLS_CA_PATH=/nonexistent/ca.pem", "No such file");
+    tp_config_close(&cfg);
+}
+
+Test(config, tls_path_is_directory) {
+    setenv("REDIS_TLS_ENABLED", "yes", 1);
+    setenv("REDIS_TLS_CA_PATH", "/tmp", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("REDIS_TLS_CA_PATH=/tmp", "directory");
+    tp_config_close(&cfg);
+}
+
+Test(config, tls_path_unreadable) {
+    if (geteuid() == 0)
+        cr_skip_test("root can read any file");
+    char *key = temp_file(), *cert = temp_file();
+    chmod(key, 0);
+    setenv("REDIS_TLS_ENABLED", "yes", 1);
+    setenv("REDIS_TLS_CERT_PATH", cert, 1);
+    setenv("REDIS_TLS_KEY_PATH", key, 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("REDIS_TLS_KEY_PATH=", key);
+    tp_config_close(&cfg);
+    unlink(key);
+    unlink(cert);
+    free(key);
+    free(cert);
+}
+
+Test(config, username_needs_password) {
+    setenv("REDIS_USERNAME", "bob", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("REDIS_USERNAME", "REDIS_PASSWORD");
+    tp_config_close(&cfg);
+}
