@@ -248,6 +248,10 @@ static void conn_broken(tp_conn_t *c, int code) {
            TP_STR("code", tp_err_name(code)), TP_STR("error", c->errstr));
 
     sock_detach(c);
+    if ((code == TP_ETLS || code == TP_ETLS_VERIFY) && c->tls_session) {
+        SSL_SESSION_free(c->tls_session);
+        c->tls_session = NULL;
+    }
     c->state = TP_CONN_WAITING;
     /* Everything unanswered is sent again, in order, on the next connection. */
     c->sent_bytes = 0;
@@ -439,10 +443,6 @@ static void on_plain(tp_conn_t *c, tp__sock_t *s, const char *p, size_t n) {
     }
 }
 
-static void on_tls_ready(tp_conn_t *c) {
-    send_handshake(c);
-}
-
 static void on_cipher(tp_conn_t *c, tp__sock_t *s, const char *p, size_t n) {
     s->tls.in = p;
     s->tls.in_len = n;
@@ -452,14 +452,18 @@ static void on_cipher(tp_conn_t *c, tp__sock_t *s, const char *p, size_t n) {
             conn_broken(c, r);
             return;
         }
+        /* Done: AUTH/PING join the last handshake flight in one write, so a
+         * server that rejects us (no client certificate) answers with its
+         * alert before any later write of ours could hit the reset. */
+        if (r == 0)
+            send_handshake(c);
+        if (c->sock != s)
+            return;
         if (sock_flush(s) < 0) {
             conn_broken(c, TP_EIO);
             return;
         }
         if (r == 1)
-            return;
-        on_tls_ready(c);
-        if (c->sock != s)
             return;
     }
     for (;;) {

@@ -172,6 +172,10 @@ int tp__tls_start(tp__tls_t *t, SSL_CTX *ctx, const char *server_name, tp_buf_t 
 void tp__tls_stop(tp__tls_t *t) {
     if (t->ssl) {
         SSL_set_app_data(t->ssl, NULL);
+        /* A socket dropped without close_notify would make OpenSSL mark the
+         * session unresumable; the connection drops its session itself when
+         * TLS was what failed. */
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(t->ssl);
     }
     t->ssl = NULL;

@@ -1,0 +1,98 @@
+#include "pool_env.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_str(char **field, const char *value) {
+    free(*field);
+    *field = value ? strdup(value) : NULL;
+}
+
+void tp_test_env_config(tp_test_env_t *env, tp_test_redis_t *srv) {
+    char path[512];
+    tp_redis_config_t *rc = &env->cfg.redis;
+    env->srv = srv;
+    tp_config_init(&env->cfg);
+    set_str(&rc->host, "127.0.0.1");
+    rc->port = srv->port;
+    rc->connect_timeout_ms = 2000;
+    rc->command_timeout_ms = 5000;
+    rc->retry_delay_ms = 20;
+    rc->retry_max_delay_ms = 200;
+    rc->max_retries = 0;
+    rc->tls = srv->tls;
+    if (srv->tls) {
+        set_str(&rc->tls_ca_path, tp_test_cert("ca.crt", path, sizeof(path)));
+        set_str(&rc->tls_server_name, "localhost");
+    }
+    if (srv->opts.tls_auth_clients) {
+        set_str(&rc->tls_cert_path, tp_test_cert("client.crt", path, sizeof(path)));
+        set_str(&rc->tls_key_path, tp_test_cert("client.key", path, sizeof(path)));
+    }
+    if (srv->opts.acl_user) {
+        set_str(&rc->username, srv->opts.acl_user);
+        set_str(&rc->password, srv->opts.acl_pass);
+    } else if (srv->opts.requirepass) {
+        set_str(&rc->password, srv->opts.requirepass);
+    }
+}
+
+static bool pool_ready(void *pool) {
+    return tp_pool_is_ready(pool);
+}
+
+int tp_test_env_open(tp_test_env_t *env, int timeout_ms) {
+    uv_loop_init(&env->loop);
+    int rc = tp_pool_init(&env->pool, &env->loop, &env->cfg.redis);
+    if (rc != 0)
+        return rc;
+    return tp_test_run_until(&env->loop, pool_ready, &env->pool, timeout_ms) ? 0 : -1;
+}
+
+static void on_pool_closed(tp_pool_t *pool) {
+    ((tp_test_env_t *)pool->data)->closed = true;
+}
+
+void tp_test_env_close(tp_test_env_t *env) {
+    if (env->pool.conns) {
+        env->pool.data = env;
+        tp_pool_close(&env->pool, on_pool_closed);
+        tp_test_run_until(&env->loop, tp_test_flag_set, &env->closed, 10000);
+    }
+    uv_run(&env->loop, UV_RUN_NOWAIT);
+    uv_loop_close(&env->loop);
+    tp_config_close(&env->cfg);
+}
+
+void tp_test_on_reply(void *result, int status, const tp_reply_t *reply) {
+    tp_test_result_t *r = result;
+    r->done = true;
+    r->status = status;
+    if (reply == NULL)
+        return;
+    r->type = reply->type;
+    r->integer = reply->integer;
+    r->len = reply->len;
+    r->elements = reply->elements;
+    if (reply->str) {
+        size_t n = reply->len < sizeof(r->str) - 1 ? reply->len : sizeof(r->str) - 1;
+        memcpy(r->str, reply->str, n);
+        r->str[n] = '\0';
+    }
+}
+
+tp_test_result_t tp_test_command(tp_test_env_t *env, const char *arg, ...) {
+    const char *argv[64];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a && argc < 64; a = va_arg(ap, const char *))
+        argv[argc++] = a;
+    va_end(ap);
+    tp_test_result_t r = {0};
+    r.status = tp_pool_command(&env->pool, tp_test_on_reply, &r, argc, argv, NULL);
+    if (r.status == 0)
+        tp_test_run_until(&env->loop, tp_test_flag_set, &r.done, 5000);
+    return r;
+}

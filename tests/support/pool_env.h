@@ -1,0 +1,51 @@
+/* A Redis pool talking to a fixture redis-server, for integration tests:
+ * the loop, the configuration pointing at the server (TLS files included) and
+ * helpers to issue a command and wait for its reply. */
+#ifndef TP_TEST_POOL_ENV_H
+#define TP_TEST_POOL_ENV_H
+
+#include "redis_server.h"
+#include "test_loop.h"
+#include "tp/config.h"
+#include "tp/pool.h"
+
+typedef struct {
+    uv_loop_t loop;
+    tp_config_t cfg;
+    tp_pool_t pool;
+    tp_test_redis_t *srv;
+    bool closed;
+} tp_test_env_t;
+
+/* What a completion saw, copied out of the reply. */
+typedef struct {
+    bool done;
+    int status;
+    tp_reply_type_t type;
+    long long integer;
+    size_t len;
+    size_t elements;
+    char str[512];
+} tp_test_result_t;
+
+/* Fills env->cfg for srv: host, port, TLS with ca.crt (+ client cert when the
+ * server requires one), ACL user or password; short timeouts for tests. */
+void tp_test_env_config(tp_test_env_t *env, tp_test_redis_t *srv);
+
+/* Starts the pool on env->cfg; returns 0 once every connection is ready
+ * within timeout_ms, else the pool's status (the pool stays open). */
+int tp_test_env_open(tp_test_env_t *env, int timeout_ms);
+
+/* Closes the pool, runs the loop until everything has closed, closes the loop. */
+void tp_test_env_close(tp_test_env_t *env);
+
+/* tp_cmd_cb that copies into a tp_test_result_t. */
+void tp_test_on_reply(void *result, int status, const tp_reply_t *reply);
+
+/* Issues argv (NULL-terminated) through the pool and waits up to 5 s for the
+ * reply; returns the result (done false on a timeout or a refused command,
+ * whose code is in status). */
+tp_test_result_t tp_test_command(tp_test_env_t *env, const char *arg, ...)
+    __attribute__((sentinel));
+
+#endif
