@@ -355,7 +355,11 @@ static void become_ready(tp_conn_t *c) {
     tp_pool_stats_t *st = &c->pool->stats;
     uv_timer_stop(&c->timer);
     c->state = TP_CONN_READY;
-    c->failures = 0;
+    /* With commands to replay, the attempt counts as a success only once one
+     * of them is answered: a server that breaks the connection on every
+     * replay must end in "down", not in an endless loop. */
+    if (c->fifo.count == 0)
+        c->failures = 0;
     c->down = false;
     if (c->ever_ready) {
         st->reconnects++;
@@ -416,6 +420,7 @@ static void dispatch(tp_conn_t *c, const tp_reply_t *r) {
         conn_fail(c, TP_EPROTOCOL, "Redis sent a reply nobody asked for");
         return;
     }
+    c->failures = 0;
     tp__pending_t p = take_oldest(c);
     complete(c, p, r->type == TP_REPLY_ERROR ? TP_EREPLY : 0, r);
     on_notify_writable(c);

@@ -1,1 +1,162 @@
+/* The pool as a whole: per-key order across connections, hash-slot routing,
+ * and one write per connection per loop iteration. */
+#include "pool_env.h"
+#include "tp/error.h"
+
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static tp_test_redis_t srv;
+static tp_test_env_t env;
+
+static void setup(void) {
+    cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
+    tp_test_env_config(&env, &srv);
+    env.cfg.redis.pool_size = 4;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+}
+
+static void teardown(void) {
+    tp_test_env_close(&env);
+    tp_test_redis_stop(&srv);
+}
+
+TestSuite(pool, .init = setup, .fini = teardown);
+
+enum { KEYS = 64, PER_KEY = 500 };
+
+typedef struct {
+    long long expect_len[KEYS]; /* RPUSH returns the list length: 1, 2, 3... */
+    int out_of_order;
+    int answered;
+} order_t;
+
+typedef struct {
+    order_t *order;
+    int key;
+} push_t;
+
+static void on_push(void *data, int status, const tp_reply_t *r) {
+    push_t *p = data;
+    order_t *o = p->order;
+    if (status != 0 || r->integer != ++o->expect_len[p->key])
+        o->out_of_order++;
+    o->answered++;
+}
+
+static bool all_pushed(void *o) {
+    return ((order_t *)o)->answered == KEYS * PER_KEY;
+}
+
+/* Commands for one key, interleaved with other keys' commands over four
+ * connections, are applied and answered in the order they were issued. */
+Test(pool, per_key_order_across_connections) {
+    static order_t order;
+    static push_t ctx[KEYS];
+    char key[32], val[32];
+    for (int i = 0; i < PER_KEY; i++) {
+        for (int k = 0; k < KEYS; k++) {
+            ctx[k] = (push_t){&order, k};
+            snprintf(key, sizeof(key), "list:%d", k);
+            snprintf(val, sizeof(val), "%d", i);
+            const char *argv[] = {"RPUSH", key, val};
+            cr_assert_eq(tp_pool_command(&env.pool, on_push, &ctx[k], 3, argv, NULL), 0);
+        }
+        if (i % 50 == 0)
+            uv_run(&env.loop, UV_RUN_NOWAIT); /* spread the work over iterations */
+    }
+    cr_assert(tp_test_run_until(&env.loop, all_pushed, &order, 20000));
+    cr_assert_eq(order.out_of_order, 0);
+
+    /* Redis's own view: every list holds 0..PER_KEY-1 in order. */
+    char out[8192], expect[8192];
+    size_t n = 0;
+    for (int i = 0; i < PER_KEY; i++)
+        n += (size_t)snprintf(expect + n, sizeof(expect) - n, "%s%d", i ? "\n" : "", i);
+    for (int k = 0; k < KEYS; k += 9) {
+        snprintf(key, sizeof(key), "list:%d", k);
+        tp_test_redis_cli(&srv, out, sizeof(out), "LRANGE", key, "0", "-1", NULL);
+        cr_assert_str_eq(out, expect, "list %d out of order", k);
+    }
+}
+
+/* Keys sharing a {tag} share a connection; distinct keys use them all. */
+Test(pool, hash_tag_routing) {
+    tp_conn_t *a = tp_pool_conn_for_key(&env.pool, "tp:{ACC1}:ord:1", 15);
+    cr_assert_eq(tp_pool_conn_for_key(&env.pool, "tp:{ACC1}:open", 14), a);
+    cr_assert_eq(tp_pool_conn_for_key(&env.pool, "tp:{ACC1}:pf", 12), a);
+    bool used[4] = {false};
+    char key[32];
+    for (int i = 0; i < 100; i++) {
+        int n = snprintf(key, sizeof(key), "tp:px:{SYM%d}", i);
+        tp_conn_t *c = tp_pool_conn_for_key(&env.pool, key, (size_t)n);
+        for (int j = 0; j < 4; j++)
+            used[j] |= env.pool.conns[j] == c;
+    }
+    cr_assert(used[0] && used[1] && used[2] && used[3]);
+}
+
+typedef struct {
+    int answered;
+} count_t;
+
+static void on_count(void *data, int status, const tp_reply_t *r) {
+    (void)r;
+    ((count_t *)data)->answered += status == 0;
+}
+
+static bool thousand(void *c) {
+    return ((count_t *)c)->answered == 1000;
+}
+
+/* A burst issued in one iteration goes out as at most one write per
+ * connection in that iteration. */
+Test(pool, one_write_per_connection_per_iteration) {
+    count_t count = {0};
+    char key[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        const char *argv[] = {"SET", key, "v"};
+        cr_assert_eq(tp_pool_command(&env.pool, on_count, &count, 3, argv, NULL), 0);
+    }
+    uint64_t before = env.pool.stats.writes;
+    uv_run(&env.loop, UV_RUN_NOWAIT);
+    cr_assert_leq(env.pool.stats.writes - before, 4);
+    cr_assert_geq(env.pool.stats.writes - before, 1);
+    cr_assert(tp_test_run_until(&env.loop, thousand, &count, 5000));
+}
+
+/* MULTI/EXEC issued on the connection of a tag run as one transaction. */
+Test(pool, multi_exec_on_tag_connection) {
+    tp_conn_t *c = tp_pool_conn_for_key(&env.pool, "{A1}", 4);
+    const char *multi[] = {"MULTI"};
+    const char *hset[] = {"HSET", "{A1}:ord:7", "status", "New"};
+    const char *sadd[] = {"SADD", "{A1}:open", "7"};
+    const char *exec[] = {"EXEC"};
+    tp_test_result_t r = {0};
+    cr_assert_eq(tp_conn_command(c, NULL, NULL, 1, multi, NULL), 0);
+    cr_assert_eq(tp_conn_command(c, NULL, NULL, 4, hset, NULL), 0);
+    cr_assert_eq(tp_conn_command(c, NULL, NULL, 3, sadd, NULL), 0);
+    cr_assert_eq(tp_conn_command(c, tp_test_on_reply, &r, 1, exec, NULL), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &r.done, 5000));
+    cr_assert_eq(r.type, TP_REPLY_ARRAY);
+    cr_assert_eq(r.elements, 2);
+    char out[64];
+    tp_test_redis_cli(&srv, out, sizeof(out), "SMEMBERS", "{A1}:open", NULL);
+    cr_assert_str_eq(out, "7");
+}
+
+/* Closing fails what is still queued with TP_ECLOSED and refuses new work. */
+Test(pool, close_completes_pending) {
+    tp_test_result_t r = {0};
+    const char *argv[] = {"PING"};
+    cr_assert_eq(tp_pool_command(&env.pool, tp_test_on_reply, &r, 1, argv, NULL), 0);
+    env.pool.data = &env;
+    tp_pool_close(&env.pool, NULL);
+    cr_assert(r.done);
+    cr_assert_eq(r.status, TP_ECLOSED);
+    cr_assert_eq(tp_pool_command(&env.pool, NULL, NULL, 1, argv, NULL), TP_ECLOSED);
+    tp_test_run_for(&env.loop, 100);
+}
