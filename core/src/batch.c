@@ -14,7 +14,7 @@ typedef struct batch_s batch_t;
 typedef struct {
     batch_t *batch;
     int conn;
-    bool queued;
+    int queued; /* commands queued for this part (MSET + EXPIREs) */
 } part_t;
 
 struct batch_s {
@@ -55,6 +55,8 @@ static batch_t *batch_new(tp_pool_t *p, size_t n, const char *const *keys, bool 
         batch_free(b);
         return NULL;
     }
+    for (size_t i = 0; values && i < n; i++)
+        b->items[i] = &b->values[i];
     for (size_t i = 0; i < n; i++)
         b->conn_of[i] = tp__pool_conn_for_prefixed(p, keys[i])->id;
     return b;
@@ -110,6 +112,26 @@ static void on_mset_part(void *data, int status, const tp_reply_t *r) {
     batch_part_done(part->batch, status);
 }
 
+/* With REDIS_DEFAULT_TTL, an EXPIRE for each key MSET wrote on connection ci. */
+static int expire_part(tp_pool_t *p, batch_t *b, int ci, const char *const *keys) {
+    tp_conn_t *c = p->conns[ci];
+    for (size_t i = 0; i < b->n && p->cfg->default_ttl_s > 0; i++) {
+        if (b->conn_of[i] != ci)
+            continue;
+        int rc = tp__conn_begin(c, 3);
+        if (rc != 0)
+            return rc;
+        tp__conn_arg(c, "EXPIRE", 6);
+        tp__conn_key(c, keys[i], strlen(keys[i]));
+        tp__conn_arg_ll(c, p->cfg->default_ttl_s);
+        rc = tp__conn_end(c, NULL, NULL);
+        if (rc != 0)
+            return rc;
+        b->parts[ci].queued++;
+    }
+    return 0;
+}
+
 /* Queues one command per connection: "<name> k1 [v1] k2 [v2] ...", all parts
  * or none. */
 static int batch_send(tp_pool_t *p, batch_t *b, const char *name, const char *const *keys,
@@ -137,10 +159,12 @@ static int batch_send(tp_pool_t *p, batch_t *b, const char *name, const char *co
         rc = tp__conn_end(c, part_cb, &b->parts[ci]);
         b->parts[ci].queued = rc == 0;
         b->parts_left += rc == 0;
+        if (rc == 0 && values)
+            rc = expire_part(p, b, ci, keys);
     }
     if (rc != 0)
         for (int ci = 0; ci < p->size; ci++)
-            if (b->parts[ci].queued)
+            while (b->parts[ci].queued-- > 0)
                 tp__conn_cancel_last(p->conns[ci]);
     return rc;
 }

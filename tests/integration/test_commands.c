@@ -467,9 +467,8 @@ Test(commands, mset_many_keys) {
 }
 
 /* MGET over 4 connections returns the values in the order of the keys, NIL for a missing one.
- * KNOWN BUG (core/src/batch.c): the merged array's element pointers are never set, see report. */
-Test(commands, mget_many_keys_in_order,
-     .description = "KNOWN BUG core/src/batch.c: tp_mget array elements uninitialised") {
+ * Regression: the merged array's element pointers were never set. */
+Test(commands, mget_many_keys_in_order) {
     make_keys();
     await(tp_mset(&env.pool, NKEYS, keys, vals, vlens, tp_test_on_reply, fresh()));
     EXPECT_OK_STATUS(res);
@@ -527,9 +526,8 @@ static void on_scan(void *data, int status, const tp_reply_t *keys_r, bool done)
     }
 }
 
-/* SCAN with COUNT 10 over 1000 prefixed keys: several batches, every key seen (full names), no
- * key outside the prefix, then exactly one final "done" call with a NULL reply. */
-Test(commands, scan_visits_every_key) {
+/* Writes "tpt:s:0".."tpt:s:999" through the pool, plus two keys outside the prefix. */
+static void make_scan_keys(void) {
     static char names[NSCAN][16];
     static const char *snames[NSCAN];
     for (int i = 0; i < NSCAN; i++) {
@@ -541,16 +539,38 @@ Test(commands, scan_visits_every_key) {
     CLI("SET", "other:s:1", "x");
     CLI("SET", "tp:s:2", "x");
     cr_assert_str_eq(CLI("DBSIZE"), "1002");
+}
 
+static void expect_scan_finished(const scan_seen_t *s) {
+    cr_assert_eq(s->status, 0, "%s", tp_err_name(s->status));
+    cr_assert_eq(s->dones, 1);
+    cr_assert(s->done_reply_null);
+    cr_assert_eq(s->foreign, 0);
+}
+
+/* SCAN with COUNT 10 over 1000 prefixed keys: several batches, every key seen (full names), no
+ * key outside the prefix, then exactly one final "done" call with a NULL reply. */
+Test(commands, scan_visits_every_key) {
+    make_scan_keys();
     static scan_seen_t s;
     await_flag(tp_scan(&env.pool, NULL, 10, on_scan, &s), &s.done);
-    cr_assert_eq(s.status, 0, "%s", tp_err_name(s.status));
-    cr_assert_eq(s.dones, 1);
-    cr_assert(s.done_reply_null);
+    expect_scan_finished(&s);
     cr_assert_gt(s.batches, 1, "%d batches", s.batches);
-    cr_assert_eq(s.foreign, 0);
     for (int i = 0; i < NSCAN; i++)
         cr_assert(s.seen[i], "key s:%d never seen", i);
+}
+
+/* A SCAN pattern is matched under the prefix: "s:1*" finds s:1, s:10..19, s:100..199 only. */
+Test(commands, scan_pattern_under_prefix) {
+    make_scan_keys();
+    static scan_seen_t s;
+    await_flag(tp_scan(&env.pool, "s:1*", 10, on_scan, &s), &s.done);
+    expect_scan_finished(&s);
+    for (int i = 0; i < NSCAN; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "%d", i);
+        cr_assert_eq(s.seen[i], name[0] == '1', "key s:%d seen: %d", i, s.seen[i]);
+    }
 }
 
 /* ---- default TTL ---------------------------------------------------------------------------- */
@@ -608,9 +628,8 @@ Test(default_ttl, setex_keeps_own_ttl) {
 }
 
 /* commands.h: "every key a helper writes expires" -- MSET included.
- * KNOWN BUG (core/src/batch.c): tp_mset never queues the EXPIRE, see report. */
-Test(default_ttl, mset_keys_expire,
-     .description = "KNOWN BUG core/src/batch.c: tp_mset ignores REDIS_DEFAULT_TTL") {
+ * Regression: tp_mset never queued the EXPIRE. */
+Test(default_ttl, mset_keys_expire) {
     const char *k[] = {"a", "b", "c", "d"};
     await(tp_mset(&env.pool, 4, k, k, NULL, tp_test_on_reply, fresh()));
     EXPECT_OK_STATUS(res);
