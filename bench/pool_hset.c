@@ -154,7 +154,8 @@ int main(int argc, char **argv) {
     tp_log_level = TP_LOG_WARN;
     if (tp_config_load(&cfg, 1, argv, err, sizeof(err)) != 0 || b.seconds <= 0 || b.target <= 0 ||
         b.batch <= 0 || b.batch > b.target || b.keys <= 0) {
-        fprintf(stderr, "pool_hset: %s\nusage: pool_hset [seconds] [outstanding] [batch] [keys]\n", err);
+        fprintf(stderr, "pool_hset: %s\nusage: pool_hset [seconds] [outstanding] [batch] [keys]\n",
+                err);
         return 2;
     }
     uv_loop_t *loop = uv_default_loop();

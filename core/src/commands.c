@@ -1,5 +1,5 @@
-#include "conn.h"
 #include "tp/commands.h"
+#include "conn.h"
 #include "tp/error.h"
 
 #include <stdio.h>

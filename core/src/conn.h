@@ -78,7 +78,7 @@ struct tp_conn_s {
 
     redisReader *reader;
     tp__arena_t arena;
-    int hs_pending;   /* handshake replies still expected */
+    int hs_pending; /* handshake replies still expected */
     uint8_t hs_steps[3];
     int hs_next;
 

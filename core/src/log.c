@@ -63,8 +63,9 @@ void tp__log(tp_log_level_t level, const char *msg, const tp_log_field_t *fields
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     size_t k = strftime(stamp, sizeof(stamp), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
-    k += (size_t)snprintf(stamp + k, sizeof(stamp) - k, ".%06ldZ\",\"level\":\"%s\",\"msg\":",
-                          ts.tv_nsec / 1000, level_names[level]);
+    k += (size_t)snprintf(stamp + k, sizeof(stamp) - k,
+                          ".%06ldZ\",\"level\":\"%s\",\"msg\":", ts.tv_nsec / 1000,
+                          level_names[level]);
     put(&l, stamp, k);
     put_escaped(&l, msg);
     for (unsigned i = 0; i < n; i++) {

@@ -192,10 +192,10 @@ static int tls_result(tp__tls_t *t, int ret, const char *what, char *err, size_t
     }
     long verify = SSL_get_verify_result(t->ssl);
     if (verify != X509_V_OK) {
-        const char *hint = verify == X509_V_ERR_HOSTNAME_MISMATCH ||
-                                   verify == X509_V_ERR_IP_ADDRESS_MISMATCH
-                               ? "check REDIS_TLS_SERVER_NAME or the server certificate's names"
-                               : "check REDIS_TLS_CA_PATH and the server certificate";
+        const char *hint =
+            verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH
+                ? "check REDIS_TLS_SERVER_NAME or the server certificate's names"
+                : "check REDIS_TLS_CA_PATH and the server certificate";
         snprintf(err, errlen, "TLS certificate verification failed: %s (%s)",
                  X509_verify_cert_error_string(verify), hint);
         ERR_clear_error();

@@ -24,7 +24,7 @@ typedef struct {
     SSL *ssl;
     const char *in; /* ciphertext lent by the read callback */
     size_t in_len;
-    tp_buf_t *out;          /* where ciphertext goes: the socket's wire buffer */
+    tp_buf_t *out;         /* where ciphertext goes: the socket's wire buffer */
     SSL_SESSION **session; /* the connection's saved session, for resumption */
 } tp__tls_t;
 

@@ -19,25 +19,25 @@
 /* Everything a Redis connection pool needs. Strings are owned by the config and
  * freed by tp_config_close(); NULL means "not set". */
 typedef struct {
-    char *host;               /* REDIS_HOST */
-    int port;                 /* REDIS_PORT */
-    char *username;           /* REDIS_USERNAME: ACL user; NULL for legacy AUTH */
-    char *password;           /* REDIS_PASSWORD: NULL for no AUTH */
-    int database;             /* REDIS_DATABASE: SELECTed after AUTH when non-zero */
-    int pool_size;            /* REDIS_POOL_MAX_SIZE: pipelined connections */
-    int connect_timeout_ms;   /* REDIS_CONNECTION_TIMEOUT: TCP + TLS + AUTH + PING */
-    int command_timeout_ms;   /* REDIS_COMMAND_TIMEOUT: oldest unanswered command */
-    int max_retries;          /* REDIS_MAX_RETRIES: failed reconnects before "down"; 0 never */
-    int retry_delay_ms;       /* REDIS_RETRY_DELAY_MS: first backoff ceiling */
-    int retry_max_delay_ms;   /* REDIS_RETRY_MAX_DELAY_MS: backoff cap */
-    size_t max_queued_bytes;  /* REDIS_MAX_QUEUED_BYTES: per connection, unacked + unsent */
-    bool tls;                 /* REDIS_TLS_ENABLED (rediss:// sets it) */
-    char *tls_cert_path;      /* REDIS_TLS_CERT_PATH: client certificate (mTLS) */
-    char *tls_key_path;       /* REDIS_TLS_KEY_PATH: client key (mTLS) */
-    char *tls_ca_path;        /* REDIS_TLS_CA_PATH: CA bundle; NULL for the system store */
-    char *tls_server_name;    /* REDIS_TLS_SERVER_NAME: SNI + hostname check; NULL = host */
-    char *key_prefix;         /* TP_KEY_PREFIX: prepended by the typed command helpers */
-    int default_ttl_s;        /* REDIS_DEFAULT_TTL: seconds; 0 = keys do not expire */
+    char *host;              /* REDIS_HOST */
+    int port;                /* REDIS_PORT */
+    char *username;          /* REDIS_USERNAME: ACL user; NULL for legacy AUTH */
+    char *password;          /* REDIS_PASSWORD: NULL for no AUTH */
+    int database;            /* REDIS_DATABASE: SELECTed after AUTH when non-zero */
+    int pool_size;           /* REDIS_POOL_MAX_SIZE: pipelined connections */
+    int connect_timeout_ms;  /* REDIS_CONNECTION_TIMEOUT: TCP + TLS + AUTH + PING */
+    int command_timeout_ms;  /* REDIS_COMMAND_TIMEOUT: oldest unanswered command */
+    int max_retries;         /* REDIS_MAX_RETRIES: failed reconnects before "down"; 0 never */
+    int retry_delay_ms;      /* REDIS_RETRY_DELAY_MS: first backoff ceiling */
+    int retry_max_delay_ms;  /* REDIS_RETRY_MAX_DELAY_MS: backoff cap */
+    size_t max_queued_bytes; /* REDIS_MAX_QUEUED_BYTES: per connection, unacked + unsent */
+    bool tls;                /* REDIS_TLS_ENABLED (rediss:// sets it) */
+    char *tls_cert_path;     /* REDIS_TLS_CERT_PATH: client certificate (mTLS) */
+    char *tls_key_path;      /* REDIS_TLS_KEY_PATH: client key (mTLS) */
+    char *tls_ca_path;       /* REDIS_TLS_CA_PATH: CA bundle; NULL for the system store */
+    char *tls_server_name;   /* REDIS_TLS_SERVER_NAME: SNI + hostname check; NULL = host */
+    char *key_prefix;        /* TP_KEY_PREFIX: prepended by the typed command helpers */
+    int default_ttl_s;       /* REDIS_DEFAULT_TTL: seconds; 0 = keys do not expire */
 } tp_redis_config_t;
 
 typedef struct {

@@ -16,8 +16,8 @@
 typedef struct tp_sub_s tp_sub_t;
 
 /* channel is the full name (prefix included); pattern is NULL for SUBSCRIBE. */
-typedef void (*tp_sub_msg_cb)(void *data, const char *pattern, const char *channel,
-                              size_t chlen, const char *msg, size_t len);
+typedef void (*tp_sub_msg_cb)(void *data, const char *pattern, const char *channel, size_t chlen,
+                              const char *msg, size_t len);
 typedef void (*tp_sub_cb)(tp_sub_t *sub);
 
 typedef struct {
