@@ -11,13 +11,11 @@ static tp_test_redis_t srv;
 static tp_test_env_t env;
 
 static void start(const tp_test_redis_opts_t *opts) {
-    cr_assert_eq(tp_test_redis_start(&srv, opts), 0);
-    tp_test_env_config(&env, &srv);
+    cr_assert_eq(tp_test_env_start(&env, &srv, opts), 0);
 }
 
 static void teardown(void) {
-    tp_test_env_close(&env);
-    tp_test_redis_stop(&srv);
+    tp_test_env_stop(&env);
 }
 
 static void start_plain(void) {
@@ -187,9 +185,7 @@ Test(conn, select_database) {
 Test(conn, select_invalid_database) {
     start(NULL);
     env.cfg.redis.database = 999;
-    env.cfg.redis.max_retries = 1;
-    cr_assert_neq(tp_test_env_open(&env, 500), 0);
-    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &env.pool.down, 5000));
+    cr_assert(tp_test_env_open_fails(&env));
     cr_assert(strstr(env.pool.errstr, "REDIS_DATABASE") != NULL, "%s", env.pool.errstr);
 }
 
@@ -210,20 +206,13 @@ Test(conn, password_only_login) {
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
 }
 
-static void open_expecting_down(void) {
-    env.cfg.redis.max_retries = 1;
-    cr_assert_neq(tp_test_env_open(&env, 300), 0);
-    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &env.pool.down, 5000));
-}
-
 /* A wrong password is refused with Redis's reason and the settings to check,
  * and the password itself never appears in the message. */
 Test(conn, wrong_password_refused) {
     tp_test_redis_opts_t o = {.acl_user = "trader", .acl_pass = "right"};
     start(&o);
-    free(env.cfg.redis.password);
-    env.cfg.redis.password = strdup("wrong-secret");
-    open_expecting_down();
+    tp_test_set_str(&env.cfg.redis.password, "wrong-secret");
+    cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
     cr_assert(strstr(env.pool.errstr, "WRONGPASS") != NULL, "%s", env.pool.errstr);
     cr_assert(strstr(env.pool.errstr, "REDIS_PASSWORD") != NULL, "%s", env.pool.errstr);
     cr_assert(strstr(env.pool.errstr, "wrong-secret") == NULL);
@@ -233,9 +222,8 @@ Test(conn, wrong_password_refused) {
 Test(conn, missing_password_refused) {
     tp_test_redis_opts_t o = {.requirepass = "hunter2"};
     start(&o);
-    free(env.cfg.redis.password);
-    env.cfg.redis.password = NULL;
-    open_expecting_down();
+    tp_test_set_str(&env.cfg.redis.password, NULL);
+    cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
     cr_assert(strstr(env.pool.errstr, "NOAUTH") != NULL, "%s", env.pool.errstr);
 }
 

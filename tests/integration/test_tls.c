@@ -12,25 +12,11 @@ static tp_test_redis_t srv;
 static tp_test_env_t env;
 
 static void start(const tp_test_redis_opts_t *opts) {
-    cr_assert_eq(tp_test_redis_start(&srv, opts), 0);
-    tp_test_env_config(&env, &srv);
+    cr_assert_eq(tp_test_env_start(&env, &srv, opts), 0);
 }
 
 static void teardown(void) {
-    tp_test_env_close(&env);
-    tp_test_redis_stop(&srv);
-}
-
-static void replace(char **field, const char *value) {
-    free(*field);
-    *field = value ? strdup(value) : NULL;
-}
-
-/* Opens a pool that must fail and returns once it is down. */
-static void open_expecting_down(void) {
-    env.cfg.redis.max_retries = 1;
-    cr_assert_neq(tp_test_env_open(&env, 300), 0, "the pool connected but must not");
-    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &env.pool.down, 5000));
+    tp_test_env_stop(&env);
 }
 
 TestSuite(tls, .fini = teardown);
@@ -53,7 +39,7 @@ Test(tls, verified_connection) {
 Test(tls, ip_address_checked_without_server_name) {
     tp_test_redis_opts_t o = {.tls = true};
     start(&o);
-    replace(&env.cfg.redis.tls_server_name, NULL);
+    tp_test_set_str(&env.cfg.redis.tls_server_name, NULL);
     cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
 }
 
@@ -70,9 +56,9 @@ Test(tls, mutual_tls) {
 Test(tls, mutual_tls_without_client_cert) {
     tp_test_redis_opts_t o = {.tls = true, .tls_auth_clients = true};
     start(&o);
-    replace(&env.cfg.redis.tls_cert_path, NULL);
-    replace(&env.cfg.redis.tls_key_path, NULL);
-    open_expecting_down();
+    tp_test_set_str(&env.cfg.redis.tls_cert_path, NULL);
+    tp_test_set_str(&env.cfg.redis.tls_key_path, NULL);
+    cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
     cr_assert(strstr(env.pool.errstr, "TLS") != NULL, "%s", env.pool.errstr);
     cr_assert(strstr(env.pool.errstr, "certificate required") != NULL, "%s", env.pool.errstr);
 }
@@ -82,7 +68,7 @@ Test(tls, mutual_tls_without_client_cert) {
 Test(tls, unknown_ca_refused) {
     tp_test_redis_opts_t o = {.tls = true, .server_cert_name = "other-server"};
     start(&o);
-    open_expecting_down();
+    cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
     cr_assert(strstr(env.pool.errstr, "verification failed") != NULL, "%s", env.pool.errstr);
     cr_assert(strstr(env.pool.errstr, "local issuer") != NULL, "%s", env.pool.errstr);
     cr_assert(strstr(env.pool.errstr, "REDIS_TLS_CA_PATH") != NULL, "%s", env.pool.errstr);
@@ -92,8 +78,8 @@ Test(tls, unknown_ca_refused) {
 Test(tls, hostname_mismatch_refused) {
     tp_test_redis_opts_t o = {.tls = true};
     start(&o);
-    replace(&env.cfg.redis.tls_server_name, "redis.example.com");
-    open_expecting_down();
+    tp_test_set_str(&env.cfg.redis.tls_server_name, "redis.example.com");
+    cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
     cr_assert(strstr(env.pool.errstr, "hostname mismatch") != NULL, "%s", env.pool.errstr);
     cr_assert(strstr(env.pool.errstr, "REDIS_TLS_SERVER_NAME") != NULL, "%s", env.pool.errstr);
 }
@@ -103,9 +89,9 @@ Test(tls, plain_client_against_tls_port) {
     tp_test_redis_opts_t o = {.tls = true};
     start(&o);
     env.cfg.redis.tls = false;
-    replace(&env.cfg.redis.tls_ca_path, NULL);
+    tp_test_set_str(&env.cfg.redis.tls_ca_path, NULL);
     env.cfg.redis.connect_timeout_ms = 500;
-    open_expecting_down();
+    cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
     cr_assert(env.pool.errstr[0] != '\0');
 }
 
@@ -113,7 +99,7 @@ Test(tls, plain_client_against_tls_port) {
 Test(tls, bad_ca_file_fails_init) {
     tp_test_redis_opts_t o = {.tls = true};
     start(&o);
-    replace(&env.cfg.redis.tls_ca_path, "/nonexistent/ca.crt");
+    tp_test_set_str(&env.cfg.redis.tls_ca_path, "/nonexistent/ca.crt");
     uv_loop_init(&env.loop);
     cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis), TP_ECONFIG);
     cr_assert(strstr(env.pool.errstr, "REDIS_TLS_CA_PATH") != NULL, "%s", env.pool.errstr);
@@ -124,7 +110,7 @@ Test(tls, mismatched_client_key_fails_init) {
     tp_test_redis_opts_t o = {.tls = true, .tls_auth_clients = true};
     start(&o);
     char path[512];
-    replace(&env.cfg.redis.tls_key_path, tp_test_cert("server.key", path, sizeof(path)));
+    tp_test_set_str(&env.cfg.redis.tls_key_path, tp_test_cert("server.key", path, sizeof(path)));
     uv_loop_init(&env.loop);
     cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis), TP_ECONFIG);
     cr_assert(strstr(env.pool.errstr, "REDIS_TLS_KEY_PATH") != NULL, "%s", env.pool.errstr);

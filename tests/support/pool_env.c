@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void set_str(char **field, const char *value) {
+void tp_test_set_str(char **field, const char *value) {
     free(*field);
     *field = value ? strdup(value) : NULL;
 }
@@ -14,7 +14,7 @@ void tp_test_env_config(tp_test_env_t *env, tp_test_redis_t *srv) {
     tp_redis_config_t *rc = &env->cfg.redis;
     env->srv = srv;
     tp_config_init(&env->cfg);
-    set_str(&rc->host, "127.0.0.1");
+    tp_test_set_str(&rc->host, "127.0.0.1");
     rc->port = srv->port;
     rc->connect_timeout_ms = 2000;
     rc->command_timeout_ms = 5000;
@@ -23,19 +23,39 @@ void tp_test_env_config(tp_test_env_t *env, tp_test_redis_t *srv) {
     rc->max_retries = 0;
     rc->tls = srv->tls;
     if (srv->tls) {
-        set_str(&rc->tls_ca_path, tp_test_cert("ca.crt", path, sizeof(path)));
-        set_str(&rc->tls_server_name, "localhost");
+        tp_test_set_str(&rc->tls_ca_path, tp_test_cert("ca.crt", path, sizeof(path)));
+        tp_test_set_str(&rc->tls_server_name, "localhost");
     }
     if (srv->opts.tls_auth_clients) {
-        set_str(&rc->tls_cert_path, tp_test_cert("client.crt", path, sizeof(path)));
-        set_str(&rc->tls_key_path, tp_test_cert("client.key", path, sizeof(path)));
+        tp_test_set_str(&rc->tls_cert_path, tp_test_cert("client.crt", path, sizeof(path)));
+        tp_test_set_str(&rc->tls_key_path, tp_test_cert("client.key", path, sizeof(path)));
     }
     if (srv->opts.acl_user) {
-        set_str(&rc->username, srv->opts.acl_user);
-        set_str(&rc->password, srv->opts.acl_pass);
+        tp_test_set_str(&rc->username, srv->opts.acl_user);
+        tp_test_set_str(&rc->password, srv->opts.acl_pass);
     } else if (srv->opts.requirepass) {
-        set_str(&rc->password, srv->opts.requirepass);
+        tp_test_set_str(&rc->password, srv->opts.requirepass);
     }
+}
+
+int tp_test_env_start(tp_test_env_t *env, tp_test_redis_t *srv, const tp_test_redis_opts_t *opts) {
+    if (tp_test_redis_start(srv, opts) != 0)
+        return -1;
+    tp_test_env_config(env, srv);
+    return 0;
+}
+
+void tp_test_env_stop(tp_test_env_t *env) {
+    tp_test_env_close(env);
+    if (env->srv)
+        tp_test_redis_stop(env->srv);
+}
+
+bool tp_test_env_open_fails(tp_test_env_t *env) {
+    env->cfg.redis.max_retries = 1;
+    if (tp_test_env_open(env, 300) == 0)
+        return false;
+    return tp_test_run_until(&env->loop, tp_test_flag_set, &env->pool.down, 5000);
 }
 
 static bool pool_ready(void *pool) {

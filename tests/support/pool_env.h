@@ -28,6 +28,20 @@ typedef struct {
     char str[512];
 } tp_test_result_t;
 
+/* Replaces a configuration string (frees the old one; value may be NULL). */
+void tp_test_set_str(char **field, const char *value);
+
+/* Starts srv with opts (NULL: plain TCP) and fills env->cfg for it; 0 or -1. */
+int tp_test_env_start(tp_test_env_t *env, tp_test_redis_t *srv, const tp_test_redis_opts_t *opts);
+
+/* tp_test_env_close(), then stops the server. */
+void tp_test_env_stop(tp_test_env_t *env);
+
+/* Opens a pool that must fail (REDIS_MAX_RETRIES forced to 1): true when it
+ * never became ready and reported down within 5 s; the reason is in
+ * env->pool.errstr. */
+bool tp_test_env_open_fails(tp_test_env_t *env);
+
 /* Fills env->cfg for srv: host, port, TLS with ca.crt (+ client cert when the
  * server requires one), ACL user or password; short timeouts for tests. */
 void tp_test_env_config(tp_test_env_t *env, tp_test_redis_t *srv);

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# tests/cli/test_tickplane_cli.sh <tickplane>: the executable's command line.
+# --help lists every setting and exits 0; a bad value exits 2 before opening
+# any socket, naming the variable, the value and what was expected; a secret
+# never reaches the output.
+set -uo pipefail
+bin=$1
+passes=0
+failures=0
+
+check() { # description, condition
+    if eval "$2"; then
+        echo "ok: $1"
+        passes=$((passes + 1))
+    else
+        echo "FAIL: $1"
+        failures=$((failures + 1))
+    fi
+}
+
+help=$("$bin" --help)
+check "--help exits 0" "[[ $? -eq 0 ]]"
+for var in REDIS_URL REDIS_HOST REDIS_PORT REDIS_USERNAME REDIS_PASSWORD REDIS_DATABASE \
+    REDIS_POOL_MAX_SIZE REDIS_CONNECTION_TIMEOUT REDIS_COMMAND_TIMEOUT REDIS_MAX_RETRIES \
+    REDIS_RETRY_DELAY_MS REDIS_RETRY_MAX_DELAY_MS REDIS_TLS_ENABLED REDIS_TLS_CERT_PATH \
+    REDIS_TLS_KEY_PATH REDIS_TLS_CA_PATH REDIS_TLS_SERVER_NAME TP_KEY_PREFIX TP_LOG_LEVEL; do
+    check "--help documents $var" "grep -q '$var' <<<\"\$help\""
+done
+
+# Port 1 on loopback: if the process got as far as connecting it would log an
+# attempt; a config error must stop it before that.
+out=$(REDIS_PORT=abc "$bin" 2>&1)
+code=$?
+check "bad REDIS_PORT exits 2" "[[ $code -eq 2 ]]"
+check "bad REDIS_PORT names variable, value and expectation" \
+    "grep -q 'REDIS_PORT=abc: expected an integer' <<<\"\$out\""
+check "nothing was connected" "! grep -q 'redis' <<<\"\${out/REDIS_PORT/}\""
+
+out=$("$bin" --redis-pool-max-size=0 2>&1)
+code=$?
+check "bad flag exits 2 naming the flag" \
+    "[[ $code -eq 2 ]] && grep -q -- '--redis-pool-max-size=0' <<<\"\$out\""
+
+out=$(REDIS_URL='rediss://u:hunter2@host:99999' "$bin" 2>&1)
+code=$?
+check "bad REDIS_URL exits 2" "[[ $code -eq 2 ]]"
+check "the password is not echoed" "! grep -q hunter2 <<<\"\$out\""
+
+out=$(REDIS_TLS_CA_PATH=/nonexistent "$bin" 2>&1)
+check "a TLS path with TLS off is refused" "grep -q 'REDIS_TLS_ENABLED' <<<\"\$out\""
+
+echo "$passes passed, $failures failed"
+[[ $failures -eq 0 ]]
