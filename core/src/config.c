@@ -166,9 +166,9 @@ static int parse_bytes(const setting_t *s, const char *text, void *field, char *
     uint64_t v;
     if (parse_scaled(text, byte_units, s->min, s->max, &v) != 0 || v > SIZE_MAX) {
         set_err(why, whylen,
-                "expected a size of at least %" PRId64
+                "expected a size from %" PRId64 " to %" PRId64
                 " bytes (bytes, or with a unit: 64k, 16MiB, 1G)",
-                s->min);
+                s->min, s->max);
         return TP_ECONFIG;
     }
     *(size_t *)field = (size_t)v;
@@ -521,7 +521,7 @@ static const setting_t settings[] = {
     {"REDIS_RETRY_MAX_DELAY_MS", "--redis-retry-max-delay-ms", "5s", &duration_parser,
      FIELD(redis.retry_max_delay_ms), 1, HOUR_MS, 0, "reconnect backoff cap"},
     {"REDIS_MAX_QUEUED_BYTES", "--redis-max-queued-bytes", "64MiB", &bytes_parser,
-     FIELD(redis.max_queued_bytes), 4 * KIB, INT64_MAX, 0,
+     FIELD(redis.max_queued_bytes), 4 * KIB, 1024 * 1024 * KIB, 0,
      "per-connection limit on unsent + unanswered bytes"},
     {"REDIS_TLS_ENABLED", "--redis-tls-enabled", "false", &bool_parser, FIELD(redis.tls), 0, 0, 0,
      "use TLS (a rediss:// URL turns it on)"},

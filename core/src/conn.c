@@ -90,11 +90,22 @@ static void complete(tp_conn_t *c, tp__pending_t p, int status, const tp_reply_t
         p.cb(p.data, status, reply);
 }
 
+/* Tells the owner once a connection that refused a command has drained to
+ * half of REDIS_MAX_QUEUED_BYTES, however it drained (replies, failures). */
+static void notify_if_drained(tp_conn_t *c) {
+    if (c->backpressured && c->state != TP_CONN_CLOSING &&
+        tp__buf_size(&c->log) <= c->pool->cfg->max_queued_bytes / 2) {
+        c->backpressured = false;
+        c->ops->writable(c);
+    }
+}
+
 /* Completes every queued command with code; callbacks may queue new ones. */
 static void fail_all(tp_conn_t *c, int code) {
     size_t n = c->fifo.count;
     while (n-- > 0 && c->fifo.count > 0)
         complete(c, take_oldest(c), code, NULL);
+    notify_if_drained(c);
 }
 
 /* ---- socket ----------------------------------------------------------- */
@@ -253,9 +264,12 @@ static void conn_broken(tp_conn_t *c, int code) {
         c->tls_session = NULL;
     }
     c->state = TP_CONN_WAITING;
-    /* Everything unanswered is sent again, in order, on the next connection. */
+    /* Everything unanswered is sent again, in order, on the next connection;
+     * a subscriber instead subscribes to its whole table again when ready. */
     c->sent_bytes = 0;
     c->sent_cmds = 0;
+    if (c->pubsub)
+        tp__buf_truncate(&c->log, 0);
     c->failures++;
     uv_timer_stop(&c->timer);
     if (was_ready)
@@ -281,6 +295,7 @@ static void check_command_timeout(tp_conn_t *c) {
     }
     c->pool->stats.timeouts++;
     complete(c, take_oldest(c), TP_ETIMEDOUT, NULL);
+    notify_if_drained(c);
     if (c->state == TP_CONN_READY)
         conn_fail(c, TP_ETIMEDOUT, "no reply from Redis within REDIS_COMMAND_TIMEOUT (%d ms)",
                   c->pool->cfg->command_timeout_ms);
@@ -400,13 +415,6 @@ static void on_handshake_reply(tp_conn_t *c, const tp_reply_t *r) {
 
 /* ---- replies ------------------------------------------------------------ */
 
-static void on_notify_writable(tp_conn_t *c) {
-    if (c->backpressured && tp__buf_size(&c->log) <= c->pool->cfg->max_queued_bytes / 2) {
-        c->backpressured = false;
-        c->ops->writable(c);
-    }
-}
-
 static void dispatch(tp_conn_t *c, const tp_reply_t *r) {
     if (c->state == TP_CONN_HANDSHAKE) {
         on_handshake_reply(c, r);
@@ -423,7 +431,7 @@ static void dispatch(tp_conn_t *c, const tp_reply_t *r) {
     c->failures = 0;
     tp__pending_t p = take_oldest(c);
     complete(c, p, r->type == TP_REPLY_ERROR ? TP_EREPLY : 0, r);
-    on_notify_writable(c);
+    notify_if_drained(c);
 }
 
 /* Parses plaintext and delivers every whole reply. Stops as soon as a callback
@@ -683,7 +691,7 @@ int tp__conn_end(tp_conn_t *c, tp_cmd_cb cb, void *data) {
     if (rc == 0 && size > cap) {
         /* A command that could never fit is the caller's bug, not backpressure. */
         rc = len > cap ? TP_EINVAL : TP_EBACKPRESSURE;
-        c->backpressured = rc == TP_EBACKPRESSURE;
+        c->backpressured |= rc == TP_EBACKPRESSURE;
     }
     if (rc == 0 && !c->pubsub)
         rc = fifo_push(&c->fifo, (tp__pending_t){.cb = cb, .data = data, .len = len});
@@ -746,11 +754,14 @@ tp_conn_t *tp__conn_new(tp_pool_t *pool, int id, const tp__conn_ops_t *ops, void
     c->id = id;
     c->pubsub = pubsub;
     c->state = TP_CONN_WAITING;
-    uv_timer_init(pool->loop, &c->timer);
-    c->timer.data = c;
-    tp__pool_handle_opened(pool);
-    conn_connect(c);
     return c;
+}
+
+void tp__conn_start(tp_conn_t *c) {
+    uv_timer_init(c->pool->loop, &c->timer);
+    c->timer.data = c;
+    tp__pool_handle_opened(c->pool);
+    conn_connect(c);
 }
 
 static void on_timer_closed(uv_handle_t *h) {
@@ -764,6 +775,7 @@ void tp__conn_close(tp_conn_t *c) {
     if (c->state == TP_CONN_CLOSING)
         return;
     c->state = TP_CONN_CLOSING;
+    tp__pool_unschedule_flush(c->pool, c);
     sock_detach(c);
     fail_all(c, TP_ECLOSED);
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);

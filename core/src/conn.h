@@ -87,9 +87,12 @@ struct tp_conn_s {
     char pbuf[64 * 1024]; /* decrypted TLS records */
 };
 
-/* Allocates a connection and starts connecting. Returns NULL on ENOMEM. */
+/* Allocates a connection (no libuv handle yet, so plain free on failure
+ * paths). Returns NULL on ENOMEM. */
 tp_conn_t *tp__conn_new(tp_pool_t *pool, int id, const tp__conn_ops_t *ops, void *owner,
                         bool pubsub);
+/* Starts its timer and the first connection attempt. */
+void tp__conn_start(tp_conn_t *c);
 /* Fails everything pending with TP_ECLOSED and closes; ops->closed follows. */
 void tp__conn_close(tp_conn_t *c);
 void tp__conn_free(tp_conn_t *c);
@@ -118,6 +121,7 @@ unsigned tp__key_slot2(const char *a, size_t an, const char *b, size_t bn);
 /* The connection of prefix + key: helpers and raw commands route alike. */
 tp_conn_t *tp__pool_conn_for_prefixed(tp_pool_t *pool, const char *key);
 void tp__pool_schedule_flush(tp_pool_t *pool, tp_conn_t *c);
+void tp__pool_unschedule_flush(tp_pool_t *pool, tp_conn_t *c);
 void tp__pool_set_error(tp_pool_t *pool, const tp_conn_t *c);
 void tp__pool_handle_opened(tp_pool_t *pool);
 void tp__pool_handle_closed(tp_pool_t *pool);

@@ -21,17 +21,19 @@ static void on_conn_lost(tp_conn_t *c) {
     c->pool->ready--;
 }
 
+/* User callbacks stop once the pool is closing: a completion may close it
+ * in the middle of the work that would report these. */
 static void on_conn_down(tp_conn_t *c) {
     tp_pool_t *pool = c->pool;
     if (!pool->down) {
         pool->down = true;
-        if (pool->on_down)
+        if (pool->on_down && !pool->closing)
             pool->on_down(pool);
     }
 }
 
 static void on_conn_writable(tp_conn_t *c) {
-    if (c->pool->on_writable)
+    if (c->pool->on_writable && !c->pool->closing)
         c->pool->on_writable(c->pool);
 }
 
@@ -80,6 +82,21 @@ void tp__pool_schedule_flush(tp_pool_t *pool, tp_conn_t *c) {
     pool->dirty_head = c;
 }
 
+/* A closing connection leaves the flush list at once: it may be freed before
+ * the next flush runs. */
+void tp__pool_unschedule_flush(tp_pool_t *pool, tp_conn_t *c) {
+    if (!c->dirty)
+        return;
+    for (tp_conn_t **p = &pool->dirty_head; *p; p = &(*p)->next_dirty) {
+        if (*p == c) {
+            *p = c->next_dirty;
+            break;
+        }
+    }
+    c->dirty = false;
+    c->next_dirty = NULL;
+}
+
 void tp__pool_set_error(tp_pool_t *pool, const tp_conn_t *c) {
     snprintf(pool->errstr, sizeof(pool->errstr), "redis connection %d: %s", c->id, c->errstr);
 }
@@ -105,6 +122,16 @@ static void on_handle_closed(uv_handle_t *h) {
     tp__pool_handle_closed(h->data);
 }
 
+static void init_failed(tp_pool_t *pool) {
+    for (int i = 0; pool->conns && i < pool->size; i++)
+        tp__conn_free(pool->conns[i]);
+    free(pool->conns);
+    pool->conns = NULL;
+    tp__tls_ctx_free(pool->ssl_ctx);
+    pool->ssl_ctx = NULL;
+    snprintf(pool->errstr, sizeof(pool->errstr), "out of memory");
+}
+
 int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg) {
     /* Keep what the caller may have set before init; reset everything else. */
     tp_pool_t keep = *pool;
@@ -124,10 +151,18 @@ int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg)
         if (pool->ssl_ctx == NULL)
             return TP_ECONFIG;
     }
+    /* Everything that can fail is allocated before the first libuv handle
+     * exists, so a failure needs no asynchronous close. */
     pool->conns = calloc((size_t)cfg->pool_size, sizeof(*pool->conns));
+    for (int i = 0; pool->conns && i < cfg->pool_size; i++) {
+        pool->conns[i] = tp__conn_new(pool, i, &pool_conn_ops, pool, false);
+        if (pool->conns[i] == NULL) {
+            init_failed(pool);
+            return TP_ENOMEM;
+        }
+    }
     if (pool->conns == NULL) {
-        tp__tls_ctx_free(pool->ssl_ctx);
-        snprintf(pool->errstr, sizeof(pool->errstr), "out of memory");
+        init_failed(pool);
         return TP_ENOMEM;
     }
     uv_check_init(loop, &pool->flush_check);
@@ -137,14 +172,8 @@ int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg)
     /* The flush handles must not keep the loop alive on their own. */
     uv_unref((uv_handle_t *)&pool->flush_check);
     pool->open_handles = 2;
-    for (int i = 0; i < cfg->pool_size; i++) {
-        pool->conns[i] = tp__conn_new(pool, i, &pool_conn_ops, pool, false);
-        if (pool->conns[i] == NULL) {
-            snprintf(pool->errstr, sizeof(pool->errstr), "out of memory");
-            tp_pool_close(pool, NULL);
-            return TP_ENOMEM;
-        }
-    }
+    for (int i = 0; i < cfg->pool_size; i++)
+        tp__conn_start(pool->conns[i]);
     TP_LOG(TP_LOG_INFO, "redis pool starting", TP_STR("host", cfg->host), TP_INT("port", cfg->port),
            TP_INT("connections", cfg->pool_size), TP_INT("tls", cfg->tls));
     return 0;

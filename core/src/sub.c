@@ -117,13 +117,18 @@ int tp_sub_init(tp_sub_t *sub, tp_pool_t *pool) {
     if (pool->closing)
         return TP_ECLOSED;
     sub->conn = tp__conn_new(pool, -1, &sub_conn_ops, sub, true);
-    return sub->conn ? 0 : TP_ENOMEM;
+    if (sub->conn == NULL)
+        return TP_ENOMEM;
+    tp__conn_start(sub->conn);
+    return 0;
 }
 
 void tp_sub_close(tp_sub_t *sub, tp_sub_cb cb) {
     sub->close_cb = cb;
     if (sub->conn)
         tp__conn_close(sub->conn);
+    else if (cb)
+        cb(sub); /* never opened, or already closed */
 }
 
 static int add(tp_sub_t *sub, const char *name, bool pattern, tp_sub_msg_cb cb, void *data) {

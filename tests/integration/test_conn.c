@@ -303,3 +303,33 @@ Test(conn, memory_cap_honoured) {
     cr_assert_eq(tp_pool_command(&env.pool, NULL, NULL, 3, big, big_lens), TP_EINVAL);
     free(huge);
 }
+
+/* Regression: a command refused as too large (TP_EINVAL) while the connection
+ * was backpressured cleared the backpressure, so on_writable never came. */
+Test(conn, writable_survives_oversize_refusal) {
+    start(NULL);
+    env.cfg.redis.pool_size = 1;
+    env.cfg.redis.max_queued_bytes = 4096;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
+    cap_t cap = {0};
+    env.pool.data = &cap;
+    env.pool.on_writable = on_writable;
+    tp_test_redis_pause(&srv);
+
+    char value[1000];
+    memset(value, 'v', sizeof(value));
+    const char *argv[] = {"SET", "k", value};
+    size_t lens[] = {3, 1, sizeof(value)};
+    int rc;
+    while ((rc = tp_pool_command(&env.pool, on_cap_reply, &cap, 3, argv, lens)) == 0)
+        cap.queued++;
+    cr_assert_eq(rc, TP_EBACKPRESSURE);
+    char huge[5000] = {0};
+    const char *big[] = {"SET", "k", huge};
+    size_t big_lens[] = {3, 1, sizeof(huge)};
+    cr_assert_eq(tp_pool_command(&env.pool, NULL, NULL, 3, big, big_lens), TP_EINVAL);
+
+    tp_test_redis_resume(&srv);
+    cr_assert(tp_test_run_until(&env.loop, cap_all_ok, &cap, 5000));
+    cr_assert_eq(cap.writable, 1);
+}

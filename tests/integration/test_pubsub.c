@@ -133,6 +133,7 @@ static void teardown(void) {
 
 TestSuite(pubsub, .init = start_plain, .fini = teardown);
 TestSuite(pubsub_tls, .init = start_tls, .fini = teardown);
+TestSuite(pubsub_close, .fini = teardown);
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -268,4 +269,41 @@ Test(pubsub_tls, publish_over_tls) {
     wait_for(&pat.n, 1, 5000, "pattern message over TLS");
     expect_msg(&plain.m[0], NULL, "tpt:events", "t\0ls", 4);
     expect_msg(&pat.m[0], "tpt:md.*", "tpt:md.TLS", "x\0y", 3);
+}
+
+static uv_check_t late_check;
+static bool armed;
+
+/* Runs after the pool's flush in the same iteration (checks run newest
+ * first, and this one is started before the pool); acts once armed. */
+static void subscribe_then_close(uv_check_t *check) {
+    if (!armed)
+        return;
+    uv_check_stop(check);
+    cr_assert_eq(tp_sub_subscribe(&sub, "late", on_msg, &plain), 0);
+    sub_open = false;
+    tp_sub_close(&sub, on_sub_closed);
+}
+
+/* Regression: a subscriber closed with a subscription still waiting for the
+ * pool's flush stayed on the flush list after it was freed (use after free
+ * under ASan on the next iteration). */
+Test(pubsub_close, close_with_unflushed_subscription) {
+    cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
+    tp_test_env_config(&env, &srv);
+    uv_loop_init(&env.loop);
+    uv_check_init(&env.loop, &late_check);
+    uv_check_start(&late_check, subscribe_then_close);
+    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis), 0);
+    opened = true;
+    sub.data = &subscribed;
+    sub.on_subscribed = on_subscribed;
+    cr_assert_eq(tp_sub_init(&sub, &env.pool), 0);
+    cr_assert_eq(tp_sub_subscribe(&sub, "events", on_msg, &plain), 0);
+    wait_for(&subscribed, 1, 5000, "on_subscribed");
+    armed = true;
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &sub_closed, 5000));
+    tp_test_run_for(&env.loop, 50);
+    cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
+    uv_close((uv_handle_t *)&late_check, NULL);
 }

@@ -16,6 +16,11 @@
  * commands complete with TP_EDOWN, new ones are refused with TP_EDOWN, and it
  * keeps trying at the maximum delay until Redis is back.
  *
+ * Commands issued while a connection is reconnecting wait for it: the command
+ * timeout counts from the moment a command is written. They fail with TP_EDOWN
+ * once REDIS_MAX_RETRIES attempts have failed, or wait for as long as it takes
+ * when it is 0 (the choice for order state, where a write must not be dropped).
+ *
  * Memory. Each connection holds at most REDIS_MAX_QUEUED_BYTES of unsent plus
  * unanswered commands; past that a command is refused with TP_EBACKPRESSURE
  * and on_writable fires once the backlog has halved.
