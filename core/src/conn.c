@@ -36,6 +36,7 @@ static void conn_fail(tp_conn_t *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void conn_broken(tp_conn_t *c, int code);
 static void on_timer(uv_timer_t *t);
+static void connect_next_addr(tp_conn_t *c, tp__sock_t *s);
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -130,6 +131,20 @@ static void sock_detach(tp_conn_t *c) {
         uv_close((uv_handle_t *)&s->tcp, on_sock_closed);
     else
         uv_cancel((uv_req_t *)&s->resolve); /* on_resolved frees the socket */
+}
+
+/* A socket for the connection's current attempt; NULL on ENOMEM. */
+static tp__sock_t *sock_new(tp_conn_t *c) {
+    tp__sock_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->conn = c;
+    s->pool = c->pool;
+    s->use_tls = c->pool->cfg->tls;
+    s->tcp.data = s->resolve.data = s->connect.data = s->write.data = s;
+    c->sock = s;
+    tp__pool_handle_opened(c->pool);
+    return s;
 }
 
 static void on_write(uv_write_t *req, int status);
@@ -528,6 +543,16 @@ static void on_connected(uv_connect_t *req, int status) {
     if (c == NULL)
         return;
     const tp_redis_config_t *cfg = c->pool->cfg;
+    if (status < 0 && c->next_addr) {
+        /* "localhost" may resolve to ::1 first while Redis listens on
+         * 127.0.0.1 only: try the host's other addresses before giving up. */
+        sock_detach(c);
+        tp__sock_t *next = sock_new(c);
+        if (next) {
+            connect_next_addr(c, next);
+            return;
+        }
+    }
     if (status < 0) {
         conn_fail(c, status == UV_ECONNREFUSED ? TP_ECONNREFUSED : status,
                   "cannot connect to Redis %s:%d: %s", cfg->host, cfg->port, uv_strerror(status));
@@ -559,6 +584,20 @@ static void on_connected(uv_connect_t *req, int status) {
         conn_broken(c, r);
 }
 
+/* Connects s to the next address the host resolved to. */
+static void connect_next_addr(tp_conn_t *c, tp__sock_t *s) {
+    const struct addrinfo *addr = c->next_addr;
+    c->next_addr = addr->ai_next;
+    int r = uv_tcp_init(c->pool->loop, &s->tcp);
+    if (r == 0) {
+        s->tcp_open = true;
+        r = uv_tcp_connect(&s->connect, &s->tcp, addr->ai_addr, on_connected);
+    }
+    if (r < 0)
+        conn_fail(c, r, "cannot connect to Redis %s:%d: %s", c->pool->cfg->host, c->pool->cfg->port,
+                  uv_strerror(r));
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     tp__sock_t *s = req->data;
     tp_conn_t *c = s->conn;
@@ -579,22 +618,16 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         conn_fail(c, TP_EDNS, "cannot resolve REDIS_HOST %s: %s", cfg->host, uv_strerror(status));
         return;
     }
-    int r = uv_tcp_init(c->pool->loop, &s->tcp);
-    if (r == 0) {
-        s->tcp_open = true;
-        r = uv_tcp_connect(&s->connect, &s->tcp, res->ai_addr, on_connected);
-    }
-    uv_freeaddrinfo(res);
-    if (r < 0)
-        conn_fail(c, r, "cannot connect to Redis %s:%d: %s", cfg->host, cfg->port, uv_strerror(r));
+    uv_freeaddrinfo(c->addrs);
+    c->addrs = c->next_addr = res;
+    connect_next_addr(c, s);
 }
 
 static void conn_connect(tp_conn_t *c) {
     const tp_redis_config_t *cfg = c->pool->cfg;
-    tp__sock_t *s = calloc(1, sizeof(*s));
     redisReader *reader = tp__reader_new(&c->arena);
-    if (s == NULL || reader == NULL) {
-        free(s);
+    tp__sock_t *s = reader ? sock_new(c) : NULL;
+    if (s == NULL) {
         tp__reader_free(reader);
         c->failures++;
         uv_timer_start(&c->timer, on_timer, backoff_ms(c), 0);
@@ -604,14 +637,7 @@ static void conn_connect(tp_conn_t *c) {
     tp__reader_free(c->reader);
     c->reader = reader;
     tp__arena_reset(&c->arena);
-
-    s->conn = c;
-    s->pool = c->pool;
-    s->use_tls = cfg->tls;
-    s->tcp.data = s->resolve.data = s->connect.data = s->write.data = s;
-    c->sock = s;
     c->state = TP_CONN_CONNECTING;
-    tp__pool_handle_opened(c->pool);
     uv_timer_start(&c->timer, on_timer, (uint64_t)cfg->connect_timeout_ms, 0);
 
     char port[16];
@@ -785,6 +811,7 @@ void tp__conn_free(tp_conn_t *c) {
     if (c == NULL)
         return;
     tp__reader_free(c->reader);
+    uv_freeaddrinfo(c->addrs);
     tp__arena_free(&c->arena);
     tp__buf_free(&c->log);
     free(c->fifo.items);

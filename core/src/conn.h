@@ -62,9 +62,11 @@ struct tp_conn_s {
     bool dirty;
     tp_conn_t *next_dirty;
 
-    tp__sock_t *sock; /* the current socket, NULL while waiting */
-    uv_timer_t timer; /* backoff, connect timeout or command timeout, by state */
-    int failures;     /* consecutive failed attempts */
+    tp__sock_t *sock;           /* the current socket, NULL while waiting */
+    struct addrinfo *addrs;     /* what REDIS_HOST resolved to last */
+    struct addrinfo *next_addr; /* the next one to try in this attempt */
+    uv_timer_t timer;           /* backoff, connect timeout or command timeout, by state */
+    int failures;               /* consecutive failed attempts */
     SSL_SESSION *tls_session;
 
     /* Encoded commands: [0, sent_bytes) written and awaiting replies, the rest

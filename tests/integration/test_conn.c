@@ -189,6 +189,16 @@ Test(conn, select_invalid_database) {
     cr_assert(strstr(env.pool.errstr, "REDIS_DATABASE") != NULL, "%s", env.pool.errstr);
 }
 
+/* REDIS_HOST may be a name, resolved off the loop thread. (Trying each of
+ * several addresses in turn is not exercised: this machine's "localhost" has
+ * only one.) */
+Test(conn, host_name_resolved) {
+    start(NULL);
+    tp_test_set_str(&env.cfg.redis.host, "localhost");
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
+}
+
 /* ACL user + password. */
 Test(conn, acl_user_login) {
     tp_test_redis_opts_t o = {.acl_user = "trader", .acl_pass = "s3cret pass"};
