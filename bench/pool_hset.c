@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #ifdef TP_BENCH_COUNT_MALLOC
@@ -51,7 +52,7 @@ typedef struct {
     uint64_t errors;
     uint64_t next_key;
     int phase; /* 0 warm-up, 1 measuring, 2 draining */
-    uint64_t t0, done0, alloc0;
+    uint64_t t0, done0, alloc0, cpu0;
     double seconds;
 } bench_t;
 
@@ -59,6 +60,15 @@ static uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* User + system CPU time of this process: the client's cost, whatever the
+ * server's speed. */
+static uint64_t cpu_ns(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
+           ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
 }
 
 static void fill(bench_t *b);
@@ -109,15 +119,18 @@ static void on_timer(uv_timer_t *t) {
         b->t0 = now_ns();
         b->done0 = b->done;
         b->alloc0 = allocations;
+        b->cpu0 = cpu_ns();
         uv_timer_start(t, on_timer, (uint64_t)(b->seconds * 1000), 0);
         return;
     }
     double secs = (double)(now_ns() - b->t0) / 1e9;
     uint64_t n = b->done - b->done0;
     uint64_t allocs = allocations - b->alloc0;
+    double cpu_per_cmd = n ? (double)(cpu_ns() - b->cpu0) / (double)n : 0;
     b->phase = 2;
-    printf("commands %llu seconds %.3f rate %.0f errors %llu", (unsigned long long)n, secs,
-           (double)n / secs, (unsigned long long)b->errors);
+    printf("commands %llu seconds %.3f rate %.0f cpu_ns_per_command %.0f errors %llu",
+           (unsigned long long)n, secs, (double)n / secs, cpu_per_cmd,
+           (unsigned long long)b->errors);
 #ifdef TP_BENCH_COUNT_MALLOC
     printf(" allocations %llu per_command %.6f", (unsigned long long)allocs,
            n ? (double)allocs / (double)n : 0.0);
