@@ -21,6 +21,7 @@ struct tp__sock_s {
     uv_write_t write;
     tp_conn_t *conn;
     tp_pool_t *pool;
+    bool resolving;
     bool tcp_open;
     bool writing;
     bool use_tls;
@@ -127,10 +128,14 @@ static void sock_detach(tp_conn_t *c) {
         return;
     c->sock = NULL;
     s->conn = NULL;
-    if (s->tcp_open)
+    if (s->tcp_open) {
         uv_close((uv_handle_t *)&s->tcp, on_sock_closed);
-    else
+    } else if (s->resolving) {
         uv_cancel((uv_req_t *)&s->resolve); /* on_resolved frees the socket */
+    } else {
+        free(s); /* no libuv handle or request was ever started */
+        tp__pool_handle_closed(c->pool);
+    }
 }
 
 /* A socket for the connection's current attempt; NULL on ENOMEM. */
@@ -601,6 +606,7 @@ static void connect_next_addr(tp_conn_t *c, tp__sock_t *s) {
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     tp__sock_t *s = req->data;
     tp_conn_t *c = s->conn;
+    s->resolving = false;
     if (c == NULL) {
         uv_freeaddrinfo(res);
         tp_pool_t *pool = s->pool;
@@ -610,11 +616,6 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     const tp_redis_config_t *cfg = c->pool->cfg;
     if (status < 0) {
-        /* Not yet a libuv handle: the socket is freed here, not by uv_close. */
-        c->sock = NULL;
-        s->conn = NULL;
-        free(s);
-        tp__pool_handle_closed(c->pool);
         conn_fail(c, TP_EDNS, "cannot resolve REDIS_HOST %s: %s", cfg->host, uv_strerror(status));
         return;
     }
@@ -644,12 +645,9 @@ static void conn_connect(tp_conn_t *c) {
     snprintf(port, sizeof(port), "%d", cfg->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     int r = uv_getaddrinfo(c->pool->loop, &s->resolve, on_resolved, cfg->host, port, &hints);
-    if (r < 0) {
-        c->sock = NULL;
-        free(s);
-        tp__pool_handle_closed(c->pool);
+    s->resolving = r == 0;
+    if (r < 0)
         conn_fail(c, TP_EDNS, "cannot resolve REDIS_HOST %s: %s", cfg->host, uv_strerror(r));
-    }
 }
 
 /* ---- commands ----------------------------------------------------------- */

@@ -199,6 +199,15 @@ Test(conn, host_name_resolved) {
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
 }
 
+/* A host name that does not resolve is reported as such, naming the setting. */
+Test(conn, unresolvable_host_refused) {
+    start(NULL);
+    tp_test_set_str(&env.cfg.redis.host, "no-such-host.invalid");
+    cr_assert(tp_test_env_open_fails(&env));
+    cr_assert(strstr(env.pool.errstr, "cannot resolve REDIS_HOST no-such-host.invalid") != NULL,
+              "%s", env.pool.errstr);
+}
+
 /* ACL user + password. */
 Test(conn, acl_user_login) {
     tp_test_redis_opts_t o = {.acl_user = "trader", .acl_pass = "s3cret pass"};
