@@ -83,18 +83,17 @@ void tp__pool_schedule_flush(tp_pool_t *pool, tp_conn_t *c) {
 }
 
 /* A closing connection leaves the flush list at once: it may be freed before
- * the next flush runs. */
+ * the next flush runs. (If it is not on the list, the flush running now has
+ * taken it and still holds its link; that flush skips it as closing.) */
 void tp__pool_unschedule_flush(tp_pool_t *pool, tp_conn_t *c) {
-    if (!c->dirty)
-        return;
-    for (tp_conn_t **p = &pool->dirty_head; *p; p = &(*p)->next_dirty) {
+    for (tp_conn_t **p = &pool->dirty_head; c->dirty && *p; p = &(*p)->next_dirty) {
         if (*p == c) {
             *p = c->next_dirty;
+            c->dirty = false;
+            c->next_dirty = NULL;
             break;
         }
     }
-    c->dirty = false;
-    c->next_dirty = NULL;
 }
 
 void tp__pool_set_error(tp_pool_t *pool, const tp_conn_t *c) {

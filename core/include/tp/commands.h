@@ -1,6 +1,6 @@
 /* Typed helpers for the commands the platform uses, on top of the pool.
  *
- * Every key (and PUBLISH channel, and SCAN pattern) gets REDIS key prefix
+ * Every key (and PUBLISH channel, and SCAN pattern) gets the key prefix
  * TP_KEY_PREFIX prepended. When REDIS_DEFAULT_TTL is set, every key a helper
  * writes expires after it: SET carries EX, other writes are followed by an
  * EXPIRE on the same connection (both queued or neither).
