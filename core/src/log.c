@@ -3,6 +3,7 @@
 #include "tp/error.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -22,36 +23,71 @@ int tp_log_level_parse(const char *name, tp_log_level_t *out) {
 }
 
 /* A log line is built in one buffer and written with one fwrite so that lines
- * from different processes sharing stderr do not interleave mid-line. */
+ * from different processes sharing stderr do not interleave mid-line. A line
+ * that does not fit is cut at a field boundary or inside a string value, and
+ * always closed, so it stays one valid JSON object. */
 typedef struct {
     char data[4096];
     size_t len;
+    bool full;
 } line_t;
 
+/* Room kept back for a closing quote, the closing brace and the newline. */
+enum { LINE_RESERVE = 4 };
+
+static bool room(const line_t *l, size_t n) {
+    return l->len + n <= sizeof(l->data) - LINE_RESERVE;
+}
+
 static void put(line_t *l, const char *s, size_t n) {
-    if (n > sizeof(l->data) - 1 - l->len)
-        n = sizeof(l->data) - 1 - l->len;
+    if (!room(l, n)) {
+        l->full = true;
+        return;
+    }
     memcpy(l->data + l->len, s, n);
     l->len += n;
 }
 
 static void put_escaped(line_t *l, const char *s) {
-    put(l, "\"", 1);
+    l->data[l->len++] = '"'; /* callers checked room for the quotes */
     for (; s && *s; s++) {
         unsigned char c = (unsigned char)*s;
         char esc[8];
+        size_t n = 1;
+        esc[0] = (char)c;
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            put(l, esc, 2);
+            n = 2;
         } else if (c < 0x20) {
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
-            put(l, esc, 6);
-        } else {
-            put(l, (const char *)&c, 1);
+            n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
         }
+        if (!room(l, n)) {
+            l->full = true;
+            break;
+        }
+        memcpy(l->data + l->len, esc, n);
+        l->len += n;
     }
-    put(l, "\"", 1);
+    l->data[l->len++] = '"';
+}
+
+/* A field is started only when its key and a short value surely fit. */
+static void put_field(line_t *l, const tp_log_field_t *f) {
+    if (l->full || !room(l, strlen(f->key) * 6 + 32)) {
+        l->full = true;
+        return;
+    }
+    put(l, ",", 1);
+    put_escaped(l, f->key);
+    put(l, ":", 1);
+    if (f->kind == TP_LOG_FIELD_INT) {
+        char num[24];
+        int m = snprintf(num, sizeof(num), "%" PRId64, f->num);
+        put(l, num, (size_t)m);
+    } else {
+        put_escaped(l, f->str ? f->str : "");
+    }
 }
 
 void tp__log(tp_log_level_t level, const char *msg, const tp_log_field_t *fields, unsigned n) {
@@ -68,21 +104,8 @@ void tp__log(tp_log_level_t level, const char *msg, const tp_log_field_t *fields
                           level_names[level]);
     put(&l, stamp, k);
     put_escaped(&l, msg);
-    for (unsigned i = 0; i < n; i++) {
-        put(&l, ",", 1);
-        put_escaped(&l, fields[i].key);
-        put(&l, ":", 1);
-        if (fields[i].kind == TP_LOG_FIELD_INT) {
-            char num[24];
-            int m = snprintf(num, sizeof(num), "%" PRId64, fields[i].num);
-            put(&l, num, (size_t)m);
-        } else {
-            put_escaped(&l, fields[i].str ? fields[i].str : "");
-        }
-    }
-    /* Leave room for the closing brace and newline even when the line was cut. */
-    if (l.len > sizeof(l.data) - 3)
-        l.len = sizeof(l.data) - 3;
+    for (unsigned i = 0; i < n; i++)
+        put_field(&l, &fields[i]);
     l.data[l.len++] = '}';
     l.data[l.len++] = '\n';
     fwrite(l.data, 1, l.len, stderr);
