@@ -52,7 +52,7 @@ redis_benchmark() { # port [tls args...]
             if ($(i + 1) == "requests") { print $i; exit } }'
 }
 
-pool() { # port tls
+pool() { # port tls [ca-path server-name]
     REDIS_PORT=$1 REDIS_TLS_ENABLED=$2 REDIS_TLS_CA_PATH=${3:-} REDIS_TLS_SERVER_NAME=${4:-} \
         REDIS_POOL_MAX_SIZE=${TP_BENCH_POOL_SIZE:-4} \
         "$build/bench/pool_hset" "$seconds" 20000 1024 1000

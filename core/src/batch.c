@@ -40,22 +40,22 @@ static void batch_free(batch_t *b) {
     free(b);
 }
 
-static batch_t *batch_new(tp_pool_t *p, size_t n, const char *const *keys, bool values) {
+static batch_t *batch_new(tp_pool_t *p, size_t n, const char *const *keys, bool collect) {
     batch_t *b = calloc(1, sizeof(*b));
     if (b == NULL)
         return NULL;
     b->n = n;
     b->conn_of = malloc(n * sizeof(*b->conn_of));
     b->parts = calloc((size_t)p->size, sizeof(*b->parts));
-    if (values) {
+    if (collect) {
         b->values = calloc(n, sizeof(*b->values));
         b->items = malloc(n * sizeof(*b->items));
     }
-    if (b->conn_of == NULL || b->parts == NULL || (values && (!b->values || !b->items))) {
+    if (b->conn_of == NULL || b->parts == NULL || (collect && (!b->values || !b->items))) {
         batch_free(b);
         return NULL;
     }
-    for (size_t i = 0; values && i < n; i++)
+    for (size_t i = 0; collect && i < n; i++)
         b->items[i] = &b->values[i];
     for (size_t i = 0; i < n; i++)
         b->conn_of[i] = tp__pool_conn_for_prefixed(p, keys[i])->id;
@@ -118,13 +118,7 @@ static int expire_part(tp_pool_t *p, batch_t *b, int ci, const char *const *keys
     for (size_t i = 0; i < b->n && p->cfg->default_ttl_s > 0; i++) {
         if (b->conn_of[i] != ci)
             continue;
-        int rc = tp__conn_begin(c, 3);
-        if (rc != 0)
-            return rc;
-        tp__conn_arg(c, "EXPIRE", 6);
-        tp__conn_key(c, keys[i], strlen(keys[i]));
-        tp__conn_arg_ll(c, p->cfg->default_ttl_s);
-        rc = tp__conn_end(c, NULL, NULL);
+        int rc = tp__conn_default_expire(c, keys[i]);
         if (rc != 0)
             return rc;
         b->parts[ci].queued++;
@@ -175,7 +169,7 @@ static int batch_run(tp_pool_t *p, const char *name, size_t n, const char *const
         return TP_ECLOSED;
     if (n == 0 || cb == NULL)
         return TP_EINVAL;
-    batch_t *b = batch_new(p, n, keys, values == NULL);
+    batch_t *b = batch_new(p, n, keys, values == NULL); /* MGET collects values */
     if (b == NULL)
         return TP_ENOMEM;
     b->cb = cb;
@@ -245,7 +239,7 @@ int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, v
         return TP_ECLOSED;
     if (cb == NULL || count <= 0)
         return TP_EINVAL;
-    const char *prefix = p->cfg->key_prefix ? p->cfg->key_prefix : "";
+    const char *prefix = tp__key_prefix(p);
     if (pattern == NULL)
         pattern = "*";
     size_t pn = strlen(prefix), n = strlen(pattern);

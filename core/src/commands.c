@@ -33,13 +33,7 @@ static int end_write(tp_pool_t *p, tp_conn_t *c, const char *key, tp_cmd_cb cb, 
     int rc = tp__conn_end(c, cb, d);
     if (rc != 0 || p->cfg->default_ttl_s <= 0)
         return rc;
-    rc = tp__conn_begin(c, 3);
-    if (rc == 0) {
-        tp__conn_arg(c, "EXPIRE", 6);
-        tp__conn_key(c, key, strlen(key));
-        tp__conn_arg_ll(c, p->cfg->default_ttl_s);
-        rc = tp__conn_end(c, NULL, NULL);
-    }
+    rc = tp__conn_default_expire(c, key);
     if (rc != 0)
         tp__conn_cancel_last(c);
     return rc;

@@ -162,24 +162,32 @@ static int write_error(tp__sock_t *s, int r) {
     return r;
 }
 
+/* A non-blocking write: the byte count the kernel took (0 when full) or an
+ * error, recorded as the connection's detail. */
+static int try_write(tp__sock_t *s, const char *p, size_t n) {
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+    s->pool->stats.writes++;
+    if (r == UV_EAGAIN)
+        return 0;
+    return r < 0 ? write_error(s, r) : r;
+}
+
 /* Hands the wire buffer to the socket: first a non-blocking write, and only
  * what the kernel did not take goes to uv_write (one request at a time). */
 static int sock_flush(tp__sock_t *s) {
     if (s->writing || tp__buf_size(&s->wire) == 0)
         return 0;
-    uv_buf_t b = uv_buf_init(tp__buf_ptr(&s->wire), (unsigned)tp__buf_size(&s->wire));
-    int r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
-    s->pool->stats.writes++;
-    if (r < 0 && r != UV_EAGAIN)
-        return write_error(s, r);
-    if (r > 0)
-        tp__buf_consume(&s->wire, (size_t)r);
+    int r = try_write(s, tp__buf_ptr(&s->wire), tp__buf_size(&s->wire));
+    if (r < 0)
+        return r;
+    tp__buf_consume(&s->wire, (size_t)r);
     if (tp__buf_size(&s->wire) == 0)
         return 0;
     tp_buf_t tmp = s->busy;
     s->busy = s->wire;
     s->wire = tmp;
-    b = uv_buf_init(tp__buf_ptr(&s->busy), (unsigned)tp__buf_size(&s->busy));
+    uv_buf_t b = uv_buf_init(tp__buf_ptr(&s->busy), (unsigned)tp__buf_size(&s->busy));
     r = uv_write(&s->write, (uv_stream_t *)&s->tcp, &b, 1, on_write);
     if (r < 0)
         return write_error(s, r);
@@ -208,15 +216,11 @@ static int sock_send(tp__sock_t *s, const char *p, size_t n) {
         return r < 0 ? r : sock_flush(s);
     }
     if (!s->writing && tp__buf_size(&s->wire) == 0) {
-        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-        int r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
-        s->pool->stats.writes++;
-        if (r < 0 && r != UV_EAGAIN)
-            return write_error(s, r);
-        if (r > 0) {
-            p += r;
-            n -= (size_t)r;
-        }
+        int r = try_write(s, p, n);
+        if (r < 0)
+            return r;
+        p += r;
+        n -= (size_t)r;
         if (n == 0)
             return 0;
     }
@@ -492,8 +496,9 @@ static void on_cipher(tp_conn_t *c, tp__sock_t *s, const char *p, size_t n) {
             send_handshake(c);
         if (c->sock != s)
             return;
-        if (sock_flush(s) < 0) {
-            conn_broken(c, TP_EIO);
+        int w = sock_flush(s);
+        if (w < 0) {
+            conn_broken(c, w);
             return;
         }
         if (r == 1)
@@ -664,13 +669,10 @@ void tp__conn_flush(tp_conn_t *c) {
     const char *p = tp__buf_ptr(&c->log) + c->sent_bytes;
     size_t n = size - c->sent_bytes;
     c->sent_cmds = c->fifo.count;
-    c->sent_bytes = size;
-    if (c->pubsub) {
-        /* Subscriptions are rebuilt from the subscriber's table on reconnect,
-         * so nothing needs to be kept for replay. */
-        c->sent_bytes = 0;
-    }
+    c->sent_bytes = c->pubsub ? 0 : size;
     int r = sock_send(c->sock, p, n);
+    /* Subscriptions are rebuilt from the subscriber's table on reconnect, so
+     * a subscriber keeps nothing for replay. */
     if (c->pubsub)
         tp__buf_truncate(&c->log, 0);
     if (r < 0) {
@@ -697,7 +699,7 @@ void tp__conn_arg(tp_conn_t *c, const char *p, size_t n) {
 }
 
 void tp__conn_key(tp_conn_t *c, const char *key, size_t n) {
-    const char *prefix = c->pool->cfg->key_prefix ? c->pool->cfg->key_prefix : "";
+    const char *prefix = tp__key_prefix(c->pool);
     if (c->enc_err == 0)
         c->enc_err = tp__resp_arg2(&c->log, prefix, strlen(prefix), key, n);
 }
@@ -728,6 +730,16 @@ int tp__conn_end(tp_conn_t *c, tp_cmd_cb cb, void *data) {
     if (c->state == TP_CONN_READY)
         tp__pool_schedule_flush(c->pool, c);
     return 0;
+}
+
+int tp__conn_default_expire(tp_conn_t *c, const char *key) {
+    int rc = tp__conn_begin(c, 3);
+    if (rc != 0)
+        return rc;
+    tp__conn_arg(c, "EXPIRE", 6);
+    tp__conn_key(c, key, strlen(key));
+    tp__conn_arg_ll(c, c->pool->cfg->default_ttl_s);
+    return tp__conn_end(c, NULL, NULL);
 }
 
 void tp__conn_cancel_last(tp_conn_t *c) {

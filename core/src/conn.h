@@ -109,6 +109,8 @@ void tp__conn_arg(tp_conn_t *c, const char *p, size_t n);
 void tp__conn_key(tp_conn_t *c, const char *key, size_t n); /* with the key prefix */
 void tp__conn_arg_ll(tp_conn_t *c, long long v);
 int tp__conn_end(tp_conn_t *c, tp_cmd_cb cb, void *data);
+/* Queues "EXPIRE <prefix+key> REDIS_DEFAULT_TTL" without a completion. */
+int tp__conn_default_expire(tp_conn_t *c, const char *key);
 /* Takes back the command queued last, which must not have been flushed yet
  * (i.e. it was queued during the current call). */
 void tp__conn_cancel_last(tp_conn_t *c);
@@ -118,6 +120,11 @@ bool tp__conn_ready(const tp_conn_t *c);
 bool tp__conn_tls_resumed(const tp_conn_t *c);
 
 /* Pool hooks the connection calls (pool.c). */
+/* TP_KEY_PREFIX, "" when unset. */
+static inline const char *tp__key_prefix(const tp_pool_t *pool) {
+    return pool->cfg->key_prefix ? pool->cfg->key_prefix : "";
+}
+
 /* The hash slot of a key given as two parts, e.g. prefix and name. */
 unsigned tp__key_slot2(const char *a, size_t an, const char *b, size_t bn);
 /* The connection of prefix + key: helpers and raw commands route alike. */

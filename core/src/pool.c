@@ -199,7 +199,7 @@ tp_conn_t *tp_pool_conn_for_key(tp_pool_t *pool, const char *key, size_t len) {
 }
 
 tp_conn_t *tp__pool_conn_for_prefixed(tp_pool_t *pool, const char *key) {
-    const char *prefix = pool->cfg->key_prefix ? pool->cfg->key_prefix : "";
+    const char *prefix = tp__key_prefix(pool);
     unsigned slot = tp__key_slot2(prefix, strlen(prefix), key, strlen(key));
     return pool->conns[slot % (unsigned)pool->size];
 }

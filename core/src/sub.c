@@ -136,7 +136,7 @@ static int add(tp_sub_t *sub, const char *name, bool pattern, tp_sub_msg_cb cb, 
         return TP_ECLOSED;
     if (cb == NULL || name == NULL)
         return TP_EINVAL;
-    const char *prefix = sub->pool->cfg->key_prefix ? sub->pool->cfg->key_prefix : "";
+    const char *prefix = tp__key_prefix(sub->pool);
     size_t pn = strlen(prefix), n = strlen(name);
     char *full = malloc(pn + n + 1);
     if (full == NULL)
@@ -163,9 +163,11 @@ static int add(tp_sub_t *sub, const char *name, bool pattern, tp_sub_msg_cb cb, 
         return 0; /* on_ready subscribes to the whole table */
     tp_conn_t *c = sub->conn;
     int rc = tp__conn_begin(c, 2);
-    tp__conn_arg(c, pattern ? "PSUBSCRIBE" : "SUBSCRIBE", pattern ? 10 : 9);
-    tp__conn_arg(c, full, pn + n);
-    rc = rc ? rc : tp__conn_end(c, NULL, NULL);
+    if (rc == 0) {
+        tp__conn_arg(c, pattern ? "PSUBSCRIBE" : "SUBSCRIBE", pattern ? 10 : 9);
+        tp__conn_arg(c, full, pn + n);
+        rc = tp__conn_end(c, NULL, NULL);
+    }
     if (rc != 0) {
         free(sub->entries[--sub->n].name);
         return rc;
