@@ -4,6 +4,7 @@
  * mallocs per command in steady state (after warm-up).
  *
  *   pool_hset [seconds] [outstanding] [batch] [keys]   defaults: 5 20000 1024 1000 */
+#include "malloc_count.h"
 #include "tp/commands.h"
 #include "tp/config.h"
 #include "tp/error.h"
@@ -14,32 +15,6 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
-
-#ifdef TP_BENCH_COUNT_MALLOC
-/* Every allocation in the process goes through these (libuv, OpenSSL and
- * hiredis included); glibc's own entry points do the work. */
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t n);
-static uint64_t allocations;
-
-void *malloc(size_t n) {
-    allocations++;
-    return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t size) {
-    allocations++;
-    return __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t n) {
-    allocations++;
-    return __libc_realloc(p, n);
-}
-#else
-static const uint64_t allocations = 0;
-#endif
 
 typedef struct {
     tp_pool_t pool;
@@ -118,25 +93,22 @@ static void on_timer(uv_timer_t *t) {
         b->phase = 1;
         b->t0 = now_ns();
         b->done0 = b->done;
-        b->alloc0 = allocations;
+        b->alloc0 = tp_bench_allocations();
         b->cpu0 = cpu_ns();
         uv_timer_start(t, on_timer, (uint64_t)(b->seconds * 1000), 0);
         return;
     }
     double secs = (double)(now_ns() - b->t0) / 1e9;
     uint64_t n = b->done - b->done0;
-    uint64_t allocs = allocations - b->alloc0;
+    uint64_t allocs = tp_bench_allocations() - b->alloc0;
     double cpu_per_cmd = n ? (double)(cpu_ns() - b->cpu0) / (double)n : 0;
     b->phase = 2;
     printf("commands %llu seconds %.3f rate %.0f cpu_ns_per_command %.0f errors %llu",
            (unsigned long long)n, secs, (double)n / secs, cpu_per_cmd,
            (unsigned long long)b->errors);
-#ifdef TP_BENCH_COUNT_MALLOC
-    printf(" allocations %llu per_command %.6f", (unsigned long long)allocs,
-           n ? (double)allocs / (double)n : 0.0);
-#else
-    (void)allocs;
-#endif
+    if (tp_bench_counting())
+        printf(" allocations %llu per_command %.6f", (unsigned long long)allocs,
+               n ? (double)allocs / (double)n : 0.0);
     printf(" writes %llu\n", (unsigned long long)b->pool.stats.writes);
     uv_close((uv_handle_t *)t, NULL);
 }

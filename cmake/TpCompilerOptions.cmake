@@ -1,8 +1,8 @@
 # Warning and sanitizer flags, applied per target so that nothing leaks into
 # third-party code and every tickplane target is built the same way.
 
-set(TP_WARNINGS -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-                -Wpointer-arith -Wformat=2 -Wno-unused-parameter)
+set(TP_WARNINGS -Wall -Wextra -Wshadow -Wpointer-arith -Wformat=2 -Wno-unused-parameter
+                $<$<COMPILE_LANGUAGE:C>:-Wstrict-prototypes -Wmissing-prototypes>)
 
 if(TP_SANITIZE)
   set(TP_SANITIZE_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined

@@ -24,7 +24,7 @@ packages=(
     flatbuffers-compiler libflatbuffers-dev
     libcriterion-dev
     redis-server redis-tools
-    clang
+    clang libclang-rt-14-dev
     python3-flatbuffers python3-redis
 )
 

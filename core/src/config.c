@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <uv.h>
 
 typedef struct setting setting_t;
 
@@ -276,6 +277,93 @@ static tp_log_field_t show_str(const setting_t *s, const void *field) {
     return TP_STR(NULL, v ? v : "");
 }
 
+/* ---- ratios ------------------------------------------------------------------------------- */
+
+static int parse_ratio(const setting_t *s, const char *text, void *field, char *why,
+                       size_t whylen) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    /* strtod also takes "inf", "nan", hex and leading spaces: only plain decimals pass. */
+    bool plain = *text >= '0' && *text <= '9' && strspn(text, "0123456789.") == strlen(text);
+    if (!plain || *end != '\0' || errno != 0 || v < (double)s->min || v > (double)s->max) {
+        set_err(why, whylen, "expected a number from %" PRId64 " to %" PRId64 " (e.g. 0, 1, 2.5)",
+                s->min, s->max);
+        return TP_ECONFIG;
+    }
+    *(double *)field = v;
+    return 0;
+}
+
+static tp_log_field_t show_ratio(const setting_t *s, const void *field) {
+    (void)s;
+    return TP_DBL(NULL, *(const double *)field);
+}
+
+/* ---- listen addresses --------------------------------------------------------------------- */
+
+int tp_config_parse_addr(const char *text, struct sockaddr_storage *out) {
+    char host[64];
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text || colon - text >= (ptrdiff_t)sizeof(host))
+        return TP_EINVAL;
+    const char *h = text;
+    size_t n = (size_t)(colon - text);
+    bool v6 = text[0] == '[';
+    if (v6) {
+        if (n < 3 || text[n - 1] != ']')
+            return TP_EINVAL;
+        h++;
+        n -= 2;
+    }
+    memcpy(host, h, n);
+    host[n] = '\0';
+    uint64_t port;
+    const char *end;
+    if (parse_digits(colon + 1, &port, &end) != 0 || *end != '\0' || port > 65535)
+        return TP_EINVAL;
+    memset(out, 0, sizeof(*out));
+    int rc = v6 ? uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)out)
+                : uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out);
+    return rc == 0 ? 0 : TP_EINVAL;
+}
+
+/* "off" turns a source off (NULL); anything else must be an address. */
+static int parse_addr(const setting_t *s, const char *text, void *field, char *why, size_t whylen) {
+    struct sockaddr_storage sa;
+    if (strcmp(text, "off") == 0) {
+        replace(field, NULL);
+        return 0;
+    }
+    if (tp_config_parse_addr(text, &sa) != 0) {
+        set_err(why, whylen, "expected IPv4:port, [IPv6]:port or off (e.g. 127.0.0.1:7400)");
+        return TP_ECONFIG;
+    }
+    return parse_str(s, text, field, why, whylen);
+}
+
+static tp_log_field_t show_addr(const setting_t *s, const void *field) {
+    const char *v = *(char *const *)field;
+    return TP_STR(NULL, v ? v : "off");
+}
+
+/* A multicast group to join: an IPv4 address in 224.0.0.0/4 or an IPv6 ff00::/8 one. */
+static int parse_group(const setting_t *s, const char *text, void *field, char *why,
+                       size_t whylen) {
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+    bool ok = false;
+    if (uv_ip4_addr(text, 0, &v4) == 0)
+        ok = (ntohl(v4.sin_addr.s_addr) >> 28) == 0xe;
+    else if (uv_ip6_addr(text, 0, &v6) == 0)
+        ok = v6.sin6_addr.s6_addr[0] == 0xff;
+    if (!ok) {
+        set_err(why, whylen, "expected a multicast group address (224.0.0.0/4 or ff00::/8)");
+        return TP_ECONFIG;
+    }
+    return parse_str(s, text, field, why, whylen);
+}
+
 /* ---- redis:// URLs ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -494,6 +582,9 @@ static const parser_t bool_parser = {parse_bool, show_bool, NULL};
 static const parser_t level_parser = {parse_level, show_level, NULL};
 static const parser_t str_parser = {parse_str, show_str, NULL};
 static const parser_t url_parser = {parse_url, NULL, redact_url};
+static const parser_t ratio_parser = {parse_ratio, show_ratio, NULL};
+static const parser_t addr_parser = {parse_addr, show_addr, NULL};
+static const parser_t group_parser = {parse_group, show_str, NULL};
 
 static const setting_t settings[] = {
     {"REDIS_URL", "--redis-url", NULL, &url_parser, FIELD(redis), 0, 0, EARLY,
@@ -538,6 +629,21 @@ static const setting_t settings[] = {
      "prefix of every key (may be empty)"},
     {"REDIS_DEFAULT_TTL", "--redis-default-ttl", "0", &int_parser, FIELD(redis.default_ttl_s), 0,
      INT32_MAX, 0, "key expiry in seconds; 0 = keys do not expire"},
+    {"TP_FEED_TCP", "--feed-tcp", "127.0.0.1:7400", &addr_parser, FIELD(feeds.tcp_addr), 0, 0, 0,
+     "TCP listener for adapters: IPv4:port, [IPv6]:port or off"},
+    {"TP_FEED_UDP", "--feed-udp", "127.0.0.1:7401", &addr_parser, FIELD(feeds.udp_addr), 0, 0, 0,
+     "UDP socket for tick datagrams (one frame each): IPv4:port, [IPv6]:port or off"},
+    {"TP_FEED_UDP_GROUP", "--feed-udp-group", NULL, &group_parser, FIELD(feeds.udp_group), 0, 0, 0,
+     "multicast group the UDP socket joins; unset = unicast"},
+    {"TP_FEED_REPLAY", "--feed-replay", NULL, &str_parser, FIELD(feeds.replay_path), 1, 0, READABLE,
+     "file of size-prefixed frames to replay at start (back-tests, benchmarks)"},
+    {"TP_FEED_REPLAY_SPEED", "--feed-replay-speed", "0", &ratio_parser, FIELD(feeds.replay_speed),
+     0, 1000000, 0, "replay pace against the frames' timestamps: 0 = full speed, 1 = real time"},
+    {"TP_MAX_FRAME_BYTES", "--max-frame-bytes", "64KiB", &bytes_parser,
+     FIELD(feeds.max_frame_bytes), 64, 16 * 1024 * KIB, 0,
+     "largest frame accepted; a longer length prefix is bad input"},
+    {"TP_FEED_MAX_CONNECTIONS", "--feed-max-connections", "64", &int_parser,
+     FIELD(feeds.max_connections), 1, 100000, 0, "TCP adapter connections accepted at once"},
     {"TP_LOG_LEVEL", "--log-level", "info", &level_parser, FIELD(log_level), 0, 0, 0,
      "debug, info, warn, error or off"},
 };
@@ -700,6 +806,10 @@ static int validate_tls(const tp_config_t *cfg, char *err, size_t errlen) {
                 set->env, unset->env);
         return TP_ECONFIG;
     }
+    return 0;
+}
+
+static int validate_files(const tp_config_t *cfg, char *err, size_t errlen) {
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting_t *s = &settings[i];
         const char *path = s->flags & READABLE ? str_at(cfg, s) : NULL;
@@ -708,6 +818,28 @@ static int validate_tls(const tp_config_t *cfg, char *err, size_t errlen) {
             set_err(err, errlen, "%s=%s: cannot use it: %s", s->env, path, why);
             return TP_ECONFIG;
         }
+    }
+    return 0;
+}
+
+/* A multicast group is joined by the UDP socket, so it needs one of its family. */
+static int validate_feeds(const tp_config_t *cfg, char *err, size_t errlen) {
+    const tp_feed_config_t *f = &cfg->feeds;
+    const char *udp = setting_at(FIELD(feeds.udp_addr))->env;
+    const char *group = setting_at(FIELD(feeds.udp_group))->env;
+    if (!f->udp_group)
+        return 0;
+    if (!f->udp_addr) {
+        set_err(err, errlen, "%s is set but %s is off: the group is joined by the UDP socket",
+                group, udp);
+        return TP_ECONFIG;
+    }
+    bool group_v6 = strchr(f->udp_group, ':') != NULL;
+    bool udp_v6 = f->udp_addr[0] == '[';
+    if (group_v6 != udp_v6) {
+        set_err(err, errlen, "%s=%s and %s=%s: the group and the socket must both be IPv4 or IPv6",
+                group, f->udp_group, udp, f->udp_addr);
+        return TP_ECONFIG;
     }
     return 0;
 }
@@ -727,7 +859,12 @@ static int validate(const tp_config_t *cfg, char *err, size_t errlen) {
                 setting_at(FIELD(redis.retry_max_delay_ms))->env, r->retry_max_delay_ms);
         return TP_ECONFIG;
     }
-    return validate_tls(cfg, err, errlen);
+    int rc = validate_feeds(cfg, err, errlen);
+    if (rc == 0)
+        rc = validate_tls(cfg, err, errlen);
+    if (rc == 0)
+        rc = validate_files(cfg, err, errlen);
+    return rc;
 }
 
 /* ---- public API --------------------------------------------------------------------------- */
@@ -751,7 +888,8 @@ void tp_config_init(tp_config_t *cfg) {
 
 void tp_config_close(tp_config_t *cfg) {
     for (size_t i = 0; i < NSETTINGS; i++) {
-        if (settings[i].parser == &str_parser)
+        const parser_t *p = settings[i].parser;
+        if (p == &str_parser || p == &addr_parser || p == &group_parser)
             replace(field_of(cfg, &settings[i]), NULL);
     }
 }

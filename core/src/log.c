@@ -3,6 +3,7 @@
 #include "tp/error.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -84,6 +85,11 @@ static void put_field(line_t *l, const tp_log_field_t *f) {
     if (f->kind == TP_LOG_FIELD_INT) {
         char num[24];
         int m = snprintf(num, sizeof(num), "%" PRId64, f->num);
+        put(l, num, (size_t)m);
+    } else if (f->kind == TP_LOG_FIELD_DBL) {
+        char num[32];
+        int m = isfinite(f->dbl) ? snprintf(num, sizeof(num), "%.6g", f->dbl)
+                                 : snprintf(num, sizeof(num), "null");
         put(l, num, (size_t)m);
     } else {
         put_escaped(l, f->str ? f->str : "");

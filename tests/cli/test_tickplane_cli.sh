@@ -23,7 +23,9 @@ check "--help exits 0" "[[ $? -eq 0 ]]"
 for var in REDIS_URL REDIS_HOST REDIS_PORT REDIS_USERNAME REDIS_PASSWORD REDIS_DATABASE \
     REDIS_POOL_MAX_SIZE REDIS_CONNECTION_TIMEOUT REDIS_COMMAND_TIMEOUT REDIS_MAX_RETRIES \
     REDIS_RETRY_DELAY_MS REDIS_RETRY_MAX_DELAY_MS REDIS_TLS_ENABLED REDIS_TLS_CERT_PATH \
-    REDIS_TLS_KEY_PATH REDIS_TLS_CA_PATH REDIS_TLS_SERVER_NAME TP_KEY_PREFIX TP_LOG_LEVEL; do
+    REDIS_TLS_KEY_PATH REDIS_TLS_CA_PATH REDIS_TLS_SERVER_NAME TP_KEY_PREFIX TP_LOG_LEVEL \
+    TP_FEED_TCP TP_FEED_UDP TP_FEED_UDP_GROUP TP_FEED_REPLAY TP_FEED_REPLAY_SPEED \
+    TP_MAX_FRAME_BYTES TP_FEED_MAX_CONNECTIONS; do
     check "--help documents $var" "grep -q '$var' <<<\"\$help\""
 done
 
@@ -48,6 +50,11 @@ check "the password is not echoed" "! grep -q hunter2 <<<\"\$out\""
 
 out=$(REDIS_TLS_CA_PATH=/nonexistent "$bin" 2>&1)
 check "a TLS path with TLS off is refused" "grep -q 'REDIS_TLS_ENABLED' <<<\"\$out\""
+
+out=$(TP_FEED_TCP=localhost:7400 "$bin" 2>&1)
+code=$?
+check "bad TP_FEED_TCP exits 2 with what an address looks like" \
+    "[[ $code -eq 2 ]] && grep -q 'TP_FEED_TCP=localhost:7400: expected IPv4:port' <<<\"\$out\""
 
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]

@@ -34,6 +34,13 @@ static const char *const all_vars[] = {
     "TP_KEY_PREFIX",
     "REDIS_DEFAULT_TTL",
     "TP_LOG_LEVEL",
+    "TP_FEED_TCP",
+    "TP_FEED_UDP",
+    "TP_FEED_UDP_GROUP",
+    "TP_FEED_REPLAY",
+    "TP_FEED_REPLAY_SPEED",
+    "TP_MAX_FRAME_BYTES",
+    "TP_FEED_MAX_CONNECTIONS",
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -108,8 +115,65 @@ Test(config, defaults) {
     cr_assert_str_eq(r->key_prefix, "tp:");
     cr_assert_eq(r->default_ttl_s, 0);
     cr_assert_eq(cfg.log_level, TP_LOG_INFO);
+    const tp_feed_config_t *f = &cfg.feeds;
+    cr_assert_str_eq(f->tcp_addr, "127.0.0.1:7400");
+    cr_assert_str_eq(f->udp_addr, "127.0.0.1:7401");
+    cr_assert_null(f->udp_group);
+    cr_assert_null(f->replay_path);
+    cr_assert_eq(f->replay_speed, 0);
+    cr_assert_eq(f->max_frame_bytes, 64 * 1024);
+    cr_assert_eq(f->max_connections, 64);
     tp_config_close(&cfg);
     tp_config_close(&cfg); /* Safe twice: the strings were reset to NULL. */
+}
+
+Test(config, feed_settings) {
+    char *replay = temp_file();
+    setenv("TP_FEED_TCP", "[::1]:0", 1);
+    setenv("TP_FEED_UDP", "0.0.0.0:9000", 1);
+    setenv("TP_FEED_UDP_GROUP", "239.1.2.3", 1);
+    setenv("TP_FEED_REPLAY", replay, 1);
+    setenv("TP_FEED_REPLAY_SPEED", "2.5", 1);
+    setenv("TP_MAX_FRAME_BYTES", "1MiB", 1);
+    setenv("TP_FEED_MAX_CONNECTIONS", "500", 1);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    const tp_feed_config_t *f = &cfg.feeds;
+    cr_expect_str_eq(f->tcp_addr, "[::1]:0");
+    cr_expect_str_eq(f->udp_addr, "0.0.0.0:9000");
+    cr_expect_str_eq(f->udp_group, "239.1.2.3");
+    cr_expect_str_eq(f->replay_path, replay);
+    cr_expect_eq(f->replay_speed, 2.5);
+    cr_expect_eq(f->max_frame_bytes, 1024 * 1024);
+    cr_expect_eq(f->max_connections, 500);
+    tp_config_close(&cfg);
+    unlink(replay);
+    free(replay);
+
+    clean_env();
+    cr_assert_eq(LOAD("--feed-tcp", "off", "--feed-udp=off"), 0, "%s", err);
+    cr_expect_null(cfg.feeds.tcp_addr, "off turns the source off");
+    cr_expect_null(cfg.feeds.udp_addr);
+    tp_config_close(&cfg);
+}
+
+Test(config, multicast_group_needs_a_matching_udp_socket) {
+    setenv("TP_FEED_UDP_GROUP", "239.1.2.3", 1);
+    setenv("TP_FEED_UDP", "off", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("TP_FEED_UDP_GROUP is set but TP_FEED_UDP is off", NULL);
+    tp_config_close(&cfg);
+
+    setenv("TP_FEED_UDP", "[::1]:7401", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("must both be IPv4 or IPv6", NULL);
+    tp_config_close(&cfg);
+}
+
+Test(config, replay_file_must_be_readable) {
+    setenv("TP_FEED_REPLAY", "/nonexistent/frames.bin", 1);
+    cr_assert_eq(load_env(), TP_ECONFIG);
+    assert_err_has("TP_FEED_REPLAY=/nonexistent/frames.bin: cannot use it", NULL);
+    tp_config_close(&cfg);
 }
 
 Test(config, every_env_var_applied) {
@@ -365,6 +429,19 @@ static const struct {
     {"TP_LOG_LEVEL", "--log-level", "verbose"},
     {"TP_LOG_LEVEL", "--log-level", "debugging"},
     {"REDIS_URL", "--redis-url", "http://localhost"},
+    {"TP_FEED_TCP", "--feed-tcp", "localhost:7400"},
+    {"TP_FEED_TCP", "--feed-tcp", "127.0.0.1"},
+    {"TP_FEED_TCP", "--feed-tcp", "127.0.0.1:65536"},
+    {"TP_FEED_TCP", "--feed-tcp", "::1:7400"},
+    {"TP_FEED_UDP", "--feed-udp", "[::1:7401"},
+    {"TP_FEED_UDP", "--feed-udp", "127.0.0.1:-1"},
+    {"TP_FEED_UDP_GROUP", "--feed-udp-group", "10.0.0.1"},
+    {"TP_FEED_REPLAY_SPEED", "--feed-replay-speed", "-1"},
+    {"TP_FEED_REPLAY_SPEED", "--feed-replay-speed", "nan"},
+    {"TP_FEED_REPLAY_SPEED", "--feed-replay-speed", "1e3"},
+    {"TP_MAX_FRAME_BYTES", "--max-frame-bytes", "63"},
+    {"TP_MAX_FRAME_BYTES", "--max-frame-bytes", "17MiB"},
+    {"TP_FEED_MAX_CONNECTIONS", "--feed-max-connections", "0"},
 };
 
 Test(config, bad_env_values_name_variable_and_value) {

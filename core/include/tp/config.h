@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 /* Everything a Redis connection pool needs. Strings are owned by the config and
  * freed by tp_config_close(); NULL means "not set". */
@@ -40,8 +41,21 @@ typedef struct {
     int default_ttl_s;       /* REDIS_DEFAULT_TTL: seconds; 0 = keys do not expire */
 } tp_redis_config_t;
 
+/* Feed sources (feeds/). An address is "IPv4:port" or "[IPv6]:port"; port 0
+ * picks a free port. NULL means the source is off. */
+typedef struct {
+    char *tcp_addr;         /* TP_FEED_TCP: listener for adapters */
+    char *udp_addr;         /* TP_FEED_UDP: one frame per datagram */
+    char *udp_group;        /* TP_FEED_UDP_GROUP: multicast group to join; NULL = unicast */
+    char *replay_path;      /* TP_FEED_REPLAY: a file of size-prefixed frames */
+    double replay_speed;    /* TP_FEED_REPLAY_SPEED: 0 = full speed, 1 = real time, 2 = 2x */
+    size_t max_frame_bytes; /* TP_MAX_FRAME_BYTES: largest frame body */
+    int max_connections;    /* TP_FEED_MAX_CONNECTIONS: TCP adapters at once */
+} tp_feed_config_t;
+
 typedef struct {
     tp_redis_config_t redis;
+    tp_feed_config_t feeds;
     tp_log_level_t log_level; /* TP_LOG_LEVEL */
 } tp_config_t;
 
@@ -60,6 +74,10 @@ int tp_config_load(tp_config_t *cfg, int argc, char **argv, char *err, size_t er
 
 /* Parses a redis:// or rediss:// URL into cfg: rediss[s]://[[user]:password@]host[:port][/db]. */
 int tp_config_parse_url(tp_redis_config_t *cfg, const char *url, char *err, size_t errlen);
+
+/* Parses a listen address, "IPv4:port" or "[IPv6]:port", into *out. Returns 0 or
+ * TP_EINVAL. */
+int tp_config_parse_addr(const char *text, struct sockaddr_storage *out);
 
 /* Prints every setting: flag, variable, default and help. */
 void tp_config_usage(FILE *out, const char *progname);

@@ -28,7 +28,12 @@
     XX(BACKPRESSURE, "queue full, back off")                                                       \
     XX(DOWN, "Redis unreachable, retries exhausted")                                               \
     XX(CLOSED, "handle closed")                                                                    \
-    XX(NOTFOUND, "not found")
+    XX(NOTFOUND, "not found")                                                                      \
+    XX(FRAME_VERIFY, "frame failed FlatBuffers verification")                                      \
+    XX(FRAME_TYPE, "frame of an unknown or unexpected type")                                       \
+    XX(FRAME_FIELD, "frame field out of range")                                                    \
+    XX(FRAME_SIZE, "frame larger than TP_MAX_FRAME_BYTES")                                         \
+    XX(FRAME_TRUNCATED, "stream ended inside a frame")
 
 typedef enum {
     TP_OK = 0,

@@ -19,17 +19,20 @@ typedef enum {
     TP_LOG_OFF,
 } tp_log_level_t;
 
-typedef enum { TP_LOG_FIELD_STR, TP_LOG_FIELD_INT } tp_log_field_kind_t;
+typedef enum { TP_LOG_FIELD_STR, TP_LOG_FIELD_INT, TP_LOG_FIELD_DBL } tp_log_field_kind_t;
 
 typedef struct {
     const char *key;
     tp_log_field_kind_t kind;
     const char *str;
     int64_t num;
+    double dbl;
 } tp_log_field_t;
 
-#define TP_STR(k, v) ((tp_log_field_t){(k), TP_LOG_FIELD_STR, (v), 0})
-#define TP_INT(k, v) ((tp_log_field_t){(k), TP_LOG_FIELD_INT, NULL, (int64_t)(v)})
+#define TP_STR(k, v) ((tp_log_field_t){(k), TP_LOG_FIELD_STR, (v), 0, 0})
+#define TP_INT(k, v) ((tp_log_field_t){(k), TP_LOG_FIELD_INT, NULL, (int64_t)(v), 0})
+/* A finite double, printed with up to 6 significant digits (JSON has no NaN). */
+#define TP_DBL(k, v) ((tp_log_field_t){(k), TP_LOG_FIELD_DBL, NULL, 0, (double)(v)})
 
 extern tp_log_level_t tp_log_level;
 

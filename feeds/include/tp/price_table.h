@@ -1,0 +1,66 @@
+/* The latest-price table (feeds/src/price_table.c): symbol -> newest quote.
+ *
+ * Entries live in a dense array (an entry's index never changes) and an
+ * open-addressing index of entry numbers finds them by symbol. A tick overwrites
+ * its symbol's entry and queues the symbol as dirty once; the writer pops dirty
+ * entries when Redis can take them, so under backpressure every symbol is written
+ * once with its newest quote (conflation), never a stale quote after a newer one.
+ * Memory grows geometrically when new symbols appear and is then reused: no
+ * allocation per tick after warm-up. */
+#ifndef TP_PRICE_TABLE_H
+#define TP_PRICE_TABLE_H
+
+#include "tp/wire.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char symbol[TP_WIRE_SYMBOL_MAX + 1]; /* NUL-terminated */
+    uint8_t symbol_len;
+    bool dirty; /* queued for the writer */
+    int64_t bid, ask;
+    int64_t bid_size, ask_size;
+    int64_t last, last_size;
+    int64_t exchange_ts_ns;
+    int64_t recv_ts_ns;      /* wall clock when tickplane received it */
+    uint64_t recv_mono_ns;   /* monotonic receive time, for latency */
+    uint64_t stream_id, seq; /* the frame it came from */
+    uint64_t updates;        /* ticks applied to this symbol */
+} tp_price_t;
+
+typedef struct {
+    tp_price_t *entries; /* count used of entries_cap */
+    uint32_t count;
+    uint32_t entries_cap;
+    uint32_t *index; /* index_cap slots (a power of two): entry number + 1, 0 = empty */
+    uint32_t index_cap;
+    uint32_t *dirty; /* ring of entries_cap + 1 slots: dirty[head .. tail) modulo that size */
+    uint32_t dirty_head;
+    uint32_t dirty_tail;
+    uint64_t ticks;     /* ticks applied */
+    uint64_t conflated; /* ticks that overwrote a quote not yet written */
+} tp_price_table_t;
+
+/* expected_symbols sizes the first allocation. Returns 0 or TP_ENOMEM. */
+int tp_price_table_init(tp_price_table_t *t, size_t expected_symbols);
+void tp_price_table_close(tp_price_table_t *t);
+
+/* Applies a decoded tick (its symbol already validated by tp_wire_decode) and
+ * marks the symbol dirty. Returns 0 or TP_ENOMEM (the table is then unchanged). */
+int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t stream_id,
+                          uint64_t seq, int64_t recv_ts_ns, uint64_t recv_mono_ns);
+
+/* The symbol's entry or NULL. Entry pointers are valid until the next update. */
+const tp_price_t *tp_price_table_get(const tp_price_table_t *t, const char *symbol, size_t len);
+
+/* Dirty symbols waiting for the writer. */
+size_t tp_price_table_dirty_count(const tp_price_table_t *t);
+
+/* The oldest dirty entry, now marked clean, or NULL when none is dirty. The
+ * writer takes only as many as Redis can accept; the rest stay queued and keep
+ * absorbing newer ticks. Valid until the next update. */
+const tp_price_t *tp_price_table_pop_dirty(tp_price_table_t *t);
+
+#endif

@@ -1,0 +1,58 @@
+/* Per-stream sequence tracking (feeds/src/seq.c): which frames are new, which
+ * are duplicates (A/B feed arbitration: both lines carry the same stream_id and
+ * seq, the first copy wins) and where sequence numbers are missing.
+ *
+ * An open-addressing table keyed by stream_id; it allocates only when a new
+ * stream appears and the table must grow. */
+#ifndef TP_SEQ_H
+#define TP_SEQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    uint64_t stream_id;
+    uint64_t last_seq;  /* highest seq accepted */
+    uint64_t acked_seq; /* highest seq whose writes Redis acknowledged (tp_feeds_ack) */
+    uint64_t ack_sent;  /* highest acked_seq sent back to the adapter */
+    void *owner;        /* the source that last delivered this stream (for acks) */
+    bool used;
+} tp_stream_t;
+
+typedef enum {
+    TP_SEQ_FIRST,     /* first frame of a stream: it sets the baseline */
+    TP_SEQ_NEXT,      /* seq == last + 1 */
+    TP_SEQ_GAP,       /* seq > last + 1: *expected is last + 1 */
+    TP_SEQ_DUPLICATE, /* seq <= last: drop it */
+} tp_seq_result_t;
+
+typedef struct {
+    tp_stream_t *slots; /* cap slots, cap a power of two */
+    size_t cap;
+    size_t count;
+    uint64_t duplicates; /* frames dropped as duplicates */
+    uint64_t gaps;       /* gap events */
+    uint64_t missing;    /* sequence numbers skipped over by gaps */
+} tp_seq_table_t;
+
+/* Returns 0 or TP_ENOMEM. Pair with tp_seq_close(). */
+int tp_seq_init(tp_seq_table_t *t, size_t expected_streams);
+void tp_seq_close(tp_seq_table_t *t);
+
+/* Classifies seq for stream_id and, unless it is a duplicate, records it as the
+ * stream's last seq. *stream (may be NULL) is the stream's slot, valid until the
+ * next call that adds a stream. *expected (may be NULL) is last + 1 for a gap.
+ * Returns a tp_seq_result_t, or TP_ENOMEM when a new stream cannot be stored (the
+ * frame is then not recorded). */
+int tp_seq_check(tp_seq_table_t *t, uint64_t stream_id, uint64_t seq, tp_stream_t **stream,
+                 uint64_t *expected);
+
+/* The stream's slot or NULL; valid until the next call that adds a stream. */
+tp_stream_t *tp_seq_find(tp_seq_table_t *t, uint64_t stream_id);
+
+/* Sets stream_id's last seq to seq (e.g. restored from Redis on a warm restart),
+ * adding the stream if needed. Returns 0 or TP_ENOMEM. */
+int tp_seq_seed(tp_seq_table_t *t, uint64_t stream_id, uint64_t seq);
+
+#endif

@@ -1,0 +1,341 @@
+/* The TCP feed source: a listener for adapters and one framer per connection.
+ * Bad input closes the connection that sent it (the byte stream cannot be
+ * trusted after it); FeedAck frames go back on the connection that last
+ * delivered each stream. */
+#include "feeds_int.h"
+
+#include "tp/clock.h"
+#include "tp/error.h"
+#include "tp/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LISTEN_BACKLOG 128
+
+static void on_listener_closed(uv_handle_t *h) {
+    tp__feeds_handle_closed(h->data);
+}
+
+static void on_conn_closed(uv_handle_t *h) {
+    tp_feed_conn_t *c = h->data;
+    tp_feeds_t *f = c->feeds;
+    tp_framer_close(&c->framer);
+    free(c->out);
+    free(c);
+    tp__feeds_handle_closed(f);
+}
+
+/* Acks for this connection's streams have nowhere to go once it is gone; the
+ * adapter resumes from the last ack it saw. */
+static void forget_owner(tp_feeds_t *f, const tp_feed_conn_t *c) {
+    for (size_t i = 0; i < f->streams.cap; i++) {
+        if (f->streams.slots[i].used && f->streams.slots[i].owner == c)
+            f->streams.slots[i].owner = NULL;
+    }
+}
+
+static void conn_close(tp_feed_conn_t *c, const char *reason) {
+    tp_feeds_t *f = c->feeds;
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        f->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    f->nconns--;
+    f->stats.connections_closed++;
+    forget_owner(f, c);
+    TP_LOG(TP_LOG_INFO, "feed connection closed", TP_STR("peer", c->peer),
+           TP_STR("reason", reason));
+    uv_close((uv_handle_t *)&c->handle, on_conn_closed);
+}
+
+/* Bad input on a stream: counted, logged, and the connection closed with the reason. */
+static void conn_reject(tp_feed_conn_t *c, tp_feed_bad_t reason, const char *detail) {
+    tp__feeds_bad(c->feeds, reason, c->peer, detail);
+    conn_close(c, tp_feed_bad_text(reason));
+}
+
+static void conn_stop_reading(tp_feed_conn_t *c) {
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->handle);
+        c->reading = false;
+    }
+}
+
+/* Handles the whole frames buffered on c, until it runs out or orders must wait. */
+static void conn_process(tp_feed_conn_t *c) {
+    tp_feeds_t *f = c->feeds;
+    const uint8_t *frame_bytes;
+    size_t len;
+    tp_frame_t frame;
+
+    while (!(c->carries_orders && tp__feeds_hold_orders(f))) {
+        int rc = tp_framer_next(&c->framer, &frame_bytes, &len);
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            conn_reject(c, TP_FEED_BAD_OVERSIZED, NULL);
+            return;
+        }
+        tp_feed_bad_t bad;
+        if (tp__feeds_decode(f, frame_bytes, len, &frame, c->peer, &bad) != 0) {
+            conn_close(c, tp_feed_bad_text(bad)); /* decode counted and logged it */
+            return;
+        }
+        if (frame.type == TP_BODY_ACK) {
+            conn_reject(c, TP_FEED_BAD_UNEXPECTED, "adapters do not send FeedAck frames");
+            return;
+        }
+        if (frame.type == TP_BODY_ORDER)
+            c->carries_orders = true;
+        tp__feeds_dispatch(f, &frame, &c->meta, c);
+    }
+    conn_stop_reading(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    tp_feed_conn_t *c = h->data;
+    uint8_t *p = NULL;
+    size_t n = 0;
+    (void)suggested;
+    /* On failure libuv gets an empty buffer and reports UV_ENOBUFS to on_read. */
+    if (tp_framer_reserve(&c->framer, &p, &n) != 0)
+        n = 0;
+    *buf = uv_buf_init((char *)p, (unsigned)n);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    tp_feed_conn_t *c = s->data;
+    (void)buf;
+    if (nread == 0 || c->closing)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF && tp_framer_pending(&c->framer) > 0) {
+            conn_reject(c, TP_FEED_BAD_TRUNCATED, "connection closed inside a frame");
+        } else {
+            conn_close(c, nread == UV_EOF ? "closed by the adapter" : uv_strerror((int)nread));
+        }
+        return;
+    }
+    tp_framer_commit(&c->framer, (size_t)nread);
+    c->feeds->stats.bytes += (uint64_t)nread;
+    c->meta.recv_mono_ns = tp_clock_mono_ns();
+    c->meta.recv_wall_ns = tp_clock_wall_ns();
+    conn_process(c);
+}
+
+static void conn_start_reading(tp_feed_conn_t *c) {
+    if (c->reading || c->closing)
+        return;
+    int rc = uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_read);
+    if (rc != 0) {
+        conn_close(c, uv_strerror(rc));
+        return;
+    }
+    c->reading = true;
+}
+
+/* Sets up an accepted connection; returns a reason to refuse it, or NULL. */
+static const char *conn_setup(tp_feeds_t *f, tp_feed_conn_t *c) {
+    struct sockaddr_storage sa;
+    int salen = sizeof(sa);
+    if (f->stopped)
+        return "shutting down";
+    if (f->nconns >= f->cfg->max_connections) {
+        f->stats.connections_refused++;
+        return "TP_FEED_MAX_CONNECTIONS reached";
+    }
+    if (tp_framer_init(&c->framer, f->cfg->max_frame_bytes, TP__FEED_READ_SIZE) != 0)
+        return "out of memory";
+    if (uv_tcp_getpeername(&c->handle, (struct sockaddr *)&sa, &salen) == 0)
+        tp__feeds_format_addr((struct sockaddr *)&sa, c->peer, sizeof(c->peer));
+    /* Acks are small and latency-sensitive. */
+    uv_tcp_nodelay(&c->handle, 1);
+    return NULL;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    tp_feeds_t *f = server->data;
+    if (status < 0) {
+        TP_LOG(TP_LOG_WARN, "feed accept failed", TP_STR("error", uv_strerror(status)));
+        return;
+    }
+    tp_feed_conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        TP_LOG(TP_LOG_ERROR, "feed accept failed", TP_STR("error", "out of memory"));
+        return;
+    }
+    c->feeds = f;
+    strcpy(c->peer, "?");
+    uv_tcp_init(f->loop, &c->handle);
+    c->handle.data = c;
+    f->open_handles++;
+    const char *refused =
+        uv_accept(server, (uv_stream_t *)&c->handle) != 0 ? "accept failed" : conn_setup(f, c);
+    if (refused) {
+        TP_LOG(TP_LOG_WARN, "feed connection refused", TP_STR("peer", c->peer),
+               TP_STR("reason", refused));
+        c->closing = true;
+        uv_close((uv_handle_t *)&c->handle, on_conn_closed);
+        return;
+    }
+    c->next = f->conns;
+    if (f->conns)
+        f->conns->prev = c;
+    f->conns = c;
+    f->nconns++;
+    f->stats.connections++;
+    TP_LOG(TP_LOG_INFO, "feed connection", TP_STR("peer", c->peer));
+    conn_start_reading(c);
+}
+
+int tp__feed_tcp_start(tp_feeds_t *f) {
+    struct sockaddr_storage sa;
+    const char *addr = f->cfg->tcp_addr;
+    if (!addr)
+        return 0;
+    if (tp_config_parse_addr(addr, &sa) != 0) {
+        snprintf(f->errstr, sizeof(f->errstr), "TP_FEED_TCP=%s: not an address", addr);
+        return TP_ECONFIG;
+    }
+    uv_tcp_init(f->loop, &f->listener);
+    f->listener.data = f;
+    f->listening = true;
+    f->open_handles++;
+    int rc = uv_tcp_bind(&f->listener, (struct sockaddr *)&sa, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&f->listener, LISTEN_BACKLOG, on_connection);
+    if (rc != 0) {
+        snprintf(f->errstr, sizeof(f->errstr), "TP_FEED_TCP=%s: cannot listen: %s", addr,
+                 uv_strerror(rc));
+        return rc;
+    }
+    TP_LOG(TP_LOG_INFO, "feed listening", TP_STR("source", "tcp"), TP_STR("address", addr),
+           TP_INT("port", tp_feeds_tcp_port(f)));
+    return 0;
+}
+
+int tp_feeds_tcp_port(const tp_feeds_t *f) {
+    struct sockaddr_storage sa;
+    int len = sizeof(sa);
+    if (!f->listening || uv_tcp_getsockname(&f->listener, (struct sockaddr *)&sa, &len) != 0)
+        return 0;
+    return tp__feeds_port_of(&sa);
+}
+
+void tp__feed_tcp_pause(tp_feeds_t *f) {
+    for (tp_feed_conn_t *c = f->conns; c; c = c->next) {
+        if (c->carries_orders)
+            conn_stop_reading(c);
+    }
+}
+
+void tp__feed_tcp_resume(tp_feeds_t *f) {
+    for (tp_feed_conn_t *c = f->conns; c; c = c->next)
+        conn_start_reading(c);
+}
+
+void tp__feed_tcp_drain(tp_feeds_t *f) {
+    tp_feed_conn_t *next;
+    for (tp_feed_conn_t *c = f->conns; c; c = next) {
+        next = c->next; /* processing may close c */
+        conn_process(c);
+    }
+}
+
+/* ---- acks --------------------------------------------------------------------------------- */
+
+static void on_ack_written(uv_write_t *req, int status) {
+    tp_feed_conn_t *c = req->data;
+    c->writing = false;
+    c->out_len = 0;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c, uv_strerror(status));
+        return;
+    }
+    /* Acks that arrived while this write was in flight go out now. */
+    c->feeds->acks_pending = true;
+}
+
+static int append(tp_feed_conn_t *c, const uint8_t *data, size_t len) {
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap * 2 : 256;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        uint8_t *p = realloc(c->out, cap);
+        if (!p)
+            return TP_ENOMEM;
+        c->out = p;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+    return 0;
+}
+
+/* One FeedAck per stream whose acked seq moved, gathered into one write per
+ * connection. A connection still writing gets its acks after that write. */
+static void gather_acks(tp_feeds_t *f) {
+    for (size_t i = 0; i < f->streams.cap; i++) {
+        tp_stream_t *s = &f->streams.slots[i];
+        tp_feed_conn_t *c = s->owner;
+        const uint8_t *frame;
+        size_t len;
+        if (!s->used || !c || c->writing || s->acked_seq <= s->ack_sent)
+            continue;
+        if (tp_wire_build_ack(f->builder, s->stream_id, s->acked_seq, &frame, &len) != 0 ||
+            append(c, frame, len) != 0) {
+            f->acks_pending = true; /* try again next iteration */
+            continue;
+        }
+        s->ack_sent = s->acked_seq;
+        f->stats.acks_sent++;
+    }
+}
+
+void tp__feed_tcp_send_acks(tp_feeds_t *f) {
+    tp_feed_conn_t *next;
+    gather_acks(f);
+    for (tp_feed_conn_t *c = f->conns; c; c = next) {
+        next = c->next; /* a failed write closes c */
+        if (c->writing || c->out_len == 0)
+            continue;
+        uv_buf_t buf = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+        c->write_req.data = c;
+        int rc = uv_write(&c->write_req, (uv_stream_t *)&c->handle, &buf, 1, on_ack_written);
+        if (rc != 0) {
+            c->out_len = 0;
+            conn_close(c, uv_strerror(rc));
+            continue;
+        }
+        c->writing = true;
+    }
+}
+
+/* ---- shutdown ----------------------------------------------------------------------------- */
+
+static void close_listener(tp_feeds_t *f) {
+    if (f->listening) {
+        f->listening = false;
+        uv_close((uv_handle_t *)&f->listener, on_listener_closed);
+    }
+}
+
+void tp__feed_tcp_stop(tp_feeds_t *f) {
+    close_listener(f);
+    for (tp_feed_conn_t *c = f->conns; c; c = c->next)
+        conn_stop_reading(c);
+}
+
+void tp__feed_tcp_close(tp_feeds_t *f) {
+    close_listener(f);
+    while (f->conns)
+        conn_close(f->conns, "shutting down");
+}

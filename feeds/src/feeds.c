@@ -1,0 +1,282 @@
+/* Feed ingestion: what every source shares. Decoding with per-reason accounting,
+ * sequence tracking, the hand-off to the price table and on_order, backpressure
+ * and the lifecycle. The sources are feed_tcp.c, feed_udp.c and feed_replay.c. */
+#include "feeds_int.h"
+
+#include "tp/clock.h"
+#include "tp/error.h"
+#include "tp/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BAD_LOG_INTERVAL_NS UINT64_C(1000000000)
+#define EXPECTED_SYMBOLS 1024
+#define EXPECTED_STREAMS 64
+
+static const char *const bad_names[] = {
+#define TP__FEED_BAD_NAME(code, name, text) name,
+    TP_FEED_BAD_MAP(TP__FEED_BAD_NAME)
+#undef TP__FEED_BAD_NAME
+};
+
+static const char *const bad_texts[] = {
+#define TP__FEED_BAD_TEXT(code, name, text) text,
+    TP_FEED_BAD_MAP(TP__FEED_BAD_TEXT)
+#undef TP__FEED_BAD_TEXT
+};
+
+const char *tp_feed_bad_name(tp_feed_bad_t reason) {
+    return (unsigned)reason < TP_FEED_BAD_COUNT ? bad_names[reason] : "unknown";
+}
+
+const char *tp_feed_bad_text(tp_feed_bad_t reason) {
+    return (unsigned)reason < TP_FEED_BAD_COUNT ? bad_texts[reason] : "unknown";
+}
+
+/* ---- bad input ---------------------------------------------------------------------------- */
+
+/* A flood of bad frames must not become a flood of log lines: one line per reason
+ * per second, carrying how many were not logged since the previous one. */
+void tp__feeds_bad(tp_feeds_t *f, tp_feed_bad_t reason, const char *source, const char *detail) {
+    f->stats.bad[reason]++;
+    uint64_t now = tp_clock_mono_ns();
+    if (now < f->log_after_ns[reason]) {
+        f->log_suppressed[reason]++;
+        return;
+    }
+    TP_LOG(TP_LOG_WARN, "bad feed input", TP_STR("reason", bad_names[reason]),
+           TP_STR("source", source), TP_STR("detail", detail ? detail : bad_texts[reason]),
+           TP_INT("suppressed", f->log_suppressed[reason]));
+    f->log_after_ns[reason] = now + BAD_LOG_INTERVAL_NS;
+    f->log_suppressed[reason] = 0;
+}
+
+static tp_feed_bad_t reason_of(int rc) {
+    switch (rc) {
+    case TP_EFRAME_TYPE:
+        return TP_FEED_BAD_UNKNOWN_TYPE;
+    case TP_EFRAME_FIELD:
+        return TP_FEED_BAD_FIELD;
+    default:
+        return TP_FEED_BAD_VERIFY;
+    }
+}
+
+int tp__feeds_decode(tp_feeds_t *f, const uint8_t *frame, size_t len, tp_frame_t *out,
+                     const char *source, tp_feed_bad_t *reason) {
+    const char *why = NULL;
+    int rc = tp_wire_decode(frame, len, out, &why);
+    if (rc != 0) {
+        *reason = reason_of(rc);
+        tp__feeds_bad(f, *reason, source, why);
+    } else {
+        f->stats.frames++;
+    }
+    return rc;
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+static void apply_tick(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta) {
+    int rc = tp_price_table_update(&f->prices, &frame->body.tick, frame->stream_id, frame->seq,
+                                   meta->recv_wall_ns, meta->recv_mono_ns);
+    if (rc != 0) {
+        /* Out of memory for a new symbol: the tick is lost, loudly. Prices are
+         * conflatable, so the next tick of the symbol repairs it. */
+        TP_LOG(TP_LOG_ERROR, "price table full", TP_STR("error", tp_strerror(rc)));
+        return;
+    }
+    f->stats.ticks++;
+    if (f->on_tick)
+        f->on_tick(f, frame, meta);
+}
+
+void tp__feeds_dispatch(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta,
+                        tp_feed_conn_t *owner) {
+    tp_stream_t *stream = NULL;
+    uint64_t expected = 0;
+    int seq = tp_seq_check(&f->streams, frame->stream_id, frame->seq, &stream, &expected);
+    if (seq == TP_SEQ_DUPLICATE)
+        return;
+    if (seq < 0) {
+        /* No room to track a new stream. Processing the frame untracked risks a
+         * duplicate (harmless: writes are absolute), dropping it risks an order. */
+        TP_LOG(TP_LOG_ERROR, "cannot track feed stream", TP_INT("stream_id", frame->stream_id),
+               TP_STR("error", tp_strerror(seq)));
+    }
+    if (stream)
+        stream->owner = owner;
+    if (seq == TP_SEQ_GAP && f->on_gap)
+        f->on_gap(f, frame->stream_id, expected, frame->seq);
+
+    if (frame->type == TP_BODY_TICK) {
+        apply_tick(f, frame, meta);
+    } else if (frame->type == TP_BODY_ORDER) {
+        f->stats.orders++;
+        if (f->on_order)
+            f->on_order(f, frame, meta);
+    }
+}
+
+/* ---- backpressure and acks ---------------------------------------------------------------- */
+
+void tp_feeds_pause_orders(tp_feeds_t *f) {
+    if (f->orders_paused)
+        return;
+    f->orders_paused = true;
+    f->stats.pauses++;
+    tp__feed_tcp_pause(f);
+    TP_LOG(TP_LOG_INFO, "order feeds paused");
+}
+
+static void on_drain(uv_idle_t *idle) {
+    tp_feeds_t *f = idle->data;
+    uv_idle_stop(idle);
+    tp__feed_tcp_drain(f);
+    tp__feed_replay_drain(f);
+}
+
+/* Reading restarts at once; frames already buffered are processed from the idle
+ * handle, not from inside the caller (the write path, mid-callback). */
+void tp_feeds_resume_orders(tp_feeds_t *f) {
+    if (!f->orders_paused)
+        return;
+    f->orders_paused = false;
+    if (!f->stopped)
+        tp__feed_tcp_resume(f);
+    if (!f->closing && f->drain_idle.data)
+        uv_idle_start(&f->drain_idle, on_drain);
+    TP_LOG(TP_LOG_INFO, "order feeds resumed");
+}
+
+void tp_feeds_ack(tp_feeds_t *f, uint64_t stream_id, uint64_t seq) {
+    tp_stream_t *s = tp_seq_find(&f->streams, stream_id);
+    if (!s || seq <= s->acked_seq)
+        return;
+    s->acked_seq = seq;
+    f->acks_pending = true;
+}
+
+static void on_ack_check(uv_check_t *check) {
+    tp_feeds_t *f = check->data;
+    if (f->acks_pending) {
+        f->acks_pending = false;
+        tp__feed_tcp_send_acks(f);
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+int tp_feeds_init(tp_feeds_t *f, uv_loop_t *loop, const tp_feed_config_t *cfg) {
+    /* The caller's callbacks and data survive; everything else starts zeroed. */
+    void *data = f->data;
+    tp_feeds_frame_cb on_tick = f->on_tick, on_order = f->on_order;
+    void (*on_gap)(tp_feeds_t *, uint64_t, uint64_t, uint64_t) = f->on_gap;
+    void (*on_replay_done)(tp_feeds_t *, int) = f->on_replay_done;
+    memset(f, 0, sizeof(*f));
+    f->data = data;
+    f->on_tick = on_tick;
+    f->on_order = on_order;
+    f->on_gap = on_gap;
+    f->on_replay_done = on_replay_done;
+    f->loop = loop;
+    f->cfg = cfg;
+
+    if (tp_price_table_init(&f->prices, EXPECTED_SYMBOLS) != 0)
+        return TP_ENOMEM;
+    if (tp_seq_init(&f->streams, EXPECTED_STREAMS) != 0) {
+        tp_price_table_close(&f->prices);
+        return TP_ENOMEM;
+    }
+    f->builder = tp_wire_builder_new();
+    if (!f->builder) {
+        tp_seq_close(&f->streams);
+        tp_price_table_close(&f->prices);
+        return TP_ENOMEM;
+    }
+    return 0;
+}
+
+int tp_feeds_start(tp_feeds_t *f) {
+    uv_check_init(f->loop, &f->ack_check);
+    uv_idle_init(f->loop, &f->drain_idle);
+    f->ack_check.data = f->drain_idle.data = f;
+    f->open_handles += 2;
+    uv_check_start(&f->ack_check, on_ack_check);
+
+    int rc = tp__feed_tcp_start(f);
+    if (rc == 0)
+        rc = tp__feed_udp_start(f);
+    if (rc == 0)
+        rc = tp__feed_replay_start(f);
+    return rc;
+}
+
+void tp_feeds_stop(tp_feeds_t *f) {
+    if (f->stopped)
+        return;
+    f->stopped = true;
+    tp__feed_tcp_stop(f);
+    tp__feed_udp_stop(f);
+}
+
+void tp__feeds_handle_closed(tp_feeds_t *f) {
+    if (--f->open_handles > 0)
+        return;
+    tp_wire_builder_free(f->builder);
+    tp_seq_close(&f->streams);
+    tp_price_table_close(&f->prices);
+    free(f->udp_buf);
+    f->builder = NULL;
+    f->udp_buf = NULL;
+    if (f->close_cb)
+        f->close_cb(f);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+    tp__feeds_handle_closed(h->data);
+}
+
+void tp_feeds_close(tp_feeds_t *f, void (*cb)(tp_feeds_t *f)) {
+    if (f->closing)
+        return;
+    f->closing = true;
+    f->stopped = true;
+    f->close_cb = cb;
+    /* Held by the close itself, so that sources closing synchronously cannot
+     * finish it before every source has been asked to close. */
+    f->open_handles++;
+    if (f->ack_check.data) { /* tp_feeds_start() ran */
+        uv_close((uv_handle_t *)&f->ack_check, on_handle_closed);
+        uv_close((uv_handle_t *)&f->drain_idle, on_handle_closed);
+    }
+    tp__feed_tcp_close(f);
+    tp__feed_udp_close(f);
+    tp__feed_replay_close(f);
+    tp__feeds_handle_closed(f);
+}
+
+void tp__feeds_format_addr(const struct sockaddr *sa, char *buf, size_t len) {
+    char ip[64] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        uv_ip4_name(in, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+        snprintf(buf, len, "%s:%d", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(in6, ip, sizeof(ip));
+        port = ntohs(in6->sin6_port);
+        snprintf(buf, len, "[%s]:%d", ip, port);
+    } else {
+        snprintf(buf, len, "?");
+    }
+}
+
+int tp__feeds_port_of(const struct sockaddr_storage *sa) {
+    return ntohs(sa->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+                                           : ((const struct sockaddr_in *)sa)->sin_port);
+}

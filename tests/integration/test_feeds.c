@@ -1,0 +1,576 @@
+/* The feed sources end to end on real sockets: frames encoded by Python's
+ * flatbuffers runtime (tests/support/feed_adapter.py) over TCP and UDP, bad
+ * input on each source, sequence tracking, acks, backpressure and replay files. */
+#include "test_loop.h"
+#include "tp/clock.h"
+#include "tp/config.h"
+#include "tp/feeds.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SCALE INT64_C(100000000)
+#define EPOCH_NS INT64_C(1700000000000000000)
+#define NSYM 10
+#define MAX_ORDERS 4096
+
+typedef struct {
+    char order_id[72], cl_ord_id[72], account[72], symbol[40], exec_id[72], text[72];
+    bool has_text;
+    tp_order_event_t ev; /* numbers and enums; strings above */
+    uint64_t stream_id, seq;
+} order_rec_t;
+
+typedef struct {
+    uv_loop_t loop;
+    tp_config_t cfg;
+    tp_feeds_t feeds;
+    order_rec_t orders[MAX_ORDERS];
+    int norders;
+    int pause_at;    /* pause the order feeds when this many orders arrived; 0 = never */
+    bool ack_orders; /* ack every order at once, as if Redis had acknowledged it */
+    uint64_t gap_expected, gap_received;
+    int gaps;
+    bool replay_done;
+    int replay_status;
+    bool adapter_exited;
+    int64_t adapter_status;
+    bool closed;
+} env_t;
+
+static env_t *env;
+
+/* ---- fixture ------------------------------------------------------------------------------ */
+
+static void copy_str(char *dst, size_t cap, tp_str_t s) {
+    snprintf(dst, cap, "%.*s", (int)s.len, s.ptr ? s.ptr : "");
+}
+
+static void on_order(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta) {
+    env_t *e = f->data;
+    (void)meta;
+    cr_assert_lt(e->norders, MAX_ORDERS);
+    order_rec_t *r = &e->orders[e->norders++];
+    const tp_order_event_t *o = &frame->body.order;
+    r->ev = *o;
+    copy_str(r->order_id, sizeof(r->order_id), o->order_id);
+    copy_str(r->cl_ord_id, sizeof(r->cl_ord_id), o->cl_ord_id);
+    copy_str(r->account, sizeof(r->account), o->account);
+    copy_str(r->symbol, sizeof(r->symbol), o->symbol);
+    copy_str(r->exec_id, sizeof(r->exec_id), o->exec_id);
+    copy_str(r->text, sizeof(r->text), o->text);
+    r->has_text = o->text.ptr != NULL;
+    r->stream_id = frame->stream_id;
+    r->seq = frame->seq;
+    if (e->ack_orders)
+        tp_feeds_ack(f, frame->stream_id, frame->seq);
+    if (e->pause_at && e->norders == e->pause_at)
+        tp_feeds_pause_orders(f);
+}
+
+static void on_gap(tp_feeds_t *f, uint64_t stream_id, uint64_t expected, uint64_t received) {
+    env_t *e = f->data;
+    (void)stream_id;
+    e->gaps++;
+    e->gap_expected = expected;
+    e->gap_received = received;
+}
+
+static void on_replay_done(tp_feeds_t *f, int status) {
+    env_t *e = f->data;
+    e->replay_done = true;
+    e->replay_status = status;
+}
+
+static void setup(void) {
+    signal(SIGPIPE, SIG_IGN);
+    env = calloc(1, sizeof(*env));
+    uv_loop_init(&env->loop);
+    tp_config_init(&env->cfg);
+    free(env->cfg.feeds.tcp_addr);
+    free(env->cfg.feeds.udp_addr);
+    env->cfg.feeds.tcp_addr = strdup("127.0.0.1:0");
+    env->cfg.feeds.udp_addr = strdup("127.0.0.1:0");
+}
+
+static void start(void) {
+    env->feeds.data = env;
+    env->feeds.on_order = on_order;
+    env->feeds.on_gap = on_gap;
+    env->feeds.on_replay_done = on_replay_done;
+    cr_assert_eq(tp_feeds_init(&env->feeds, &env->loop, &env->cfg.feeds), 0);
+    int rc = tp_feeds_start(&env->feeds);
+    cr_assert_eq(rc, 0, "start: %s", env->feeds.errstr);
+}
+
+static void on_closed(tp_feeds_t *f) {
+    ((env_t *)f->data)->closed = true;
+}
+
+static void teardown(void) {
+    tp_feeds_close(&env->feeds, on_closed);
+    cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->closed, 5000));
+    cr_assert_eq(uv_loop_close(&env->loop), 0, "a handle was left open");
+    tp_config_close(&env->cfg);
+    free(env);
+}
+
+TestSuite(feeds, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static void on_adapter_exit(uv_process_t *p, int64_t status, int signo) {
+    env_t *e = p->data;
+    e->adapter_exited = true;
+    e->adapter_status = signo ? -signo : status;
+    uv_close((uv_handle_t *)p, NULL);
+}
+
+/* Runs feed_adapter.py with args (NULL-terminated) on this loop until it exits. */
+static int64_t run_adapter(const char *arg, ...) {
+    char tcp[16], udp[16];
+    snprintf(tcp, sizeof(tcp), "%d", tp_feeds_tcp_port(&env->feeds));
+    snprintf(udp, sizeof(udp), "%d", tp_feeds_udp_port(&env->feeds));
+    char *args[32] = {"/usr/bin/python3", TP_FEED_ADAPTER, "--tcp", tcp, "--udp", udp};
+    int n = 6;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a && n < 31; a = va_arg(ap, const char *))
+        args[n++] = (char *)a;
+    va_end(ap);
+    char *envp[] = {"PYTHONPATH=" TP_WIRE_PYTHON_DIR, NULL};
+    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
+                                     {.flags = UV_INHERIT_FD, .data.fd = 1},
+                                     {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t opts = {.file = args[0],
+                                 .args = args,
+                                 .env = envp,
+                                 .exit_cb = on_adapter_exit,
+                                 .stdio_count = 3,
+                                 .stdio = stdio};
+    static uv_process_t proc;
+    proc.data = env;
+    env->adapter_exited = false;
+    int rc = uv_spawn(&env->loop, &proc, &opts);
+    cr_assert_eq(rc, 0, "spawn: %s", uv_strerror(rc));
+    cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->adapter_exited, 30000),
+              "the adapter did not finish");
+    return env->adapter_status;
+}
+
+static tp_tick_t tick_fields(const char *prefix, int i, char *sym, size_t cap) {
+    snprintf(sym, cap, "%s%d", prefix, i % NSYM);
+    int64_t bid = 100 * SCALE + i * 1000;
+    return (tp_tick_t){.symbol = tp_str(sym),
+                       .bid = bid,
+                       .ask = bid + 500,
+                       .bid_size = 100 + i,
+                       .ask_size = 200 + i,
+                       .last = bid + 250,
+                       .last_size = i % 7 + 1,
+                       .exchange_ts_ns = EPOCH_NS + i,
+                       .sent_ns = i};
+}
+
+/* The price table holds, for every symbol, the last of n ticks written by the
+ * formula on stream_id. */
+static void expect_last_ticks(const char *prefix, int n, uint64_t stream_id) {
+    for (int k = 0; k < NSYM && k < n; k++) {
+        int i = (n - 1) - ((n - 1 - k) % NSYM); /* the last i with i % NSYM == k */
+        char sym[16];
+        tp_tick_t want = tick_fields(prefix, i, sym, sizeof(sym));
+        const tp_price_t *p = tp_price_table_get(&env->feeds.prices, sym, strlen(sym));
+        cr_assert_not_null(p, "%s missing", sym);
+        cr_expect_eq(p->bid, want.bid, "%s bid", sym);
+        cr_expect_eq(p->ask, want.ask);
+        cr_expect_eq(p->bid_size, want.bid_size);
+        cr_expect_eq(p->ask_size, want.ask_size);
+        cr_expect_eq(p->last, want.last);
+        cr_expect_eq(p->last_size, want.last_size);
+        cr_expect_eq(p->exchange_ts_ns, want.exchange_ts_ns);
+        cr_expect_eq(p->seq, (uint64_t)i + 1);
+        cr_expect_eq(p->stream_id, stream_id);
+    }
+}
+
+static void expect_order(const order_rec_t *r, int j) {
+    char want[32];
+    int64_t price = 50 * SCALE + j;
+    snprintf(want, sizeof(want), "O%d", j);
+    cr_expect_str_eq(r->order_id, want);
+    snprintf(want, sizeof(want), "C%d", j);
+    cr_expect_str_eq(r->cl_ord_id, want);
+    snprintf(want, sizeof(want), "ACC%d", j % 3);
+    cr_expect_str_eq(r->account, want);
+    snprintf(want, sizeof(want), "SYM%d", j % 5);
+    cr_expect_str_eq(r->symbol, want);
+    snprintf(want, sizeof(want), "E%d", j);
+    cr_expect_str_eq(r->exec_id, want);
+    cr_expect_eq(r->has_text, j % 4 == 0);
+    if (j % 4 == 0) {
+        snprintf(want, sizeof(want), "t%d", j);
+        cr_expect_str_eq(r->text, want);
+    }
+    cr_expect_eq(r->ev.side, j % 2 == 0 ? TP_SIDE_BUY : TP_SIDE_SELL);
+    cr_expect_eq(r->ev.ord_type, TP_ORD_TYPE_LIMIT);
+    cr_expect_eq(r->ev.price, price);
+    cr_expect_eq(r->ev.quantity, (j + 1) * SCALE);
+    cr_expect_eq((int)r->ev.exec_type, j % 16);
+    cr_expect_eq((int)r->ev.ord_status, j % 15);
+    cr_expect_eq(r->ev.last_qty, j * 10);
+    cr_expect_eq(r->ev.last_px, price);
+    cr_expect_eq(r->ev.transact_ts_ns, EPOCH_NS + j);
+    cr_expect_eq(r->seq, (uint64_t)j + 1);
+}
+
+static uint64_t bad_total(void) {
+    uint64_t n = 0;
+    for (int i = 0; i < TP_FEED_BAD_COUNT; i++)
+        n += env->feeds.stats.bad[i];
+    return n;
+}
+
+/* A blocking client socket: the kernel completes the connection and buffers
+ * what is sent while the test runs the loop. */
+static int raw_connect(void) {
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)tp_feeds_tcp_port(&env->feeds))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const void *data, size_t len) {
+    cr_assert_eq(send(fd, data, len, 0), (ssize_t)len);
+}
+
+static tp_wire_builder_t *builder(void) {
+    static tp_wire_builder_t *b;
+    if (!b)
+        b = tp_wire_builder_new();
+    cr_assert_not_null(b);
+    return b;
+}
+
+static void send_tick(int fd, uint64_t stream, uint64_t seq, int i) {
+    char sym[16];
+    tp_tick_t t = tick_fields("RAW", i, sym, sizeof(sym));
+    const uint8_t *out;
+    size_t len;
+    cr_assert_eq(tp_wire_build_tick(builder(), stream, seq, &t, &out, &len), 0);
+    raw_send(fd, out, len);
+}
+
+static void send_order(int fd, uint64_t stream, uint64_t seq) {
+    char id[32];
+    snprintf(id, sizeof(id), "O%llu", (unsigned long long)seq);
+    tp_order_event_t o = {.order_id = tp_str(id),
+                          .account = tp_str("ACC"),
+                          .symbol = tp_str("SYM"),
+                          .exec_id = tp_str(id),
+                          .side = TP_SIDE_BUY,
+                          .quantity = SCALE,
+                          .exec_type = TP_EXEC_NEW};
+    const uint8_t *out;
+    size_t len;
+    cr_assert_eq(tp_wire_build_order(builder(), stream, seq, &o, &out, &len), 0);
+    raw_send(fd, out, len);
+}
+
+/* True when the server closed fd (recv sees EOF) within the loop's next turns. */
+static bool closed_by_server(int fd) {
+    for (int i = 0; i < 100; i++) {
+        tp_test_run_for(&env->loop, 20);
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+        if (n == 0)
+            return true;
+    }
+    return false;
+}
+
+typedef struct {
+    uint64_t *counter;
+    uint64_t want;
+} count_wait_t;
+
+static bool counter_reached(void *arg) {
+    count_wait_t *w = arg;
+    return *w->counter >= w->want;
+}
+
+static bool wait_count(uint64_t *counter, uint64_t want) {
+    count_wait_t w = {counter, want};
+    return tp_test_run_until(&env->loop, counter_reached, &w, 10000);
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+Test(feeds, python_frames_over_tcp_and_udp_are_decoded_and_acked) {
+    env->ack_orders = true;
+    start();
+    int64_t status = run_adapter("--ticks", "500", "--orders", "300", "--udp-ticks", "200",
+                                 "--expect-ack", "300", NULL);
+    cr_assert_eq(status, 0, "the adapter saw no ack for seq 300 (exit %lld)", (long long)status);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 700), "ticks: %llu",
+              (unsigned long long)env->feeds.stats.ticks);
+
+    cr_expect_eq(env->feeds.stats.ticks, 700);
+    cr_expect_eq(env->feeds.stats.orders, 300);
+    cr_expect_eq(env->feeds.streams.duplicates, 0);
+    cr_expect_eq(env->gaps, 0);
+    cr_expect_eq(bad_total(), 0);
+    expect_last_ticks("SYM", 500, 1);
+    expect_last_ticks("UDP", 200, 3);
+    cr_assert_eq(env->norders, 300);
+    for (int j = 0; j < 300; j++)
+        expect_order(&env->orders[j], j);
+    cr_expect_geq(env->feeds.stats.acks_sent, 1);
+}
+
+Test(feeds, bad_python_input_is_counted_per_reason_and_isolated) {
+    start();
+    int healthy = raw_connect();
+    send_tick(healthy, 5, 1, 0);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 1));
+
+    cr_assert_eq(run_adapter("--bad", NULL), 0, "a bad TCP connection was not closed");
+    cr_assert(wait_count(&env->feeds.stats.bad[TP_FEED_BAD_VERIFY], 2));
+    const tp_feed_stats_t *s = &env->feeds.stats;
+    cr_expect_eq(s->bad[TP_FEED_BAD_UNKNOWN_TYPE], 1, "unknown union type over TCP");
+    cr_expect_eq(s->bad[TP_FEED_BAD_VERIFY], 2, "wrong identifier (TCP), garbage datagram");
+    cr_expect_eq(s->bad[TP_FEED_BAD_TRUNCATED], 1, "2-byte datagram");
+    cr_expect_eq(s->bad[TP_FEED_BAD_LENGTH], 1, "datagram with trailing bytes");
+    cr_expect_eq(s->bad[TP_FEED_BAD_UNEXPECTED], 1, "order event over UDP");
+    cr_expect_eq(s->orders, 0);
+
+    /* The healthy connection was not touched. */
+    send_tick(healthy, 5, 2, 1);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 2));
+    cr_expect_eq(env->feeds.nconns, 1);
+    close(healthy);
+}
+
+Test(feeds, tcp_stream_errors_close_only_that_connection) {
+    env->cfg.feeds.max_frame_bytes = 4096;
+    start();
+    int healthy = raw_connect();
+
+    int oversized = raw_connect();
+    uint8_t prefix[4] = {0x01, 0x10, 0x00, 0x00}; /* 4097 bytes */
+    raw_send(oversized, prefix, sizeof(prefix));
+    cr_expect(closed_by_server(oversized));
+    cr_expect_eq(env->feeds.stats.bad[TP_FEED_BAD_OVERSIZED], 1);
+    close(oversized);
+
+    int truncated = raw_connect();
+    uint8_t partial[12] = {0x40, 0x00, 0x00, 0x00, 1, 2, 3, 4}; /* 64 announced, 8 sent */
+    raw_send(truncated, partial, sizeof(partial));
+    tp_test_run_for(&env->loop, 50);
+    close(truncated);
+    cr_assert(wait_count(&env->feeds.stats.bad[TP_FEED_BAD_TRUNCATED], 1));
+
+    int acker = raw_connect();
+    const uint8_t *ack;
+    size_t len;
+    cr_assert_eq(tp_wire_build_ack(builder(), 1, 1, &ack, &len), 0);
+    raw_send(acker, ack, len);
+    cr_expect(closed_by_server(acker));
+    cr_expect_eq(env->feeds.stats.bad[TP_FEED_BAD_UNEXPECTED], 1);
+    close(acker);
+
+    send_tick(healthy, 5, 1, 0);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 1));
+    cr_expect_eq(env->feeds.nconns, 1);
+    cr_expect_eq(env->feeds.stats.connections_closed, 3);
+    close(healthy);
+}
+
+Test(feeds, duplicates_are_dropped_and_gaps_reported) {
+    start();
+    int a = raw_connect(), b = raw_connect();
+    const uint64_t line_a[] = {1, 2, 2, 3, 5, 4, 6};
+    for (size_t i = 0; i < sizeof(line_a) / sizeof(line_a[0]); i++)
+        send_tick(a, 7, line_a[i], (int)line_a[i]);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 5));
+    /* The B line of the same feed: everything it repeats is a duplicate. */
+    for (uint64_t seq = 1; seq <= 6; seq++)
+        send_tick(b, 7, seq, (int)seq);
+    send_tick(b, 7, 7, 7);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 6));
+
+    cr_expect_eq(env->feeds.stats.ticks, 6);
+    cr_expect_eq(env->feeds.streams.duplicates, 2 + 6);
+    cr_expect_eq(env->gaps, 1);
+    cr_expect_eq(env->gap_expected, 4);
+    cr_expect_eq(env->gap_received, 5);
+    cr_expect_eq(env->feeds.streams.missing, 1);
+    close(a);
+    close(b);
+}
+
+Test(feeds, paused_order_feeds_hold_frames_until_resumed) {
+    env->pause_at = 10;
+    start();
+    int fd = raw_connect();
+    for (uint64_t seq = 1; seq <= 50; seq++)
+        send_order(fd, 2, seq);
+    cr_assert(wait_count(&env->feeds.stats.orders, 10));
+    tp_test_run_for(&env->loop, 200);
+    cr_expect_eq(env->norders, 10, "orders kept flowing while paused");
+
+    /* Ticks from other connections still flow while orders are paused. */
+    int ticks = raw_connect();
+    send_tick(ticks, 8, 1, 0);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 1));
+
+    tp_feeds_resume_orders(&env->feeds);
+    cr_assert(wait_count(&env->feeds.stats.orders, 50));
+    for (int i = 0; i < 50; i++)
+        cr_expect_eq(env->orders[i].seq, (uint64_t)i + 1, "order %d out of order", i);
+    cr_expect_eq(env->feeds.stats.pauses, 1);
+    close(fd);
+    close(ticks);
+}
+
+Test(feeds, connections_over_the_limit_are_refused) {
+    env->cfg.feeds.max_connections = 2;
+    start();
+    int a = raw_connect(), b = raw_connect();
+    cr_assert(wait_count(&env->feeds.stats.connections, 2));
+    int c = raw_connect();
+    cr_expect(closed_by_server(c));
+    cr_expect_eq(env->feeds.stats.connections_refused, 1);
+    cr_expect_eq(env->feeds.nconns, 2);
+    close(a);
+    close(b);
+    close(c);
+}
+
+/* ---- replay ------------------------------------------------------------------------------- */
+
+/* Writes n ticks, 10 ts_step_ns apart, with a bad frame after the third and a
+ * cut-off frame at the end; returns the file name (static). */
+static const char *write_replay(int n, int64_t ts_step_ns, int orders_every) {
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/tp_replay_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *fp = fdopen(fd, "wb");
+    const uint8_t *out;
+    size_t len;
+    for (int i = 0; i < n; i++) {
+        char sym[16];
+        tp_tick_t t = tick_fields("REP", i, sym, sizeof(sym));
+        t.exchange_ts_ns = EPOCH_NS + i * ts_step_ns;
+        cr_assert_eq(tp_wire_build_tick(builder(), 1, (uint64_t)i + 1, &t, &out, &len), 0);
+        fwrite(out, 1, len, fp);
+        if (orders_every && i % orders_every == 0) {
+            tp_order_event_t o = {.order_id = tp_str("R1"),
+                                  .account = tp_str("ACC"),
+                                  .symbol = tp_str(sym),
+                                  .exec_id = tp_str(sym),
+                                  .quantity = SCALE,
+                                  .transact_ts_ns = t.exchange_ts_ns};
+            cr_assert_eq(tp_wire_build_order(builder(), 2, (uint64_t)i + 1, &o, &out, &len), 0);
+            fwrite(out, 1, len, fp);
+        }
+        if (i == 2) {
+            const uint8_t junk[12] = {8, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4};
+            fwrite(junk, 1, sizeof(junk), fp);
+        }
+    }
+    fwrite(out, 1, len / 2, fp); /* a frame cut in half */
+    fclose(fp);
+    return path;
+}
+
+static void replay_env(const char *path, double speed) {
+    free(env->cfg.feeds.tcp_addr);
+    free(env->cfg.feeds.udp_addr);
+    env->cfg.feeds.tcp_addr = env->cfg.feeds.udp_addr = NULL;
+    env->cfg.feeds.replay_path = strdup(path);
+    env->cfg.feeds.replay_speed = speed;
+}
+
+Test(feeds, replay_file_at_full_speed_skips_bad_frames) {
+    const char *path = write_replay(5000, 1, 10);
+    replay_env(path, 0);
+    start();
+    cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->replay_done, 20000));
+    unlink(path);
+    cr_expect_eq(env->replay_status, 0);
+    cr_expect_eq(env->feeds.stats.ticks, 5000);
+    cr_expect_eq(env->feeds.stats.orders, 500);
+    cr_expect_eq(env->feeds.stats.bad[TP_FEED_BAD_VERIFY], 1);
+    cr_expect_eq(env->feeds.stats.bad[TP_FEED_BAD_TRUNCATED], 1);
+    expect_last_ticks("REP", 5000, 1);
+}
+
+Test(feeds, replay_paced_by_timestamps_takes_their_time) {
+    /* 6 ticks 100 ms apart at speed 2: the last is due 250 ms after the first. */
+    const char *path = write_replay(6, 100 * 1000 * 1000, 0);
+    replay_env(path, 2.0);
+    start();
+    uint64_t t0 = tp_clock_mono_ns();
+    cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->replay_done, 20000));
+    uint64_t elapsed_ms = (tp_clock_mono_ns() - t0) / 1000000;
+    unlink(path);
+    cr_expect_eq(env->feeds.stats.ticks, 6);
+    cr_expect_geq(elapsed_ms, 240, "paced replay finished after %llu ms",
+                  (unsigned long long)elapsed_ms);
+}
+
+Test(feeds, replay_waits_while_orders_are_paused) {
+    const char *path = write_replay(2000, 1000, 1);
+    replay_env(path, 0);
+    env->pause_at = 100;
+    start();
+    cr_assert(wait_count(&env->feeds.stats.orders, 100));
+    tp_test_run_for(&env->loop, 100);
+    cr_expect_eq(env->norders, 100);
+    cr_expect(!env->replay_done);
+    tp_feeds_resume_orders(&env->feeds);
+    cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->replay_done, 20000));
+    unlink(path);
+    cr_expect_eq(env->feeds.stats.orders, 2000);
+    cr_expect_eq(env->feeds.stats.ticks, 2000);
+}
+
+Test(feeds, udp_multicast_group_is_joined) {
+    free(env->cfg.feeds.udp_addr);
+    env->cfg.feeds.udp_addr = strdup("0.0.0.0:0");
+    env->cfg.feeds.udp_group = strdup("239.255.77.1");
+    start();
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    unsigned char loop = 1;
+    cr_assert_eq(setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof(loop)), 0);
+    struct sockaddr_in group = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)tp_feeds_udp_port(&env->feeds))};
+    cr_assert_eq(inet_pton(AF_INET, "239.255.77.1", &group.sin_addr), 1);
+    for (int i = 0; i < 3; i++) {
+        char sym[16];
+        tp_tick_t t = tick_fields("MC", i, sym, sizeof(sym));
+        const uint8_t *out;
+        size_t len;
+        cr_assert_eq(tp_wire_build_tick(builder(), 4, (uint64_t)i + 1, &t, &out, &len), 0);
+        if (sendto(fd, out, len, 0, (struct sockaddr *)&group, sizeof(group)) < 0) {
+            close(fd);
+            cr_skip_test("no multicast route on this host: %s", strerror(errno));
+        }
+    }
+    close(fd);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 3), "multicast ticks: %llu",
+              (unsigned long long)env->feeds.stats.ticks);
+    expect_last_ticks("MC", 3, 4);
+}

@@ -1,0 +1,283 @@
+/* Unit tests of the latest-price table (tp/price_table.h): lookups, newest quote
+ * wins, the conflating dirty queue (FIFO, each symbol queued once) and growth. */
+#include "tp/error.h"
+#include "tp/price_table.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+static tp_price_table_t table;
+
+static void setup(void) {
+    cr_assert_eq(tp_price_table_init(&table, 4), 0);
+}
+
+static void teardown(void) {
+    tp_price_table_close(&table);
+}
+
+TestSuite(price_table, .init = setup, .fini = teardown);
+
+/* A tick for symbol whose fields are all derived from px, so a test can tell
+ * which tick an entry holds. */
+static tp_tick_t tick_of(const char *symbol, int64_t px) {
+    return (tp_tick_t){
+        .symbol = {symbol, (uint32_t)strlen(symbol)},
+        .bid = px,
+        .ask = px + 1,
+        .bid_size = px + 2,
+        .ask_size = px + 3,
+        .last = px + 4,
+        .last_size = px + 5,
+        .exchange_ts_ns = px + 6,
+        .sent_ns = px + 7,
+    };
+}
+
+/* Applies a tick at px, with stream, seq and receive times also derived from px. */
+static int update(const char *symbol, int64_t px) {
+    tp_tick_t t = tick_of(symbol, px);
+    return tp_price_table_update(&table, &t, (uint64_t)px * 10, (uint64_t)px * 100, px * 1000,
+                                 (uint64_t)px * 10000);
+}
+
+static const tp_price_t *get(const char *symbol) {
+    return tp_price_table_get(&table, symbol, strlen(symbol));
+}
+
+static void assert_quote(const tp_price_t *e, const char *symbol, int64_t px) {
+    cr_assert_not_null(e, "%s missing", symbol);
+    cr_assert_str_eq(e->symbol, symbol);
+    cr_assert_eq(e->symbol_len, strlen(symbol));
+    cr_assert_eq(e->bid, px, "%s bid %lld, expected %lld", symbol, (long long)e->bid,
+                 (long long)px);
+    cr_assert_eq(e->ask, px + 1);
+    cr_assert_eq(e->bid_size, px + 2);
+    cr_assert_eq(e->ask_size, px + 3);
+    cr_assert_eq(e->last, px + 4);
+    cr_assert_eq(e->last_size, px + 5);
+    cr_assert_eq(e->exchange_ts_ns, px + 6);
+    cr_assert_eq(e->stream_id, (uint64_t)px * 10);
+    cr_assert_eq(e->seq, (uint64_t)px * 100);
+    cr_assert_eq(e->recv_ts_ns, px * 1000);
+    cr_assert_eq(e->recv_mono_ns, (uint64_t)px * 10000);
+}
+
+/* An update is found by its symbol with every field copied. */
+Test(price_table, update_then_get) {
+    cr_assert_eq(update("AAPL", 187), 0);
+    const tp_price_t *e = get("AAPL");
+    assert_quote(e, "AAPL", 187);
+    cr_assert_eq(e->updates, 1);
+    cr_assert(e->dirty);
+    cr_assert_eq(table.count, 1);
+    cr_assert_eq(table.ticks, 1);
+    cr_assert_eq(table.conflated, 0);
+    cr_assert_eq(tp_price_table_dirty_count(&table), 1);
+}
+
+/* Unknown symbols, prefixes and extensions of known ones, and bad lengths find nothing. */
+Test(price_table, unknown_symbols_are_null) {
+    cr_assert_null(get("AAPL"));
+    cr_assert_eq(update("AAPL", 1), 0);
+    cr_assert_null(get("AAP"));
+    cr_assert_null(get("AAPLX"));
+    cr_assert_null(get("aapl"));
+    cr_assert_null(tp_price_table_get(&table, "AAPL", 0));
+    cr_assert_null(tp_price_table_get(&table, NULL, 4));
+    char longer[TP_WIRE_SYMBOL_MAX + 2];
+    memset(longer, 'A', sizeof(longer));
+    cr_assert_null(tp_price_table_get(&table, longer, sizeof(longer)));
+    cr_assert_not_null(get("AAPL"));
+}
+
+/* The newest quote replaces the older one; the symbol keeps its entry. */
+Test(price_table, newest_quote_wins) {
+    cr_assert_eq(update("MSFT", 400), 0);
+    const tp_price_t *first = get("MSFT");
+    cr_assert_eq(update("MSFT", 401), 0);
+    cr_assert_eq(update("MSFT", 399), 0);
+    const tp_price_t *e = get("MSFT");
+    cr_assert_eq(e, first);
+    assert_quote(e, "MSFT", 399);
+    cr_assert_eq(e->updates, 3);
+    cr_assert_eq(table.count, 1);
+    cr_assert_eq(table.ticks, 3);
+}
+
+/* Symbols come out of the dirty queue in the order they first became dirty, and
+ * each once however many ticks it took meanwhile: those ticks are conflated. */
+Test(price_table, dirty_queue_is_fifo_and_conflates) {
+    const char *order[] = {"C", "A", "B", "D"};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(update(order[i], 10 + i), 0);
+    cr_assert_eq(update("A", 50), 0);
+    cr_assert_eq(update("C", 60), 0);
+    cr_assert_eq(update("A", 70), 0);
+    cr_assert_eq(tp_price_table_dirty_count(&table), 4);
+    cr_assert_eq(table.conflated, 3);
+    cr_assert_eq(table.ticks, 7);
+
+    const int64_t newest[] = {60, 70, 12, 13};
+    for (int i = 0; i < 4; i++) {
+        const tp_price_t *e = tp_price_table_pop_dirty(&table);
+        cr_assert_not_null(e);
+        assert_quote(e, order[i], newest[i]);
+        cr_assert_not(e->dirty);
+        cr_assert_eq(tp_price_table_dirty_count(&table), (size_t)(3 - i));
+    }
+    cr_assert_null(tp_price_table_pop_dirty(&table));
+    cr_assert_eq(get("A")->updates, 3);
+}
+
+/* A popped symbol is clean; its next tick queues it again, at the back, and is not
+ * counted as conflated (the earlier quote was taken by the writer). */
+Test(price_table, pop_then_dirty_again) {
+    cr_assert_eq(update("X", 1), 0);
+    cr_assert_eq(update("Y", 2), 0);
+    const tp_price_t *x = tp_price_table_pop_dirty(&table);
+    assert_quote(x, "X", 1);
+    cr_assert_not(get("X")->dirty);
+    cr_assert_eq(update("X", 3), 0);
+    cr_assert(get("X")->dirty);
+    cr_assert_eq(table.conflated, 0);
+    assert_quote(tp_price_table_pop_dirty(&table), "Y", 2);
+    assert_quote(tp_price_table_pop_dirty(&table), "X", 3);
+    cr_assert_null(tp_price_table_pop_dirty(&table));
+    cr_assert_eq(tp_price_table_dirty_count(&table), 0);
+}
+
+/* A writer that takes one symbol at a time while ticks keep re-queueing the others
+ * never lets the queue overflow or lose its order (the queue must wrap round). */
+Test(price_table, partial_drains_keep_fifo_order) {
+    enum { N = 10 };
+    char names[N][8];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "S%d", i);
+        cr_assert_eq(update(names[i], i), 0);
+    }
+    size_t cap = table.entries_cap;
+    /* Pop the oldest and re-dirty it, many times round the table. */
+    for (int round = 0; round < 1000; round++) {
+        int expect = round % N;
+        const tp_price_t *e = tp_price_table_pop_dirty(&table);
+        cr_assert_not_null(e);
+        cr_assert_str_eq(e->symbol, names[expect], "round %d: got %s", round, e->symbol);
+        cr_assert_eq(update(names[expect], 1000 + round), 0);
+        cr_assert_eq(tp_price_table_dirty_count(&table), N);
+    }
+    cr_assert_eq(table.entries_cap, cap);
+    cr_assert_eq(table.conflated, 0);
+}
+
+/* 100000 symbols grow every array many times; every entry is still found with its
+ * quote, and the dirty queue still holds every symbol in insertion order. */
+Test(price_table, growth_keeps_entries_and_queue) {
+    enum { N = 100000 };
+    static char names[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "SYM%d", i);
+        cr_assert_eq(update(names[i], i), 0);
+        /* Pop some early so that the queue's head is not at 0 when it grows. */
+        if (i == 3)
+            assert_quote(tp_price_table_pop_dirty(&table), names[0], 0);
+    }
+    cr_assert_eq(table.count, N);
+    cr_assert_geq(table.entries_cap, N);
+    cr_assert_geq(table.index_cap, table.entries_cap);
+    cr_assert_eq(table.index_cap & (table.index_cap - 1), 0);
+    cr_assert_eq(tp_price_table_dirty_count(&table), N - 1);
+    for (int i = 0; i < N; i++)
+        assert_quote(get(names[i]), names[i], i);
+    for (int i = 1; i < N; i++) {
+        const tp_price_t *e = tp_price_table_pop_dirty(&table);
+        cr_assert_not_null(e, "queue ended at %d", i);
+        cr_assert_str_eq(e->symbol, names[i]);
+    }
+    cr_assert_null(tp_price_table_pop_dirty(&table));
+    cr_assert_null(get("SYM100000"));
+    cr_assert_eq(table.ticks, N);
+}
+
+/* Growth while the queue has wrapped round keeps its order. */
+Test(price_table, growth_with_wrapped_queue) {
+    char names[40][8];
+    for (int i = 0; i < 16; i++) {
+        snprintf(names[i], sizeof(names[i]), "W%d", i);
+        cr_assert_eq(update(names[i], i), 0);
+    }
+    cr_assert_eq(table.entries_cap, 16);
+    /* Move the ring's head forward and re-queue, so that it wraps. */
+    for (int i = 0; i < 10; i++) {
+        cr_assert_str_eq(tp_price_table_pop_dirty(&table)->symbol, names[i]);
+        cr_assert_eq(update(names[i], 100 + i), 0);
+    }
+    for (int i = 16; i < 40; i++) {
+        snprintf(names[i], sizeof(names[i]), "W%d", i);
+        cr_assert_eq(update(names[i], i), 0);
+    }
+    cr_assert_gt(table.entries_cap, 16);
+    /* Expected order: W10..W15, W0..W9, W16..W39. */
+    for (int k = 0; k < 40; k++) {
+        int i = k < 6 ? 10 + k : k < 16 ? k - 6 : k;
+        const tp_price_t *e = tp_price_table_pop_dirty(&table);
+        cr_assert_not_null(e);
+        cr_assert_str_eq(e->symbol, names[i], "position %d", k);
+    }
+    cr_assert_null(tp_price_table_pop_dirty(&table));
+}
+
+/* Symbols of exactly TP_WIRE_SYMBOL_MAX bytes are kept whole and NUL-terminated;
+ * longer or empty ones are refused and change nothing. */
+Test(price_table, symbol_length_limits) {
+    char max[TP_WIRE_SYMBOL_MAX + 1];
+    memset(max, 'Z', TP_WIRE_SYMBOL_MAX);
+    max[TP_WIRE_SYMBOL_MAX] = '\0';
+    cr_assert_eq(update(max, 5), 0);
+    assert_quote(get(max), max, 5);
+
+    char longer[TP_WIRE_SYMBOL_MAX + 2];
+    memset(longer, 'Z', TP_WIRE_SYMBOL_MAX + 1);
+    longer[TP_WIRE_SYMBOL_MAX + 1] = '\0';
+    cr_assert_eq(update(longer, 6), TP_EINVAL);
+    cr_assert_eq(update("", 7), TP_EINVAL);
+    tp_tick_t absent = {.symbol = {NULL, 3}};
+    cr_assert_eq(tp_price_table_update(&table, &absent, 0, 0, 0, 0), TP_EINVAL);
+    cr_assert_eq(table.count, 1);
+    cr_assert_eq(table.ticks, 1);
+    cr_assert_eq(tp_price_table_dirty_count(&table), 1);
+    assert_quote(get(max), max, 5);
+}
+
+/* Symbols are compared as bytes over their length: one that shares a prefix or
+ * differs only after the first bytes is another symbol. */
+Test(price_table, symbols_are_compared_by_bytes) {
+    tp_tick_t t = tick_of("AB", 1);
+    t.symbol.len = 1; /* "A" */
+    cr_assert_eq(tp_price_table_update(&table, &t, 0, 0, 0, 0), 0);
+    cr_assert_eq(update("AB", 2), 0);
+    cr_assert_eq(table.count, 2);
+    cr_assert_eq(get("A")->bid, 1);
+    cr_assert_eq(get("AB")->bid, 2);
+}
+
+/* Every prefix of a 32-byte symbol is a symbol of its own: 32 entries in a small
+ * index, so probes run over entries whose symbols start with the one looked up. */
+Test(price_table, prefixes_are_distinct_symbols) {
+    char sym[TP_WIRE_SYMBOL_MAX + 1];
+    memset(sym, 'Q', sizeof(sym));
+    /* Longest first, so that longer symbols sit earlier on shared probe paths. */
+    for (int len = TP_WIRE_SYMBOL_MAX; len >= 1; len--) {
+        sym[len] = '\0';
+        cr_assert_eq(update(sym, len), 0);
+        sym[len] = 'Q';
+    }
+    cr_assert_eq(table.count, TP_WIRE_SYMBOL_MAX);
+    for (int len = 1; len <= TP_WIRE_SYMBOL_MAX; len++) {
+        const tp_price_t *e = tp_price_table_get(&table, sym, (size_t)len);
+        cr_assert_not_null(e);
+        cr_assert_eq(e->symbol_len, len);
+        cr_assert_eq(e->bid, len);
+    }
+}
