@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #define REPLAY_SOURCE "replay"
+#define MAX_PACE_WAIT_NS 60e9
 
 struct tp_feed_replay_s {
     tp_feeds_t *feeds;
@@ -32,6 +33,7 @@ struct tp_feed_replay_s {
     bool have_origin;    /* pacing: the first timed frame and when it was sent */
     int64_t origin_ts;
     uint64_t origin_mono;
+    uint64_t paused_at; /* when orders were found held, 0 when not */
 };
 
 static void process(tp_feed_replay_t *r);
@@ -42,7 +44,7 @@ static void release(tp_feed_replay_t *r) {
         return;
     if (r->file >= 0) {
         uv_fs_t req;
-        uv_fs_close(NULL, &req, r->file, NULL); /* synchronous: a local close is quick */
+        uv_fs_close(r->feeds->loop, &req, r->file, NULL); /* synchronous: a local close is quick */
         uv_fs_req_cleanup(&req);
     }
     tp_framer_close(&r->framer);
@@ -158,7 +160,9 @@ static void on_timer(uv_timer_t *t) {
 
 /* Paced replay: starts the timer and returns true when the held frame's time
  * has not come yet. A frame without a timestamp, or older than the first one,
- * goes at once. */
+ * goes at once; one due more than MAX_PACE_WAIT_NS from now is a break in the
+ * file's timeline (a new session, a bad clock), and the pacing starts over
+ * from it rather than waiting for hours. */
 static bool wait_for_time(tp_feed_replay_t *r) {
     double speed = r->feeds->cfg->replay_speed;
     const tp_frame_t *h = &r->held;
@@ -167,16 +171,20 @@ static bool wait_for_time(tp_feed_replay_t *r) {
     if (speed <= 0 || ts <= 0)
         return false;
     uint64_t now = tp_clock_mono_ns();
-    if (!r->have_origin) {
+    double wait_ns = r->have_origin ? ((double)ts - (double)r->origin_ts) / speed -
+                                          ((double)now - (double)r->origin_mono)
+                                    : 0;
+    if (!r->have_origin || wait_ns > MAX_PACE_WAIT_NS) {
+        if (r->have_origin)
+            TP_LOG(TP_LOG_WARN, "replay timeline jump: pacing restarts", TP_INT("ts_ns", ts),
+                   TP_DBL("wait_s", wait_ns / 1e9));
         r->have_origin = true;
         r->origin_ts = ts;
         r->origin_mono = now;
+        wait_ns = 0;
     }
-    if (ts < r->origin_ts)
-        return false;
-    uint64_t due = r->origin_mono + (uint64_t)((double)(ts - r->origin_ts) / speed);
-    if (due > now) {
-        uv_timer_start(&r->timer, on_timer, (due - now + 999999) / 1000000, 0);
+    if (wait_ns > 0) {
+        uv_timer_start(&r->timer, on_timer, (uint64_t)(wait_ns / 1e6) + 1, 0);
         return true;
     }
     /* Paced frames arrive when they are due, not when the chunk was read. */
@@ -187,6 +195,13 @@ static bool wait_for_time(tp_feed_replay_t *r) {
 
 static void process(tp_feed_replay_t *r) {
     tp_feeds_t *f = r->feeds;
+    /* Time spent paused is not the file's time: the pacing resumes where it stopped. */
+    if (r->paused_at) {
+        r->origin_mono += tp_clock_mono_ns() - r->paused_at;
+        r->paused_at = 0;
+    }
+    if (tp__feeds_hold_orders(f) && !r->done)
+        r->paused_at = tp_clock_mono_ns();
     while (!r->done && !r->closing && !tp__feeds_hold_orders(f)) {
         if (!r->has_held && !hold_next(r))
             return;
@@ -200,13 +215,14 @@ static void process(tp_feed_replay_t *r) {
 static void on_open(uv_fs_t *req) {
     tp_feed_replay_t *r = req->data;
     ssize_t result = req->result;
+    if (result >= 0)
+        r->file = (uv_file)result; /* before request_done(): a close in progress closes it */
     if (!request_done(r))
         return;
     if (result < 0) {
         finish(r, (int)result);
         return;
     }
-    r->file = (uv_file)result;
     TP_LOG(TP_LOG_INFO, "replay started", TP_STR("file", r->feeds->cfg->replay_path),
            TP_DBL("speed", r->feeds->cfg->replay_speed));
     read_next(r);

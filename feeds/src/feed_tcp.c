@@ -67,35 +67,60 @@ static void conn_stop_reading(tp_feed_conn_t *c) {
     }
 }
 
-/* Handles the whole frames buffered on c, until it runs out or orders must wait. */
+/* Decodes the next whole frame into c->held; false when there is none (or c was
+ * closed for what it sent). */
+static bool conn_hold_next(tp_feed_conn_t *c) {
+    const uint8_t *frame;
+    size_t len;
+    tp_feed_bad_t bad;
+    int rc = tp_framer_next(&c->framer, &frame, &len);
+    if (rc == 0)
+        return false;
+    if (rc < 0) {
+        conn_reject(c, TP_FEED_BAD_OVERSIZED, NULL);
+        return false;
+    }
+    if (tp__feeds_decode(c->feeds, frame, len, &c->held, c->peer, &bad) != 0) {
+        conn_close(c, tp_feed_bad_text(bad)); /* decode counted and logged it */
+        return false;
+    }
+    if (c->held.type == TP_BODY_ACK) {
+        conn_reject(c, TP_FEED_BAD_UNEXPECTED, "adapters do not send FeedAck frames");
+        return false;
+    }
+    c->has_held = true;
+    return true;
+}
+
+/* The adapter closed its side (or the socket failed) and every whole frame has
+ * been handled: what is left is a cut-off frame. */
+static void conn_finish(tp_feed_conn_t *c) {
+    if (tp_framer_pending(&c->framer) > 0)
+        conn_reject(c, TP_FEED_BAD_TRUNCATED, "connection closed inside a frame");
+    else
+        conn_close(c, c->ended);
+}
+
+/* Handles the whole frames buffered on c, in order, until they run out or an
+ * order event must wait: it then stays decoded in c->held (its strings point into
+ * the framer, which is left alone until reading resumes) and reading stops. */
 static void conn_process(tp_feed_conn_t *c) {
     tp_feeds_t *f = c->feeds;
-    const uint8_t *frame_bytes;
-    size_t len;
-    tp_frame_t frame;
-
-    while (!(c->carries_orders && tp__feeds_hold_orders(f))) {
-        int rc = tp_framer_next(&c->framer, &frame_bytes, &len);
-        if (rc == 0)
-            return;
-        if (rc < 0) {
-            conn_reject(c, TP_FEED_BAD_OVERSIZED, NULL);
-            return;
-        }
-        tp_feed_bad_t bad;
-        if (tp__feeds_decode(f, frame_bytes, len, &frame, c->peer, &bad) != 0) {
-            conn_close(c, tp_feed_bad_text(bad)); /* decode counted and logged it */
-            return;
-        }
-        if (frame.type == TP_BODY_ACK) {
-            conn_reject(c, TP_FEED_BAD_UNEXPECTED, "adapters do not send FeedAck frames");
-            return;
-        }
-        if (frame.type == TP_BODY_ORDER)
+    while (!c->closing && !f->closing) {
+        if (!c->has_held && !conn_hold_next(c))
+            break;
+        if (c->held.type == TP_BODY_ORDER) {
             c->carries_orders = true;
-        tp__feeds_dispatch(f, &frame, &c->meta, c);
+            if (tp__feeds_hold_orders(f)) {
+                conn_stop_reading(c);
+                return;
+            }
+        }
+        c->has_held = false;
+        tp__feeds_dispatch(f, &c->held, &c->meta, c);
     }
-    conn_stop_reading(c);
+    if (c->ended && !c->closing)
+        conn_finish(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -115,11 +140,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (nread == 0 || c->closing)
         return;
     if (nread < 0) {
-        if (nread == UV_EOF && tp_framer_pending(&c->framer) > 0) {
-            conn_reject(c, TP_FEED_BAD_TRUNCATED, "connection closed inside a frame");
-        } else {
-            conn_close(c, nread == UV_EOF ? "closed by the adapter" : uv_strerror((int)nread));
-        }
+        /* Whole frames already read are still the adapter's: they are handled
+         * (after a pause, if orders are held) before the connection closes. */
+        c->ended = nread == UV_EOF ? "closed by the adapter" : uv_strerror((int)nread);
+        conn_stop_reading(c);
+        conn_process(c);
         return;
     }
     tp_framer_commit(&c->framer, (size_t)nread);
@@ -130,7 +155,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void conn_start_reading(tp_feed_conn_t *c) {
-    if (c->reading || c->closing)
+    if (c->reading || c->closing || c->ended)
         return;
     int rc = uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_read);
     if (rc != 0) {
@@ -235,16 +260,14 @@ void tp__feed_tcp_pause(tp_feeds_t *f) {
     }
 }
 
-void tp__feed_tcp_resume(tp_feeds_t *f) {
-    for (tp_feed_conn_t *c = f->conns; c; c = c->next)
-        conn_start_reading(c);
-}
-
+/* After a pause: the frames held on each connection first, then new reads. */
 void tp__feed_tcp_drain(tp_feeds_t *f) {
     tp_feed_conn_t *next;
-    for (tp_feed_conn_t *c = f->conns; c; c = next) {
+    for (tp_feed_conn_t *c = f->conns; c && !f->closing; c = next) {
         next = c->next; /* processing may close c */
         conn_process(c);
+        if (!c->closing && !c->has_held && !tp__feeds_hold_orders(f))
+            conn_start_reading(c);
     }
 }
 
@@ -261,7 +284,7 @@ static void on_ack_written(uv_write_t *req, int status) {
         return;
     }
     /* Acks that arrived while this write was in flight go out now. */
-    c->feeds->acks_pending = true;
+    tp__feeds_acks_due(c->feeds);
 }
 
 static int append(tp_feed_conn_t *c, const uint8_t *data, size_t len) {
@@ -336,6 +359,14 @@ void tp__feed_tcp_stop(tp_feeds_t *f) {
 
 void tp__feed_tcp_close(tp_feeds_t *f) {
     close_listener(f);
+    /* The last acks go out if the sockets take them at once; closing cannot wait
+     * for an adapter that does not read, and it resends the rest as duplicates. */
+    gather_acks(f);
+    for (tp_feed_conn_t *c = f->conns; c; c = c->next) {
+        uv_buf_t buf = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+        if (!c->writing && c->out_len > 0)
+            uv_try_write((uv_stream_t *)&c->handle, &buf, 1);
+    }
     while (f->conns)
         conn_close(f->conns, "shutting down");
 }

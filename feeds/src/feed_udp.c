@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The largest UDP payload; a datagram never holds more. */
-#define UDP_MAX_PAYLOAD 65507
+/* The largest UDP payload (IPv6's; IPv4's is 65507): a datagram never holds more. */
+#define UDP_MAX_PAYLOAD 65527
 
 /* The datagram lands at the start of the aligned udp_buf and is decoded there. */
 #define UDP_BUF_SIZE ((UDP_MAX_PAYLOAD + TP_WIRE_ALIGN - 1) / TP_WIRE_ALIGN * TP_WIRE_ALIGN)

@@ -93,11 +93,27 @@ static void apply_tick(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_met
         f->on_tick(f, frame, meta);
 }
 
+/* Acks go to the connection that delivered the stream last. A new one (an
+ * adapter that reconnected, the B line taking over) is told the stream's acked
+ * seq at once, even if all it sent so far were duplicates. */
+static void own_stream(tp_feeds_t *f, tp_stream_t *stream, tp_feed_conn_t *owner) {
+    if (stream->owner == owner)
+        return;
+    stream->owner = owner;
+    stream->ack_sent = 0;
+    if (stream->acked_seq > 0)
+        tp__feeds_acks_due(f);
+}
+
 void tp__feeds_dispatch(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta,
                         tp_feed_conn_t *owner) {
     tp_stream_t *stream = NULL;
     uint64_t expected = 0;
+    if (f->closing)
+        return;
     int seq = tp_seq_check(&f->streams, frame->stream_id, frame->seq, &stream, &expected);
+    if (stream && owner)
+        own_stream(f, stream, owner);
     if (seq == TP_SEQ_DUPLICATE)
         return;
     if (seq < 0) {
@@ -106,8 +122,6 @@ void tp__feeds_dispatch(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_me
         TP_LOG(TP_LOG_ERROR, "cannot track feed stream", TP_INT("stream_id", frame->stream_id),
                TP_STR("error", tp_strerror(seq)));
     }
-    if (stream)
-        stream->owner = owner;
     if (seq == TP_SEQ_GAP && f->on_gap)
         f->on_gap(f, frame->stream_id, expected, frame->seq);
 
@@ -138,17 +152,28 @@ static void on_drain(uv_idle_t *idle) {
     tp__feed_replay_drain(f);
 }
 
-/* Reading restarts at once; frames already buffered are processed from the idle
- * handle, not from inside the caller (the write path, mid-callback). */
+/* The held frames are processed, and then reading restarts, from the idle
+ * handle: not from inside the caller (the write path, mid-callback), and never
+ * a new read before the frames read earlier. */
 void tp_feeds_resume_orders(tp_feeds_t *f) {
     if (!f->orders_paused)
         return;
     f->orders_paused = false;
-    if (!f->stopped)
-        tp__feed_tcp_resume(f);
     if (!f->closing && f->drain_idle.data)
         uv_idle_start(&f->drain_idle, on_drain);
     TP_LOG(TP_LOG_INFO, "order feeds resumed");
+}
+
+static void on_ack_idle(uv_idle_t *idle) {
+    uv_idle_stop(idle); /* only there to keep poll from blocking before the check */
+}
+
+void tp__feeds_acks_due(tp_feeds_t *f) {
+    f->acks_pending = true;
+    /* Called from a reply callback (the poll phase) the check runs next anyway;
+     * from a timer or another check handle poll could block first. */
+    if (!f->closing && f->ack_idle.data)
+        uv_idle_start(&f->ack_idle, on_ack_idle);
 }
 
 void tp_feeds_ack(tp_feeds_t *f, uint64_t stream_id, uint64_t seq) {
@@ -156,7 +181,8 @@ void tp_feeds_ack(tp_feeds_t *f, uint64_t stream_id, uint64_t seq) {
     if (!s || seq <= s->acked_seq)
         return;
     s->acked_seq = seq;
-    f->acks_pending = true;
+    if (s->owner)
+        tp__feeds_acks_due(f);
 }
 
 static void on_ack_check(uv_check_t *check) {
@@ -201,9 +227,10 @@ int tp_feeds_init(tp_feeds_t *f, uv_loop_t *loop, const tp_feed_config_t *cfg) {
 
 int tp_feeds_start(tp_feeds_t *f) {
     uv_check_init(f->loop, &f->ack_check);
+    uv_idle_init(f->loop, &f->ack_idle);
     uv_idle_init(f->loop, &f->drain_idle);
-    f->ack_check.data = f->drain_idle.data = f;
-    f->open_handles += 2;
+    f->ack_check.data = f->ack_idle.data = f->drain_idle.data = f;
+    f->open_handles += 3;
     uv_check_start(&f->ack_check, on_ack_check);
 
     int rc = tp__feed_tcp_start(f);
@@ -250,6 +277,7 @@ void tp_feeds_close(tp_feeds_t *f, void (*cb)(tp_feeds_t *f)) {
     f->open_handles++;
     if (f->ack_check.data) { /* tp_feeds_start() ran */
         uv_close((uv_handle_t *)&f->ack_check, on_handle_closed);
+        uv_close((uv_handle_t *)&f->ack_idle, on_handle_closed);
         uv_close((uv_handle_t *)&f->drain_idle, on_handle_closed);
     }
     tp__feed_tcp_close(f);

@@ -17,6 +17,9 @@ struct tp_feed_conn_s {
     tp_framer_t framer;
     tp_feed_meta_t meta; /* the latest read, for the frames it carried */
     bool carries_orders; /* has sent an order event: paused with the orders */
+    bool has_held;       /* held: decoded, waiting for order feeds to resume */
+    tp_frame_t held;
+    const char *ended; /* why the stream ended (EOF, error); NULL while open */
     bool reading;
     bool closing;
     bool writing; /* write_req in flight with out[0, out_len) */
@@ -44,13 +47,15 @@ static inline bool tp__feeds_hold_orders(const tp_feeds_t *f) {
     return f->orders_paused || f->stopped;
 }
 
+/* Acks are waiting: the ack check sends them in this loop iteration. */
+void tp__feeds_acks_due(tp_feeds_t *f);
+
 /* A source handle was closed; the last one completes tp_feeds_close(). */
 void tp__feeds_handle_closed(tp_feeds_t *f);
 
 /* feed_tcp.c */
 int tp__feed_tcp_start(tp_feeds_t *f);
 void tp__feed_tcp_pause(tp_feeds_t *f);
-void tp__feed_tcp_resume(tp_feeds_t *f);
 void tp__feed_tcp_drain(tp_feeds_t *f);
 void tp__feed_tcp_send_acks(tp_feeds_t *f);
 void tp__feed_tcp_stop(tp_feeds_t *f);

@@ -35,8 +35,11 @@ typedef struct {
     tp_feeds_t feeds;
     order_rec_t orders[MAX_ORDERS];
     int norders;
-    int pause_at;    /* pause the order feeds when this many orders arrived; 0 = never */
-    bool ack_orders; /* ack every order at once, as if Redis had acknowledged it */
+    int pause_at;        /* pause the order feeds when this many orders arrived; 0 = never */
+    int ticks_seen;      /* on_tick calls */
+    bool resume_on_tick; /* resume the order feeds from on_tick (a poll-phase callback) */
+    bool close_on_tick;  /* close the feeds from on_tick */
+    bool ack_orders;     /* ack every order at once, as if Redis had acknowledged it */
     uint64_t gap_expected, gap_received;
     int gaps;
     bool replay_done;
@@ -76,6 +79,19 @@ static void on_order(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_
         tp_feeds_pause_orders(f);
 }
 
+static void on_feeds_closed(tp_feeds_t *f) {
+    ((env_t *)f->data)->closed = true;
+}
+
+static void on_tick(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta) {
+    env_t *e = f->data;
+    (void)frame;
+    (void)meta;
+    e->ticks_seen++;
+    if (e->close_on_tick)
+        tp_feeds_close(f, on_feeds_closed);
+}
+
 static void on_gap(tp_feeds_t *f, uint64_t stream_id, uint64_t expected, uint64_t received) {
     env_t *e = f->data;
     (void)stream_id;
@@ -104,6 +120,7 @@ static void setup(void) {
 static void start(void) {
     env->feeds.data = env;
     env->feeds.on_order = on_order;
+    env->feeds.on_tick = on_tick;
     env->feeds.on_gap = on_gap;
     env->feeds.on_replay_done = on_replay_done;
     cr_assert_eq(tp_feeds_init(&env->feeds, &env->loop, &env->cfg.feeds), 0);
@@ -111,12 +128,8 @@ static void start(void) {
     cr_assert_eq(rc, 0, "start: %s", env->feeds.errstr);
 }
 
-static void on_closed(tp_feeds_t *f) {
-    ((env_t *)f->data)->closed = true;
-}
-
 static void teardown(void) {
-    tp_feeds_close(&env->feeds, on_closed);
+    tp_feeds_close(&env->feeds, on_feeds_closed); /* no-op when a test closed it */
     cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->closed, 5000));
     cr_assert_eq(uv_loop_close(&env->loop), 0, "a handle was left open");
     tp_config_close(&env->cfg);
@@ -573,4 +586,203 @@ Test(feeds, udp_multicast_group_is_joined) {
     cr_assert(wait_count(&env->feeds.stats.ticks, 3), "multicast ticks: %llu",
               (unsigned long long)env->feeds.stats.ticks);
     expect_last_ticks("MC", 3, 4);
+}
+
+/* ---- regressions ---------------------------------------------------------------------------- */
+
+/* Frames already read belong to the adapter even after it closed: a resume from a
+ * poll-phase callback used to restart reading first, see the EOF, and drop the held
+ * orders as a truncated stream. */
+static void on_resume_trigger(uv_poll_t *p, int status, int events) {
+    (void)status;
+    (void)events;
+    tp_feeds_resume_orders(p->data);
+    uv_poll_stop(p);
+}
+
+Test(feeds, orders_held_when_the_adapter_closes_are_not_lost) {
+    env->pause_at = 10;
+    start();
+    int fd = raw_connect();
+    uint8_t frames[16384];
+    size_t n = 0;
+    for (uint64_t seq = 1; seq <= 50; seq++) {
+        char id[32];
+        snprintf(id, sizeof(id), "O%llu", (unsigned long long)seq);
+        tp_order_event_t o = {.order_id = tp_str(id),
+                              .account = tp_str("ACC"),
+                              .symbol = tp_str("SYM"),
+                              .exec_id = tp_str(id),
+                              .quantity = SCALE};
+        const uint8_t *out;
+        size_t len;
+        cr_assert_eq(tp_wire_build_order(builder(), 2, seq, &o, &out, &len), 0);
+        cr_assert_leq(n + len, sizeof(frames));
+        memcpy(frames + n, out, len);
+        n += len;
+    }
+    raw_send(fd, frames, n); /* one read takes them all; 40 stay held */
+    /* A stand-in for a Redis reply: a poll-phase callback that resumes the orders. */
+    int trigger[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, trigger), 0);
+    uv_poll_t poll;
+    uv_poll_init(&env->loop, &poll, trigger[0]);
+    poll.data = &env->feeds;
+    uv_poll_start(&poll, UV_READABLE, on_resume_trigger);
+    cr_assert(wait_count(&env->feeds.stats.orders, 10));
+    tp_test_run_for(&env->loop, 100);
+    cr_expect_eq(env->norders, 10);
+
+    /* In one poll batch: the resume, then the adapter's FIN. */
+    cr_assert_eq(write(trigger[1], "x", 1), 1);
+    close(fd);
+    cr_assert(wait_count(&env->feeds.stats.orders, 50), "orders: %d", env->norders);
+    cr_expect_eq(env->feeds.stats.bad[TP_FEED_BAD_TRUNCATED], 0);
+    for (int i = 0; i < 50; i++)
+        cr_expect_eq(env->orders[i].seq, (uint64_t)i + 1);
+    uv_close((uv_handle_t *)&poll, NULL);
+    close(trigger[0]);
+    close(trigger[1]);
+}
+
+/* A connection's first order event waits like the rest when orders are paused. */
+Test(feeds, first_order_of_a_new_connection_waits_while_paused) {
+    start();
+    tp_feeds_pause_orders(&env->feeds);
+    int fd = raw_connect();
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        send_order(fd, 2, seq);
+    tp_test_run_for(&env->loop, 200);
+    cr_expect_eq(env->norders, 0);
+    tp_feeds_resume_orders(&env->feeds);
+    cr_assert(wait_count(&env->feeds.stats.orders, 5));
+    close(fd);
+}
+
+/* Reads one FeedAck from fd (running the loop meanwhile); false after 5 s. */
+static bool read_ack(int fd, uint64_t *stream_id, uint64_t *acked) {
+    static _Alignas(TP_WIRE_ALIGN) uint8_t buf[256];
+    size_t have = 0;
+    for (int i = 0; i < 250; i++) {
+        tp_test_run_for(&env->loop, 20);
+        ssize_t n = recv(fd, buf + have, sizeof(buf) - have, MSG_DONTWAIT);
+        if (n > 0)
+            have += (size_t)n;
+        if (have >= 4 && have >= 4 + (size_t)tp_wire_read_prefix(buf)) {
+            tp_frame_t f;
+            size_t len = 4 + tp_wire_read_prefix(buf);
+            cr_assert_eq(tp_wire_decode(buf, len, &f, NULL), 0);
+            cr_assert_eq(f.type, TP_BODY_ACK);
+            *stream_id = f.stream_id;
+            *acked = f.body.acked_seq;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* An adapter that reconnects and resends what was already acked gets the ack. */
+Test(feeds, reconnected_adapter_is_told_the_acked_seq) {
+    start();
+    int a = raw_connect();
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        send_order(a, 2, seq);
+    cr_assert(wait_count(&env->feeds.stats.orders, 3));
+    close(a);
+    cr_assert(wait_count(&env->feeds.stats.connections_closed, 1));
+    tp_feeds_ack(&env->feeds, 2, 3);
+
+    int b = raw_connect();
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        send_order(b, 2, seq); /* duplicates, all of them */
+    uint64_t stream = 0, acked = 0;
+    cr_assert(read_ack(b, &stream, &acked), "no ack for the reconnected adapter");
+    cr_expect_eq(stream, 2);
+    cr_expect_eq(acked, 3);
+    cr_expect_eq(env->feeds.stats.orders, 3);
+    close(b);
+}
+
+/* A stream that also arrives over UDP keeps its TCP connection for acks. */
+Test(feeds, udp_copy_of_a_stream_keeps_its_tcp_ack_route) {
+    start();
+    int fd = raw_connect();
+    send_tick(fd, 9, 1, 0);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 1));
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)tp_feeds_udp_port(&env->feeds))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char sym[16];
+    tp_tick_t t = tick_fields("RAW", 2, sym, sizeof(sym));
+    const uint8_t *out;
+    size_t len;
+    cr_assert_eq(tp_wire_build_tick(builder(), 9, 2, &t, &out, &len), 0);
+    cr_assert_eq(sendto(u, out, len, 0, (struct sockaddr *)&sa, sizeof(sa)), (ssize_t)len);
+    close(u);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 2));
+    tp_feeds_ack(&env->feeds, 9, 2);
+    uint64_t stream = 0, acked = 0;
+    cr_assert(read_ack(fd, &stream, &acked));
+    cr_expect_eq(stream, 9);
+    cr_expect_eq(acked, 2);
+    close(fd);
+}
+
+/* Closing the feeds from a callback stops every callback at once. */
+Test(feeds, close_from_a_callback_stops_dispatch) {
+    env->close_on_tick = true;
+    start();
+    int fd = raw_connect();
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        send_tick(fd, 5, seq, (int)seq);
+    cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->closed, 5000));
+    cr_expect_eq(env->ticks_seen, 1);
+    close(fd);
+}
+
+/* A replay closed before its file was even open leaves no descriptor behind. */
+Test(feeds, replay_closed_at_once_closes_its_file) {
+    const char *path = write_replay(10, 1, 0);
+    replay_env(path, 0);
+    start();
+    tp_feeds_close(&env->feeds, on_feeds_closed);
+    cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->closed, 5000));
+    int open_on_file = 0;
+    uv_dirent_t ent;
+    uv_fs_t req;
+    cr_assert_geq(uv_fs_scandir(NULL, &req, "/proc/self/fd", 0, NULL), 0);
+    while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+        char link[64], target[256] = "";
+        snprintf(link, sizeof(link), "/proc/self/fd/%s", ent.name);
+        if (readlink(link, target, sizeof(target) - 1) > 0 && strcmp(target, path) == 0)
+            open_on_file++;
+    }
+    uv_fs_req_cleanup(&req);
+    unlink(path);
+    cr_expect_eq(open_on_file, 0);
+}
+
+/* A timestamp far in the future is a break in the timeline, not hours of waiting. */
+Test(feeds, paced_replay_survives_a_timestamp_jump) {
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/tp_replay_XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    const int64_t stamps[] = {EPOCH_NS, EPOCH_NS + 1000000, INT64_MAX - 1, INT64_MAX};
+    for (int i = 0; i < 4; i++) {
+        char sym[16];
+        tp_tick_t t = tick_fields("JMP", i, sym, sizeof(sym));
+        t.exchange_ts_ns = stamps[i];
+        const uint8_t *out;
+        size_t len;
+        cr_assert_eq(tp_wire_build_tick(builder(), 1, (uint64_t)i + 1, &t, &out, &len), 0);
+        cr_assert_eq(write(fd, out, len), (ssize_t)len);
+    }
+    close(fd);
+    replay_env(path, 0.5);
+    start();
+    cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->replay_done, 10000));
+    unlink(path);
+    cr_expect_eq(env->feeds.stats.ticks, 4);
 }

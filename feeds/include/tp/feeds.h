@@ -117,6 +117,7 @@ struct tp_feeds_s {
     tp_feed_conn_t *conns; /* open TCP connections */
     int nconns;
     uv_check_t ack_check; /* sends pending acks at the end of each loop iteration */
+    uv_idle_t ack_idle;   /* keeps poll from blocking while acks are pending */
     uv_idle_t drain_idle; /* processes frames held while orders were paused */
     bool listening, udp_open;
     bool orders_paused;
@@ -146,7 +147,10 @@ int tp_feeds_udp_port(const tp_feeds_t *f);
  * connections stay open so that the last acks can still be sent. */
 void tp_feeds_stop(tp_feeds_t *f);
 
-/* Closes every source and calls cb (may be NULL) once every handle has closed. */
+/* Closes every source and calls cb (may be NULL) once every handle has closed
+ * (at once when tp_feeds_start() never ran). Acks not yet sent are written if
+ * the sockets take them without waiting; an adapter resends the rest, which are
+ * then duplicates. Safe to call from any feeds callback: no callback follows. */
 void tp_feeds_close(tp_feeds_t *f, void (*cb)(tp_feeds_t *f));
 
 /* Backpressure from the write path; see the top of this file. Both are idempotent. */
