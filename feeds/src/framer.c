@@ -223,8 +223,8 @@ int tp_framer_next(tp_framer_t *f, const uint8_t **frame, size_t *len) {
         out = empty;
     else
         out = realign(f, total);
-    /* Consumed now; the bytes stay put until the next reserve, which is as long
-     * as the frame is promised to stay valid. */
+    /* Consumed now. The bytes stay until the next reserve, or the next realign
+     * moves a later frame over them: as long as the frame is promised to stay valid. */
     f->start += total;
     *frame = out;
     *len = total;

@@ -13,6 +13,7 @@
  *            tail past the end without head ever catching up. */
 #include "tp/price_table.h"
 
+#include "hash.h"
 #include "tp/error.h"
 
 #include <stdlib.h>
@@ -22,15 +23,16 @@
 /* index_cap = 2 * entries_cap must stay a uint32_t power of two. */
 #define MAX_ENTRIES (UINT32_C(1) << 30)
 
-/* FNV-1a, 64-bit: symbols are at most 32 bytes, so a byte loop is as fast as
- * anything; the high half is folded in because only the low bits index. */
-static uint64_t symbol_hash(const char *s, size_t len) {
+/* FNV-1a, 64-bit, then mixed with the table's seed: symbols are at most 32
+ * bytes, so a byte loop is as fast as anything, and the seeded mix spreads
+ * every bit into the low ones that index. */
+static uint64_t symbol_hash(const tp_price_table_t *t, const char *s, size_t len) {
     uint64_t h = UINT64_C(0xcbf29ce484222325);
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)s[i];
         h *= UINT64_C(0x100000001b3);
     }
-    return h ^ (h >> 32);
+    return tp__mix64(h ^ t->seed);
 }
 
 static bool valid_symbol(const char *s, size_t len) {
@@ -86,6 +88,7 @@ int tp_price_table_init(tp_price_table_t *t, size_t expected_symbols) {
     }
     t->entries_cap = cap;
     t->index_cap = index_cap;
+    t->seed = tp__hash_seed();
     return 0;
 }
 
@@ -99,7 +102,7 @@ void tp_price_table_close(tp_price_table_t *t) {
 /* Doubles all three arrays. Everything that can fail is allocated before
  * anything is changed, so on TP_ENOMEM the table is as it was. */
 static int grow(tp_price_table_t *t) {
-    if (t->entries_cap >= MAX_ENTRIES)
+    if (t->entries_cap > MAX_ENTRIES / 2)
         return TP_ENOMEM;
     uint32_t cap = t->entries_cap * 2;
     uint32_t index_cap = index_cap_for(cap);
@@ -128,7 +131,8 @@ static int grow(tp_price_table_t *t) {
     t->dirty_tail = queued;
     for (uint32_t n = 0; n < t->count; n++) {
         const tp_price_t *e = &t->entries[n];
-        uint32_t slot = probe(t, e->symbol, e->symbol_len, symbol_hash(e->symbol, e->symbol_len));
+        uint32_t slot =
+            probe(t, e->symbol, e->symbol_len, symbol_hash(t, e->symbol, e->symbol_len));
         t->index[slot] = n + 1;
     }
     return 0;
@@ -159,7 +163,7 @@ int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t s
         return TP_ENOMEM;
     const char *s = tick->symbol.ptr;
     size_t len = tick->symbol.len;
-    uint64_t h = symbol_hash(s, len);
+    uint64_t h = symbol_hash(t, s, len);
     uint32_t slot = probe(t, s, len, h);
     tp_price_t *e;
     if (t->index[slot] != 0) {
@@ -195,7 +199,7 @@ int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t s
 const tp_price_t *tp_price_table_get(const tp_price_table_t *t, const char *symbol, size_t len) {
     if (t->index == NULL || !valid_symbol(symbol, len))
         return NULL;
-    uint32_t n = t->index[probe(t, symbol, len, symbol_hash(symbol, len))];
+    uint32_t n = t->index[probe(t, symbol, len, symbol_hash(t, symbol, len))];
     return n != 0 ? &t->entries[n - 1] : NULL;
 }
 

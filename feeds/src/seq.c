@@ -3,6 +3,7 @@
  * below 70%, so a probe always ends at an empty slot and stays short. */
 #include "tp/seq.h"
 
+#include "hash.h"
 #include "tp/error.h"
 
 #include <stdlib.h>
@@ -14,21 +15,10 @@ static bool over_load(size_t count, size_t cap) {
     return count * 10 > cap * 7;
 }
 
-/* splitmix64's finalizer: stream ids are often small consecutive numbers or
- * share their low bits, and every input bit must reach the slot index. */
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return x;
-}
-
 /* The slot holding stream_id, or the empty slot where it would go. */
-static size_t probe(const tp_stream_t *slots, size_t cap, uint64_t stream_id) {
+static size_t probe(const tp_stream_t *slots, size_t cap, uint64_t seed, uint64_t stream_id) {
     size_t mask = cap - 1;
-    size_t i = (size_t)mix64(stream_id) & mask;
+    size_t i = (size_t)tp__mix64(stream_id ^ seed) & mask;
     while (slots[i].used && slots[i].stream_id != stream_id)
         i = (i + 1) & mask;
     return i;
@@ -47,6 +37,7 @@ int tp_seq_init(tp_seq_table_t *t, size_t expected_streams) {
     if (t->slots == NULL)
         return TP_ENOMEM;
     t->cap = cap;
+    t->seed = tp__hash_seed();
     return 0;
 }
 
@@ -66,7 +57,7 @@ static int grow(tp_seq_table_t *t) {
         return TP_ENOMEM;
     for (size_t i = 0; i < t->cap; i++) {
         if (t->slots[i].used)
-            slots[probe(slots, cap, t->slots[i].stream_id)] = t->slots[i];
+            slots[probe(slots, cap, t->seed, t->slots[i].stream_id)] = t->slots[i];
     }
     free(t->slots);
     t->slots = slots;
@@ -83,7 +74,7 @@ static int add(tp_seq_table_t *t, uint64_t stream_id, uint64_t seq, tp_stream_t 
         if (rc != 0)
             return rc;
     }
-    tp_stream_t *s = &t->slots[probe(t->slots, t->cap, stream_id)];
+    tp_stream_t *s = &t->slots[probe(t->slots, t->cap, t->seed, stream_id)];
     *s = (tp_stream_t){.stream_id = stream_id, .last_seq = seq, .used = true};
     t->count++;
     *out = s;
@@ -93,7 +84,7 @@ static int add(tp_seq_table_t *t, uint64_t stream_id, uint64_t seq, tp_stream_t 
 tp_stream_t *tp_seq_find(tp_seq_table_t *t, uint64_t stream_id) {
     if (t->slots == NULL)
         return NULL;
-    tp_stream_t *s = &t->slots[probe(t->slots, t->cap, stream_id)];
+    tp_stream_t *s = &t->slots[probe(t->slots, t->cap, t->seed, stream_id)];
     return s->used ? s : NULL;
 }
 

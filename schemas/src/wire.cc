@@ -16,16 +16,21 @@ namespace w = tp::wire;
 
 namespace {
 
-// A Frame is one envelope table plus one body table, with strings at depth 2;
-// anything deeper or with more tables is not a frame this build wrote.
-const fb::uoffset_t kFrameMaxDepth = 8;
+// Limits for the verifier. This schema has no vectors or recursion, so no valid
+// buffer comes near them; they bound the work a future schema could let a hostile
+// buffer cause. A Frame is 2 tables (envelope, body) with strings below; a
+// TradingEvent at most 4 (event, order, position, gap).
+const fb::uoffset_t kMaxDepth = 8;
 const fb::uoffset_t kFrameMaxTables = 8;
-// A TradingEvent has up to four tables.
 const fb::uoffset_t kEventMaxTables = 16;
+
+// The longest string the builders take: far beyond any identifier, well inside
+// FlatBuffers' 2 GiB limit (past which its builder asserts).
+const uint32_t kMaxStringBytes = 1u << 20;
 
 fb::Verifier::Options verifier_options(fb::uoffset_t max_tables) {
     fb::Verifier::Options opts;
-    opts.max_depth = kFrameMaxDepth;
+    opts.max_depth = kMaxDepth;
     opts.max_tables = max_tables;
     opts.check_alignment = true;
     opts.check_nested_flatbuffers = false;
@@ -201,6 +206,45 @@ void decode_position(const w::PositionSnapshot *p, tp_position_snapshot_t *out) 
 
 // ---- building ---------------------------------------------------------------------------
 
+// A C enum field as the int it holds. C lets a caller store any int in it;
+// reading it as the enum type in C++ would be undefined for values outside the
+// enumerators, so its bytes are read as an int.
+template <typename E> int raw(const E &e) {
+    static_assert(sizeof(E) == sizeof(int), "C enums are int-sized here");
+    int v;
+    std::memcpy(&v, &e, sizeof(v));
+    return v;
+}
+
+// Enums go on the wire as one byte: a value that does not fit would arrive as
+// another one (257 as 1, Buy), so it is refused instead.
+bool byte_enum(int v) {
+    return v >= 0 && v <= 255;
+}
+
+bool str_ok(tp_str_t s) {
+    return s.len <= kMaxStringBytes;
+}
+
+bool order_input_ok(const tp_order_event_t *o) {
+    return o->order_id.ptr && o->account.ptr && o->symbol.ptr && o->exec_id.ptr &&
+           str_ok(o->order_id) && str_ok(o->cl_ord_id) && str_ok(o->orig_cl_ord_id) &&
+           str_ok(o->account) && str_ok(o->symbol) && str_ok(o->exec_id) && str_ok(o->text) &&
+           byte_enum(raw(o->side)) && byte_enum(raw(o->ord_type)) && byte_enum(raw(o->exec_type)) &&
+           byte_enum(raw(o->ord_status));
+}
+
+bool event_input_ok(const tp_trading_event_t *e) {
+    const tp_order_snapshot_t *o = &e->order;
+    const tp_position_snapshot_t *p = &e->position;
+    bool order_ok =
+        !e->has_order || (str_ok(o->order_id) && str_ok(o->cl_ord_id) && str_ok(o->account) &&
+                          str_ok(o->symbol) && str_ok(o->exec_id) && byte_enum(raw(o->side)) &&
+                          byte_enum(raw(o->ord_type)) && byte_enum(raw(o->status)));
+    bool position_ok = !e->has_position || (str_ok(p->account) && str_ok(p->symbol));
+    return byte_enum(raw(e->kind)) && str_ok(e->reason) && order_ok && position_ok;
+}
+
 fb::Offset<fb::String> string_or_null(fb::FlatBufferBuilder &fbb, tp_str_t s) {
     return s.ptr ? fbb.CreateString(s.ptr, s.len) : 0;
 }
@@ -214,10 +258,11 @@ fb::Offset<w::OrderEvent> build_order_body(fb::FlatBufferBuilder &fbb, const tp_
     auto exec_id = string_or_null(fbb, o->exec_id);
     auto text = string_or_null(fbb, o->text);
     return w::CreateOrderEvent(fbb, order_id, cl_ord_id, orig_cl_ord_id, account, symbol,
-                               static_cast<w::Side>(o->side), static_cast<w::OrdType>(o->ord_type),
-                               o->price, o->quantity, static_cast<w::ExecType>(o->exec_type),
-                               static_cast<w::OrdStatus>(o->ord_status), o->last_qty, o->last_px,
-                               exec_id, o->transact_ts_ns, text);
+                               static_cast<w::Side>(raw(o->side)),
+                               static_cast<w::OrdType>(raw(o->ord_type)), o->price, o->quantity,
+                               static_cast<w::ExecType>(raw(o->exec_type)),
+                               static_cast<w::OrdStatus>(raw(o->ord_status)), o->last_qty,
+                               o->last_px, exec_id, o->transact_ts_ns, text);
 }
 
 fb::Offset<w::OrderSnapshot> build_order_snapshot(fb::FlatBufferBuilder &fbb,
@@ -228,10 +273,10 @@ fb::Offset<w::OrderSnapshot> build_order_snapshot(fb::FlatBufferBuilder &fbb,
     auto symbol = string_or_null(fbb, o->symbol);
     auto exec_id = string_or_null(fbb, o->exec_id);
     return w::CreateOrderSnapshot(
-        fbb, order_id, cl_ord_id, account, symbol, static_cast<w::Side>(o->side),
-        static_cast<w::OrdType>(o->ord_type), o->price, o->quantity,
-        static_cast<w::OrdStatus>(o->status), o->filled_qty, o->avg_px, o->leaves_qty, o->last_qty,
-        o->last_px, exec_id, o->updated_ts_ns);
+        fbb, order_id, cl_ord_id, account, symbol, static_cast<w::Side>(raw(o->side)),
+        static_cast<w::OrdType>(raw(o->ord_type)), o->price, o->quantity,
+        static_cast<w::OrdStatus>(raw(o->status)), o->filled_qty, o->avg_px, o->leaves_qty,
+        o->last_qty, o->last_px, exec_id, o->updated_ts_ns);
 }
 
 fb::Offset<w::PositionSnapshot> build_position(fb::FlatBufferBuilder &fbb,
@@ -270,7 +315,9 @@ template <typename Build> int guarded(tp_wire_builder_t *b, Build build) {
         b->fbb.Clear();
         return build();
     } catch (const std::bad_alloc &) {
-        b->fbb.Clear();
+        // Reset, not Clear: a failed growth has already recorded the new size,
+        // and Clear would leave the builder writing past its real buffer.
+        b->fbb.Reset();
         return TP_ENOMEM;
     }
 }
@@ -282,6 +329,8 @@ extern "C" {
 int tp_wire_decode(const void *frame, size_t len, tp_frame_t *out, const char **why) {
     if (!aligned(frame))
         return fail(why, TP_EINVAL, "frame buffer is not 8-byte aligned");
+    if (len >= FLATBUFFERS_MAX_BUFFER_SIZE) /* the Verifier asserts on it */
+        return fail(why, TP_EFRAME_VERIFY, "frame larger than a FlatBuffer can be");
     fb::Verifier verifier(static_cast<const uint8_t *>(frame), len,
                           verifier_options(kFrameMaxTables));
     if (!w::VerifySizePrefixedFrameBuffer(verifier))
@@ -296,6 +345,8 @@ int tp_wire_decode(const void *frame, size_t len, tp_frame_t *out, const char **
 int tp_wire_decode_event(const void *buf, size_t len, tp_trading_event_t *out, const char **why) {
     if (!aligned(buf))
         return fail(why, TP_EINVAL, "event buffer is not 8-byte aligned");
+    if (len >= FLATBUFFERS_MAX_BUFFER_SIZE)
+        return fail(why, TP_EFRAME_VERIFY, "event larger than a FlatBuffer can be");
     fb::Verifier verifier(static_cast<const uint8_t *>(buf), len,
                           verifier_options(kEventMaxTables));
     if (!w::VerifyTradingEventBuffer(verifier))
@@ -334,7 +385,7 @@ void tp_wire_builder_free(tp_wire_builder_t *b) {
 int tp_wire_build_tick(tp_wire_builder_t *b, uint64_t stream_id, uint64_t seq, const tp_tick_t *t,
                        const uint8_t **out, size_t *len) {
     // A required field left out trips an assertion in the FlatBuffers builder.
-    if (!t->symbol.ptr)
+    if (!t->symbol.ptr || !str_ok(t->symbol))
         return TP_EINVAL;
     return guarded(b, [&] {
         auto symbol = string_or_null(b->fbb, t->symbol);
@@ -346,7 +397,7 @@ int tp_wire_build_tick(tp_wire_builder_t *b, uint64_t stream_id, uint64_t seq, c
 
 int tp_wire_build_order(tp_wire_builder_t *b, uint64_t stream_id, uint64_t seq,
                         const tp_order_event_t *ev, const uint8_t **out, size_t *len) {
-    if (!ev->order_id.ptr || !ev->account.ptr || !ev->symbol.ptr || !ev->exec_id.ptr)
+    if (!order_input_ok(ev))
         return TP_EINVAL;
     return guarded(b, [&] {
         auto order = build_order_body(b->fbb, ev);
@@ -364,6 +415,8 @@ int tp_wire_build_ack(tp_wire_builder_t *b, uint64_t stream_id, uint64_t acked_s
 
 int tp_wire_build_event(tp_wire_builder_t *b, const tp_trading_event_t *ev, const uint8_t **out,
                         size_t *len) {
+    if (!event_input_ok(ev))
+        return TP_EINVAL;
     return guarded(b, [&] {
         auto &fbb = b->fbb;
         auto order = ev->has_order ? build_order_snapshot(fbb, &ev->order) : 0;
@@ -373,8 +426,9 @@ int tp_wire_build_event(tp_wire_builder_t *b, const tp_trading_event_t *ev, cons
                                : 0;
         auto reason = string_or_null(fbb, ev->reason);
         auto event =
-            w::CreateTradingEvent(fbb, ev->event_id, static_cast<w::EventKind>(ev->kind), ev->ts_ns,
-                                  ev->stream_id, ev->seq, order, position, gap, reason);
+            w::CreateTradingEvent(fbb, ev->event_id, static_cast<w::EventKind>(raw(ev->kind)),
+                                  ev->ts_ns, ev->stream_id, ev->seq, order, position, gap, reason);
+        fbb.TrackMinAlign(8); /* as frames: decodable in place from an aligned copy */
         w::FinishTradingEventBuffer(fbb, event);
         *out = fbb.GetBufferPointer();
         *len = fbb.GetSize();

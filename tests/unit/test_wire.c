@@ -1307,3 +1307,101 @@ Test(wire, str_helper) {
     cr_assert_eq(s.len, 3);
     cr_assert_str_eq(s.ptr, "abc");
 }
+
+/* ---- review regressions ------------------------------------------------------------------- */
+
+/* TradingEvent fields in schema order: event_id, kind, ts_ns, stream_id, seq, order, ... */
+enum { SLOT_EVENT_KIND = 1, SLOT_EVENT_ORDER = 5 };
+/* OrderSnapshot's side and status. */
+enum { SLOT_SNAPSHOT_SIDE = 4, SLOT_SNAPSHOT_STATUS = 8 };
+
+/* An event's enums become C enums, so a value the schema does not have is refused. */
+Test(wire, event_with_an_unknown_enum_is_refused) {
+    tp_wire_builder_t *b = builder();
+    tp_trading_event_t e = sample_event(), d;
+    const uint8_t *out;
+    size_t len;
+    cr_assert_eq(tp_wire_build_event(b, &e, &out, &len), 0);
+    cr_assert_leq(len, sizeof(event_buf));
+    const struct {
+        unsigned slot;
+        bool in_order;
+        uint8_t value;
+    } bad[] = {{SLOT_EVENT_KIND, false, 0},
+               {SLOT_EVENT_KIND, false, 5},
+               {SLOT_SNAPSHOT_SIDE, true, 3},
+               {SLOT_SNAPSHOT_STATUS, true, 15}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memcpy(event_buf, out, len);
+        size_t root = rd32(event_buf);
+        size_t table = root;
+        if (bad[i].in_order) {
+            uint8_t *order = table_field(event_buf, len, root, SLOT_EVENT_ORDER);
+            cr_assert_not_null(order);
+            table = (size_t)(order - event_buf) + rd32(order);
+        }
+        uint8_t *field = table_field(event_buf, len, table, bad[i].slot);
+        cr_assert_not_null(field);
+        *field = bad[i].value;
+        const char *why = NULL;
+        cr_expect_eq(tp_wire_decode_event(event_buf, len, &d, &why), TP_EFRAME_FIELD,
+                     "case %zu accepted", i);
+        cr_expect_not_null(why);
+    }
+    tp_wire_builder_free(b);
+}
+
+/* A value that does not fit the wire's byte is refused, not sent as another value. */
+Test(wire, builder_refuses_enums_that_do_not_fit_a_byte) {
+    tp_wire_builder_t *b = builder();
+    tp_order_event_t o = sample_order();
+    const uint8_t *out;
+    size_t len;
+    o.side = (tp_side_t)257;
+    cr_expect_eq(tp_wire_build_order(b, 1, 1, &o, &out, &len), TP_EINVAL);
+    o = sample_order();
+    o.exec_type = (tp_exec_type_t)-1;
+    cr_expect_eq(tp_wire_build_order(b, 1, 1, &o, &out, &len), TP_EINVAL);
+    tp_trading_event_t e = sample_event();
+    e.kind = (tp_event_kind_t)300;
+    cr_expect_eq(tp_wire_build_event(b, &e, &out, &len), TP_EINVAL);
+    /* The builder is still usable. */
+    o = sample_order();
+    cr_expect_eq(tp_wire_build_order(b, 1, 1, &o, &out, &len), 0);
+    tp_wire_builder_free(b);
+}
+
+/* Strings beyond FlatBuffers' reach are refused (its builder would assert). */
+Test(wire, builder_refuses_huge_strings) {
+    tp_wire_builder_t *b = builder();
+    tp_tick_t t = sample_tick();
+    const uint8_t *out;
+    size_t len;
+    t.symbol.len = (uint32_t)1 << 31; /* never read: refused by its length */
+    cr_expect_eq(tp_wire_build_tick(b, 1, 1, &t, &out, &len), TP_EINVAL);
+    tp_wire_builder_free(b);
+}
+
+/* A small event is padded to 8 like a frame, so it decodes from an aligned copy. */
+Test(wire, small_events_are_multiples_of_eight) {
+    tp_wire_builder_t *b = builder();
+    tp_trading_event_t e, d;
+    memset(&e, 0, sizeof(e));
+    e.kind = TP_EVENT_REJECT;
+    e.reason = tp_str("x");
+    const uint8_t *out;
+    size_t len;
+    cr_assert_eq(tp_wire_build_event(b, &e, &out, &len), 0);
+    cr_expect_eq(len % 8, 0, "event of %zu bytes", len);
+    cr_assert_eq(decode_built_event(out, len, &d), 0);
+    cr_expect_eq(d.kind, TP_EVENT_REJECT);
+    tp_wire_builder_free(b);
+}
+
+/* Lengths FlatBuffers cannot represent are refused before its Verifier (which asserts). */
+Test(wire, lengths_beyond_a_flatbuffer_are_refused) {
+    tp_frame_t f;
+    tp_trading_event_t e;
+    cr_expect_eq(tp_wire_decode(frame_buf, (size_t)1 << 31, &f, NULL), TP_EFRAME_VERIFY);
+    cr_expect_eq(tp_wire_decode_event(event_buf, SIZE_MAX, &e, NULL), TP_EFRAME_VERIFY);
+}

@@ -15,9 +15,11 @@
  * frame after it as long as frames are multiples of 8 bytes long, prefix
  * included, as the FlatBuffers builders pad them. Such a stream is never copied.
  * A frame that sits unaligned (after one of another size) is copied once, prefix
- * included, into an aligned scratch buffer. A partial frame is kept and moved to
- * the front of the buffer, an aligned offset, before the next read; the buffer
- * grows, geometrically, only as far as the largest frame allowed. */
+ * included, into an aligned scratch buffer, or, when it is the last thing
+ * buffered, moved back to the aligned offset below it (over frames already handed
+ * out, which is why a frame is valid only until the next call). A partial frame is kept and moved
+ * to the front of the buffer, an aligned offset, before the next read; the buffer grows,
+ * geometrically, only as far as the largest frame allowed. */
 #ifndef TP_FRAMER_H
 #define TP_FRAMER_H
 

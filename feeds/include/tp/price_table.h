@@ -41,6 +41,7 @@ typedef struct {
     uint32_t dirty_tail;
     uint64_t ticks;     /* ticks applied */
     uint64_t conflated; /* ticks that overwrote a quote not yet written */
+    uint64_t seed;      /* of the symbol hash, random per table */
 } tp_price_table_t;
 
 /* expected_symbols sizes the first allocation. Returns 0 or TP_ENOMEM. */

@@ -34,6 +34,7 @@ typedef struct {
     uint64_t duplicates; /* frames dropped as duplicates */
     uint64_t gaps;       /* gap events */
     uint64_t missing;    /* sequence numbers skipped over by gaps */
+    uint64_t seed;       /* of the slot hash, random per table */
 } tp_seq_table_t;
 
 /* Returns 0 or TP_ENOMEM. Pair with tp_seq_close(). */

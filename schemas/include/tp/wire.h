@@ -181,7 +181,8 @@ typedef struct {
 
 /* Verifies and decodes one TradingEvent (identifier "TPE1", no size prefix:
  * one pub/sub message is one event), for consumers and tests. Same alignment
- * rule and codes as tp_wire_decode(). */
+ * rule as tp_wire_decode(); returns 0, TP_EINVAL, TP_EFRAME_VERIFY, or
+ * TP_EFRAME_FIELD for an enum value the schema does not have. */
 int tp_wire_decode_event(const void *buf, size_t len, tp_trading_event_t *out, const char **why);
 
 /* ---- building ----------------------------------------------------------------------------- */
@@ -198,8 +199,11 @@ void tp_wire_builder_free(tp_wire_builder_t *b);
  * valid until the next build on b. Frames come size-prefixed, ready to write to
  * a feed and padded to a multiple of 8 bytes (so frames written back to back
  * stay aligned); an event is a bare TradingEvent, one pub/sub message. tp_str_t
- * inputs with ptr == NULL are left out. Returns 0, TP_EINVAL when a required
- * string (symbol; order, account, symbol and exec ids) is missing, or TP_ENOMEM. */
+ * inputs with ptr == NULL are left out. Returns 0, TP_ENOMEM, or TP_EINVAL when a
+ * required string (symbol; order, account, symbol and exec ids) is missing, a
+ * string is over 1 MiB or an enum value does not fit the wire's byte. The
+ * builders do not check what decoding checks (identifier syntax, signs): tests
+ * and load generators build bad frames on purpose. */
 int tp_wire_build_tick(tp_wire_builder_t *b, uint64_t stream_id, uint64_t seq,
                        const tp_tick_t *tick, const uint8_t **out, size_t *len);
 int tp_wire_build_order(tp_wire_builder_t *b, uint64_t stream_id, uint64_t seq,
