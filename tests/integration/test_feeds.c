@@ -284,7 +284,8 @@ static void send_tick(int fd, uint64_t stream, uint64_t seq, int i) {
     raw_send(fd, out, len);
 }
 
-static void send_order(int fd, uint64_t stream, uint64_t seq) {
+/* Order event seq of stream, as a frame in the shared builder. */
+static void build_order(uint64_t stream, uint64_t seq, const uint8_t **out, size_t *len) {
     char id[32];
     snprintf(id, sizeof(id), "O%llu", (unsigned long long)seq);
     tp_order_event_t o = {.order_id = tp_str(id),
@@ -294,9 +295,13 @@ static void send_order(int fd, uint64_t stream, uint64_t seq) {
                           .side = TP_SIDE_BUY,
                           .quantity = SCALE,
                           .exec_type = TP_EXEC_NEW};
+    cr_assert_eq(tp_wire_build_order(builder(), stream, seq, &o, out, len), 0);
+}
+
+static void send_order(int fd, uint64_t stream, uint64_t seq) {
     const uint8_t *out;
     size_t len;
-    cr_assert_eq(tp_wire_build_order(builder(), stream, seq, &o, &out, &len), 0);
+    build_order(stream, seq, &out, &len);
     raw_send(fd, out, len);
 }
 
@@ -607,16 +612,9 @@ Test(feeds, orders_held_when_the_adapter_closes_are_not_lost) {
     uint8_t frames[16384];
     size_t n = 0;
     for (uint64_t seq = 1; seq <= 50; seq++) {
-        char id[32];
-        snprintf(id, sizeof(id), "O%llu", (unsigned long long)seq);
-        tp_order_event_t o = {.order_id = tp_str(id),
-                              .account = tp_str("ACC"),
-                              .symbol = tp_str("SYM"),
-                              .exec_id = tp_str(id),
-                              .quantity = SCALE};
         const uint8_t *out;
         size_t len;
-        cr_assert_eq(tp_wire_build_order(builder(), 2, seq, &o, &out, &len), 0);
+        build_order(2, seq, &out, &len);
         cr_assert_leq(n + len, sizeof(frames));
         memcpy(frames + n, out, len);
         n += len;
