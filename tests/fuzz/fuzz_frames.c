@@ -188,17 +188,9 @@ static void decode_frame(const uint8_t *frame, size_t len) {
     (void)sink;
 }
 
-/* The enumerations of an event hold values of the schema's enums: only then can the C struct
- * go back through the builder (C++ may not load a C enum outside its range). */
-static bool event_enums_in_range(const tp_trading_event_t *e) {
-    return (unsigned)e->kind <= TP_EVENT_FEED_GAP && (unsigned)e->order.side <= 7 &&
-           (unsigned)e->order.ord_type <= TP_ORD_TYPE_STOP_LIMIT &&
-           (unsigned)e->order.status <= TP_ORD_STATUS_PENDING_REPLACE;
-}
-
+/* tp_wire_decode_event refuses enum values the schema does not have, so every
+ * decoded event can go back through the builder. */
 static void check_event_round_trip(const tp_trading_event_t *e) {
-    if (!event_enums_in_range(e))
-        return;
     const uint8_t *out;
     size_t len;
     CHECK(tp_wire_build_event(builder(), e, &out, &len) == 0, "build_event failed");
