@@ -1,72 +1,255 @@
-/* tickplane: the composition root. Until the orders and portfolio modules and
- * the price writer land, the service loads its configuration, brings up the
- * Redis pool, and ingests feeds into the price table, until SIGINT/SIGTERM. */
+/* tickplane: the composition root. It wires the configuration, the loop, the
+ * Redis pool, the feeds, the price writer and the order writer (orders and
+ * portfolio), in this order:
+ *
+ *   start     pool connects; warm restart loads the books from Redis; only then
+ *             do the feeds start, so no frame meets a half-loaded book;
+ *   run       ticks -> price table -> price writer; order events -> order
+ *             writer; Redis answers -> feed acks; a full order queue pauses the
+ *             order feeds;
+ *   SIGTERM   feeds stop reading; every queued write is flushed and answered
+ *             (TP_SHUTDOWN_TIMEOUT), the last acks go out, everything closes;
+ *             exit 0, or 1 when the deadline passed with writes unanswered
+ *             (their frames were never acked, so the gateways send them again). */
 #include "tp/config.h"
 #include "tp/error.h"
 #include "tp/feeds.h"
 #include "tp/log.h"
+#include "tp/order_restore.h"
+#include "tp/order_writer.h"
 #include "tp/pool.h"
+#include "tp/portfolio.h"
+#include "tp/price_writer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
 
+#define DRAIN_POLL_MS 5
+
 typedef struct {
     tp_config_t cfg;
+    uv_loop_t *loop;
     tp_pool_t pool;
     tp_feeds_t feeds;
+    tp_price_writer_t prices;
+    tp_order_writer_t orders;
     uv_signal_t sigint;
     uv_signal_t sigterm;
+    uv_timer_t drain; /* shutdown: polls until everything is answered */
+    uint64_t drain_deadline;
+    bool feeds_up, prices_up, orders_up; /* initialised, so to be closed */
+    bool started, stopping;
+    int status;
 } service_t;
 
+static void finish(service_t *svc);
+static void shutdown_service(service_t *svc, int status);
+
+/* ---- logging ------------------------------------------------------------------------------ */
+
+static void log_totals(const service_t *svc) {
+    const tp_feed_stats_t *s = &svc->feeds.stats;
+    const tp_order_writer_stats_t *o = &svc->orders.stats;
+    uint64_t bad = 0;
+    for (int i = 0; i < TP_FEED_BAD_COUNT; i++)
+        bad += s->bad[i];
+    TP_LOG(TP_LOG_INFO, "feed totals", TP_INT("frames", s->frames), TP_INT("ticks", s->ticks),
+           TP_INT("orders", s->orders), TP_INT("bad_frames", bad),
+           TP_INT("duplicates", svc->feeds.streams.duplicates),
+           TP_INT("gaps", svc->feeds.streams.gaps), TP_INT("symbols", svc->feeds.prices.count),
+           TP_INT("conflated", svc->feeds.prices.conflated), TP_INT("acks_sent", s->acks_sent));
+    TP_LOG(TP_LOG_INFO, "order totals", TP_INT("events", o->events),
+           TP_INT("accepted", o->accepted), TP_INT("fills", o->fills),
+           TP_INT("rejects", o->rejects), TP_INT("duplicates", o->duplicates),
+           TP_INT("published", o->published), TP_INT("resent", o->resent),
+           TP_INT("pauses", o->pauses), TP_INT("redis_errors", o->redis_errors),
+           TP_INT("open_orders", svc->orders.orders.open));
+    TP_LOG(TP_LOG_INFO, "price totals", TP_INT("written", svc->prices.stats.written),
+           TP_INT("errors", svc->prices.stats.errors),
+           TP_INT("rewrites", svc->prices.stats.rewrites),
+           TP_INT("md_published", svc->prices.stats.md_published),
+           TP_INT("md_dropped", svc->prices.stats.md_dropped));
+}
+
+/* ---- wiring ------------------------------------------------------------------------------- */
+
 static void on_pool_ready(tp_pool_t *pool) {
+    service_t *svc = pool->data;
     TP_LOG(TP_LOG_INFO, "redis pool ready", TP_INT("connections", pool->size));
+    tp_order_writer_retry(&svc->orders);
 }
 
 static void on_pool_down(tp_pool_t *pool) {
     TP_LOG(TP_LOG_ERROR, "redis pool down", TP_STR("error", pool->errstr));
 }
 
+static void on_pool_writable(tp_pool_t *pool) {
+    service_t *svc = pool->data;
+    tp_order_writer_retry(&svc->orders);
+}
+
+static void on_tick(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta) {
+    service_t *svc = f->data;
+    tp_price_writer_on_tick(&svc->prices, frame, meta);
+}
+
+static void on_order(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta) {
+    service_t *svc = f->data;
+    (void)meta;
+    tp_order_writer_on_order(&svc->orders, frame);
+}
+
 static void on_feed_gap(tp_feeds_t *f, uint64_t stream_id, uint64_t expected, uint64_t received) {
+    service_t *svc = f->data;
     TP_LOG(TP_LOG_WARN, "feed gap", TP_INT("stream_id", stream_id),
            TP_INT("expected_seq", expected), TP_INT("received_seq", received));
+    tp_order_writer_on_gap(&svc->orders, stream_id, expected, received);
 }
 
-static void log_feed_stats(const tp_feeds_t *f) {
-    const tp_feed_stats_t *s = &f->stats;
-    uint64_t bad = 0;
-    for (int i = 0; i < TP_FEED_BAD_COUNT; i++)
-        bad += s->bad[i];
-    TP_LOG(TP_LOG_INFO, "feed totals", TP_INT("frames", s->frames), TP_INT("ticks", s->ticks),
-           TP_INT("orders", s->orders), TP_INT("bad_frames", bad),
-           TP_INT("duplicates", f->streams.duplicates), TP_INT("gaps", f->streams.gaps),
-           TP_INT("symbols", f->prices.count));
+static void on_order_ack(tp_order_writer_t *w, uint64_t stream_id, uint64_t seq) {
+    service_t *svc = w->data;
+    tp_feeds_ack(&svc->feeds, stream_id, seq);
 }
 
-static void shutdown_service(service_t *svc) {
+static void on_order_pause(tp_order_writer_t *w) {
+    service_t *svc = w->data;
+    tp_feeds_pause_orders(&svc->feeds);
+}
+
+static void on_order_resume(tp_order_writer_t *w) {
+    service_t *svc = w->data;
+    tp_feeds_resume_orders(&svc->feeds);
+}
+
+static void on_order_fatal(tp_order_writer_t *w, int code) {
+    TP_LOG(TP_LOG_ERROR, "order writer stopped: shutting down", TP_STR("error", tp_strerror(code)));
+    shutdown_service(w->data, 1);
+}
+
+static int64_t mark_price(tp_order_writer_t *w, tp_str_t symbol, int64_t fill_px) {
+    service_t *svc = w->data;
+    const tp_price_t *p = tp_price_table_get(&svc->feeds.prices, symbol.ptr, symbol.len);
+    return p ? tp_portfolio_mark_price(p->last, p->bid, p->ask, fill_px) : fill_px;
+}
+
+/* ---- shutdown ----------------------------------------------------------------------------- */
+
+static void on_pool_closed(tp_pool_t *pool) {
+    service_t *svc = pool->data;
+    if (svc->orders_up)
+        tp_order_writer_close(&svc->orders);
+}
+
+/* Closes everything; the loop ends once the last handle has closed. */
+static void finish(service_t *svc) {
+    log_totals(svc);
     uv_close((uv_handle_t *)&svc->sigint, NULL);
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
-    log_feed_stats(&svc->feeds);
-    tp_feeds_close(&svc->feeds, NULL);
-    tp_pool_close(&svc->pool, NULL);
+    uv_close((uv_handle_t *)&svc->drain, NULL);
+    /* Closing fails what is still queued: the writers must not call into the
+     * feeds, which are closing too. */
+    svc->orders.on_ack = NULL;
+    svc->orders.on_pause = svc->orders.on_resume = NULL;
+    if (svc->prices_up)
+        tp_price_writer_close(&svc->prices); /* before the price table goes */
+    if (svc->feeds_up)
+        tp_feeds_close(&svc->feeds, NULL);
+    tp_pool_close(&svc->pool, on_pool_closed);
+}
+
+static void on_drain(uv_timer_t *t) {
+    service_t *svc = t->data;
+    size_t orders = tp_order_writer_pending(&svc->orders);
+    bool prices = tp_price_writer_idle(&svc->prices);
+    if (svc->orders.broken) {
+        uv_timer_stop(t);
+        finish(svc);
+    } else if (orders == 0 && prices) {
+        TP_LOG(TP_LOG_INFO, "drained: every write acknowledged");
+        uv_timer_stop(t);
+        finish(svc);
+    } else if (uv_now(svc->loop) >= svc->drain_deadline) {
+        TP_LOG(TP_LOG_ERROR, "shutdown deadline passed with writes unacknowledged",
+               TP_INT("order_writes", orders), TP_INT("prices_idle", prices),
+               TP_INT("timeout_ms", svc->cfg.service.shutdown_timeout_ms));
+        svc->status = 1;
+        uv_timer_stop(t);
+        finish(svc);
+    }
+}
+
+static void shutdown_service(service_t *svc, int status) {
+    if (svc->stopping)
+        return;
+    svc->stopping = true;
+    svc->status = status;
+    if (!svc->started) {
+        finish(svc);
+        return;
+    }
+    /* Stop taking frames, keep the connections for the last acks, and wait for
+     * Redis to answer what is queued. */
+    tp_feeds_stop(&svc->feeds);
+    svc->drain_deadline = uv_now(svc->loop) + (uint64_t)svc->cfg.service.shutdown_timeout_ms;
+    uv_timer_start(&svc->drain, on_drain, 0, DRAIN_POLL_MS);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
-    TP_LOG(TP_LOG_INFO, "shutting down", TP_INT("signal", signum));
-    shutdown_service(sig->data);
+    service_t *svc = sig->data;
+    TP_LOG(TP_LOG_INFO, "shutting down", TP_INT("signal", signum),
+           TP_INT("order_writes_queued", tp_order_writer_pending(&svc->orders)));
+    shutdown_service(svc, 0);
 }
 
-static int start_feeds(service_t *svc, uv_loop_t *loop) {
-    svc->feeds.data = svc;
-    svc->feeds.on_gap = on_feed_gap;
-    int rc = tp_feeds_init(&svc->feeds, loop, &svc->cfg.feeds);
-    if (rc != 0) {
-        TP_LOG(TP_LOG_ERROR, "cannot start the feeds", TP_STR("error", tp_strerror(rc)));
-        return rc;
+/* ---- start -------------------------------------------------------------------------------- */
+
+static void on_restored(tp_order_writer_t *w, int status, const char *errstr,
+                        const tp_order_restore_stats_t *st) {
+    service_t *svc = w->data;
+    if (svc->stopping)
+        return;
+    if (status != 0) {
+        TP_LOG(TP_LOG_ERROR, "warm restart failed", TP_STR("code", tp_err_name(status)),
+               TP_STR("error", errstr));
+        shutdown_service(svc, 1);
+        return;
     }
-    rc = tp_feeds_start(&svc->feeds);
-    if (rc != 0)
+    TP_LOG(TP_LOG_INFO, "books restored", TP_INT("open_orders", st->open_orders),
+           TP_INT("position_fields", st->positions), TP_INT("stream_marks", st->streams),
+           TP_INT("event_generation", st->generation));
+    int rc = tp_feeds_start(&svc->feeds);
+    svc->started = true;
+    if (rc != 0) {
         TP_LOG(TP_LOG_ERROR, "cannot start the feeds", TP_STR("error", svc->feeds.errstr));
+        shutdown_service(svc, 1);
+    }
+}
+
+/* Everything that allocates, before any frame can arrive. */
+static int init_modules(service_t *svc) {
+    svc->feeds.data = svc;
+    svc->feeds.on_tick = on_tick;
+    svc->feeds.on_order = on_order;
+    svc->feeds.on_gap = on_feed_gap;
+    int rc = tp_feeds_init(&svc->feeds, svc->loop, &svc->cfg.feeds);
+    svc->feeds_up = rc == 0;
+    if (rc == 0)
+        rc = tp_price_writer_init(&svc->prices, &svc->pool, &svc->feeds, &svc->cfg.service);
+    svc->prices_up = rc == 0;
+    svc->orders.data = svc;
+    svc->orders.on_ack = on_order_ack;
+    svc->orders.on_pause = on_order_pause;
+    svc->orders.on_resume = on_order_resume;
+    svc->orders.mark_price = mark_price;
+    svc->orders.on_fatal = on_order_fatal;
+    if (rc == 0)
+        rc = tp_order_writer_init(&svc->orders, &svc->pool, &svc->cfg.service);
+    svc->orders_up = rc == 0;
+    if (rc == 0)
+        rc = tp_order_restore(&svc->orders, on_restored);
+    if (rc != 0)
+        TP_LOG(TP_LOG_ERROR, "cannot start", TP_STR("error", tp_strerror(rc)));
     return rc;
 }
 
@@ -88,29 +271,29 @@ int main(int argc, char **argv) {
     tp_log_level = svc.cfg.log_level;
     tp_config_log(&svc.cfg);
 
-    uv_loop_t *loop = uv_default_loop();
+    svc.loop = uv_default_loop();
+    svc.pool.data = &svc;
     svc.pool.on_ready = on_pool_ready;
     svc.pool.on_down = on_pool_down;
-    rc = tp_pool_init(&svc.pool, loop, &svc.cfg.redis);
+    svc.pool.on_writable = on_pool_writable;
+    rc = tp_pool_init(&svc.pool, svc.loop, &svc.cfg.redis);
     if (rc != 0) {
         TP_LOG(TP_LOG_ERROR, "cannot start the redis pool", TP_STR("error", svc.pool.errstr));
         tp_config_close(&svc.cfg);
         return 1;
     }
-    uv_signal_init(loop, &svc.sigint);
-    uv_signal_init(loop, &svc.sigterm);
-    svc.sigint.data = svc.sigterm.data = &svc;
+    uv_signal_init(svc.loop, &svc.sigint);
+    uv_signal_init(svc.loop, &svc.sigterm);
+    uv_timer_init(svc.loop, &svc.drain);
+    svc.sigint.data = svc.sigterm.data = svc.drain.data = &svc;
     uv_signal_start(&svc.sigint, on_signal, SIGINT);
     uv_signal_start(&svc.sigterm, on_signal, SIGTERM);
-    int status = 0;
-    if (start_feeds(&svc, loop) != 0) {
-        status = 1;
-        shutdown_service(&svc);
-    }
+    if (init_modules(&svc) != 0)
+        shutdown_service(&svc, 1);
 
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_loop_close(loop);
+    uv_run(svc.loop, UV_RUN_DEFAULT);
+    uv_loop_close(svc.loop);
     tp_config_close(&svc.cfg);
-    TP_LOG(TP_LOG_INFO, "stopped");
-    return status;
+    TP_LOG(TP_LOG_INFO, "stopped", TP_INT("status", svc.status));
+    return svc.status;
 }

@@ -1,14 +1,14 @@
-#include "buf.h"
+#include "tp/buf.h"
 
 #include "tp/error.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-int tp__buf_reserve(tp_buf_t *b, size_t n) {
+int tp_buf_reserve(tp_buf_t *b, size_t n) {
     if (b->cap - b->len >= n)
         return 0;
-    size_t size = tp__buf_size(b);
+    size_t size = tp_buf_size(b);
     /* Compact only when at least half of the buffer is dead: moving less often
      * would turn a slowly draining buffer into a memmove per append. */
     if (b->head >= size && b->cap - size >= n) {
@@ -28,8 +28,8 @@ int tp__buf_reserve(tp_buf_t *b, size_t n) {
     return 0;
 }
 
-int tp__buf_append(tp_buf_t *b, const void *p, size_t n) {
-    int rc = tp__buf_reserve(b, n);
+int tp_buf_append(tp_buf_t *b, const void *p, size_t n) {
+    int rc = tp_buf_reserve(b, n);
     if (rc == 0 && n > 0) {
         memcpy(b->data + b->len, p, n);
         b->len += n;
@@ -37,19 +37,19 @@ int tp__buf_append(tp_buf_t *b, const void *p, size_t n) {
     return rc;
 }
 
-void tp__buf_consume(tp_buf_t *b, size_t n) {
+void tp_buf_consume(tp_buf_t *b, size_t n) {
     b->head += n;
     if (b->head == b->len)
         b->head = b->len = 0;
 }
 
-void tp__buf_truncate(tp_buf_t *b, size_t size) {
+void tp_buf_truncate(tp_buf_t *b, size_t size) {
     b->len = b->head + size;
     if (size == 0)
         b->head = b->len = 0;
 }
 
-void tp__buf_free(tp_buf_t *b) {
+void tp_buf_free(tp_buf_t *b) {
     free(b->data);
     *b = (tp_buf_t){0};
 }

@@ -248,6 +248,26 @@ static tp_log_field_t show_level(const setting_t *s, const void *field) {
                   level < sizeof(level_names) / sizeof(level_names[0]) ? level_names[level] : "?");
 }
 
+static const char *const event_format_names[] = {"flatbuffers", "json"};
+
+static int parse_event_format(const setting_t *s, const char *text, void *field, char *why,
+                              size_t whylen) {
+    (void)s;
+    for (size_t i = 0; i < sizeof(event_format_names) / sizeof(event_format_names[0]); i++) {
+        if (strcmp(text, event_format_names[i]) == 0) {
+            *(tp_event_format_t *)field = (tp_event_format_t)i;
+            return 0;
+        }
+    }
+    set_err(why, whylen, "expected flatbuffers or json");
+    return TP_ECONFIG;
+}
+
+static tp_log_field_t show_event_format(const setting_t *s, const void *field) {
+    (void)s;
+    return TP_STR(NULL, event_format_names[*(const tp_event_format_t *)field]);
+}
+
 /* ---- strings ------------------------------------------------------------------------------ */
 
 /* Takes ownership of value (may be NULL) and frees what the slot held. */
@@ -585,6 +605,7 @@ static const parser_t url_parser = {parse_url, NULL, redact_url};
 static const parser_t ratio_parser = {parse_ratio, show_ratio, NULL};
 static const parser_t addr_parser = {parse_addr, show_addr, NULL};
 static const parser_t group_parser = {parse_group, show_str, NULL};
+static const parser_t event_format_parser = {parse_event_format, show_event_format, NULL};
 
 static const setting_t settings[] = {
     {"REDIS_URL", "--redis-url", NULL, &url_parser, FIELD(redis), 0, 0, EARLY,
@@ -644,6 +665,19 @@ static const setting_t settings[] = {
      "largest frame accepted; a longer length prefix is bad input"},
     {"TP_FEED_MAX_CONNECTIONS", "--feed-max-connections", "64", &int_parser,
      FIELD(feeds.max_connections), 1, 100000, 0, "TCP adapter connections accepted at once"},
+    {"TP_EVENT_FORMAT", "--event-format", "flatbuffers", &event_format_parser,
+     FIELD(service.event_format), 0, 0, 0,
+     "published events: flatbuffers (TradingEvent, schemas/event.fbs) or json"},
+    {"TP_MD_PUBLISH", "--md-publish", "false", &bool_parser, FIELD(service.md_publish), 0, 0, 0,
+     "publish every tick on <prefix>md:SYM (in TP_EVENT_FORMAT)"},
+    {"TP_MD_HISTORY", "--md-history", "0", &int_parser, FIELD(service.md_history), 0, INT32_MAX, 0,
+     "keep about N ticks per symbol in the stream <prefix>hist:SYM; 0 = off"},
+    {"TP_ORDER_QUEUE_MAX", "--order-queue-max", "16384", &int_parser,
+     FIELD(service.order_queue_max), 16, 1 << 24, 0,
+     "order events awaiting Redis before the order feeds are paused"},
+    {"TP_SHUTDOWN_TIMEOUT", "--shutdown-timeout", "10s", &duration_parser,
+     FIELD(service.shutdown_timeout_ms), 1, HOUR_MS, 0,
+     "on SIGTERM, how long to wait for Redis to acknowledge what is queued"},
     {"TP_LOG_LEVEL", "--log-level", "info", &level_parser, FIELD(log_level), 0, 0, 0,
      "debug, info, warn, error or off"},
 };

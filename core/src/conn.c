@@ -1,9 +1,9 @@
 #include "conn.h"
 
-#include "resp.h"
 #include "tls.h"
 #include "tp/error.h"
 #include "tp/log.h"
+#include "tp/resp.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -77,7 +77,7 @@ static tp__pending_t fifo_pop(tp__fifo_t *f) {
 /* Removes the oldest command from the log and returns its completion. */
 static tp__pending_t take_oldest(tp_conn_t *c) {
     tp__pending_t p = fifo_pop(&c->fifo);
-    tp__buf_consume(&c->log, p.len);
+    tp_buf_consume(&c->log, p.len);
     if (c->sent_cmds > 0) {
         c->sent_cmds--;
         c->sent_bytes -= p.len;
@@ -96,7 +96,7 @@ static void complete(tp_conn_t *c, tp__pending_t p, int status, const tp_reply_t
  * half of REDIS_MAX_QUEUED_BYTES, however it drained (replies, failures). */
 static void notify_if_drained(tp_conn_t *c) {
     if (c->backpressured && c->state != TP_CONN_CLOSING &&
-        tp__buf_size(&c->log) <= c->pool->cfg->max_queued_bytes / 2) {
+        tp_buf_size(&c->log) <= c->pool->cfg->max_queued_bytes / 2) {
         c->backpressured = false;
         c->ops->writable(c);
     }
@@ -116,8 +116,8 @@ static void on_sock_closed(uv_handle_t *h) {
     tp__sock_t *s = h->data;
     tp_pool_t *pool = s->pool;
     tp__tls_stop(&s->tls);
-    tp__buf_free(&s->wire);
-    tp__buf_free(&s->busy);
+    tp_buf_free(&s->wire);
+    tp_buf_free(&s->busy);
     free(s);
     tp__pool_handle_closed(pool);
 }
@@ -176,18 +176,18 @@ static int try_write(tp__sock_t *s, const char *p, size_t n) {
 /* Hands the wire buffer to the socket: first a non-blocking write, and only
  * what the kernel did not take goes to uv_write (one request at a time). */
 static int sock_flush(tp__sock_t *s) {
-    if (s->writing || tp__buf_size(&s->wire) == 0)
+    if (s->writing || tp_buf_size(&s->wire) == 0)
         return 0;
-    int r = try_write(s, tp__buf_ptr(&s->wire), tp__buf_size(&s->wire));
+    int r = try_write(s, tp_buf_ptr(&s->wire), tp_buf_size(&s->wire));
     if (r < 0)
         return r;
-    tp__buf_consume(&s->wire, (size_t)r);
-    if (tp__buf_size(&s->wire) == 0)
+    tp_buf_consume(&s->wire, (size_t)r);
+    if (tp_buf_size(&s->wire) == 0)
         return 0;
     tp_buf_t tmp = s->busy;
     s->busy = s->wire;
     s->wire = tmp;
-    uv_buf_t b = uv_buf_init(tp__buf_ptr(&s->busy), (unsigned)tp__buf_size(&s->busy));
+    uv_buf_t b = uv_buf_init(tp_buf_ptr(&s->busy), (unsigned)tp_buf_size(&s->busy));
     r = uv_write(&s->write, (uv_stream_t *)&s->tcp, &b, 1, on_write);
     if (r < 0)
         return write_error(s, r);
@@ -199,7 +199,7 @@ static int sock_flush(tp__sock_t *s) {
 static void on_write(uv_write_t *req, int status) {
     tp__sock_t *s = req->data;
     s->writing = false;
-    tp__buf_truncate(&s->busy, 0);
+    tp_buf_truncate(&s->busy, 0);
     if (s->conn == NULL)
         return;
     int r = status < 0 ? write_error(s, status) : sock_flush(s);
@@ -215,7 +215,7 @@ static int sock_send(tp__sock_t *s, const char *p, size_t n) {
         int r = tp__tls_write(&s->tls, p, n, c->errstr, sizeof(c->errstr));
         return r < 0 ? r : sock_flush(s);
     }
-    if (!s->writing && tp__buf_size(&s->wire) == 0) {
+    if (!s->writing && tp_buf_size(&s->wire) == 0) {
         int r = try_write(s, p, n);
         if (r < 0)
             return r;
@@ -224,7 +224,7 @@ static int sock_send(tp__sock_t *s, const char *p, size_t n) {
         if (n == 0)
             return 0;
     }
-    int r = tp__buf_append(&s->wire, p, n);
+    int r = tp_buf_append(&s->wire, p, n);
     if (r < 0)
         snprintf(c->errstr, sizeof(c->errstr), "out of memory queueing a write");
     return r < 0 ? r : sock_flush(s);
@@ -292,8 +292,10 @@ static void conn_broken(tp_conn_t *c, int code) {
      * a subscriber instead subscribes to its whole table again when ready. */
     c->sent_bytes = 0;
     c->sent_cmds = 0;
+    if (c->fifo.count > 0)
+        fifo_at(&c->fifo, 0)->answered = 0; /* a unit is sent again whole */
     if (c->pubsub)
-        tp__buf_truncate(&c->log, 0);
+        tp_buf_truncate(&c->log, 0);
     c->failures++;
     uv_timer_stop(&c->timer);
     if (was_ready)
@@ -318,8 +320,12 @@ static void check_command_timeout(tp_conn_t *c) {
         return;
     }
     c->pool->stats.timeouts++;
-    complete(c, take_oldest(c), TP_ETIMEDOUT, NULL);
-    notify_if_drained(c);
+    /* A unit is never failed by a timeout: it is replayed whole, so neither
+     * half a transaction nor a reordering can reach Redis. */
+    if (fifo_at(&c->fifo, 0)->replies == 1) {
+        complete(c, take_oldest(c), TP_ETIMEDOUT, NULL);
+        notify_if_drained(c);
+    }
     if (c->state == TP_CONN_READY)
         conn_fail(c, TP_ETIMEDOUT, "no reply from Redis within REDIS_COMMAND_TIMEOUT (%d ms)",
                   c->pool->cfg->command_timeout_ms);
@@ -359,21 +365,21 @@ static void send_handshake(tp_conn_t *c) {
     c->hs_next = 0;
     if (cfg->password) {
         bool user = cfg->username != NULL;
-        rc |= tp__resp_array(&b, user ? 3 : 2);
-        rc |= tp__resp_arg(&b, "AUTH", 4);
+        rc |= tp_resp_array(&b, user ? 3 : 2);
+        rc |= tp_resp_arg(&b, "AUTH", 4);
         if (user)
-            rc |= tp__resp_arg(&b, cfg->username, strlen(cfg->username));
-        rc |= tp__resp_arg(&b, cfg->password, strlen(cfg->password));
+            rc |= tp_resp_arg(&b, cfg->username, strlen(cfg->username));
+        rc |= tp_resp_arg(&b, cfg->password, strlen(cfg->password));
         c->hs_steps[c->hs_pending++] = HS_AUTH;
     }
     if (cfg->database != 0) {
-        rc |= tp__resp_array(&b, 2);
-        rc |= tp__resp_arg(&b, "SELECT", 6);
-        rc |= tp__resp_arg_ll(&b, cfg->database);
+        rc |= tp_resp_array(&b, 2);
+        rc |= tp_resp_arg(&b, "SELECT", 6);
+        rc |= tp_resp_arg_ll(&b, cfg->database);
         c->hs_steps[c->hs_pending++] = HS_SELECT;
     }
-    rc |= tp__resp_array(&b, 1);
-    rc |= tp__resp_arg(&b, "PING", 4);
+    rc |= tp_resp_array(&b, 1);
+    rc |= tp_resp_arg(&b, "PING", 4);
     c->hs_steps[c->hs_pending++] = HS_PING;
     if (rc != 0) {
         rc = TP_ENOMEM;
@@ -381,11 +387,11 @@ static void send_handshake(tp_conn_t *c) {
     }
     c->state = TP_CONN_HANDSHAKE;
     if (rc == 0)
-        rc = sock_send(c->sock, tp__buf_ptr(&b), tp__buf_size(&b));
+        rc = sock_send(c->sock, tp_buf_ptr(&b), tp_buf_size(&b));
     /* The buffer held the password: wipe it before it goes back to malloc. */
     if (b.data)
         memset(b.data, 0, b.cap);
-    tp__buf_free(&b);
+    tp_buf_free(&b);
     if (rc < 0)
         conn_broken(c, rc);
 }
@@ -410,7 +416,7 @@ static void become_ready(tp_conn_t *c) {
            TP_INT("tls_resumed", tp__conn_tls_resumed(c)));
     c->ever_ready = true;
     c->ops->ready(c);
-    if (c->state == TP_CONN_READY && tp__buf_size(&c->log) > 0)
+    if (c->state == TP_CONN_READY && tp_buf_size(&c->log) > 0)
         tp__pool_schedule_flush(c->pool, c);
 }
 
@@ -453,6 +459,11 @@ static void dispatch(tp_conn_t *c, const tp_reply_t *r) {
         return;
     }
     c->failures = 0;
+    /* A unit (tp_conn_send_unit) completes with its last reply; the others
+     * (MULTI's +OK, +QUEUED) only count. */
+    tp__pending_t *oldest = fifo_at(&c->fifo, 0);
+    if (++oldest->answered < oldest->replies)
+        return;
     tp__pending_t p = take_oldest(c);
     complete(c, p, r->type == TP_REPLY_ERROR ? TP_EREPLY : 0, r);
     notify_if_drained(c);
@@ -660,13 +671,13 @@ static void conn_connect(tp_conn_t *c) {
 void tp__conn_flush(tp_conn_t *c) {
     if (c->state != TP_CONN_READY)
         return;
-    size_t size = tp__buf_size(&c->log);
+    size_t size = tp_buf_size(&c->log);
     if (c->sent_bytes == size)
         return;
     uint64_t now = now_ns();
     for (size_t i = c->sent_cmds; i < c->fifo.count; i++)
         fifo_at(&c->fifo, i)->sent_ns = now;
-    const char *p = tp__buf_ptr(&c->log) + c->sent_bytes;
+    const char *p = tp_buf_ptr(&c->log) + c->sent_bytes;
     size_t n = size - c->sent_bytes;
     c->sent_cmds = c->fifo.count;
     c->sent_bytes = c->pubsub ? 0 : size;
@@ -674,7 +685,7 @@ void tp__conn_flush(tp_conn_t *c) {
     /* Subscriptions are rebuilt from the subscriber's table on reconnect, so
      * a subscriber keeps nothing for replay. */
     if (c->pubsub)
-        tp__buf_truncate(&c->log, 0);
+        tp_buf_truncate(&c->log, 0);
     if (r < 0) {
         conn_broken(c, r);
         return;
@@ -688,29 +699,29 @@ int tp__conn_begin(tp_conn_t *c, size_t argc) {
         return TP_ECLOSED;
     if (c->down)
         return TP_EDOWN;
-    c->enc_mark = tp__buf_size(&c->log);
-    c->enc_err = tp__resp_array(&c->log, argc);
+    c->enc_mark = tp_buf_size(&c->log);
+    c->enc_err = tp_resp_array(&c->log, argc);
     return c->enc_err;
 }
 
 void tp__conn_arg(tp_conn_t *c, const char *p, size_t n) {
     if (c->enc_err == 0)
-        c->enc_err = tp__resp_arg(&c->log, p, n);
+        c->enc_err = tp_resp_arg(&c->log, p, n);
 }
 
 void tp__conn_key(tp_conn_t *c, const char *key, size_t n) {
     const char *prefix = tp__key_prefix(c->pool);
     if (c->enc_err == 0)
-        c->enc_err = tp__resp_arg2(&c->log, prefix, strlen(prefix), key, n);
+        c->enc_err = tp_resp_arg2(&c->log, prefix, strlen(prefix), key, n);
 }
 
 void tp__conn_arg_ll(tp_conn_t *c, long long v) {
     if (c->enc_err == 0)
-        c->enc_err = tp__resp_arg_ll(&c->log, v);
+        c->enc_err = tp_resp_arg_ll(&c->log, v);
 }
 
 int tp__conn_end(tp_conn_t *c, tp_cmd_cb cb, void *data) {
-    size_t size = tp__buf_size(&c->log);
+    size_t size = tp_buf_size(&c->log);
     size_t len = size - c->enc_mark;
     size_t cap = c->pool->cfg->max_queued_bytes;
     int rc = c->enc_err;
@@ -720,10 +731,10 @@ int tp__conn_end(tp_conn_t *c, tp_cmd_cb cb, void *data) {
         c->backpressured |= rc == TP_EBACKPRESSURE;
     }
     if (rc == 0 && !c->pubsub)
-        rc = fifo_push(&c->fifo, (tp__pending_t){.cb = cb, .data = data, .len = len});
+        rc = fifo_push(&c->fifo, (tp__pending_t){.cb = cb, .data = data, .len = len, .replies = 1});
     c->enc_err = 0;
     if (rc != 0) {
-        tp__buf_truncate(&c->log, c->enc_mark);
+        tp_buf_truncate(&c->log, c->enc_mark);
         return rc;
     }
     c->pool->stats.commands++;
@@ -744,7 +755,7 @@ int tp__conn_default_expire(tp_conn_t *c, const char *key) {
 
 void tp__conn_cancel_last(tp_conn_t *c) {
     tp__pending_t *last = fifo_at(&c->fifo, c->fifo.count - 1);
-    tp__buf_truncate(&c->log, tp__buf_size(&c->log) - last->len);
+    tp_buf_truncate(&c->log, tp_buf_size(&c->log) - last->len);
     c->fifo.count--;
     c->pool->stats.commands--;
 }
@@ -761,8 +772,38 @@ int tp_conn_command(tp_conn_t *c, tp_cmd_cb cb, void *data, int argc, const char
     return tp__conn_end(c, cb, data);
 }
 
+int tp_conn_send_unit(tp_conn_t *c, const char *resp, size_t len, unsigned replies, tp_cmd_cb cb,
+                      void *data) {
+    if (c->pubsub || replies == 0 || len == 0)
+        return TP_EINVAL;
+    if (c->state == TP_CONN_CLOSING)
+        return TP_ECLOSED;
+    if (c->down)
+        return TP_EDOWN;
+    size_t cap = c->pool->cfg->max_queued_bytes;
+    if (len > cap)
+        return TP_EINVAL;
+    if (tp_buf_size(&c->log) + len > cap) {
+        c->backpressured = true;
+        return TP_EBACKPRESSURE;
+    }
+    size_t mark = tp_buf_size(&c->log);
+    int rc = tp_buf_append(&c->log, resp, len);
+    if (rc == 0)
+        rc = fifo_push(&c->fifo,
+                       (tp__pending_t){.cb = cb, .data = data, .len = len, .replies = replies});
+    if (rc != 0) {
+        tp_buf_truncate(&c->log, mark);
+        return rc;
+    }
+    c->pool->stats.commands += replies;
+    if (c->state == TP_CONN_READY)
+        tp__pool_schedule_flush(c->pool, c);
+    return 0;
+}
+
 size_t tp_conn_queued_bytes(const tp_conn_t *c) {
-    return tp__buf_size(&c->log);
+    return tp_buf_size(&c->log);
 }
 
 size_t tp_conn_pending(const tp_conn_t *c) {
@@ -823,7 +864,7 @@ void tp__conn_free(tp_conn_t *c) {
     tp__reader_free(c->reader);
     uv_freeaddrinfo(c->addrs);
     tp__arena_free(&c->arena);
-    tp__buf_free(&c->log);
+    tp_buf_free(&c->log);
     free(c->fifo.items);
     if (c->tls_session)
         SSL_SESSION_free(c->tls_session);

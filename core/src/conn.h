@@ -4,8 +4,8 @@
 #ifndef TP_CONN_H
 #define TP_CONN_H
 
-#include "buf.h"
 #include "reply.h"
+#include "tp/buf.h"
 #include "tp/pool.h"
 
 #include <openssl/ssl.h>
@@ -15,8 +15,10 @@
 typedef struct {
     tp_cmd_cb cb;
     void *data;
-    size_t len;       /* bytes of this command in the log */
-    uint64_t sent_ns; /* when it was handed to the socket (for the command timeout) */
+    size_t len;        /* bytes of this command (or unit) in the log */
+    uint64_t sent_ns;  /* when it was handed to the socket (for the command timeout) */
+    uint32_t replies;  /* replies that complete it: 1, or a unit's command count */
+    uint32_t answered; /* replies of a unit received so far on this socket */
 } tp__pending_t;
 
 /* Ring buffer of completions; capacity is a power of two and only grows. */

@@ -1,8 +1,8 @@
-#include "resp.h"
+#include "tp/resp.h"
 
 #include <string.h>
 
-size_t tp__resp_lltoa(char *out, long long v) {
+size_t tp_resp_lltoa(char *out, long long v) {
     char tmp[24];
     size_t n = 0;
     /* Work on the magnitude as unsigned so that LLONG_MIN does not overflow. */
@@ -20,26 +20,26 @@ size_t tp__resp_lltoa(char *out, long long v) {
 }
 
 static int header(tp_buf_t *b, char kind, size_t n) {
-    int rc = tp__buf_reserve(b, 24);
+    int rc = tp_buf_reserve(b, 24);
     if (rc)
         return rc;
     char *p = b->data + b->len;
     *p++ = kind;
-    p += tp__resp_lltoa(p, (long long)n);
+    p += tp_resp_lltoa(p, (long long)n);
     *p++ = '\r';
     *p++ = '\n';
     b->len = (size_t)(p - b->data);
     return 0;
 }
 
-int tp__resp_array(tp_buf_t *b, size_t argc) {
+int tp_resp_array(tp_buf_t *b, size_t argc) {
     return header(b, '*', argc);
 }
 
-int tp__resp_arg2(tp_buf_t *b, const char *p1, size_t n1, const char *p2, size_t n2) {
+int tp_resp_arg2(tp_buf_t *b, const char *p1, size_t n1, const char *p2, size_t n2) {
     int rc = header(b, '$', n1 + n2);
     if (rc == 0)
-        rc = tp__buf_reserve(b, n1 + n2 + 2);
+        rc = tp_buf_reserve(b, n1 + n2 + 2);
     if (rc)
         return rc;
     char *p = b->data + b->len;
@@ -53,11 +53,11 @@ int tp__resp_arg2(tp_buf_t *b, const char *p1, size_t n1, const char *p2, size_t
     return 0;
 }
 
-int tp__resp_arg(tp_buf_t *b, const char *p, size_t n) {
-    return tp__resp_arg2(b, p, n, NULL, 0);
+int tp_resp_arg(tp_buf_t *b, const char *p, size_t n) {
+    return tp_resp_arg2(b, p, n, NULL, 0);
 }
 
-int tp__resp_arg_ll(tp_buf_t *b, long long v) {
+int tp_resp_arg_ll(tp_buf_t *b, long long v) {
     char digits[24];
-    return tp__resp_arg(b, digits, tp__resp_lltoa(digits, v));
+    return tp_resp_arg(b, digits, tp_resp_lltoa(digits, v));
 }

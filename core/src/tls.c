@@ -15,7 +15,7 @@
 static int bio_write(BIO *bio, const char *data, int len) {
     tp__tls_t *t = BIO_get_data(bio);
     BIO_clear_retry_flags(bio);
-    if (tp__buf_append(t->out, data, (size_t)len) != 0)
+    if (tp_buf_append(t->out, data, (size_t)len) != 0)
         return -1;
     return len;
 }

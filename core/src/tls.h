@@ -7,7 +7,7 @@
 #ifndef TP_TLS_H
 #define TP_TLS_H
 
-#include "buf.h"
+#include "tp/buf.h"
 #include "tp/config.h"
 
 #include <openssl/ssl.h>

@@ -129,6 +129,8 @@ void tp__feeds_dispatch(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_me
         apply_tick(f, frame, meta);
     } else if (frame->type == TP_BODY_ORDER) {
         f->stats.orders++;
+        if (stream)
+            stream->orders = true;
         if (f->on_order)
             f->on_order(f, frame, meta);
     }

@@ -155,6 +155,13 @@ static int insert(tp_price_table_t *t, const char *s, size_t len, uint64_t h, ui
     return 0;
 }
 
+/* The ring has a slot per entry, and an entry is queued at most once. */
+static void queue_dirty(tp_price_table_t *t, tp_price_t *e) {
+    e->dirty = true;
+    t->dirty[t->dirty_tail] = (uint32_t)(e - t->entries);
+    t->dirty_tail = (t->dirty_tail + 1) % ring_cap(t);
+}
+
 int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t stream_id,
                           uint64_t seq, int64_t recv_ts_ns, uint64_t recv_mono_ns) {
     if (tick == NULL || !valid_symbol(tick->symbol.ptr, tick->symbol.len))
@@ -186,14 +193,22 @@ int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t s
     e->seq = seq;
     e->updates++;
     t->ticks++;
-    if (e->dirty) {
+    if (e->dirty)
         t->conflated++;
-    } else {
-        e->dirty = true;
-        t->dirty[t->dirty_tail] = (uint32_t)(e - t->entries);
-        t->dirty_tail = (t->dirty_tail + 1) % ring_cap(t);
-    }
+    else
+        queue_dirty(t, e);
     return 0;
+}
+
+void tp_price_table_mark_dirty(tp_price_table_t *t, const tp_price_t *entry) {
+    tp_price_t *e = &t->entries[entry - t->entries];
+    if (!e->dirty)
+        queue_dirty(t, e);
+}
+
+void tp_price_table_mark_all_dirty(tp_price_table_t *t) {
+    for (uint32_t i = 0; i < t->count; i++)
+        tp_price_table_mark_dirty(t, &t->entries[i]);
 }
 
 const tp_price_t *tp_price_table_get(const tp_price_table_t *t, const char *symbol, size_t len) {

@@ -2,6 +2,7 @@
  * and one write per connection per loop iteration. */
 #include "pool_env.h"
 #include "tp/error.h"
+#include "tp/resp.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -146,6 +147,56 @@ Test(pool, multi_exec_on_tag_connection) {
     char out[64];
     tp_test_redis_cli(&srv, out, sizeof(out), "SMEMBERS", "{A1}:open", NULL);
     cr_assert_str_eq(out, "7");
+}
+
+/* Encodes argv commands (NULL-separated, NULL-NULL-terminated) into b. */
+static unsigned encode_unit(tp_buf_t *b, const char *const *argv) {
+    unsigned n = 0;
+    while (*argv) {
+        size_t argc = 0;
+        while (argv[argc])
+            argc++;
+        cr_assert_eq(tp_resp_array(b, argc), 0);
+        for (size_t i = 0; i < argc; i++)
+            cr_assert_eq(tp_resp_arg(b, argv[i], strlen(argv[i])), 0);
+        argv += argc + 1;
+        n++;
+    }
+    return n;
+}
+
+/* A unit is one completion for several commands: it gets EXEC's reply, and the
+ * commands queued after it still get their own replies. */
+Test(pool, unit_completes_with_its_last_reply) {
+    static const char *const cmds[] = {"MULTI", NULL,     "SET", "{A1}:k", "v",  NULL,
+                                       "INCR",  "{A1}:n", NULL,  "EXEC",   NULL, NULL};
+    tp_buf_t b = {0};
+    unsigned n = encode_unit(&b, cmds);
+    tp_conn_t *c = tp_pool_conn_for_key(&env.pool, "{A1}", 4);
+    tp_test_result_t unit = {0}, get = {0};
+    const char *argv[] = {"GET", "{A1}:k"};
+    cr_assert_eq(tp_conn_send_unit(c, tp_buf_ptr(&b), tp_buf_size(&b), n, tp_test_on_reply, &unit),
+                 0);
+    cr_assert_eq(tp_conn_command(c, tp_test_on_reply, &get, 2, argv, NULL), 0);
+    tp_buf_free(&b);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &get.done, 5000));
+    cr_assert(unit.done);
+    cr_assert_eq(unit.status, 0);
+    cr_assert_eq(unit.type, TP_REPLY_ARRAY);
+    cr_assert_eq(unit.elements, 2);
+    cr_assert_eq(get.status, 0);
+    cr_assert_str_eq(get.str, "v");
+}
+
+/* A unit larger than REDIS_MAX_QUEUED_BYTES can never go out: TP_EINVAL, not
+ * backpressure; a unit of no command is refused too. */
+Test(pool, unit_limits) {
+    tp_conn_t *c = env.pool.conns[0];
+    size_t big = env.cfg.redis.max_queued_bytes + 1;
+    char *p = calloc(1, big);
+    cr_assert_eq(tp_conn_send_unit(c, p, big, 1, NULL, NULL), TP_EINVAL);
+    cr_assert_eq(tp_conn_send_unit(c, p, 10, 0, NULL, NULL), TP_EINVAL);
+    free(p);
 }
 
 /* Closing fails what is still queued with TP_ECLOSED and refuses new work. */

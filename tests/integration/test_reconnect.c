@@ -128,6 +128,52 @@ Test(reconnect, command_timeout) {
     cr_assert_geq(env.pool.stats.replayed, 1);
 }
 
+/* Regression: a MULTI whose reply timed out used to fail alone, and the rest of
+ * the transaction was replayed without it (EXEC without MULTI, the commands
+ * applied one by one). A unit is never failed by a timeout: it is replayed
+ * whole on the new connection and completes with EXEC's reply. */
+Test(reconnect, unit_survives_command_timeout) {
+    open_plain(300);
+    tp_test_result_t sleep = {0}, unit = {0};
+    const char *debug[] = {"DEBUG", "SLEEP", "1"};
+    static const char tx[] = "*1\r\n$5\r\nMULTI\r\n"
+                             "*2\r\n$4\r\nINCR\r\n$1\r\nx\r\n"
+                             "*1\r\n$4\r\nEXEC\r\n";
+    tp_conn_t *c = env.pool.conns[0];
+    cr_assert_eq(tp_conn_command(c, tp_test_on_reply, &sleep, 3, debug, NULL), 0);
+    cr_assert_eq(tp_conn_send_unit(c, tx, sizeof(tx) - 1, 3, tp_test_on_reply, &unit), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &unit.done, 8000));
+    cr_assert_eq(sleep.status, TP_ETIMEDOUT);
+    cr_assert_eq(unit.status, 0, "%d", unit.status);
+    cr_assert_eq(unit.type, TP_REPLY_ARRAY);
+    cr_assert_eq(unit.elements, 1);
+    /* Sent twice at most (before and after the reconnect), never split. */
+    char out[32];
+    tp_test_redis_cli(&srv, out, sizeof(out), "GET", "x", NULL);
+    cr_assert(strcmp(out, "1") == 0 || strcmp(out, "2") == 0, "x=%s", out);
+}
+
+/* A unit's early replies (MULTI's +OK) received before the connection broke
+ * do not count on the new connection: here Redis is frozen mid-unit. */
+Test(reconnect, unit_timeout_while_frozen) {
+    open_plain(300);
+    tp_test_redis_pause(&srv);
+    tp_test_result_t unit = {0};
+    static const char tx[] = "*1\r\n$5\r\nMULTI\r\n"
+                             "*3\r\n$3\r\nSET\r\n$1\r\ny\r\n$1\r\n7\r\n"
+                             "*1\r\n$4\r\nEXEC\r\n";
+    tp_conn_t *c = env.pool.conns[0];
+    cr_assert_eq(tp_conn_send_unit(c, tx, sizeof(tx) - 1, 3, tp_test_on_reply, &unit), 0);
+    tp_test_run_until(&env.loop, tp_test_flag_set, &unit.done, 700);
+    cr_assert_not(unit.done, "a unit must wait through a timeout, not fail");
+    tp_test_redis_resume(&srv);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &unit.done, 8000));
+    cr_assert_eq(unit.status, 0, "%d", unit.status);
+    char out[32];
+    tp_test_redis_cli(&srv, out, sizeof(out), "GET", "y", NULL);
+    cr_assert_str_eq(out, "7");
+}
+
 /* A server frozen by SIGSTOP trips the timeout; once it resumes the pool
  * reconnects and works again. */
 Test(reconnect, frozen_server_recovers) {

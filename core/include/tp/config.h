@@ -53,9 +53,21 @@ typedef struct {
     int max_connections;    /* TP_FEED_MAX_CONNECTIONS: TCP adapters at once */
 } tp_feed_config_t;
 
+typedef enum { TP_EVENT_FLATBUFFERS, TP_EVENT_JSON } tp_event_format_t;
+
+/* The service's own settings (core/main.c, orders/, the price writer). */
+typedef struct {
+    tp_event_format_t event_format; /* TP_EVENT_FORMAT: published events and market data */
+    bool md_publish;                /* TP_MD_PUBLISH: PUBLISH every tick on <prefix>md:SYM */
+    int md_history;                 /* TP_MD_HISTORY: XADD MAXLEN ~ N per tick; 0 = off */
+    int order_queue_max;            /* TP_ORDER_QUEUE_MAX: unacknowledged order events */
+    int shutdown_timeout_ms;        /* TP_SHUTDOWN_TIMEOUT: drain deadline on SIGTERM */
+} tp_service_config_t;
+
 typedef struct {
     tp_redis_config_t redis;
     tp_feed_config_t feeds;
+    tp_service_config_t service;
     tp_log_level_t log_level; /* TP_LOG_LEVEL */
 } tp_config_t;
 

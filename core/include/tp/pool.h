@@ -108,6 +108,18 @@ tp_conn_t *tp_pool_conn_for_key(tp_pool_t *pool, const char *key, size_t len);
 int tp_conn_command(tp_conn_t *conn, tp_cmd_cb cb, void *data, int argc, const char **argv,
                     const size_t *argvlen);
 
+/* Queues resp -- replies whole RESP commands, already encoded (tp/resp.h), key
+ * prefix included -- as one unit with one completion, which gets the LAST
+ * reply (for MULTI ... EXEC, EXEC's array or its EXECABORT error). The bytes
+ * are copied. A unit is written whole, never split across a reconnect, and a
+ * command timeout does not fail it: the connection is rebuilt and the unit is
+ * sent again, so its commands must be harmless to run twice (absolute writes).
+ * It fails only with TP_EDOWN or TP_ECLOSED. Returns 0, TP_EBACKPRESSURE,
+ * TP_EDOWN, TP_ECLOSED, TP_EINVAL (a unit over REDIS_MAX_QUEUED_BYTES) or
+ * TP_ENOMEM; on error cb is not called. */
+int tp_conn_send_unit(tp_conn_t *conn, const char *resp, size_t len, unsigned replies, tp_cmd_cb cb,
+                      void *data);
+
 /* The Redis Cluster hash slot (0..16383) of a key. */
 unsigned tp_key_slot(const char *key, size_t len);
 

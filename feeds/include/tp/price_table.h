@@ -64,4 +64,10 @@ size_t tp_price_table_dirty_count(const tp_price_table_t *t);
  * absorbing newer ticks. Valid until the next update. */
 const tp_price_t *tp_price_table_pop_dirty(tp_price_table_t *t);
 
+/* Queues an entry (one of this table's) for the writer again, e.g. after its
+ * write failed; a no-op when it is queued already. */
+void tp_price_table_mark_dirty(tp_price_table_t *t, const tp_price_t *entry);
+/* Queues every symbol: a full rewrite after Redis lost writes. */
+void tp_price_table_mark_all_dirty(tp_price_table_t *t);
+
 #endif

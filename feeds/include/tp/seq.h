@@ -17,6 +17,7 @@ typedef struct {
     uint64_t acked_seq; /* highest seq whose writes Redis acknowledged (tp_feeds_ack) */
     uint64_t ack_sent;  /* highest acked_seq sent back to the adapter */
     void *owner;        /* the source that last delivered this stream (for acks) */
+    bool orders;        /* has carried order events: acked by the order writer only */
     bool used;
 } tp_stream_t;
 

@@ -13,21 +13,21 @@ typedef struct {
     size_t cap;
 } tp_buf_t;
 
-static inline size_t tp__buf_size(const tp_buf_t *b) {
+static inline size_t tp_buf_size(const tp_buf_t *b) {
     return b->len - b->head;
 }
 
-static inline char *tp__buf_ptr(const tp_buf_t *b) {
+static inline char *tp_buf_ptr(const tp_buf_t *b) {
     return b->data + b->head;
 }
 
 /* Makes room for n more bytes at the end. Returns 0 or TP_ENOMEM. */
-int tp__buf_reserve(tp_buf_t *b, size_t n);
-int tp__buf_append(tp_buf_t *b, const void *p, size_t n);
+int tp_buf_reserve(tp_buf_t *b, size_t n);
+int tp_buf_append(tp_buf_t *b, const void *p, size_t n);
 /* Drops n bytes from the front (n <= size). */
-void tp__buf_consume(tp_buf_t *b, size_t n);
+void tp_buf_consume(tp_buf_t *b, size_t n);
 /* Truncates to size bytes (size <= current size). */
-void tp__buf_truncate(tp_buf_t *b, size_t size);
-void tp__buf_free(tp_buf_t *b);
+void tp_buf_truncate(tp_buf_t *b, size_t size);
+void tp_buf_free(tp_buf_t *b);
 
 #endif

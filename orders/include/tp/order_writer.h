@@ -1,0 +1,127 @@
+/* The order write path (orders/src/order_writer.c): every order event from the
+ * feeds goes through the order state machine (tp/orders.h) and, for a fill, the
+ * portfolio (tp/portfolio.h); what changed goes to Redis as ONE unit on the
+ * account's connection (its keys share the {ACCT} hash tag):
+ *
+ *     MULTI
+ *     HSET  <p>{ACCT}:ord:OID <order fields>        accepted changes
+ *     SADD | SREM <p>{ACCT}:open OID                 accepted changes
+ *     SADD  <p>{ACCT}:ex:OID EXEC_ID                 accepted changes (duplicate check on restart)
+ *     HSET  <p>{ACCT}:pf <position fields> rpnl upnl fills
+ *     HSET  <p>{ACCT}:seq STREAM SEQ                 always (resend check on restart)
+ *     PUBLISH <p>events <TradingEvent>               always
+ *     EXEC
+ *
+ * A duplicate (an exec id already applied, a frame already applied before a
+ * restart) writes nothing and publishes nothing. A feed gap publishes a FeedGap
+ * event.
+ *
+ * Never losing an order event. Each unit stays in a FIFO until Redis has
+ * answered its EXEC; only then, and only in FIFO order, does on_ack report the
+ * frame's (stream, seq), so an ack never covers a write that could still be
+ * lost. Units survive command timeouts and reconnects inside the pool
+ * (tp_conn_send_unit); one refused for backpressure or failed because Redis is
+ * down is sent again, in order, with everything queued after it, once the pool
+ * can take it. Meanwhile, and whenever TP_ORDER_QUEUE_MAX units are waiting,
+ * on_pause asks the feeds to stop reading order sources (TCP then pushes back on
+ * the gateways); on_resume follows when the FIFO is down to half.
+ *
+ * Event ids are <generation> << 40 | <counter>: the generation is a Redis
+ * counter (INCR <p>evgen) taken at start (tp/order_restore.h), so ids stay
+ * unique across restarts, and a unit sent twice carries the same id.
+ *
+ * Ownership: the caller allocates the writer, keeps the pool and config alive
+ * until tp_order_writer_close(). */
+#ifndef TP_ORDER_WRITER_H
+#define TP_ORDER_WRITER_H
+
+#include "tp/buf.h"
+#include "tp/config.h"
+#include "tp/orders.h"
+#include "tp/pool.h"
+#include "tp/portfolio.h"
+#include "tp/wire.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define TP_EVENT_ID_COUNTER_BITS 40
+
+typedef struct tp_order_writer_s tp_order_writer_t;
+typedef struct tp_order_unit_s tp_order_unit_t;
+
+typedef struct {
+    uint64_t events;       /* order events handled */
+    uint64_t accepted;     /* ... that changed an order */
+    uint64_t fills;        /* ... that were fills */
+    uint64_t rejects;      /* ... refused by the state machine */
+    uint64_t duplicates;   /* ... already applied */
+    uint64_t gaps;         /* feed-gap events */
+    uint64_t published;    /* units Redis acknowledged */
+    uint64_t resent;       /* units sent again after Redis was down or full */
+    uint64_t pauses;       /* times the order feeds were paused */
+    uint64_t redis_errors; /* units Redis refused (EXECABORT, WRONGTYPE ...) */
+} tp_order_writer_stats_t;
+
+struct tp_order_writer_s {
+    void *data; /* for the caller */
+
+    /* Every write of frame (stream_id, seq), and of every frame before it, is
+     * acknowledged by Redis. */
+    void (*on_ack)(tp_order_writer_t *w, uint64_t stream_id, uint64_t seq);
+    void (*on_pause)(tp_order_writer_t *w);
+    void (*on_resume)(tp_order_writer_t *w);
+    /* The price to mark a position in symbol to after a fill at fill_px
+     * (tp_portfolio_mark_price() of the latest tick). */
+    int64_t (*mark_price)(tp_order_writer_t *w, tp_str_t symbol, int64_t fill_px);
+    /* The writer cannot go on (out of memory applying an event): it acks
+     * nothing from that event on, and the service should stop. */
+    void (*on_fatal)(tp_order_writer_t *w, int code);
+
+    tp_orders_t orders;
+    tp_portfolio_t portfolio;
+    tp_order_writer_stats_t stats;
+
+    /* Private. */
+    tp_pool_t *pool;
+    const tp_service_config_t *cfg;
+    const char *prefix;
+    uint64_t generation, next_event; /* event ids */
+    tp_wire_builder_t *builder;
+    tp_buf_t scratch;       /* a JSON event being built */
+    tp_order_unit_t **fifo; /* units in arrival order: fifo[head .. head + count) mod cap */
+    size_t fifo_cap, head, count;
+    size_t unsent;          /* units waiting to be (re)sent; they are the FIFO's last ones */
+    tp_order_unit_t *spare; /* recycled units */
+    uv_timer_t retry;
+    bool paused;
+    bool broken;                   /* see on_fatal */
+    struct tp__applied_s *applied; /* (account, stream) -> seq restored from Redis */
+};
+
+/* Returns 0 or TP_ENOMEM (nothing to close then). */
+int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg);
+
+/* The feeds' on_order. */
+void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame);
+
+/* The feeds' on_gap: publishes a FeedGap event. */
+void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t expected_seq,
+                            uint64_t received_seq);
+
+/* The pool became ready or writable: send what waits. */
+void tp_order_writer_retry(tp_order_writer_t *w);
+
+/* Units not yet acknowledged by Redis. */
+size_t tp_order_writer_pending(const tp_order_writer_t *w);
+
+/* Warm restart (order_restore.c) records what Redis says was applied. */
+int tp_order_writer_set_applied(tp_order_writer_t *w, tp_str_t account, uint64_t stream_id,
+                                uint64_t seq);
+
+/* Frees everything. Units still pending are dropped: their frames were never
+ * acknowledged, so the gateways send them again. Call after tp_pool_close(). */
+void tp_order_writer_close(tp_order_writer_t *w);
+
+#endif

@@ -1,0 +1,580 @@
+/* The order write path; see tp/order_writer.h. */
+#include "tp/order_writer.h"
+#include "tp/clock.h"
+#include "tp/error.h"
+#include "tp/event_json.h"
+#include "tp/fixed.h"
+#include "tp/log.h"
+#include "tp/resp.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RETRY_MS 20
+#define KEY_MAX (256 + TP_WIRE_ID_MAX * 2 + 16)
+
+/* BLOCKED: an event the writer could not apply; it never retires, so nothing
+ * after it is ever acked. */
+typedef enum { UNIT_UNSENT, UNIT_SENT, UNIT_DONE, UNIT_BLOCKED } unit_state_t;
+
+struct tp_order_unit_s {
+    tp_order_writer_t *writer;
+    tp_order_unit_t *next_spare;
+    tp_buf_t resp;                    /* MULTI ... EXEC, encoded once, reused by the next unit */
+    unsigned replies;                 /* commands in resp */
+    char account[TP_WIRE_ID_MAX + 1]; /* routes the unit: the {ACCT} hash tag */
+    uint64_t stream_id, seq;          /* acked once done; stream 0 = nothing to ack */
+    unit_state_t state;
+};
+
+/* ---- restored (account, stream) -> seq --------------------------------------------------- */
+
+typedef struct {
+    char account[TP_WIRE_ID_MAX + 1];
+    uint64_t stream_id, seq;
+} applied_t;
+
+/* A plain array: it only holds what a restart found, one entry per account and
+ * stream, and is read once per order event only while it is not empty. */
+struct tp__applied_s {
+    applied_t *items;
+    size_t count, cap;
+};
+
+static applied_t *applied_find(struct tp__applied_s *a, tp_str_t account, uint64_t stream_id) {
+    for (size_t i = 0; a && i < a->count; i++) {
+        applied_t *e = &a->items[i];
+        if (e->stream_id == stream_id && strlen(e->account) == account.len &&
+            memcmp(e->account, account.ptr, account.len) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+int tp_order_writer_set_applied(tp_order_writer_t *w, tp_str_t account, uint64_t stream_id,
+                                uint64_t seq) {
+    if (account.len > TP_WIRE_ID_MAX)
+        return TP_EINVAL;
+    if (w->applied == NULL && (w->applied = calloc(1, sizeof(*w->applied))) == NULL)
+        return TP_ENOMEM;
+    struct tp__applied_s *a = w->applied;
+    applied_t *e = applied_find(a, account, stream_id);
+    if (e == NULL) {
+        if (a->count == a->cap) {
+            size_t cap = a->cap ? 2 * a->cap : 16;
+            applied_t *items = realloc(a->items, cap * sizeof(*items));
+            if (items == NULL)
+                return TP_ENOMEM;
+            a->items = items;
+            a->cap = cap;
+        }
+        e = &a->items[a->count++];
+        memcpy(e->account, account.ptr, account.len);
+        e->account[account.len] = '\0';
+        e->stream_id = stream_id;
+        e->seq = 0;
+    }
+    if (seq > e->seq)
+        e->seq = seq;
+    return 0;
+}
+
+/* A frame a previous run already applied, resent by a gateway that resumed
+ * from an older ack. */
+static bool applied_before(tp_order_writer_t *w, const tp_frame_t *frame) {
+    applied_t *e = applied_find(w->applied, frame->body.order.account, frame->stream_id);
+    return e != NULL && frame->seq <= e->seq;
+}
+
+/* ---- the FIFO ----------------------------------------------------------------------------- */
+
+static tp_order_unit_t *unit_at(const tp_order_writer_t *w, size_t i) {
+    return w->fifo[(w->head + i) & (w->fifo_cap - 1)];
+}
+
+/* A unit at the FIFO's tail, recycled when possible. NULL when out of memory. */
+static tp_order_unit_t *unit_push(tp_order_writer_t *w, tp_str_t account, uint64_t stream_id,
+                                  uint64_t seq) {
+    if (w->count == w->fifo_cap) {
+        size_t cap = w->fifo_cap * 2;
+        tp_order_unit_t **fifo = malloc(cap * sizeof(*fifo));
+        if (fifo == NULL)
+            return NULL;
+        for (size_t i = 0; i < w->count; i++)
+            fifo[i] = unit_at(w, i);
+        free(w->fifo);
+        w->fifo = fifo;
+        w->fifo_cap = cap;
+        w->head = 0;
+    }
+    tp_order_unit_t *u = w->spare;
+    if (u != NULL)
+        w->spare = u->next_spare;
+    else if ((u = calloc(1, sizeof(*u))) == NULL)
+        return NULL;
+    u->writer = w;
+    tp_buf_truncate(&u->resp, 0);
+    u->replies = 0;
+    memcpy(u->account, account.ptr, account.len);
+    u->account[account.len] = '\0';
+    u->stream_id = stream_id;
+    u->seq = seq;
+    u->state = UNIT_UNSENT;
+    w->fifo[(w->head + w->count++) & (w->fifo_cap - 1)] = u;
+    return u;
+}
+
+static void update_backpressure(tp_order_writer_t *w) {
+    size_t max = (size_t)w->cfg->order_queue_max;
+    /* Units that Redis could not take stall everything behind them (order), so
+     * stop the order feeds at once; resume only with room to spare. */
+    bool stalled = w->count >= max || w->unsent > 0 || (w->paused && w->count > max / 2);
+    if (stalled == w->paused)
+        return;
+    w->paused = stalled;
+    if (stalled) {
+        w->stats.pauses++;
+        TP_LOG(TP_LOG_WARN, "order feeds paused", TP_INT("queued", w->count),
+               TP_INT("unsent", w->unsent));
+        if (w->on_pause)
+            w->on_pause(w);
+    } else {
+        TP_LOG(TP_LOG_INFO, "order feeds resumed", TP_INT("queued", w->count));
+        if (w->on_resume)
+            w->on_resume(w);
+    }
+}
+
+/* Acks, in FIFO order, every unit Redis has answered. */
+static void retire(tp_order_writer_t *w) {
+    while (w->count > 0 && unit_at(w, 0)->state == UNIT_DONE) {
+        tp_order_unit_t *u = unit_at(w, 0);
+        w->head = (w->head + 1) & (w->fifo_cap - 1);
+        w->count--;
+        if (u->stream_id != 0 && w->on_ack)
+            w->on_ack(w, u->stream_id, u->seq);
+        u->next_spare = w->spare;
+        w->spare = u;
+    }
+    update_backpressure(w);
+}
+
+/* ---- sending ------------------------------------------------------------------------------ */
+
+static void on_retry(uv_timer_t *timer) {
+    tp_order_writer_retry(timer->data);
+}
+
+/* Polls while units wait: a pool that is down says nothing when it comes back
+ * to a connection that has nothing queued. */
+static void start_retry(tp_order_writer_t *w) {
+    if (!uv_is_active((uv_handle_t *)&w->retry))
+        uv_timer_start(&w->retry, on_retry, RETRY_MS, RETRY_MS);
+}
+
+static void on_unit_done(void *data, int status, const tp_reply_t *reply) {
+    tp_order_unit_t *u = data;
+    tp_order_writer_t *w = u->writer;
+    if (status == TP_EDOWN || status == TP_ECLOSED) {
+        /* Not applied, or not known to be: send it again (the writes are
+         * absolute) once Redis is back. Closing: the gateway will resend. */
+        u->state = UNIT_UNSENT;
+        w->unsent++;
+        w->stats.resent++;
+        if (status == TP_EDOWN)
+            start_retry(w);
+        update_backpressure(w);
+        return;
+    }
+    bool refused = status != 0 || reply->type != TP_REPLY_ARRAY;
+    for (size_t i = 0; !refused && i < reply->elements; i++)
+        refused = reply->element[i]->type == TP_REPLY_ERROR;
+    if (refused) {
+        /* Redis will refuse it again (a key of the wrong type, an ACL): retrying
+         * would stall every account behind it. Loud, counted, and acked. */
+        w->stats.redis_errors++;
+        TP_LOG(TP_LOG_ERROR, "redis refused an order write", TP_STR("account", u->account),
+               TP_INT("stream_id", u->stream_id), TP_INT("seq", u->seq),
+               TP_STR("reply", status == TP_EREPLY ? reply->str : tp_strerror(status)));
+    }
+    w->stats.published++;
+    u->state = UNIT_DONE;
+    retire(w);
+}
+
+/* The account's connection: every key of the unit carries the {ACCT} tag. */
+static tp_conn_t *conn_of(tp_order_writer_t *w, const char *account) {
+    char tag[TP_WIRE_ID_MAX + 3];
+    size_t n = strlen(account);
+    tag[0] = '{';
+    memcpy(tag + 1, account, n);
+    tag[n + 1] = '}';
+    return tp_pool_conn_for_key(w->pool, tag, n + 2);
+}
+
+static int send_unit(tp_order_writer_t *w, tp_order_unit_t *u) {
+    int rc = tp_conn_send_unit(conn_of(w, u->account), tp_buf_ptr(&u->resp), tp_buf_size(&u->resp),
+                               u->replies, on_unit_done, u);
+    if (rc == 0) {
+        u->state = UNIT_SENT;
+        w->unsent--;
+    }
+    return rc;
+}
+
+/* Sends waiting units oldest first and stops at the first refusal, so no unit
+ * of an account overtakes an older one. */
+static void send_unsent(tp_order_writer_t *w) {
+    for (size_t i = 0; i < w->count && w->unsent > 0; i++) {
+        tp_order_unit_t *u = unit_at(w, i);
+        if (u->state != UNIT_UNSENT)
+            continue;
+        int rc = send_unit(w, u);
+        if (rc == TP_EBACKPRESSURE || rc == TP_EDOWN || rc == TP_ECLOSED)
+            break;
+        if (rc != 0) {
+            /* Out of memory, or a unit over REDIS_MAX_QUEUED_BYTES: it can
+             * never go out, and holding it would stall everything. */
+            TP_LOG(TP_LOG_ERROR, "cannot queue an order write", TP_STR("error", tp_strerror(rc)),
+                   TP_STR("account", u->account), TP_INT("seq", u->seq));
+            w->stats.redis_errors++;
+            u->state = UNIT_DONE;
+            w->unsent--;
+        }
+    }
+    if (w->unsent == 0)
+        uv_timer_stop(&w->retry);
+    retire(w);
+}
+
+void tp_order_writer_retry(tp_order_writer_t *w) {
+    if (w->unsent > 0)
+        send_unsent(w);
+}
+
+/* Queues a finished unit: at once, unless older ones wait (order!). */
+static void submit(tp_order_writer_t *w, tp_order_unit_t *u) {
+    w->unsent++;
+    if (w->unsent == 1)
+        send_unsent(w);
+    else
+        update_backpressure(w);
+    if (w->unsent > 0)
+        start_retry(w);
+}
+
+/* ---- encoding ----------------------------------------------------------------------------- */
+
+/* A unit under construction: RESP commands appended to u->resp. */
+typedef struct {
+    tp_order_writer_t *w;
+    tp_order_unit_t *u;
+    int rc;
+} unit_enc_t;
+
+static void enc_array(unit_enc_t *e, size_t argc) {
+    if (e->rc == 0)
+        e->rc = tp_resp_array(&e->u->resp, argc);
+    e->u->replies++;
+}
+
+static void enc_arg(unit_enc_t *e, const char *p, size_t n) {
+    if (e->rc == 0)
+        e->rc = tp_resp_arg(&e->u->resp, p, n);
+}
+
+static void enc_str(unit_enc_t *e, const char *s) {
+    enc_arg(e, s, strlen(s));
+}
+
+/* <prefix>{ACCT}:<what>[<id>] */
+static void enc_key(unit_enc_t *e, const char *what, tp_str_t id) {
+    char key[KEY_MAX];
+    int n = snprintf(key, sizeof(key), "%s{%s}:%s%.*s", e->w->prefix, e->u->account, what,
+                     (int)id.len, id.ptr ? id.ptr : "");
+    if (n < 0 || (size_t)n >= sizeof(key))
+        e->rc = e->rc ? e->rc : TP_EINVAL;
+    else
+        enc_arg(e, key, (size_t)n);
+}
+
+static void enc_order(unit_enc_t *e, const tp_order_t *o, tp_str_t exec_id) {
+    tp_order_fields_t f;
+    tp_order_fields(o, &f);
+    tp_str_t oid = {o->order_id, o->order_id_len};
+    enc_array(e, 2 + 2 * f.n);
+    enc_str(e, "HSET");
+    enc_key(e, "ord:", oid);
+    for (size_t i = 0; i < f.n; i++) {
+        enc_arg(e, f.names[i], f.name_lens[i]);
+        enc_arg(e, f.values[i], f.value_lens[i]);
+    }
+    bool open = tp_ord_status_is_open(o->status);
+    enc_array(e, 3);
+    enc_str(e, open ? "SADD" : "SREM");
+    enc_key(e, "open", (tp_str_t){0});
+    enc_arg(e, oid.ptr, oid.len);
+    enc_array(e, 3);
+    enc_str(e, "SADD");
+    enc_key(e, "ex:", oid);
+    enc_arg(e, exec_id.ptr, exec_id.len);
+}
+
+static void enc_fields(unit_enc_t *e, const tp_pf_fields_t *f) {
+    for (size_t i = 0; i < f->count; i++) {
+        enc_arg(e, f->field[i], f->field_len[i]);
+        enc_arg(e, f->value[i], f->value_len[i]);
+    }
+}
+
+/* The position and the account's totals, which the fill changed too. */
+static void enc_position(unit_enc_t *e, const tp_position_t *p, tp_str_t account) {
+    tp_pf_fields_t pos, totals;
+    tp_position_fields(p, &pos);
+    tp_portfolio_totals_fields(&e->w->portfolio, account, &totals);
+    enc_array(e, 2 + 2 * (pos.count + totals.count));
+    enc_str(e, "HSET");
+    enc_key(e, "pf", (tp_str_t){0});
+    enc_fields(e, &pos);
+    enc_fields(e, &totals);
+}
+
+static void enc_seq(unit_enc_t *e) {
+    char stream[TP_FIXED_TEXT_MAX], seq[TP_FIXED_TEXT_MAX];
+    size_t sn = tp_fixed_format(e->u->stream_id, 0, stream);
+    size_t qn = tp_fixed_format(e->u->seq, 0, seq);
+    enc_array(e, 4);
+    enc_str(e, "HSET");
+    enc_key(e, "seq", (tp_str_t){0});
+    enc_arg(e, stream, sn);
+    enc_arg(e, seq, qn);
+}
+
+static void enc_publish(unit_enc_t *e, const tp_trading_event_t *ev) {
+    tp_order_writer_t *w = e->w;
+    const uint8_t *msg = NULL;
+    size_t len = 0;
+    if (e->rc != 0)
+        return;
+    if (w->cfg->event_format == TP_EVENT_JSON) {
+        tp_buf_truncate(&w->scratch, 0);
+        e->rc = tp_event_json(ev, &w->scratch);
+        msg = (const uint8_t *)tp_buf_ptr(&w->scratch);
+        len = tp_buf_size(&w->scratch);
+    } else {
+        e->rc = tp_wire_build_event(w->builder, ev, &msg, &len);
+    }
+    char channel[KEY_MAX];
+    int n = snprintf(channel, sizeof(channel), "%sevents", w->prefix);
+    enc_array(e, 3);
+    enc_str(e, "PUBLISH");
+    enc_arg(e, channel, (size_t)n);
+    enc_arg(e, (const char *)msg, len);
+}
+
+static tp_trading_event_t new_event(tp_order_writer_t *w, tp_event_kind_t kind,
+                                    const tp_frame_t *frame) {
+    w->next_event++;
+    return (tp_trading_event_t){
+        .event_id = w->generation << TP_EVENT_ID_COUNTER_BITS | w->next_event,
+        .kind = kind,
+        .ts_ns = tp_clock_wall_ns(),
+        .stream_id = frame ? frame->stream_id : 0,
+        .seq = frame ? frame->seq : 0,
+    };
+}
+
+/* ---- order events ------------------------------------------------------------------------- */
+
+/* A fill moves the position; its unrealized PnL is marked to the latest price. */
+static int apply_fill(tp_order_writer_t *w, const tp_order_event_t *ev, const tp_order_result_t *r,
+                      tp_position_t **out) {
+    tp_position_t *p = tp_portfolio_position(&w->portfolio, ev->account, ev->symbol, true);
+    if (p == NULL)
+        return TP_ENOMEM;
+    int rc = tp_position_fill(p, ev->side, r->fill_qty, r->fill_px);
+    if (rc != 0)
+        return rc;
+    int64_t mark = w->mark_price ? w->mark_price(w, ev->symbol, r->fill_px) : r->fill_px;
+    tp_position_mark(p, mark);
+    *out = p;
+    return 0;
+}
+
+static void encode_accepted(unit_enc_t *e, const tp_order_event_t *ev, const tp_order_result_t *r,
+                            tp_trading_event_t *te) {
+    tp_order_writer_t *w = e->w;
+    tp_position_t *p = NULL;
+    te->has_order = true;
+    tp_order_snapshot(r->order, &te->order);
+    if (r->kind == TP_EVENT_FILL) {
+        int rc = apply_fill(w, ev, r, &p);
+        if (rc != 0) {
+            /* The order took the fill but the position cannot (an overflow of
+             * a 92-billion-unit position): say so, keep the order's truth. */
+            TP_LOG(TP_LOG_ERROR, "position cannot take fill", TP_STR("error", tp_strerror(rc)),
+                   TP_STR("order_id", r->order->order_id));
+        }
+    }
+    enc_order(e, r->order, ev->exec_id);
+    if (p != NULL) {
+        te->has_position = true;
+        tp_position_snapshot(p, &te->position);
+        enc_position(e, p, ev->account);
+    }
+}
+
+void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame) {
+    const tp_order_event_t *ev = &frame->body.order;
+    if (w->broken)
+        return;
+    w->stats.events++;
+    tp_order_unit_t *u = unit_push(w, ev->account, frame->stream_id, frame->seq);
+    if (u == NULL) {
+        /* Not acked, so the gateway sends it again after a restart. */
+        TP_LOG(TP_LOG_ERROR, "cannot queue order event", TP_STR("error", tp_strerror(TP_ENOMEM)),
+               TP_INT("stream_id", frame->stream_id), TP_INT("seq", frame->seq));
+        return;
+    }
+    tp_order_result_t r = {.outcome = TP_ORDER_DUPLICATE};
+    int rc = w->applied && applied_before(w, frame) ? 0 : tp_orders_apply(&w->orders, ev, &r);
+    if (rc != 0) {
+        TP_LOG(TP_LOG_ERROR, "cannot apply order event", TP_STR("error", tp_strerror(rc)),
+               TP_INT("stream_id", frame->stream_id), TP_INT("seq", frame->seq));
+        u->state = UNIT_BLOCKED;
+        w->broken = true;
+        if (w->on_fatal)
+            w->on_fatal(w, rc);
+        return;
+    }
+    if (r.outcome == TP_ORDER_DUPLICATE) {
+        w->stats.duplicates++;
+        u->state = UNIT_DONE;
+        retire(w);
+        return;
+    }
+    unit_enc_t e = {.w = w, .u = u};
+    tp_trading_event_t te =
+        new_event(w, r.outcome == TP_ORDER_REJECTED ? TP_EVENT_REJECT : r.kind, frame);
+    enc_array(&e, 1);
+    enc_str(&e, "MULTI");
+    if (r.outcome == TP_ORDER_REJECTED) {
+        w->stats.rejects++;
+        te.reason = tp_str(r.reason);
+        te.has_order = true;
+        if (r.order)
+            tp_order_snapshot(r.order, &te.order);
+        else
+            tp_order_snapshot_from_event(ev, &te.order);
+    } else {
+        w->stats.accepted++;
+        w->stats.fills += r.kind == TP_EVENT_FILL;
+        encode_accepted(&e, ev, &r, &te);
+    }
+    enc_seq(&e);
+    enc_publish(&e, &te);
+    enc_array(&e, 1);
+    enc_str(&e, "EXEC");
+    if (e.rc != 0) {
+        TP_LOG(TP_LOG_ERROR, "cannot encode order write", TP_STR("error", tp_strerror(e.rc)),
+               TP_INT("stream_id", frame->stream_id), TP_INT("seq", frame->seq));
+        u->state = UNIT_DONE; /* nothing to send; state in memory moved on */
+        retire(w);
+        return;
+    }
+    submit(w, u);
+}
+
+void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t expected_seq,
+                            uint64_t received_seq) {
+    w->stats.gaps++;
+    /* Routed like an account-less key; acks nothing. */
+    tp_order_unit_t *u = unit_push(w, (tp_str_t){"events", 6}, 0, 0);
+    if (u == NULL)
+        return;
+    tp_trading_event_t te = new_event(w, TP_EVENT_FEED_GAP, NULL);
+    te.stream_id = stream_id;
+    te.has_gap = true;
+    te.gap = (tp_feed_gap_t){stream_id, expected_seq, received_seq};
+    unit_enc_t e = {.w = w, .u = u};
+    enc_array(&e, 1);
+    enc_str(&e, "MULTI");
+    enc_publish(&e, &te);
+    enc_array(&e, 1);
+    enc_str(&e, "EXEC");
+    if (e.rc != 0) {
+        u->state = UNIT_DONE;
+        retire(w);
+        return;
+    }
+    submit(w, u);
+}
+
+/* ---- life cycle --------------------------------------------------------------------------- */
+
+int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg) {
+    void *data = w->data;
+    void (*on_ack)(tp_order_writer_t *, uint64_t, uint64_t) = w->on_ack;
+    void (*on_pause)(tp_order_writer_t *) = w->on_pause,
+                                       (*on_resume)(tp_order_writer_t *) = w->on_resume;
+    int64_t (*mark_price)(tp_order_writer_t *, tp_str_t, int64_t) = w->mark_price;
+    memset(w, 0, sizeof(*w));
+    w->data = data;
+    w->on_ack = on_ack;
+    w->on_pause = on_pause;
+    w->on_resume = on_resume;
+    w->mark_price = mark_price;
+    w->pool = pool;
+    w->cfg = cfg;
+    w->prefix = pool->cfg->key_prefix ? pool->cfg->key_prefix : "";
+    w->fifo_cap = 1024;
+    w->fifo = malloc(w->fifo_cap * sizeof(*w->fifo));
+    w->builder = tp_wire_builder_new();
+    if (w->fifo == NULL || w->builder == NULL || tp_orders_init(&w->orders, 4096) != 0) {
+        free(w->fifo);
+        tp_wire_builder_free(w->builder);
+        return TP_ENOMEM;
+    }
+    if (tp_portfolio_init(&w->portfolio) != 0) {
+        tp_orders_close(&w->orders);
+        free(w->fifo);
+        tp_wire_builder_free(w->builder);
+        return TP_ENOMEM;
+    }
+    uv_timer_init(pool->loop, &w->retry);
+    w->retry.data = w;
+    return 0;
+}
+
+size_t tp_order_writer_pending(const tp_order_writer_t *w) {
+    return w->count;
+}
+
+static void free_unit(tp_order_unit_t *u) {
+    tp_buf_free(&u->resp);
+    free(u);
+}
+
+void tp_order_writer_close(tp_order_writer_t *w) {
+    uv_close((uv_handle_t *)&w->retry, NULL);
+    for (size_t i = 0; i < w->count; i++)
+        free_unit(unit_at(w, i));
+    while (w->spare) {
+        tp_order_unit_t *u = w->spare;
+        w->spare = u->next_spare;
+        free_unit(u);
+    }
+    free(w->fifo);
+    w->fifo = NULL;
+    w->count = 0;
+    if (w->applied) {
+        free(w->applied->items);
+        free(w->applied);
+        w->applied = NULL;
+    }
+    tp_buf_free(&w->scratch);
+    tp_wire_builder_free(w->builder);
+    w->builder = NULL;
+    tp_portfolio_close(&w->portfolio);
+    tp_orders_close(&w->orders);
+}

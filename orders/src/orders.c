@@ -1,0 +1,844 @@
+/* The order store and the FIX order state machine (tp/orders.h).
+ *
+ * Store layout:
+ *   chunks  slabs of TP_ORDERS_CHUNK records, allocated as orders arrive and
+ *           never moved, so the service may keep order pointers. A record's
+ *           number (its place across the slabs) never changes either; removed
+ *           records go on a free list threaded through next_free.
+ *   index   open addressing with linear probing, index_cap >= 2 * count slots
+ *           (load <= 50%). A slot holds the low 32 bits of the order id's hash
+ *           in its high half and record + 1 in its low half (0 = empty): probes
+ *           compare the hash before touching a record, growth rehashes without
+ *           reading records, and deletion finds each entry's home slot from the
+ *           slot alone. Deletion shifts the rest of the probe chain back instead
+ *           of leaving tombstones, so lookups never slow down after removals.
+ *
+ * Applying an event is two steps: plan (check the event against the order and
+ * work out its new status, terms and fill in a change_t, touching nothing), then
+ * commit. A reject is a plan that failed, so it cannot change the order; the
+ * only allocation that can fail happens between the two, before any change. */
+#include "tp/orders.h"
+
+#include "tp/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* index_cap = 2 * count must stay a uint32_t power of two. */
+#define MAX_ORDERS (UINT32_C(1) << 30)
+#define MIN_INDEX 64u
+#define MAX_EXEC_IDS (UINT32_C(1) << 30)
+/* Far above any real order (2^120 1e-16 units is 1.3e20 of the currency), far
+ * enough below the int128 limit that sums of two never overflow. */
+#define NOTIONAL_MAX ((tp_i128)1 << 120)
+/* Keeps exec-id hashes apart from order-id hashes of the same seed. */
+#define EXEC_DOMAIN UINT64_C(0x9e3779b97f4a7c15)
+
+/* ---- hashing ----------------------------------------------------------------------------------
+ */
+
+/* splitmix64's finalizer: a bijection that spreads every bit into every other. */
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x *= UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return x;
+}
+
+/* A random seed; the clock when the kernel has no entropy to give (early boot). */
+static uint64_t random_seed(void) {
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32));
+    }
+    return seed;
+}
+
+/* Eight bytes at a time, each word xored into a state that starts from the seed
+ * and is then mixed. Ids come from gateways; without the seed nobody can choose
+ * ids that share a probe chain, or two exec ids that collide (a collision would
+ * make a real report look like a duplicate and drop it). */
+static uint64_t hash_bytes(uint64_t seed, const char *s, size_t len) {
+    uint64_t h = mix64(seed ^ (uint64_t)len);
+    for (; len >= 8; s += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = mix64(h ^ w);
+    }
+    if (len > 0) {
+        uint64_t w = 0;
+        memcpy(&w, s, len);
+        h = mix64(h ^ w);
+    }
+    return h;
+}
+
+static uint64_t id_hash(const tp_orders_t *s, const char *id, size_t len) {
+    return hash_bytes(s->seed, id, len);
+}
+
+static uint64_t exec_hash(const tp_orders_t *s, const char *id, size_t len) {
+    return hash_bytes(s->seed ^ EXEC_DOMAIN, id, len);
+}
+
+/* ---- validation -------------------------------------------------------------------------------
+ */
+
+/* Ids become parts of Redis keys (the account a hash tag): printable ASCII
+ * without spaces or braces, as the wire decoder requires. */
+static bool valid_id(const char *s, size_t len, size_t max) {
+    if (s == NULL || len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= ' ' || c >= 0x7f || c == '{' || c == '}')
+            return false;
+    }
+    return true;
+}
+
+static bool valid_side(tp_side_t side) {
+    return side == TP_SIDE_BUY || side == TP_SIDE_SELL || side == TP_SIDE_SELL_SHORT;
+}
+
+static bool valid_ord_type(tp_ord_type_t t) {
+    return (unsigned)t <= TP_ORD_TYPE_STOP_LIMIT;
+}
+
+bool tp_ord_status_is_open(tp_ord_status_t status) {
+    switch (status) {
+    case TP_ORD_STATUS_PENDING_NEW:
+    case TP_ORD_STATUS_NEW:
+    case TP_ORD_STATUS_PARTIALLY_FILLED:
+    case TP_ORD_STATUS_REPLACED:
+    case TP_ORD_STATUS_PENDING_CANCEL:
+    case TP_ORD_STATUS_PENDING_REPLACE:
+    case TP_ORD_STATUS_STOPPED:
+    case TP_ORD_STATUS_SUSPENDED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The terminal statuses this state machine produces. */
+static bool is_terminal(tp_ord_status_t status) {
+    switch (status) {
+    case TP_ORD_STATUS_FILLED:
+    case TP_ORD_STATUS_CANCELED:
+    case TP_ORD_STATUS_REJECTED:
+    case TP_ORD_STATUS_EXPIRED:
+    case TP_ORD_STATUS_DONE_FOR_DAY:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static const char *check_price(tp_ord_type_t type, int64_t price) {
+    if (price < 0)
+        return "negative price";
+    if ((type == TP_ORD_TYPE_LIMIT || type == TP_ORD_TYPE_STOP_LIMIT) && price == 0)
+        return "limit order without a price";
+    return NULL;
+}
+
+/* The terms of an order a report creates. */
+static const char *check_terms(const tp_order_event_t *ev, bool zero_qty_ok) {
+    if (!valid_side(ev->side))
+        return "invalid side";
+    if (!valid_ord_type(ev->ord_type))
+        return "invalid order type";
+    if (ev->quantity < 0 || (ev->quantity == 0 && !zero_qty_ok))
+        return "quantity must be positive";
+    return check_price(ev->ord_type, ev->price);
+}
+
+/* What every report needs, whatever its order (the order id is checked first). */
+static const char *check_event(const tp_order_event_t *ev) {
+    if (!valid_id(ev->account.ptr, ev->account.len, TP_WIRE_ID_MAX))
+        return "invalid account";
+    if (!valid_id(ev->symbol.ptr, ev->symbol.len, TP_WIRE_SYMBOL_MAX))
+        return "invalid symbol";
+    if (!valid_id(ev->exec_id.ptr, ev->exec_id.len, TP_WIRE_ID_MAX))
+        return "invalid exec id";
+    if (ev->cl_ord_id.len > 0 && !valid_id(ev->cl_ord_id.ptr, ev->cl_ord_id.len, TP_WIRE_ID_MAX))
+        return "invalid client order id";
+    if ((unsigned)ev->exec_type > TP_EXEC_TRADE || ev->exec_type == TP_EXEC_CALCULATED)
+        return "unsupported exec type";
+    return NULL;
+}
+
+/* ---- the store --------------------------------------------------------------------------------
+ */
+
+static uint64_t slot_of(uint64_t h, uint32_t rec) {
+    return (uint64_t)(uint32_t)h << 32 | (rec + 1);
+}
+
+static uint32_t slot_hash(uint64_t slot) {
+    return (uint32_t)(slot >> 32);
+}
+
+static uint32_t slot_rec(uint64_t slot) {
+    return (uint32_t)slot - 1;
+}
+
+static tp_order_t *record(const tp_orders_t *s, uint32_t rec) {
+    return &s->chunks[rec / TP_ORDERS_CHUNK][rec % TP_ORDERS_CHUNK];
+}
+
+/* The smallest power of two >= 2 * orders. */
+static uint32_t index_cap_for(uint32_t orders) {
+    uint32_t cap = MIN_INDEX;
+    while (cap < 2 * orders)
+        cap *= 2;
+    return cap;
+}
+
+/* The index slot holding order id, or the empty slot where it would go. */
+static uint32_t probe(const tp_orders_t *s, const char *id, size_t len, uint64_t h) {
+    uint32_t mask = s->index_cap - 1;
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        uint64_t slot = s->index[i];
+        if (slot == 0)
+            return i;
+        if (slot_hash(slot) != (uint32_t)h)
+            continue;
+        const tp_order_t *o = record(s, slot_rec(slot));
+        if (o->order_id_len == len && memcmp(o->order_id, id, len) == 0)
+            return i;
+    }
+}
+
+static int add_chunk(tp_orders_t *s) {
+    if (s->chunk_count == s->chunk_cap) {
+        uint32_t cap = s->chunk_cap ? s->chunk_cap * 2 : 4;
+        tp_order_t **chunks = realloc(s->chunks, (size_t)cap * sizeof(*chunks));
+        if (chunks == NULL)
+            return TP_ENOMEM;
+        s->chunks = chunks;
+        s->chunk_cap = cap;
+    }
+    tp_order_t *chunk = malloc(TP_ORDERS_CHUNK * sizeof(*chunk));
+    if (chunk == NULL)
+        return TP_ENOMEM;
+    s->chunks[s->chunk_count++] = chunk;
+    return 0;
+}
+
+int tp_orders_init(tp_orders_t *s, size_t expected_orders) {
+    *s = (tp_orders_t){0};
+    if (expected_orders > MAX_ORDERS)
+        return TP_ENOMEM;
+    uint32_t expected = (uint32_t)expected_orders;
+    s->seed = random_seed();
+    s->index_cap = index_cap_for(expected);
+    s->index = calloc(s->index_cap, sizeof(*s->index));
+    int rc = s->index != NULL ? 0 : TP_ENOMEM;
+    while (rc == 0 && (s->chunk_count == 0 || s->chunk_count * TP_ORDERS_CHUNK < expected))
+        rc = add_chunk(s);
+    if (rc != 0)
+        tp_orders_close(s);
+    return rc;
+}
+
+void tp_orders_close(tp_orders_t *s) {
+    for (uint32_t rec = 0; rec < s->used; rec++) {
+        tp_order_t *o = record(s, rec);
+        if (o->exec_ids != o->exec_inline)
+            free(o->exec_ids); /* NULL for removed records */
+    }
+    for (uint32_t i = 0; i < s->chunk_count; i++)
+        free(s->chunks[i]);
+    free(s->chunks);
+    free(s->index);
+    *s = (tp_orders_t){0};
+}
+
+/* Doubles the index. On TP_ENOMEM it is as it was. */
+static int grow_index(tp_orders_t *s) {
+    uint32_t cap = s->index_cap * 2;
+    uint64_t *index = calloc(cap, sizeof(*index));
+    if (index == NULL)
+        return TP_ENOMEM;
+    for (uint32_t i = 0; i < s->index_cap; i++) {
+        uint64_t slot = s->index[i];
+        if (slot == 0)
+            continue;
+        uint32_t j = slot_hash(slot) & (cap - 1);
+        while (index[j] != 0)
+            j = (j + 1) & (cap - 1);
+        index[j] = slot;
+    }
+    free(s->index);
+    s->index = index;
+    s->index_cap = cap;
+    return 0;
+}
+
+/* Room for one more order: index capacity and a record. Nothing visible changes,
+ * so a failure here leaves the store as it was. */
+static int reserve_order(tp_orders_t *s) {
+    if (s->count >= MAX_ORDERS)
+        return TP_ENOMEM;
+    if (2 * (s->count + 1) > s->index_cap) {
+        int rc = grow_index(s);
+        if (rc != 0)
+            return rc;
+    }
+    if (s->free_head == 0 && s->used == s->chunk_count * TP_ORDERS_CHUNK)
+        return add_chunk(s);
+    return 0;
+}
+
+/* A zeroed record with an empty inline exec-id set; reserve_order() came first. */
+static tp_order_t *take_record(tp_orders_t *s, uint32_t *rec) {
+    if (s->free_head != 0) {
+        *rec = s->free_head - 1;
+        s->free_head = record(s, *rec)->next_free;
+    } else {
+        *rec = s->used++;
+    }
+    tp_order_t *o = record(s, *rec);
+    memset(o, 0, sizeof(*o)); /* padding too: a record compares bytewise */
+    o->exec_ids = o->exec_inline;
+    o->exec_cap = TP_ORDER_EXEC_INLINE;
+    return o;
+}
+
+/* Puts record rec, whose order id hashes to h, into the index and the counts. */
+static void link_order(tp_orders_t *s, uint32_t rec, uint64_t h) {
+    tp_order_t *o = record(s, rec);
+    s->index[probe(s, o->order_id, o->order_id_len, h)] = slot_of(h, rec);
+    s->count++;
+    if (tp_ord_status_is_open(o->status))
+        s->open++;
+}
+
+/* Empties slot i and moves later entries of its probe chain back into the gap
+ * when their home slot allows, so that every entry stays reachable. */
+static void index_delete(tp_orders_t *s, uint32_t i) {
+    uint32_t mask = s->index_cap - 1;
+    for (uint32_t j = (i + 1) & mask; s->index[j] != 0; j = (j + 1) & mask) {
+        uint32_t home = slot_hash(s->index[j]) & mask;
+        /* The entry may move to i when i lies on its path: home .. j. */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            s->index[i] = s->index[j];
+            i = j;
+        }
+    }
+    s->index[i] = 0;
+}
+
+tp_order_t *tp_orders_find(const tp_orders_t *s, const char *order_id, size_t len) {
+    if (s->index == NULL || order_id == NULL || len == 0 || len > TP_WIRE_ID_MAX)
+        return NULL;
+    uint64_t slot = s->index[probe(s, order_id, len, id_hash(s, order_id, len))];
+    return slot != 0 ? record(s, slot_rec(slot)) : NULL;
+}
+
+int tp_orders_remove(tp_orders_t *s, tp_order_t *order) {
+    if (s->index == NULL || order == NULL || order->order_id_len == 0)
+        return TP_EINVAL;
+    uint64_t h = id_hash(s, order->order_id, order->order_id_len);
+    uint32_t i = probe(s, order->order_id, order->order_id_len, h);
+    if (s->index[i] == 0 || record(s, slot_rec(s->index[i])) != order)
+        return TP_EINVAL;
+    uint32_t rec = slot_rec(s->index[i]);
+    index_delete(s, i);
+    s->count--;
+    if (tp_ord_status_is_open(order->status))
+        s->open--;
+    if (order->exec_ids != order->exec_inline)
+        free(order->exec_ids);
+    memset(order, 0, sizeof(*order));
+    order->next_free = s->free_head;
+    s->free_head = rec + 1;
+    return 0;
+}
+
+/* ---- exec ids ---------------------------------------------------------------------------------
+ */
+
+/* A linear scan: most orders see a handful of reports, and comparing 64-bit
+ * words is cheap enough for the few that see thousands. */
+static bool exec_seen(const tp_order_t *o, uint64_t h) {
+    for (uint32_t i = 0; i < o->exec_count; i++) {
+        if (o->exec_ids[i] == h)
+            return true;
+    }
+    return false;
+}
+
+/* Room for one more exec id. On TP_ENOMEM the set is as it was. */
+static int exec_reserve(tp_order_t *o) {
+    if (o->exec_count < o->exec_cap)
+        return 0;
+    if (o->exec_cap >= MAX_EXEC_IDS)
+        return TP_ENOMEM;
+    uint32_t cap = o->exec_cap * 2;
+    uint64_t *ids;
+    if (o->exec_ids == o->exec_inline) {
+        ids = malloc((size_t)cap * sizeof(*ids));
+        if (ids != NULL)
+            memcpy(ids, o->exec_inline, o->exec_count * sizeof(*ids));
+    } else {
+        ids = realloc(o->exec_ids, (size_t)cap * sizeof(*ids));
+    }
+    if (ids == NULL)
+        return TP_ENOMEM;
+    o->exec_ids = ids;
+    o->exec_cap = cap;
+    return 0;
+}
+
+int tp_order_add_exec_id(tp_orders_t *s, tp_order_t *order, const char *exec_id, size_t len) {
+    if (exec_id == NULL || len == 0 || len > TP_WIRE_ID_MAX)
+        return TP_EINVAL;
+    uint64_t h = exec_hash(s, exec_id, len);
+    if (exec_seen(order, h))
+        return 0;
+    int rc = exec_reserve(order);
+    if (rc != 0)
+        return rc;
+    order->exec_ids[order->exec_count++] = h;
+    return 0;
+}
+
+bool tp_order_has_exec_id(const tp_orders_t *s, const tp_order_t *order, const char *exec_id,
+                          size_t len) {
+    if (exec_id == NULL || len == 0 || len > TP_WIRE_ID_MAX)
+        return false;
+    return exec_seen(order, exec_hash(s, exec_id, len));
+}
+
+/* ---- the state machine ------------------------------------------------------------------------
+ */
+
+/* What an accepted report does to an order; starts as the order's own values. */
+typedef struct {
+    tp_ord_status_t status;
+    tp_ord_type_t ord_type;
+    int64_t price, quantity;
+    tp_str_t cl_ord_id;        /* len 0: keep the order's */
+    int64_t fill_qty, fill_px; /* fill_qty > 0 for a fill */
+} change_t;
+
+/* Copies a validated id into a fixed array, zeroing the rest so that equal
+ * orders are equal bytes. */
+static void set_id(char *dst, size_t cap, uint8_t *dst_len, const char *src, size_t len) {
+    memcpy(dst, src, len);
+    memset(dst + len, 0, cap - len);
+    *dst_len = (uint8_t)len;
+}
+
+#define SET_ID(o, field, src, len)                                                                 \
+    set_id((o)->field, sizeof((o)->field), &(o)->field##_len, src, len)
+
+static bool same_id(const char *id, size_t id_len, tp_str_t s) {
+    return id_len == s.len && memcmp(id, s.ptr, id_len) == 0;
+}
+
+/* NEW or PENDING_NEW on an order that exists: only a venue's NEW that confirms
+ * a PendingNew order, which may also restate the terms. */
+static const char *plan_new(const tp_order_t *o, const tp_order_event_t *ev, change_t *c) {
+    if (ev->exec_type != TP_EXEC_NEW || o->status != TP_ORD_STATUS_PENDING_NEW)
+        return "order already exists";
+    const char *why = check_terms(ev, false);
+    if (why != NULL)
+        return why;
+    c->status = TP_ORD_STATUS_NEW;
+    c->ord_type = ev->ord_type;
+    c->price = ev->price;
+    c->quantity = ev->quantity;
+    c->cl_ord_id = ev->cl_ord_id;
+    return NULL;
+}
+
+static const char *plan_fill(const tp_order_t *o, const tp_order_event_t *ev, change_t *c) {
+    if (ev->last_qty <= 0)
+        return "fill quantity must be positive";
+    if (ev->last_px <= 0)
+        return "fill price must be positive";
+    /* Both sides non-negative: the subtraction cannot overflow, the sum can. */
+    if (ev->last_qty > o->quantity - o->filled_qty)
+        return "overfill";
+    if ((tp_i128)ev->last_qty * ev->last_px > NOTIONAL_MAX - o->notional)
+        return "notional overflow";
+    c->fill_qty = ev->last_qty;
+    c->fill_px = ev->last_px;
+    c->status = o->filled_qty + ev->last_qty == o->quantity ? TP_ORD_STATUS_FILLED
+                                                            : TP_ORD_STATUS_PARTIALLY_FILLED;
+    return NULL;
+}
+
+/* REPLACED (replace = true) and RESTATED: new price and quantity. A replace
+ * takes the status Replaced and the new client order id; a restatement keeps
+ * both. Either fills the order when nothing is left. */
+static const char *plan_amend(const tp_order_t *o, const tp_order_event_t *ev, change_t *c,
+                              bool replace) {
+    tp_ord_type_t type = ev->ord_type != TP_ORD_TYPE_UNKNOWN ? ev->ord_type : o->ord_type;
+    if (!valid_ord_type(type))
+        return "invalid order type";
+    if (ev->quantity <= 0)
+        return "quantity must be positive";
+    if (ev->quantity < o->filled_qty)
+        return "quantity below filled";
+    const char *why = check_price(type, ev->price);
+    if (why != NULL)
+        return why;
+    c->ord_type = type;
+    c->price = ev->price;
+    c->quantity = ev->quantity;
+    if (replace) {
+        c->status = TP_ORD_STATUS_REPLACED;
+        c->cl_ord_id = ev->cl_ord_id;
+    }
+    if (ev->quantity == o->filled_qty)
+        c->status = TP_ORD_STATUS_FILLED;
+    return NULL;
+}
+
+/* A venue may refuse an order it has not worked yet; one that has traded or
+ * been amended can only be canceled. */
+static const char *plan_reject(const tp_order_t *o, change_t *c) {
+    if (o->filled_qty > 0)
+        return "cannot reject a live order with fills";
+    if (o->status != TP_ORD_STATUS_NEW && o->status != TP_ORD_STATUS_PENDING_NEW)
+        return "cannot reject an order past New";
+    c->status = TP_ORD_STATUS_REJECTED;
+    return NULL;
+}
+
+/* The status a report sets with no other change, or -1. */
+static int plain_status(tp_exec_type_t t) {
+    switch (t) {
+    case TP_EXEC_CANCELED:
+        return TP_ORD_STATUS_CANCELED;
+    case TP_EXEC_EXPIRED:
+        return TP_ORD_STATUS_EXPIRED;
+    case TP_EXEC_DONE_FOR_DAY:
+        return TP_ORD_STATUS_DONE_FOR_DAY;
+    case TP_EXEC_PENDING_CANCEL:
+        return TP_ORD_STATUS_PENDING_CANCEL;
+    case TP_EXEC_PENDING_REPLACE:
+        return TP_ORD_STATUS_PENDING_REPLACE;
+    case TP_EXEC_STOPPED:
+        return TP_ORD_STATUS_STOPPED;
+    case TP_EXEC_SUSPENDED:
+        return TP_ORD_STATUS_SUSPENDED;
+    default:
+        return -1;
+    }
+}
+
+/* Plans a report on an open order; returns the reject reason or NULL. */
+static const char *plan(const tp_order_t *o, const tp_order_event_t *ev, change_t *c) {
+    int status = plain_status(ev->exec_type);
+    if (status >= 0) {
+        c->status = (tp_ord_status_t)status;
+        return NULL;
+    }
+    switch (ev->exec_type) {
+    case TP_EXEC_NEW:
+    case TP_EXEC_PENDING_NEW:
+        return plan_new(o, ev, c);
+    case TP_EXEC_PARTIAL_FILL:
+    case TP_EXEC_FILL:
+    case TP_EXEC_TRADE:
+        return plan_fill(o, ev, c);
+    case TP_EXEC_REJECTED:
+        return plan_reject(o, c);
+    case TP_EXEC_REPLACED:
+        return plan_amend(o, ev, c, true);
+    case TP_EXEC_RESTATED:
+        return plan_amend(o, ev, c, false);
+    default:
+        return "unsupported exec type"; /* check_event() caught these already */
+    }
+}
+
+static void commit(tp_orders_t *s, tp_order_t *o, const tp_order_event_t *ev, const change_t *c,
+                   uint64_t exec_h) {
+    bool was_open = tp_ord_status_is_open(o->status);
+    if (c->fill_qty > 0) {
+        o->filled_qty += c->fill_qty;
+        o->notional += (tp_i128)c->fill_qty * c->fill_px;
+        o->last_qty = c->fill_qty;
+        o->last_px = c->fill_px;
+    }
+    o->status = c->status;
+    o->ord_type = c->ord_type;
+    o->price = c->price;
+    o->quantity = c->quantity;
+    if (c->cl_ord_id.len > 0)
+        SET_ID(o, cl_ord_id, c->cl_ord_id.ptr, c->cl_ord_id.len);
+    SET_ID(o, exec_id, ev->exec_id.ptr, ev->exec_id.len);
+    o->updated_ts_ns = ev->transact_ts_ns;
+    o->exec_ids[o->exec_count++] = exec_h;
+    bool is_open = tp_ord_status_is_open(o->status);
+    if (was_open && !is_open)
+        s->open--;
+    else if (!was_open && is_open)
+        s->open++;
+}
+
+static int rejected(tp_orders_t *s, tp_order_t *o, const char *why, tp_order_result_t *out) {
+    s->rejects++;
+    out->outcome = TP_ORDER_REJECTED;
+    out->kind = TP_EVENT_REJECT;
+    out->reason = why;
+    out->order = o;
+    out->was_open = out->is_open = o != NULL && tp_ord_status_is_open(o->status);
+    return 0;
+}
+
+static void accepted(tp_orders_t *s, tp_order_t *o, bool was_open, const change_t *c,
+                     tp_order_result_t *out) {
+    s->accepted++;
+    out->outcome = TP_ORDER_ACCEPTED;
+    out->kind = c->fill_qty > 0 ? TP_EVENT_FILL : TP_EVENT_ORDER_UPDATE;
+    out->order = o;
+    out->was_open = was_open;
+    out->is_open = tp_ord_status_is_open(o->status);
+    if (c->fill_qty > 0) {
+        s->fills++;
+        out->fill_qty = c->fill_qty;
+        out->fill_px = c->fill_px;
+    }
+}
+
+/* NEW, PENDING_NEW and REJECTED create an order; anything else needs one. */
+static int apply_unknown(tp_orders_t *s, const tp_order_event_t *ev, uint64_t h,
+                         tp_order_result_t *out) {
+    tp_ord_status_t status;
+    if (ev->exec_type == TP_EXEC_NEW)
+        status = TP_ORD_STATUS_NEW;
+    else if (ev->exec_type == TP_EXEC_PENDING_NEW)
+        status = TP_ORD_STATUS_PENDING_NEW;
+    else if (ev->exec_type == TP_EXEC_REJECTED)
+        status = TP_ORD_STATUS_REJECTED;
+    else
+        return rejected(s, NULL, "unknown order", out);
+    /* A venue may refuse an order of 0; nobody may open one. */
+    const char *why = check_terms(ev, status == TP_ORD_STATUS_REJECTED);
+    if (why != NULL)
+        return rejected(s, NULL, why, out);
+    int rc = reserve_order(s);
+    if (rc != 0)
+        return rc;
+    uint32_t rec;
+    tp_order_t *o = take_record(s, &rec);
+    SET_ID(o, order_id, ev->order_id.ptr, ev->order_id.len);
+    SET_ID(o, account, ev->account.ptr, ev->account.len);
+    SET_ID(o, symbol, ev->symbol.ptr, ev->symbol.len);
+    o->side = ev->side;
+    o->status = status;
+    link_order(s, rec, h);
+    change_t c = {.status = status,
+                  .ord_type = ev->ord_type,
+                  .price = ev->price,
+                  .quantity = ev->quantity,
+                  .cl_ord_id = ev->cl_ord_id};
+    commit(s, o, ev, &c, exec_hash(s, ev->exec_id.ptr, ev->exec_id.len));
+    accepted(s, o, false, &c, out);
+    out->created = true;
+    return 0;
+}
+
+static int apply_known(tp_orders_t *s, tp_order_t *o, const tp_order_event_t *ev,
+                       tp_order_result_t *out) {
+    /* Before anything else: a report for another account's order must not
+     * even learn whether it would have been a duplicate. */
+    if (!same_id(o->account, o->account_len, ev->account))
+        return rejected(s, o, "account mismatch", out);
+    if (!same_id(o->symbol, o->symbol_len, ev->symbol))
+        return rejected(s, o, "symbol mismatch", out);
+    if (ev->side != o->side)
+        return rejected(s, o, "side mismatch", out);
+    uint64_t exec_h = exec_hash(s, ev->exec_id.ptr, ev->exec_id.len);
+    if (exec_seen(o, exec_h)) {
+        s->duplicates++;
+        out->outcome = TP_ORDER_DUPLICATE;
+        out->order = o;
+        out->was_open = out->is_open = tp_ord_status_is_open(o->status);
+        return 0;
+    }
+    if (!tp_ord_status_is_open(o->status))
+        return rejected(s, o, "order is final", out);
+    change_t c = {
+        .status = o->status, .ord_type = o->ord_type, .price = o->price, .quantity = o->quantity};
+    const char *why = plan(o, ev, &c);
+    if (why != NULL)
+        return rejected(s, o, why, out);
+    int rc = exec_reserve(o);
+    if (rc != 0)
+        return rc;
+    bool was_open = tp_ord_status_is_open(o->status);
+    commit(s, o, ev, &c, exec_h);
+    accepted(s, o, was_open, &c, out);
+    return 0;
+}
+
+int tp_orders_apply(tp_orders_t *s, const tp_order_event_t *ev, tp_order_result_t *out) {
+    *out = (tp_order_result_t){0};
+    if (s->index == NULL)
+        return TP_ENOMEM;
+    if (!valid_id(ev->order_id.ptr, ev->order_id.len, TP_WIRE_ID_MAX))
+        return rejected(s, NULL, "invalid order id", out);
+    uint64_t h = id_hash(s, ev->order_id.ptr, ev->order_id.len);
+    uint64_t slot = s->index[probe(s, ev->order_id.ptr, ev->order_id.len, h)];
+    tp_order_t *o = slot != 0 ? record(s, slot_rec(slot)) : NULL;
+    const char *why = check_event(ev);
+    if (why != NULL)
+        return rejected(s, o, why, out);
+    return o != NULL ? apply_known(s, o, ev, out) : apply_unknown(s, ev, h, out);
+}
+
+/* ---- warm restart -----------------------------------------------------------------------------
+ */
+
+static bool valid_ids(const tp_order_t *st) {
+    return valid_id(st->order_id, st->order_id_len, TP_WIRE_ID_MAX) &&
+           valid_id(st->account, st->account_len, TP_WIRE_ID_MAX) &&
+           valid_id(st->symbol, st->symbol_len, TP_WIRE_SYMBOL_MAX) &&
+           valid_id(st->exec_id, st->exec_id_len, TP_WIRE_ID_MAX) &&
+           (st->cl_ord_id_len == 0 || valid_id(st->cl_ord_id, st->cl_ord_id_len, TP_WIRE_ID_MAX));
+}
+
+/* Fill figures the state machine can produce: none at all before the first
+ * fill; after it a positive last fill within the total, and a notional that
+ * averages to an int64 price. */
+static bool valid_fills(const tp_order_t *st) {
+    if (st->filled_qty < 0 || st->filled_qty > st->quantity)
+        return false;
+    if (st->filled_qty == 0)
+        return st->notional == 0 && st->last_qty == 0 && st->last_px == 0;
+    return st->last_qty > 0 && st->last_qty <= st->filled_qty && st->last_px > 0 &&
+           st->notional >= (tp_i128)st->last_qty * st->last_px && st->notional <= NOTIONAL_MAX &&
+           st->notional <= (tp_i128)st->filled_qty * INT64_MAX;
+}
+
+/* Statuses against fills: Filled means nothing left; New, PendingNew and
+ * Rejected mean nothing filled (only a refused order may have quantity 0);
+ * every other status leaves something. */
+static bool valid_status(const tp_order_t *st) {
+    switch (st->status) {
+    case TP_ORD_STATUS_FILLED:
+        return st->quantity > 0 && st->filled_qty == st->quantity;
+    case TP_ORD_STATUS_REJECTED:
+        return st->filled_qty == 0;
+    case TP_ORD_STATUS_NEW:
+    case TP_ORD_STATUS_PENDING_NEW:
+        return st->filled_qty == 0 && st->quantity > 0;
+    case TP_ORD_STATUS_PARTIALLY_FILLED:
+        return st->filled_qty > 0 && st->filled_qty < st->quantity;
+    default:
+        return (tp_ord_status_is_open(st->status) || is_terminal(st->status)) &&
+               st->filled_qty < st->quantity;
+    }
+}
+
+static bool valid_state(const tp_order_t *st) {
+    return valid_ids(st) && valid_side(st->side) && valid_ord_type(st->ord_type) &&
+           st->quantity >= 0 && check_price(st->ord_type, st->price) == NULL && valid_fills(st) &&
+           valid_status(st);
+}
+
+int tp_orders_insert(tp_orders_t *s, const tp_order_t *state, tp_order_t **out) {
+    if (s->index == NULL)
+        return TP_ENOMEM;
+    if (!valid_state(state))
+        return TP_EINVAL;
+    uint64_t h = id_hash(s, state->order_id, state->order_id_len);
+    if (s->index[probe(s, state->order_id, state->order_id_len, h)] != 0)
+        return TP_EINVAL;
+    int rc = reserve_order(s);
+    if (rc != 0)
+        return rc;
+    uint32_t rec;
+    tp_order_t *o = take_record(s, &rec);
+    SET_ID(o, order_id, state->order_id, state->order_id_len);
+    SET_ID(o, cl_ord_id, state->cl_ord_id, state->cl_ord_id_len);
+    SET_ID(o, account, state->account, state->account_len);
+    SET_ID(o, symbol, state->symbol, state->symbol_len);
+    SET_ID(o, exec_id, state->exec_id, state->exec_id_len);
+    o->side = state->side;
+    o->ord_type = state->ord_type;
+    o->status = state->status;
+    o->price = state->price;
+    o->quantity = state->quantity;
+    o->filled_qty = state->filled_qty;
+    o->last_qty = state->last_qty;
+    o->last_px = state->last_px;
+    o->updated_ts_ns = state->updated_ts_ns;
+    o->notional = state->notional;
+    o->exec_ids[o->exec_count++] = exec_hash(s, o->exec_id, o->exec_id_len);
+    link_order(s, rec, h);
+    if (out != NULL)
+        *out = o;
+    return 0;
+}
+
+/* ---- views ------------------------------------------------------------------------------------
+ */
+
+int64_t tp_order_avg_px(const tp_order_t *o) {
+    if (o->filled_qty <= 0)
+        return 0;
+    return (int64_t)tp_fixed_div_round(o->notional, o->filled_qty);
+}
+
+int64_t tp_order_leaves_qty(const tp_order_t *o) {
+    return tp_ord_status_is_open(o->status) ? o->quantity - o->filled_qty : 0;
+}
+
+static tp_str_t view(const char *s, uint8_t len) {
+    return len > 0 ? (tp_str_t){s, len} : (tp_str_t){NULL, 0};
+}
+
+void tp_order_snapshot(const tp_order_t *o, tp_order_snapshot_t *out) {
+    *out = (tp_order_snapshot_t){
+        .order_id = view(o->order_id, o->order_id_len),
+        .cl_ord_id = view(o->cl_ord_id, o->cl_ord_id_len),
+        .account = view(o->account, o->account_len),
+        .symbol = view(o->symbol, o->symbol_len),
+        .exec_id = view(o->exec_id, o->exec_id_len),
+        .side = o->side,
+        .ord_type = o->ord_type,
+        .status = o->status,
+        .price = o->price,
+        .quantity = o->quantity,
+        .filled_qty = o->filled_qty,
+        .avg_px = tp_order_avg_px(o),
+        .leaves_qty = tp_order_leaves_qty(o),
+        .last_qty = o->last_qty,
+        .last_px = o->last_px,
+        .updated_ts_ns = o->updated_ts_ns,
+    };
+}
+
+void tp_order_snapshot_from_event(const tp_order_event_t *ev, tp_order_snapshot_t *out) {
+    *out = (tp_order_snapshot_t){
+        .order_id = ev->order_id,
+        .cl_ord_id = ev->cl_ord_id,
+        .account = ev->account,
+        .symbol = ev->symbol,
+        .exec_id = ev->exec_id,
+        .side = ev->side,
+        .ord_type = ev->ord_type,
+        .status = ev->ord_status,
+        .price = ev->price,
+        .quantity = ev->quantity,
+        .last_qty = ev->last_qty,
+        .last_px = ev->last_px,
+        .updated_ts_ns = ev->transact_ts_ns,
+    };
+}

@@ -1,0 +1,165 @@
+/* Positions and PnL per account and symbol (portfolio/), average-cost method.
+ *
+ * Units (tp/wire.h): quantities and prices are int64 with 8 decimals
+ * (TP_WIRE_SCALE), PnL is int64 currency with 8 decimals. A position's cost
+ * basis is kept exactly, as a 128-bit sum of quantity * price (16 decimals), so
+ * nothing drifts however many fills arrive:
+ *
+ *   a fill that opens or adds    qty += q; cost += q * px
+ *   a fill that reduces by c     removed = round(cost * c / |qty|) (16 decimals);
+ *                                realized += round(+-(c * px - |removed|)) to 8
+ *                                decimals (+ long, - short); cost -= removed;
+ *                                closing everything removes all of the cost
+ *   a fill that flips            closes the whole position, opens the rest at px
+ *
+ * Every round() here is half away from zero (tp/fixed.h). Average cost is
+ * cost / qty and unrealized PnL is (qty * mark - cost), both rounded to 8
+ * decimals; mark is the price the service last gave the position
+ * (tp_portfolio_mark_price()).
+ *
+ * Ownership: the caller allocates tp_portfolio_t and keeps it until
+ * tp_portfolio_close(). Positions belong to the portfolio; a position pointer
+ * stays valid, at the same address, until tp_portfolio_close() (positions are
+ * never moved or removed, a flat one included). Memory grows when new accounts
+ * and positions appear; looking positions up, fills, marks, snapshots and the
+ * field formatters allocate nothing. Not thread-safe: one loop owns it. */
+#ifndef TP_PORTFOLIO_H
+#define TP_PORTFOLIO_H
+
+#include "tp/fixed.h"
+#include "tp/wire.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The largest cost basis a position may reach, in 1e-16 units: +-2^120. It keeps
+ * every intermediate product of the arithmetic inside int128. */
+#define TP_POSITION_COST_MAX ((tp_i128)1 << 120)
+
+typedef struct tp_pf_account_s tp_pf_account_t; /* private: an account's position list */
+typedef struct tp_position_s tp_position_t;
+typedef struct tp_portfolio_s tp_portfolio_t;
+
+/* Fields are public for reading; change them only through the functions below. */
+struct tp_position_s {
+    char account[TP_WIRE_ID_MAX + 1];    /* NUL-terminated */
+    char symbol[TP_WIRE_SYMBOL_MAX + 1]; /* NUL-terminated */
+    uint8_t account_len, symbol_len;
+    int64_t qty;      /* signed, 1e-8 units: > 0 long, < 0 short */
+    tp_i128 cost;     /* cost basis of the open position, 1e-16; sign follows qty */
+    int64_t realized; /* realized PnL, 1e-8 currency */
+    int64_t mark;     /* price for unrealized PnL, 1e-8; 0 = none yet */
+    /* private */
+    uint64_t hash;       /* of (account, symbol), with the portfolio's seed */
+    tp_position_t *next; /* the account's next position, in creation order */
+};
+
+/* Caller-allocated; fields are private. */
+struct tp_portfolio_s {
+    tp_position_t **index; /* open addressing, index_cap (a power of two) slots, NULL = empty */
+    uint32_t index_cap;
+    uint32_t count;             /* positions */
+    tp_pf_account_t **accounts; /* open addressing too, accounts_cap slots */
+    uint32_t accounts_cap;
+    uint32_t account_count;
+    struct tp_pf_chunk_s *chunks; /* where positions and accounts live; never moved */
+    uint64_t seed;                /* of both hashes, random per portfolio */
+};
+
+/* Returns 0 or TP_ENOMEM. */
+int tp_portfolio_init(tp_portfolio_t *pf);
+
+/* Frees every position; pointers into the portfolio are then invalid. */
+void tp_portfolio_close(tp_portfolio_t *pf);
+
+/* The position of (account, symbol), or NULL when there is none. With create, a
+ * missing one is added, flat, and NULL means out of memory (the portfolio is
+ * then unchanged). NULL too for an empty or too long account (over
+ * TP_WIRE_ID_MAX bytes) or symbol (over TP_WIRE_SYMBOL_MAX). Strings are
+ * compared as bytes. */
+tp_position_t *tp_portfolio_position(tp_portfolio_t *pf, tp_str_t account, tp_str_t symbol,
+                                     bool create);
+
+/* Applies one fill of qty (> 0) at px (> 0): BUY adds to the position, SELL
+ * and SELL_SHORT take from it. Returns 0, or TP_EINVAL and changes nothing for
+ * a bad side, quantity or price, or when the quantity or realized PnL would
+ * leave int64 or the cost basis TP_POSITION_COST_MAX. */
+int tp_position_fill(tp_position_t *p, tp_side_t side, int64_t qty, int64_t px);
+
+/* Sets the price unrealized PnL is measured at; mark <= 0 means none (stored as 0). */
+void tp_position_mark(tp_position_t *p, int64_t mark);
+
+/* The price to mark at after a fill: the tick's last when > 0, else the mid of
+ * bid and ask (rounded half away from zero) when both are > 0, else the fill's
+ * price. Pass 0 for a quote the price table does not have. */
+int64_t tp_portfolio_mark_price(int64_t last, int64_t bid, int64_t ask, int64_t fill_px);
+
+/* Average cost, round(cost / qty), > 0; 0 when flat. Saturates at the int64 limits. */
+int64_t tp_position_avg_cost(const tp_position_t *p);
+
+/* round((qty * mark - cost) / 1e8); 0 when flat or unmarked. Saturates at the
+ * int64 limits (which only a position worth ~1e11 currency units can reach). */
+int64_t tp_position_unrealized(const tp_position_t *p);
+
+/* The event snapshot; its strings point into p. */
+void tp_position_snapshot(const tp_position_t *p, tp_position_snapshot_t *out);
+
+/* Sums of realized and unrealized PnL over the account's positions; 0 and 0 for
+ * an account without any. Each sum saturates at the int64 limits rather than
+ * failing: the totals are a report, and the per-position values stay exact.
+ * Returns the number of positions summed. */
+int tp_portfolio_account_totals(const tp_portfolio_t *pf, tp_str_t account, int64_t *realized,
+                                int64_t *unrealized);
+
+/* The account's first position (in creation order) or NULL; then p->next, or: */
+tp_position_t *tp_portfolio_first(const tp_portfolio_t *pf, tp_str_t account);
+static inline tp_position_t *tp_position_next(const tp_position_t *p) {
+    return p->next;
+}
+
+/* ---- Redis fields of tp:{ACCT}:pf ------------------------------------------------------- */
+
+/* Longest field name, NUL included: "<SYM>:rpnl". */
+#define TP_PF_FIELD_MAX (TP_WIRE_SYMBOL_MAX + sizeof(":rpnl"))
+#define TP_PF_FIELDS_MAX 5
+
+/* Field/value pairs for one HSET, formatted into caller memory (no allocation).
+ * Names and values are NUL-terminated; the lengths leave the NUL out. */
+typedef struct {
+    size_t count;
+    char field[TP_PF_FIELDS_MAX][TP_PF_FIELD_MAX];
+    size_t field_len[TP_PF_FIELDS_MAX];
+    char value[TP_PF_FIELDS_MAX][TP_FIXED_TEXT_MAX];
+    size_t value_len[TP_PF_FIELDS_MAX];
+} tp_pf_fields_t;
+
+/* One position's fields, always written whole (absolute values, never
+ * increments), in this order:
+ *   "<SYM>:qty"   quantity, signed, 8 decimals
+ *   "<SYM>:avg"   average cost, 8 decimals
+ *   "<SYM>:rpnl"  realized PnL, 8 decimals
+ *   "<SYM>:upnl"  unrealized PnL, 8 decimals
+ *   "<SYM>:cost"  the exact cost basis, signed, 16 decimals (for warm restart) */
+void tp_position_fields(const tp_position_t *p, tp_pf_fields_t *out);
+
+/* The account's totals, "rpnl" and "upnl" (8 decimals), as
+ * tp_portfolio_account_totals() computes them. */
+void tp_portfolio_totals_fields(const tp_portfolio_t *pf, tp_str_t account, tp_pf_fields_t *out);
+
+/* Warm restart: feeds one field/value pair of an HGETALL of the account's
+ * tp:{ACCT}:pf. "<SYM>:qty", "<SYM>:cost" and "<SYM>:rpnl" set that part of the
+ * position (created if new); the symbol may contain ':', the field's suffix
+ * follows the last one. The derived fields ("<SYM>:avg", "<SYM>:upnl", "rpnl",
+ * "upnl") are ignored. Returns 0; TP_EINVAL for an unknown field, a bad symbol
+ * or account, or a value that does not parse or fit (nothing is changed then);
+ * TP_ENOMEM. */
+int tp_portfolio_restore(tp_portfolio_t *pf, tp_str_t account, const char *field, size_t flen,
+                         const char *value, size_t vlen);
+
+/* After the account's fields are restored: 0 when every position is consistent
+ * (flat with no cost, or quantity and cost of one sign), else TP_EINVAL -- a
+ * field was missing or the hash was edited by hand. */
+int tp_portfolio_restore_check(const tp_portfolio_t *pf, tp_str_t account);
+
+#endif

@@ -1,0 +1,531 @@
+/* Positions and PnL (tp/portfolio.h).
+ *
+ * Storage: positions and account records live in chunks that are allocated
+ * whole and never moved or freed before close, so their addresses are stable.
+ * Two open-addressing indexes with linear probing, each a power of two and at
+ * most half full, find them: positions by (account, symbol), accounts by name.
+ * An account record heads a list of its positions, so per-account work (totals,
+ * writes, restore checks) never walks other accounts' positions.
+ *
+ * Arithmetic: every value is bounded so that no intermediate leaves int128:
+ * |qty|, px and mark are below 2^63, so a quantity times a price is below 2^126,
+ * and |cost| <= 2^120 is kept as an invariant (fills that would break it are
+ * refused, restored costs are checked). The one product that could be larger,
+ * cost * closed / qty, is computed in two parts (removed_cost()). */
+#include "tp/portfolio.h"
+
+#include "tp/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define INDEX_MIN 64u
+#define ACCOUNTS_MIN 16u
+#define CHUNK_MIN 64u
+#define CHUNK_MAX 4096u
+/* Indexes hold at most half their slots, and their size must stay a uint32_t. */
+#define COUNT_MAX (UINT32_C(1) << 30)
+
+#define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
+#define FNV_PRIME UINT64_C(0x100000001b3)
+
+struct tp_pf_account_s {
+    char name[TP_WIRE_ID_MAX + 1];
+    uint8_t len;
+    uint64_t hash;
+    tp_position_t *first, *last;
+    uint32_t count;
+};
+
+/* A chunk's slot holds a position or an account record. */
+typedef union {
+    tp_position_t position;
+    tp_pf_account_t account;
+} slot_t;
+
+struct tp_pf_chunk_s {
+    struct tp_pf_chunk_s *next;
+    uint32_t cap, used;
+    slot_t slots[];
+};
+
+/* ---- hashing ---------------------------------------------------------------------------- */
+
+/* Keys come from order events, so a per-portfolio random seed goes into every
+ * hash: nobody who can send orders can choose keys that share one probe chain. */
+
+/* splitmix64's finalizer: every input bit reaches the low bits that index. */
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x *= UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return x;
+}
+
+/* A random seed; the clock when the kernel has no entropy to give (early boot). */
+static uint64_t random_seed(void) {
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32));
+    }
+    return seed;
+}
+
+/* FNV-1a over s, continuing from h: keys are at most 64 bytes, so a byte loop
+ * is as fast as anything, and mix64() afterwards spreads the bits. */
+static uint64_t fnv(uint64_t h, const char *s, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+
+static uint64_t account_hash(const tp_portfolio_t *pf, tp_str_t account) {
+    return mix64(fnv(FNV_OFFSET ^ pf->seed, account.ptr, account.len) ^ pf->seed);
+}
+
+static uint64_t position_hash(const tp_portfolio_t *pf, tp_str_t account, tp_str_t symbol) {
+    uint64_t h = fnv(FNV_OFFSET ^ pf->seed, account.ptr, account.len);
+    /* The length between the parts keeps ("AB", "C") and ("A", "BC") apart. */
+    h = (h ^ account.len) * FNV_PRIME;
+    return mix64(fnv(h, symbol.ptr, symbol.len) ^ pf->seed);
+}
+
+static bool valid_str(tp_str_t s, size_t max) {
+    return s.ptr != NULL && s.len > 0 && s.len <= max;
+}
+
+static bool str_eq(const char *a, size_t alen, tp_str_t b) {
+    return alen == b.len && memcmp(a, b.ptr, alen) == 0;
+}
+
+/* ---- the indexes ------------------------------------------------------------------------ */
+
+/* The position slot holding (account, symbol), or the empty slot where it would go. */
+static uint32_t probe_position(const tp_portfolio_t *pf, tp_str_t account, tp_str_t symbol,
+                               uint64_t h) {
+    uint32_t mask = pf->index_cap - 1;
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        const tp_position_t *p = pf->index[i];
+        if (p == NULL || (p->hash == h && str_eq(p->account, p->account_len, account) &&
+                          str_eq(p->symbol, p->symbol_len, symbol)))
+            return i;
+    }
+}
+
+static uint32_t probe_account(const tp_portfolio_t *pf, tp_str_t account, uint64_t h) {
+    uint32_t mask = pf->accounts_cap - 1;
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        const tp_pf_account_t *a = pf->accounts[i];
+        if (a == NULL || (a->hash == h && str_eq(a->name, a->len, account)))
+            return i;
+    }
+}
+
+/* Slot for an entry known to be absent, in a table of cap slots. */
+static uint32_t free_slot(void *const *table, uint32_t cap, uint64_t h) {
+    uint32_t mask = cap - 1, i = (uint32_t)h & mask;
+    while (table[i] != NULL)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Doubles the position index; on TP_ENOMEM it is as it was. */
+static int grow_index(tp_portfolio_t *pf) {
+    uint32_t cap = pf->index_cap * 2;
+    tp_position_t **index = calloc(cap, sizeof(*index));
+    if (index == NULL)
+        return TP_ENOMEM;
+    for (uint32_t i = 0; i < pf->index_cap; i++) {
+        tp_position_t *p = pf->index[i];
+        if (p != NULL)
+            index[free_slot((void *const *)index, cap, p->hash)] = p;
+    }
+    free(pf->index);
+    pf->index = index;
+    pf->index_cap = cap;
+    return 0;
+}
+
+static int grow_accounts(tp_portfolio_t *pf) {
+    uint32_t cap = pf->accounts_cap * 2;
+    tp_pf_account_t **accounts = calloc(cap, sizeof(*accounts));
+    if (accounts == NULL)
+        return TP_ENOMEM;
+    for (uint32_t i = 0; i < pf->accounts_cap; i++) {
+        tp_pf_account_t *a = pf->accounts[i];
+        if (a != NULL)
+            accounts[free_slot((void *const *)accounts, cap, a->hash)] = a;
+    }
+    free(pf->accounts);
+    pf->accounts = accounts;
+    pf->accounts_cap = cap;
+    return 0;
+}
+
+/* Makes sure n more slots can be taken from the newest chunk. A chunk that
+ * cannot hold all n is left with a spare slot or so: never more than one,
+ * since n <= 2. */
+static int reserve_slots(tp_portfolio_t *pf, uint32_t n) {
+    struct tp_pf_chunk_s *c = pf->chunks;
+    if (c != NULL && c->cap - c->used >= n)
+        return 0;
+    uint32_t cap = c == NULL ? CHUNK_MIN : c->cap < CHUNK_MAX ? c->cap * 2 : CHUNK_MAX;
+    struct tp_pf_chunk_s *fresh = malloc(sizeof(*fresh) + (size_t)cap * sizeof(slot_t));
+    if (fresh == NULL)
+        return TP_ENOMEM;
+    fresh->next = c;
+    fresh->cap = cap;
+    fresh->used = 0;
+    pf->chunks = fresh;
+    return 0;
+}
+
+static slot_t *take_slot(tp_portfolio_t *pf) {
+    return &pf->chunks->slots[pf->chunks->used++];
+}
+
+/* ---- lookup and creation ---------------------------------------------------------------- */
+
+int tp_portfolio_init(tp_portfolio_t *pf) {
+    *pf = (tp_portfolio_t){0};
+    pf->index = calloc(INDEX_MIN, sizeof(*pf->index));
+    pf->accounts = calloc(ACCOUNTS_MIN, sizeof(*pf->accounts));
+    if (pf->index == NULL || pf->accounts == NULL) {
+        tp_portfolio_close(pf);
+        return TP_ENOMEM;
+    }
+    pf->index_cap = INDEX_MIN;
+    pf->accounts_cap = ACCOUNTS_MIN;
+    pf->seed = random_seed();
+    return 0;
+}
+
+void tp_portfolio_close(tp_portfolio_t *pf) {
+    for (struct tp_pf_chunk_s *c = pf->chunks, *next; c != NULL; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(pf->index);
+    free(pf->accounts);
+    *pf = (tp_portfolio_t){0};
+}
+
+static tp_pf_account_t *find_account(const tp_portfolio_t *pf, tp_str_t account) {
+    if (pf->accounts == NULL || !valid_str(account, TP_WIRE_ID_MAX))
+        return NULL;
+    return pf->accounts[probe_account(pf, account, account_hash(pf, account))];
+}
+
+/* Everything that can fail, done before anything visible changes: room in both
+ * indexes and chunk slots for the position and, if new, its account. */
+static int make_room(tp_portfolio_t *pf, bool new_account) {
+    if (pf->count >= COUNT_MAX || pf->account_count >= COUNT_MAX)
+        return TP_ENOMEM;
+    int rc = 0;
+    if (2 * (pf->count + 1) > pf->index_cap)
+        rc = grow_index(pf);
+    if (rc == 0 && new_account && 2 * (pf->account_count + 1) > pf->accounts_cap)
+        rc = grow_accounts(pf);
+    if (rc == 0)
+        rc = reserve_slots(pf, new_account ? 2 : 1);
+    return rc;
+}
+
+static tp_pf_account_t *add_account(tp_portfolio_t *pf, tp_str_t account, uint64_t h) {
+    tp_pf_account_t *a = &take_slot(pf)->account;
+    *a = (tp_pf_account_t){.len = (uint8_t)account.len, .hash = h};
+    memcpy(a->name, account.ptr, account.len);
+    pf->accounts[free_slot((void *const *)pf->accounts, pf->accounts_cap, h)] = a;
+    pf->account_count++;
+    return a;
+}
+
+static tp_position_t *add_position(tp_portfolio_t *pf, tp_pf_account_t *a, tp_str_t symbol,
+                                   uint64_t h) {
+    tp_position_t *p = &take_slot(pf)->position;
+    *p = (tp_position_t){.account_len = a->len, .symbol_len = (uint8_t)symbol.len, .hash = h};
+    memcpy(p->account, a->name, a->len);
+    memcpy(p->symbol, symbol.ptr, symbol.len);
+    pf->index[free_slot((void *const *)pf->index, pf->index_cap, h)] = p;
+    pf->count++;
+    if (a->last != NULL)
+        a->last->next = p;
+    else
+        a->first = p;
+    a->last = p;
+    a->count++;
+    return p;
+}
+
+tp_position_t *tp_portfolio_position(tp_portfolio_t *pf, tp_str_t account, tp_str_t symbol,
+                                     bool create) {
+    if (pf->index == NULL || !valid_str(account, TP_WIRE_ID_MAX) ||
+        !valid_str(symbol, TP_WIRE_SYMBOL_MAX))
+        return NULL;
+    uint64_t h = position_hash(pf, account, symbol);
+    tp_position_t *p = pf->index[probe_position(pf, account, symbol, h)];
+    if (p != NULL || !create)
+        return p;
+    uint64_t ah = account_hash(pf, account);
+    tp_pf_account_t *a = pf->accounts[probe_account(pf, account, ah)];
+    if (make_room(pf, a == NULL) != 0)
+        return NULL;
+    if (a == NULL)
+        a = add_account(pf, account, ah);
+    return add_position(pf, a, symbol, h);
+}
+
+tp_position_t *tp_portfolio_first(const tp_portfolio_t *pf, tp_str_t account) {
+    const tp_pf_account_t *a = find_account(pf, account);
+    return a != NULL ? a->first : NULL;
+}
+
+/* ---- arithmetic ------------------------------------------------------------------------- */
+
+static tp_i128 abs128(tp_i128 v) {
+    return v < 0 ? -v : v;
+}
+
+static int64_t saturate64(tp_i128 v) {
+    return v > INT64_MAX ? INT64_MAX : v < INT64_MIN ? INT64_MIN : (int64_t)v;
+}
+
+/* A quantity must have a magnitude that is an int64 too, so INT64_MIN is out. */
+static bool valid_qty(tp_i128 q) {
+    return q >= -INT64_MAX && q <= INT64_MAX;
+}
+
+/* round(cost * c / q) for 0 < c <= q and |cost| <= 2^120. cost * c may need 183
+ * bits, so cost is split as whole * q + rest: whole * c <= |cost| and
+ * rest * c < q * c < 2^126. The parts share a sign, so rounding the second alone
+ * rounds the sum. */
+static tp_i128 removed_cost(tp_i128 cost, tp_i128 c, tp_i128 q) {
+    tp_i128 mag = abs128(cost);
+    tp_i128 removed = mag / q * c + tp_fixed_div_round(mag % q * c, q);
+    return cost < 0 ? -removed : removed;
+}
+
+typedef struct {
+    int64_t qty;
+    tp_i128 cost;
+    int64_t realized;
+} pos_state_t;
+
+/* Applies a signed fill (f != 0, |f| < 2^63) at px to s, or returns TP_EINVAL and
+ * leaves s alone when the result would not fit. */
+static int apply_fill(pos_state_t *s, tp_i128 f, int64_t px) {
+    tp_i128 q = s->qty, cost, pnl = 0; /* pnl in 1e-16 currency */
+    if (q == 0 || (q > 0) == (f > 0)) {
+        cost = s->cost + f * px;
+    } else {
+        tp_i128 aq = abs128(q), af = abs128(f);
+        tp_i128 c = af < aq ? af : aq; /* the part of the fill that closes */
+        tp_i128 removed = c == aq ? s->cost : removed_cost(s->cost, c, aq);
+        pnl = (q > 0 ? c * px : -c * px) - removed;
+        /* After a flip what is left is new, opened at px. */
+        cost = af > aq ? (q + f) * px : s->cost - removed;
+    }
+    tp_i128 realized = s->realized + tp_fixed_round(pnl, 8);
+    if (!valid_qty(q + f) || abs128(cost) > TP_POSITION_COST_MAX || realized > INT64_MAX ||
+        realized < INT64_MIN)
+        return TP_EINVAL;
+    s->qty = (int64_t)(q + f);
+    s->cost = cost;
+    s->realized = (int64_t)realized;
+    return 0;
+}
+
+int tp_position_fill(tp_position_t *p, tp_side_t side, int64_t qty, int64_t px) {
+    if (qty <= 0 || px <= 0)
+        return TP_EINVAL;
+    tp_i128 f;
+    switch (side) {
+    case TP_SIDE_BUY:
+        f = qty;
+        break;
+    case TP_SIDE_SELL:
+    case TP_SIDE_SELL_SHORT:
+        f = -(tp_i128)qty;
+        break;
+    default:
+        return TP_EINVAL;
+    }
+    pos_state_t s = {p->qty, p->cost, p->realized};
+    int rc = apply_fill(&s, f, px);
+    if (rc != 0)
+        return rc;
+    p->qty = s.qty;
+    p->cost = s.cost;
+    p->realized = s.realized;
+    return 0;
+}
+
+void tp_position_mark(tp_position_t *p, int64_t mark) {
+    p->mark = mark > 0 ? mark : 0;
+}
+
+int64_t tp_portfolio_mark_price(int64_t last, int64_t bid, int64_t ask, int64_t fill_px) {
+    if (last > 0)
+        return last;
+    if (bid > 0 && ask > 0) /* both positive: half away from zero is half up */
+        return (int64_t)(((tp_i128)bid + ask + 1) / 2);
+    return fill_px;
+}
+
+int64_t tp_position_avg_cost(const tp_position_t *p) {
+    return p->qty == 0 ? 0 : saturate64(tp_fixed_div_round(p->cost, p->qty));
+}
+
+int64_t tp_position_unrealized(const tp_position_t *p) {
+    if (p->qty == 0 || p->mark == 0)
+        return 0;
+    return saturate64(tp_fixed_round((tp_i128)p->qty * p->mark - p->cost, 8));
+}
+
+void tp_position_snapshot(const tp_position_t *p, tp_position_snapshot_t *out) {
+    *out = (tp_position_snapshot_t){
+        .account = {p->account, p->account_len},
+        .symbol = {p->symbol, p->symbol_len},
+        .quantity = p->qty,
+        .avg_cost = tp_position_avg_cost(p),
+        .realized_pnl = p->realized,
+        .unrealized_pnl = tp_position_unrealized(p),
+    };
+}
+
+int tp_portfolio_account_totals(const tp_portfolio_t *pf, tp_str_t account, int64_t *realized,
+                                int64_t *unrealized) {
+    /* int128 sums of at most 2^30 int64 values cannot overflow. */
+    tp_i128 r = 0, u = 0;
+    int n = 0;
+    for (const tp_position_t *p = tp_portfolio_first(pf, account); p != NULL; p = p->next) {
+        r += p->realized;
+        u += tp_position_unrealized(p);
+        n++;
+    }
+    *realized = saturate64(r);
+    *unrealized = saturate64(u);
+    return n;
+}
+
+/* ---- Redis fields ----------------------------------------------------------------------- */
+
+static void put_field(tp_pf_fields_t *out, const tp_position_t *p, const char *suffix, tp_i128 v,
+                      int decimals) {
+    size_t i = out->count++, slen = strlen(suffix);
+    char *f = out->field[i];
+    size_t len = 0;
+    if (p != NULL) {
+        memcpy(f, p->symbol, p->symbol_len);
+        f[p->symbol_len] = ':';
+        len = (size_t)p->symbol_len + 1;
+    }
+    memcpy(f + len, suffix, slen + 1);
+    out->field_len[i] = len + slen;
+    out->value_len[i] = tp_fixed_format(v, decimals, out->value[i]);
+}
+
+void tp_position_fields(const tp_position_t *p, tp_pf_fields_t *out) {
+    out->count = 0;
+    put_field(out, p, "qty", p->qty, 8);
+    put_field(out, p, "avg", tp_position_avg_cost(p), 8);
+    put_field(out, p, "rpnl", p->realized, 8);
+    put_field(out, p, "upnl", tp_position_unrealized(p), 8);
+    put_field(out, p, "cost", p->cost, 16);
+}
+
+void tp_portfolio_totals_fields(const tp_portfolio_t *pf, tp_str_t account, tp_pf_fields_t *out) {
+    int64_t realized, unrealized;
+    tp_portfolio_account_totals(pf, account, &realized, &unrealized);
+    out->count = 0;
+    put_field(out, NULL, "rpnl", realized, 8);
+    put_field(out, NULL, "upnl", unrealized, 8);
+}
+
+/* ---- warm restart ----------------------------------------------------------------------- */
+
+typedef enum { PART_QTY, PART_COST, PART_RPNL, PART_DERIVED } part_t;
+
+static bool text_eq(const char *s, size_t len, const char *lit) {
+    return len == strlen(lit) && memcmp(s, lit, len) == 0;
+}
+
+/* Splits "<SYM>:<part>" at the last ':'; the account totals have no symbol. */
+static int parse_field(const char *field, size_t flen, tp_str_t *symbol, part_t *part) {
+    *symbol = (tp_str_t){NULL, 0};
+    if (field == NULL)
+        return TP_EINVAL;
+    if (text_eq(field, flen, "rpnl") || text_eq(field, flen, "upnl")) {
+        *part = PART_DERIVED;
+        return 0;
+    }
+    size_t colon = flen;
+    while (colon > 0 && field[colon - 1] != ':')
+        colon--;
+    if (colon < 2 || colon - 1 > TP_WIRE_SYMBOL_MAX) /* no ':', or no or too long a symbol */
+        return TP_EINVAL;
+    *symbol = (tp_str_t){field, (uint32_t)(colon - 1)};
+    const char *suffix = field + colon;
+    size_t slen = flen - colon;
+    if (text_eq(suffix, slen, "qty"))
+        *part = PART_QTY;
+    else if (text_eq(suffix, slen, "cost"))
+        *part = PART_COST;
+    else if (text_eq(suffix, slen, "rpnl"))
+        *part = PART_RPNL;
+    else if (text_eq(suffix, slen, "avg") || text_eq(suffix, slen, "upnl"))
+        *part = PART_DERIVED;
+    else
+        return TP_EINVAL;
+    return 0;
+}
+
+/* The value, parsed and range-checked for its part. */
+static int parse_value(part_t part, const char *value, size_t vlen, tp_i128 *out) {
+    if (value == NULL || !tp_fixed_parse(value, vlen, part == PART_COST ? 16 : 8, out))
+        return TP_EINVAL;
+    bool ok = part == PART_COST  ? abs128(*out) <= TP_POSITION_COST_MAX
+              : part == PART_QTY ? valid_qty(*out)
+                                 : *out >= INT64_MIN && *out <= INT64_MAX;
+    return ok ? 0 : TP_EINVAL;
+}
+
+int tp_portfolio_restore(tp_portfolio_t *pf, tp_str_t account, const char *field, size_t flen,
+                         const char *value, size_t vlen) {
+    tp_str_t symbol;
+    part_t part;
+    tp_i128 v;
+    if (!valid_str(account, TP_WIRE_ID_MAX) || parse_field(field, flen, &symbol, &part) != 0)
+        return TP_EINVAL;
+    if (part == PART_DERIVED)
+        return 0;
+    if (parse_value(part, value, vlen, &v) != 0)
+        return TP_EINVAL;
+    tp_position_t *p = tp_portfolio_position(pf, account, symbol, true);
+    if (p == NULL)
+        return TP_ENOMEM;
+    if (part == PART_QTY)
+        p->qty = (int64_t)v;
+    else if (part == PART_COST)
+        p->cost = v;
+    else
+        p->realized = (int64_t)v;
+    return 0;
+}
+
+int tp_portfolio_restore_check(const tp_portfolio_t *pf, tp_str_t account) {
+    for (const tp_position_t *p = tp_portfolio_first(pf, account); p != NULL; p = p->next) {
+        bool consistent = p->qty == 0 ? p->cost == 0 : p->qty > 0 ? p->cost > 0 : p->cost < 0;
+        if (!consistent)
+            return TP_EINVAL;
+    }
+    return 0;
+}

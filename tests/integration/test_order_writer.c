@@ -1,0 +1,159 @@
+/* The order write path against a real Redis: units in order, acks only for what
+ * Redis answered, and nothing lost while Redis is frozen or down. The state
+ * machine and the portfolio have unit tests of their own; here they only feed
+ * the writes. */
+#include "pool_env.h"
+#include "tp/error.h"
+#include "tp/order_writer.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static tp_test_redis_t srv;
+static tp_test_env_t env;
+static tp_order_writer_t writer;
+
+typedef struct {
+    uint64_t acked;   /* highest seq acked */
+    int out_of_order; /* acks that went backwards */
+    int pauses, resumes;
+} seen_t;
+
+static seen_t seen;
+
+static void on_ack(tp_order_writer_t *w, uint64_t stream_id, uint64_t seq) {
+    (void)w;
+    (void)stream_id;
+    seen.out_of_order += seq <= seen.acked;
+    seen.acked = seq;
+}
+
+static void on_pause(tp_order_writer_t *w) {
+    (void)w;
+    seen.pauses++;
+}
+
+static void on_resume(tp_order_writer_t *w) {
+    (void)w;
+    seen.resumes++;
+}
+
+static void open_writer(int max_retries, int queue_max) {
+    memset(&seen, 0, sizeof(seen));
+    cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
+    tp_test_env_config(&env, &srv);
+    env.cfg.redis.pool_size = 2;
+    env.cfg.redis.max_retries = max_retries;
+    env.cfg.redis.command_timeout_ms = 300;
+    env.cfg.service.order_queue_max = queue_max;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    memset(&writer, 0, sizeof(writer));
+    writer.on_ack = on_ack;
+    writer.on_pause = on_pause;
+    writer.on_resume = on_resume;
+    cr_assert_eq(tp_order_writer_init(&writer, &env.pool, &env.cfg.service), 0);
+}
+
+static void teardown(void) {
+    tp_test_env_close(&env);
+    tp_order_writer_close(&writer);
+    tp_test_redis_stop(&srv);
+}
+
+TestSuite(order_writer, .fini = teardown);
+
+/* Order i: a NEW for order "O<i>" of account "A<i % 4>", 1 unit at 10.00. */
+static void send_new(uint64_t seq, int i) {
+    char oid[16], acct[16], exec[16];
+    snprintf(oid, sizeof(oid), "O%d", i);
+    snprintf(acct, sizeof(acct), "A%d", i % 4);
+    snprintf(exec, sizeof(exec), "E%d", i);
+    tp_frame_t f = {.stream_id = 9, .seq = seq, .type = TP_BODY_ORDER};
+    f.body.order = (tp_order_event_t){.order_id = tp_str(oid),
+                                      .account = tp_str(acct),
+                                      .symbol = tp_str("XYZ"),
+                                      .exec_id = tp_str(exec),
+                                      .side = TP_SIDE_BUY,
+                                      .ord_type = TP_ORD_TYPE_LIMIT,
+                                      .exec_type = TP_EXEC_NEW,
+                                      .price = 10 * TP_WIRE_SCALE,
+                                      .quantity = TP_WIRE_SCALE};
+    tp_order_writer_on_order(&writer, &f);
+}
+
+static bool acked_all(void *n) {
+    return seen.acked == *(uint64_t *)n;
+}
+
+static void expect_open_orders(int n) {
+    int total = 0;
+    for (int a = 0; a < 4; a++) {
+        char key[32], out[64];
+        snprintf(key, sizeof(key), "tp:{A%d}:open", a);
+        tp_test_redis_cli(&srv, out, sizeof(out), "SCARD", key, NULL);
+        total += atoi(out);
+    }
+    cr_assert_eq(total, n);
+}
+
+/* Writes land, acks come in seq order once Redis answered, events published. */
+Test(order_writer, writes_then_acks_in_order) {
+    open_writer(10, 1024);
+    uint64_t n = 200;
+    for (uint64_t i = 1; i <= n; i++)
+        send_new(i, (int)i);
+    cr_assert_eq(seen.acked, 0, "nothing may be acked before Redis answered");
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000));
+    cr_assert_eq(seen.out_of_order, 0);
+    expect_open_orders((int)n);
+    char out[64];
+    tp_test_redis_cli(&srv, out, sizeof(out), "HGET", "tp:{A1}:ord:O1", "status", NULL);
+    cr_assert_str_eq(out, "0");
+    tp_test_redis_cli(&srv, out, sizeof(out), "HGET", "tp:{A0}:seq", "9", NULL);
+    cr_assert_str_eq(out, "200");
+    cr_assert_eq(writer.stats.published, n);
+}
+
+/* Redis frozen: the queue fills to TP_ORDER_QUEUE_MAX, the feeds are paused,
+ * nothing is acked; once Redis thaws everything lands and the feeds resume. */
+Test(order_writer, frozen_redis_pauses_then_resumes) {
+    open_writer(0, 32);
+    tp_test_redis_pause(&srv);
+    uint64_t n = 100;
+    for (uint64_t i = 1; i <= n; i++)
+        send_new(i, (int)i);
+    tp_test_run_for(&env.loop, 800); /* past the command timeout: units must wait, not fail */
+    cr_assert_eq(seen.pauses, 1);
+    cr_assert_eq(seen.acked, 0);
+    tp_test_redis_resume(&srv);
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 10000));
+    cr_assert_eq(seen.resumes, 1);
+    cr_assert_eq(seen.out_of_order, 0);
+    expect_open_orders((int)n);
+}
+
+/* Redis gone for longer than REDIS_MAX_RETRIES: units fail with TP_EDOWN, are
+ * kept, and are sent again in order once Redis is back; nothing is lost. */
+Test(order_writer, redis_down_then_back_loses_nothing) {
+    open_writer(2, 1024);
+    uint64_t n = 50;
+    for (uint64_t i = 1; i <= n / 2; i++)
+        send_new(i, (int)i);
+    uint64_t half = n / 2;
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &half, 5000));
+    tp_test_redis_kill(&srv);
+    for (uint64_t i = half + 1; i <= n; i++)
+        send_new(i, (int)i);
+    tp_test_run_for(&env.loop, 1500);
+    cr_assert(env.pool.down, "the pool should have given up by now");
+    cr_assert_eq(seen.acked, half);
+    cr_assert_eq(seen.pauses, 1, "waiting units pause the order feeds");
+    cr_assert_eq(tp_test_redis_restart(&srv), 0);
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 15000));
+    cr_assert_eq(seen.out_of_order, 0);
+    cr_assert_eq(seen.resumes, 1);
+    /* The restarted server has no persistence: only the second half is there. */
+    expect_open_orders((int)(n - half));
+}
