@@ -215,7 +215,7 @@ static void on_restored(tp_order_writer_t *w, int status, const char *errstr,
         shutdown_service(svc, 1);
         return;
     }
-    TP_LOG(TP_LOG_INFO, "books restored", TP_INT("open_orders", st->open_orders),
+    TP_LOG(TP_LOG_INFO, "books restored", TP_INT("orders", st->orders),
            TP_INT("position_fields", st->positions), TP_INT("stream_marks", st->streams),
            TP_INT("event_generation", st->generation));
     int rc = tp_feeds_start(&svc->feeds);

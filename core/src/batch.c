@@ -243,12 +243,18 @@ int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, v
     if (pattern == NULL)
         pattern = "*";
     size_t pn = strlen(prefix), n = strlen(pattern);
-    scan_t *s = malloc(sizeof(*s) + pn + n + 1);
+    scan_t *s = malloc(sizeof(*s) + 2 * pn + n + 1);
     if (s == NULL)
         return TP_ENOMEM;
     *s = (scan_t){.pool = p, .cb = cb, .data = d, .count = count, .cursor = "0"};
-    memcpy(s->pattern, prefix, pn);
-    memcpy(s->pattern + pn, pattern, n + 1);
+    /* The prefix is literal: glob characters in it must not widen the match. */
+    size_t k = 0;
+    for (size_t i = 0; i < pn; i++) {
+        if (strchr("*?[]\\", prefix[i]))
+            s->pattern[k++] = '\\';
+        s->pattern[k++] = prefix[i];
+    }
+    memcpy(s->pattern + k, pattern, n + 1);
     int rc = scan_next(s);
     if (rc != 0)
         free(s);

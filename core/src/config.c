@@ -281,6 +281,10 @@ static int parse_str(const setting_t *s, const char *text, void *field, char *wh
         set_err(why, whylen, "expected a non-empty value");
         return TP_ECONFIG;
     }
+    if (s->max > 0 && strlen(text) > (size_t)s->max) {
+        set_err(why, whylen, "expected at most %" PRId64 " characters", s->max);
+        return TP_ECONFIG;
+    }
     char *copy = strdup(text);
     if (!copy) {
         set_err(why, whylen, "out of memory");
@@ -646,8 +650,8 @@ static const setting_t settings[] = {
     {"REDIS_TLS_SERVER_NAME", "--redis-tls-server-name", NULL, &str_parser,
      FIELD(redis.tls_server_name), 1, 0, TLS_ONLY,
      "name for SNI and the certificate check; default: the host"},
-    {"TP_KEY_PREFIX", "--key-prefix", "tp:", &str_parser, FIELD(redis.key_prefix), 0, 0, 0,
-     "prefix of every key (may be empty)"},
+    {"TP_KEY_PREFIX", "--key-prefix", "tp:", &str_parser, FIELD(redis.key_prefix), 0, 64, 0,
+     "prefix of every key (may be empty; at most 64 characters)"},
     {"REDIS_DEFAULT_TTL", "--redis-default-ttl", "0", &int_parser, FIELD(redis.default_ttl_s), 0,
      INT32_MAX, 0, "key expiry in seconds; 0 = keys do not expire"},
     {"TP_FEED_TCP", "--feed-tcp", "127.0.0.1:7400", &addr_parser, FIELD(feeds.tcp_addr), 0, 0, 0,

@@ -322,7 +322,7 @@ static void check_command_timeout(tp_conn_t *c) {
     c->pool->stats.timeouts++;
     /* A unit is never failed by a timeout: it is replayed whole, so neither
      * half a transaction nor a reordering can reach Redis. */
-    if (fifo_at(&c->fifo, 0)->replies == 1) {
+    if (!fifo_at(&c->fifo, 0)->unit) {
         complete(c, take_oldest(c), TP_ETIMEDOUT, NULL);
         notify_if_drained(c);
     }
@@ -790,8 +790,9 @@ int tp_conn_send_unit(tp_conn_t *c, const char *resp, size_t len, unsigned repli
     size_t mark = tp_buf_size(&c->log);
     int rc = tp_buf_append(&c->log, resp, len);
     if (rc == 0)
-        rc = fifo_push(&c->fifo,
-                       (tp__pending_t){.cb = cb, .data = data, .len = len, .replies = replies});
+        rc = fifo_push(
+            &c->fifo,
+            (tp__pending_t){.cb = cb, .data = data, .len = len, .replies = replies, .unit = true});
     if (rc != 0) {
         tp_buf_truncate(&c->log, mark);
         return rc;

@@ -13,8 +13,8 @@
  *            tail past the end without head ever catching up. */
 #include "tp/price_table.h"
 
-#include "hash.h"
 #include "tp/error.h"
+#include "tp/hash.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -69,6 +69,7 @@ static tp_price_flush_t *new_flush(tp_price_writer_t *w) {
     tp_price_flush_t *f = &w->flushes[(w->head + w->count++) % TP_PRICE_WRITER_FLUSHES];
     memset(f, 0, sizeof(*f));
     f->writer = w;
+    f->id = ++w->next_id;
     return f;
 }
 
@@ -84,17 +85,19 @@ static void attach_acks(tp_price_writer_t *w, tp_price_flush_t *f) {
     w->npending -= i;
 }
 
-/* Retires answered flushes in order. A failed one gives its acks back: they
- * ride on a later flush, after the rewrite has covered its ticks. */
+/* Retires answered flushes in order. While a failure is not yet repaired by
+ * an answered rewrite, acks are given back: they ride on a later flush. */
 static void retire_flushes(tp_price_writer_t *w) {
     while (w->count > 0 && w->flushes[w->head].outstanding == 0) {
         tp_price_flush_t *f = &w->flushes[w->head];
         w->head = (w->head + 1) % TP_PRICE_WRITER_FLUSHES;
         w->count--;
+        if (w->hold == f->id && !f->failed)
+            w->hold = 0; /* the rewrite is in Redis */
         for (uint8_t i = 0; i < f->nacks; i++) {
             const tp_stream_seq_t *a = &f->acks[i];
             tp_stream_t *s = tp_seq_find(&w->feeds->streams, a->stream_id);
-            if (f->failed)
+            if (f->failed || w->hold != 0)
                 note_ack(w, a->stream_id, a->seq);
             else if (s && !s->orders)
                 tp_feeds_ack(w->feeds, a->stream_id, a->seq);
@@ -111,12 +114,13 @@ static void on_price_written(void *data, int status, const tp_reply_t *reply) {
     f->outstanding--;
     if (status == 0) {
         w->stats.written++;
-    } else {
+    } else if (status != TP_ECLOSED) {
+        /* Lost in flight or refused: which symbols is not worth tracking,
+         * write them all again, and ack nothing until that is answered. */
         w->stats.errors++;
         f->failed = true;
-        /* Lost in flight (Redis down, a timeout): write everything again.
-         * Refused (an error reply) or closing: a rewrite would not help. */
-        w->rewrite |= status != TP_EREPLY && status != TP_ECLOSED;
+        w->rewrite = true;
+        w->hold = TP_PRICE_HOLD_REWRITE;
     }
     if (status != TP_ECLOSED)
         retire_flushes(w);
@@ -134,8 +138,7 @@ static int write_price(tp_price_writer_t *w, const tp_price_t *e, tp_price_flush
 
 static void flush_prices(tp_price_writer_t *w) {
     tp_price_table_t *t = &w->feeds->prices;
-    if (w->rewrite && w->count == 0) {
-        /* Only once the failed flushes are retired, so none can land after. */
+    if (w->rewrite) {
         w->rewrite = false;
         w->stats.rewrites++;
         tp_price_table_mark_all_dirty(t);
@@ -157,8 +160,11 @@ static void flush_prices(tp_price_writer_t *w) {
         f->outstanding++;
     }
     /* Acks only when every dirty symbol went out: the ticks they cover are then all in flight. */
-    if (tp_price_table_dirty_count(t) == 0)
+    if (tp_price_table_dirty_count(t) == 0) {
         attach_acks(w, f);
+        if (w->hold == TP_PRICE_HOLD_REWRITE)
+            w->hold = f->id; /* every symbol went out since the failure */
+    }
     retire_flushes(w);
 }
 
@@ -262,7 +268,8 @@ int tp_price_writer_init(tp_price_writer_t *w, tp_pool_t *pool, tp_feeds_t *feed
 }
 
 bool tp_price_writer_idle(const tp_price_writer_t *w) {
-    return w->count == 0 && tp_price_table_dirty_count(&w->feeds->prices) == 0;
+    return w->count == 0 && tp_price_table_dirty_count(&w->feeds->prices) == 0 && !w->rewrite &&
+           w->hold == 0 && w->npending == 0;
 }
 
 void tp_price_writer_close(tp_price_writer_t *w) {

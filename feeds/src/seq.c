@@ -3,8 +3,8 @@
  * below 70%, so a probe always ends at an empty slot and stays short. */
 #include "tp/seq.h"
 
-#include "hash.h"
 #include "tp/error.h"
+#include "tp/hash.h"
 
 #include <stdlib.h>
 

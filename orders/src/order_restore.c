@@ -97,7 +97,9 @@ static void on_exec_ids(void *data, int status, const tp_reply_t *reply) {
 static void on_order_hash(void *data, int status, const tp_reply_t *reply) {
     op_t *op = data;
     restore_t *r = op->r;
-    if (!is_hash_reply(status, reply) || reply->elements == 0) {
+    if (tp_orders_find(&r->w->orders, op->order_id, strlen(op->order_id)) != NULL) {
+        /* SCAN may return a key twice (while Redis rehashes): loaded already. */
+    } else if (!is_hash_reply(status, reply) || reply->elements == 0) {
         /* An id in the open set without its hash: the set is the stale one. */
         fail(r, status ? status : TP_EPROTOCOL, "no readable hash for open order", op->order_id);
     } else {
@@ -114,41 +116,25 @@ static void on_order_hash(void *data, int status, const tp_reply_t *reply) {
         if (n > 64 || tp_orders_restore(&r->w->orders, fields, flens, values, vlens, n, &o) != 0)
             fail(r, TP_EPROTOCOL, "cannot parse the hash of order", op->order_id);
         else
-            r->stats.open_orders++;
+            r->stats.orders++;
     }
     free(op);
     settle(r);
 }
 
-static void load_order(restore_t *r, const char *account, const tp_reply_t *oid) {
+/* HGETALL of the order, then its exec ids: the same connection answers them in order. */
+static void load_order(restore_t *r, const char *account, const char *oid) {
     char key[KEY_MAX];
-    if (oid->type != TP_REPLY_STRING || oid->len == 0 || oid->len > TP_WIRE_ID_MAX) {
-        fail(r, TP_EPROTOCOL, "bad order id in the open set of account", account);
-        return;
-    }
     for (int step = 0; step < 2; step++) {
-        op_t *op = new_op(r, account, oid->str);
+        op_t *op = new_op(r, account, oid);
         if (op == NULL)
             return;
-        snprintf(key, sizeof(key), "{%s}:%s%s", account, step ? "ex:" : "ord:", oid->str);
+        snprintf(key, sizeof(key), "{%s}:%s%s", account, step ? "ex:" : "ord:", oid);
         int rc = step ? tp_smembers(r->w->pool, key, on_exec_ids, op)
                       : tp_hgetall(r->w->pool, key, on_order_hash, op);
         if (rc != 0)
             issue_failed(r, op, rc, key);
     }
-}
-
-static void on_open_set(void *data, int status, const tp_reply_t *reply) {
-    op_t *op = data;
-    restore_t *r = op->r;
-    if (status != 0 || reply->type != TP_REPLY_ARRAY)
-        fail(r, status ? status : TP_EPROTOCOL, "cannot read the open orders of account",
-             op->account);
-    else
-        for (size_t i = 0; i < reply->elements; i++)
-            load_order(r, op->account, reply->element[i]);
-    free(op);
-    settle(r);
 }
 
 /* ---- positions and stream marks ----------------------------------------------------------- */
@@ -201,46 +187,56 @@ static void on_stream_marks(void *data, int status, const tp_reply_t *reply) {
 
 /* ---- scanning ----------------------------------------------------------------------------- */
 
-static const char *const scan_suffix[3] = {"open", "pf", "seq"};
+/* What each SCAN looks for, after "<prefix>{ACCT}:". */
+static const char *const scan_what[3] = {"ord:*", "pf", "seq"};
 
-/* "<prefix>{ACCT}:<suffix>" -> ACCT, or false. */
-static bool account_of(const char *prefix, const tp_reply_t *key, const char *suffix,
-                       char *account) {
-    size_t plen = strlen(prefix), slen = strlen(suffix);
-    if (key->type != TP_REPLY_STRING || key->len < plen + slen + 4 ||
+/* "<prefix>{ACCT}:<rest>" -> ACCT and rest, or false. An account holds no '}'. */
+static bool split_key(const char *prefix, const tp_reply_t *key, char *account, const char **rest) {
+    size_t plen = strlen(prefix);
+    if (key->type != TP_REPLY_STRING || key->len < plen + 4 ||
         memcmp(key->str, prefix, plen) != 0 || key->str[plen] != '{')
         return false;
-    const char *end = key->str + key->len - slen - 2;
-    if (memcmp(end, "}:", 2) != 0 || memcmp(end + 2, suffix, slen) != 0)
+    const char *acct = key->str + plen + 1;
+    const char *close = memchr(acct, '}', key->len - plen - 1);
+    size_t n = close ? (size_t)(close - acct) : 0;
+    if (n == 0 || n > TP_WIRE_ID_MAX || close[1] != ':')
         return false;
-    size_t n = (size_t)(end - (key->str + plen + 1));
-    if (n == 0 || n > TP_WIRE_ID_MAX || memchr(key->str + plen + 1, '}', n))
-        return false;
-    memcpy(account, key->str + plen + 1, n);
+    memcpy(account, acct, n);
     account[n] = '\0';
+    *rest = close + 2;
     return true;
+}
+
+/* One key a SCAN returned: an order (step 1), a portfolio or stream marks. */
+static void load_key(restore_t *r, const tp_reply_t *k) {
+    static const tp_cmd_cb handlers[3] = {NULL, on_portfolio, on_stream_marks};
+    char account[TP_WIRE_ID_MAX + 1], key[KEY_MAX];
+    const char *rest;
+    if (!split_key(r->w->prefix, k, account, &rest))
+        return; /* a key of the same shape with another meaning: not ours */
+    if (r->scan_step == 1) {
+        size_t n = strlen(rest);
+        if (n > 4 && n - 4 <= TP_WIRE_ID_MAX && memcmp(rest, "ord:", 4) == 0)
+            load_order(r, account, rest + 4);
+        return;
+    }
+    if (strcmp(rest, scan_what[r->scan_step - 1]) != 0)
+        return;
+    op_t *op = new_op(r, account, NULL);
+    if (op == NULL)
+        return;
+    snprintf(key, sizeof(key), "{%s}:%s", account, rest);
+    int rc = tp_hgetall(r->w->pool, key, handlers[r->scan_step - 1], op);
+    if (rc != 0)
+        issue_failed(r, op, rc, key);
 }
 
 static void on_scan(void *data, int status, const tp_reply_t *keys, bool done) {
     restore_t *r = data;
-    tp_order_writer_t *w = r->w;
-    const char *suffix = scan_suffix[r->scan_step - 1];
-    static const tp_cmd_cb handlers[3] = {on_open_set, on_portfolio, on_stream_marks};
-    for (size_t i = 0; status == 0 && keys && i < keys->elements; i++) {
-        char account[TP_WIRE_ID_MAX + 1], key[KEY_MAX];
-        if (!account_of(w->prefix, keys->element[i], suffix, account))
-            continue; /* a key of the same shape with another meaning: not ours */
-        op_t *op = new_op(r, account, NULL);
-        if (op == NULL)
-            break;
-        snprintf(key, sizeof(key), "{%s}:%s", account, suffix);
-        int rc = r->scan_step == 1 ? tp_smembers(w->pool, key, handlers[0], op)
-                                   : tp_hgetall(w->pool, key, handlers[r->scan_step - 1], op);
-        if (rc != 0)
-            issue_failed(r, op, rc, key);
-    }
+    for (size_t i = 0; status == 0 && keys && i < keys->elements && r->status == 0; i++)
+        load_key(r, keys->element[i]);
     if (status != 0)
-        fail(r, status, "cannot scan for keys *:", suffix);
+        fail(r, status, "cannot scan for keys {*}:", scan_what[r->scan_step - 1]);
     if (done)
         settle(r);
 }
@@ -249,7 +245,7 @@ static void on_scan(void *data, int status, const tp_reply_t *keys, bool done) {
  * orders are in, and one at a time keeps the restart gentle on Redis. */
 static int next_scan(restore_t *r) {
     char pattern[16];
-    snprintf(pattern, sizeof(pattern), "{*}:%s", scan_suffix[r->scan_step++]);
+    snprintf(pattern, sizeof(pattern), "{*}:%s", scan_what[r->scan_step++]);
     r->pending++;
     int rc = tp_scan(r->w->pool, pattern, 1000, on_scan, r);
     if (rc != 0) {

@@ -1,5 +1,6 @@
 /* The order write path; see tp/order_writer.h. */
 #include "tp/order_writer.h"
+#include "stream_marks.h"
 #include "tp/clock.h"
 #include "tp/error.h"
 #include "tp/event_json.h"
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #define RETRY_MS 20
+#define REFUSED_RETRY_MS 500 /* after Redis refused a unit: it is not a blip */
 #define KEY_MAX (256 + TP_WIRE_ID_MAX * 2 + 16)
 
 /* BLOCKED: an event the writer could not apply; it never retires, so nothing
@@ -25,65 +27,16 @@ struct tp_order_unit_s {
     char account[TP_WIRE_ID_MAX + 1]; /* routes the unit: the {ACCT} hash tag */
     uint64_t stream_id, seq;          /* acked once done; stream 0 = nothing to ack */
     unit_state_t state;
+    bool resend; /* in flight behind a refused unit of its account: send again when answered */
 };
 
 /* ---- restored (account, stream) -> seq --------------------------------------------------- */
 
-typedef struct {
-    char account[TP_WIRE_ID_MAX + 1];
-    uint64_t stream_id, seq;
-} applied_t;
-
-/* A plain array: it only holds what a restart found, one entry per account and
- * stream, and is read once per order event only while it is not empty. */
-struct tp__applied_s {
-    applied_t *items;
-    size_t count, cap;
-};
-
-static applied_t *applied_find(struct tp__applied_s *a, tp_str_t account, uint64_t stream_id) {
-    for (size_t i = 0; a && i < a->count; i++) {
-        applied_t *e = &a->items[i];
-        if (e->stream_id == stream_id && strlen(e->account) == account.len &&
-            memcmp(e->account, account.ptr, account.len) == 0)
-            return e;
-    }
-    return NULL;
-}
-
 int tp_order_writer_set_applied(tp_order_writer_t *w, tp_str_t account, uint64_t stream_id,
                                 uint64_t seq) {
-    if (account.len > TP_WIRE_ID_MAX)
-        return TP_EINVAL;
-    if (w->applied == NULL && (w->applied = calloc(1, sizeof(*w->applied))) == NULL)
+    if (w->marks == NULL && (w->marks = calloc(1, sizeof(*w->marks))) == NULL)
         return TP_ENOMEM;
-    struct tp__applied_s *a = w->applied;
-    applied_t *e = applied_find(a, account, stream_id);
-    if (e == NULL) {
-        if (a->count == a->cap) {
-            size_t cap = a->cap ? 2 * a->cap : 16;
-            applied_t *items = realloc(a->items, cap * sizeof(*items));
-            if (items == NULL)
-                return TP_ENOMEM;
-            a->items = items;
-            a->cap = cap;
-        }
-        e = &a->items[a->count++];
-        memcpy(e->account, account.ptr, account.len);
-        e->account[account.len] = '\0';
-        e->stream_id = stream_id;
-        e->seq = 0;
-    }
-    if (seq > e->seq)
-        e->seq = seq;
-    return 0;
-}
-
-/* A frame a previous run already applied, resent by a gateway that resumed
- * from an older ack. */
-static bool applied_before(tp_order_writer_t *w, const tp_frame_t *frame) {
-    applied_t *e = applied_find(w->applied, frame->body.order.account, frame->stream_id);
-    return e != NULL && frame->seq <= e->seq;
+    return tp__marks_set(w->marks, account, stream_id, seq);
 }
 
 /* ---- the FIFO ----------------------------------------------------------------------------- */
@@ -120,6 +73,7 @@ static tp_order_unit_t *unit_push(tp_order_writer_t *w, tp_str_t account, uint64
     u->stream_id = stream_id;
     u->seq = seq;
     u->state = UNIT_UNSENT;
+    u->resend = false;
     w->fifo[(w->head + w->count++) & (w->fifo_cap - 1)] = u;
     return u;
 }
@@ -128,7 +82,8 @@ static void update_backpressure(tp_order_writer_t *w) {
     size_t max = (size_t)w->cfg->order_queue_max;
     /* Units that Redis could not take stall everything behind them (order), so
      * stop the order feeds at once; resume only with room to spare. */
-    bool stalled = w->count >= max || w->unsent > 0 || (w->paused && w->count > max / 2);
+    bool stalled =
+        w->count >= max || w->unsent > 0 || w->refused || (w->paused && w->count > max / 2);
     if (stalled == w->paused)
         return;
     w->paused = stalled;
@@ -172,31 +127,79 @@ static void start_retry(tp_order_writer_t *w) {
         uv_timer_start(&w->retry, on_retry, RETRY_MS, RETRY_MS);
 }
 
+/* Marks u for sending again, and with it every later unit of the same account
+ * that is in flight or answered but not retired: sent again after u, they keep
+ * the account's writes in order (each is absolute, so a second run is harmless). */
+static void resend_from(tp_order_writer_t *w, tp_order_unit_t *u) {
+    bool after = false;
+    for (size_t i = 0; i < w->count; i++) {
+        tp_order_unit_t *v = unit_at(w, i);
+        after |= v == u;
+        if (!after || strcmp(v->account, u->account) != 0)
+            continue;
+        if (v->state == UNIT_DONE || v == u) {
+            v->state = UNIT_UNSENT;
+            w->unsent++;
+            w->stats.resent++;
+        } else if (v->state == UNIT_SENT) {
+            v->resend = true;
+        }
+    }
+}
+
+/* EXEC answered with an array: the transaction ran. An error inside it (a key
+ * of the wrong type) was applied as far as Redis goes and will fail the same
+ * way again, so it is logged and counted, not retried. */
+static void check_exec_results(tp_order_writer_t *w, const tp_order_unit_t *u,
+                               const tp_reply_t *reply) {
+    for (size_t i = 0; i < reply->elements; i++) {
+        if (reply->element[i]->type == TP_REPLY_ERROR) {
+            w->stats.redis_errors++;
+            TP_LOG(TP_LOG_ERROR, "redis failed a command of an order write",
+                   TP_STR("account", u->account), TP_INT("seq", u->seq),
+                   TP_STR("reply", reply->element[i]->str));
+            return;
+        }
+    }
+}
+
 static void on_unit_done(void *data, int status, const tp_reply_t *reply) {
     tp_order_unit_t *u = data;
     tp_order_writer_t *w = u->writer;
-    if (status == TP_EDOWN || status == TP_ECLOSED) {
-        /* Not applied, or not known to be: send it again (the writes are
-         * absolute) once Redis is back. Closing: the gateway will resend. */
-        u->state = UNIT_UNSENT;
+    if (status == TP_ECLOSED) {
+        u->state = UNIT_UNSENT; /* closing: never acked, so the gateway resends it */
+        w->unsent++;
+        return;
+    }
+    if (u->resend) {
+        u->resend = false;
+        u->state = UNIT_UNSENT; /* an older unit of the account goes again first */
         w->unsent++;
         w->stats.resent++;
-        if (status == TP_EDOWN)
-            start_retry(w);
+        return;
+    }
+    if (status != 0 || reply->type != TP_REPLY_ARRAY) {
+        /* Not applied: Redis down, or the transaction refused whole (EXECABORT:
+         * OOM, MISCONF, READONLY ...). Keep it and try again, in order, while the
+         * order feeds wait; acking it would lose the event. */
+        if (status != TP_EDOWN) {
+            w->refused = true; /* until a unit gets through: no resume in between */
+            w->stats.redis_errors++;
+            w->hold_until = uv_now(w->pool->loop) + REFUSED_RETRY_MS;
+            if (uv_now(w->pool->loop) >= w->log_after) {
+                w->log_after = uv_now(w->pool->loop) + 1000;
+                TP_LOG(TP_LOG_ERROR, "redis refused an order write; retrying",
+                       TP_STR("account", u->account), TP_INT("seq", u->seq),
+                       TP_STR("reply", status == TP_EREPLY ? reply->str : tp_strerror(status)));
+            }
+        }
+        resend_from(w, u);
+        start_retry(w);
         update_backpressure(w);
         return;
     }
-    bool refused = status != 0 || reply->type != TP_REPLY_ARRAY;
-    for (size_t i = 0; !refused && i < reply->elements; i++)
-        refused = reply->element[i]->type == TP_REPLY_ERROR;
-    if (refused) {
-        /* Redis will refuse it again (a key of the wrong type, an ACL): retrying
-         * would stall every account behind it. Loud, counted, and acked. */
-        w->stats.redis_errors++;
-        TP_LOG(TP_LOG_ERROR, "redis refused an order write", TP_STR("account", u->account),
-               TP_INT("stream_id", u->stream_id), TP_INT("seq", u->seq),
-               TP_STR("reply", status == TP_EREPLY ? reply->str : tp_strerror(status)));
-    }
+    check_exec_results(w, u, reply);
+    w->refused = false;
     w->stats.published++;
     u->state = UNIT_DONE;
     retire(w);
@@ -222,6 +225,24 @@ static int send_unit(tp_order_writer_t *w, tp_order_unit_t *u) {
     return rc;
 }
 
+/* The writer cannot go on without losing an event: u (NULL when it could not
+ * even be queued) never retires, so no later frame is acked, and the service
+ * is told to stop. The gateways resend everything unacked after a restart. */
+static void fail_hard(tp_order_writer_t *w, tp_order_unit_t *u, int rc, const char *what,
+                      uint64_t stream_id, uint64_t seq) {
+    TP_LOG(TP_LOG_ERROR, what, TP_STR("error", tp_strerror(rc)), TP_INT("stream_id", stream_id),
+           TP_INT("seq", seq));
+    if (u != NULL) {
+        w->unsent -= u->state == UNIT_UNSENT;
+        u->state = UNIT_BLOCKED;
+    }
+    if (!w->broken) {
+        w->broken = true;
+        if (w->on_fatal)
+            w->on_fatal(w, rc);
+    }
+}
+
 /* Sends waiting units oldest first and stops at the first refusal, so no unit
  * of an account overtakes an older one. */
 static void send_unsent(tp_order_writer_t *w) {
@@ -233,13 +254,9 @@ static void send_unsent(tp_order_writer_t *w) {
         if (rc == TP_EBACKPRESSURE || rc == TP_EDOWN || rc == TP_ECLOSED)
             break;
         if (rc != 0) {
-            /* Out of memory, or a unit over REDIS_MAX_QUEUED_BYTES: it can
-             * never go out, and holding it would stall everything. */
-            TP_LOG(TP_LOG_ERROR, "cannot queue an order write", TP_STR("error", tp_strerror(rc)),
-                   TP_STR("account", u->account), TP_INT("seq", u->seq));
-            w->stats.redis_errors++;
-            u->state = UNIT_DONE;
-            w->unsent--;
+            /* Out of memory, or a unit over REDIS_MAX_QUEUED_BYTES. */
+            fail_hard(w, u, rc, "cannot queue an order write", u->stream_id, u->seq);
+            break;
         }
     }
     if (w->unsent == 0)
@@ -248,7 +265,7 @@ static void send_unsent(tp_order_writer_t *w) {
 }
 
 void tp_order_writer_retry(tp_order_writer_t *w) {
-    if (w->unsent > 0)
+    if (w->unsent > 0 && uv_now(w->pool->loop) >= w->hold_until)
         send_unsent(w);
 }
 
@@ -366,6 +383,10 @@ static void enc_publish(unit_enc_t *e, const tp_trading_event_t *ev) {
     }
     char channel[KEY_MAX];
     int n = snprintf(channel, sizeof(channel), "%sevents", w->prefix);
+    if (n < 0 || (size_t)n >= sizeof(channel)) {
+        e->rc = TP_EINVAL;
+        return;
+    }
     enc_array(e, 3);
     enc_str(e, "PUBLISH");
     enc_arg(e, channel, (size_t)n);
@@ -431,20 +452,15 @@ void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame) {
     w->stats.events++;
     tp_order_unit_t *u = unit_push(w, ev->account, frame->stream_id, frame->seq);
     if (u == NULL) {
-        /* Not acked, so the gateway sends it again after a restart. */
-        TP_LOG(TP_LOG_ERROR, "cannot queue order event", TP_STR("error", tp_strerror(TP_ENOMEM)),
-               TP_INT("stream_id", frame->stream_id), TP_INT("seq", frame->seq));
+        fail_hard(w, NULL, TP_ENOMEM, "cannot queue order event", frame->stream_id, frame->seq);
         return;
     }
     tp_order_result_t r = {.outcome = TP_ORDER_DUPLICATE};
-    int rc = w->applied && applied_before(w, frame) ? 0 : tp_orders_apply(&w->orders, ev, &r);
+    /* A frame a previous run applied, resent by a gateway resuming from an older ack. */
+    bool applied = w->marks && tp__marks_cover(w->marks, ev->account, frame->stream_id, frame->seq);
+    int rc = applied ? 0 : tp_orders_apply(&w->orders, ev, &r);
     if (rc != 0) {
-        TP_LOG(TP_LOG_ERROR, "cannot apply order event", TP_STR("error", tp_strerror(rc)),
-               TP_INT("stream_id", frame->stream_id), TP_INT("seq", frame->seq));
-        u->state = UNIT_BLOCKED;
-        w->broken = true;
-        if (w->on_fatal)
-            w->on_fatal(w, rc);
+        fail_hard(w, u, rc, "cannot apply order event", frame->stream_id, frame->seq);
         return;
     }
     if (r.outcome == TP_ORDER_DUPLICATE) {
@@ -476,10 +492,7 @@ void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame) {
     enc_array(&e, 1);
     enc_str(&e, "EXEC");
     if (e.rc != 0) {
-        TP_LOG(TP_LOG_ERROR, "cannot encode order write", TP_STR("error", tp_strerror(e.rc)),
-               TP_INT("stream_id", frame->stream_id), TP_INT("seq", frame->seq));
-        u->state = UNIT_DONE; /* nothing to send; state in memory moved on */
-        retire(w);
+        fail_hard(w, u, e.rc, "cannot encode order write", frame->stream_id, frame->seq);
         return;
     }
     submit(w, u);
@@ -489,9 +502,13 @@ void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t e
                             uint64_t received_seq) {
     w->stats.gaps++;
     /* Routed like an account-less key; acks nothing. */
-    tp_order_unit_t *u = unit_push(w, (tp_str_t){"events", 6}, 0, 0);
-    if (u == NULL)
+    if (w->broken)
         return;
+    tp_order_unit_t *u = unit_push(w, (tp_str_t){"events", 6}, 0, 0);
+    if (u == NULL) {
+        fail_hard(w, NULL, TP_ENOMEM, "cannot queue feed gap event", stream_id, 0);
+        return;
+    }
     tp_trading_event_t te = new_event(w, TP_EVENT_FEED_GAP, NULL);
     te.stream_id = stream_id;
     te.has_gap = true;
@@ -503,8 +520,7 @@ void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t e
     enc_array(&e, 1);
     enc_str(&e, "EXEC");
     if (e.rc != 0) {
-        u->state = UNIT_DONE;
-        retire(w);
+        fail_hard(w, u, e.rc, "cannot encode feed gap event", stream_id, 0);
         return;
     }
     submit(w, u);
@@ -513,17 +529,15 @@ void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t e
 /* ---- life cycle --------------------------------------------------------------------------- */
 
 int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg) {
-    void *data = w->data;
-    void (*on_ack)(tp_order_writer_t *, uint64_t, uint64_t) = w->on_ack;
-    void (*on_pause)(tp_order_writer_t *) = w->on_pause,
-                                       (*on_resume)(tp_order_writer_t *) = w->on_resume;
-    int64_t (*mark_price)(tp_order_writer_t *, tp_str_t, int64_t) = w->mark_price;
+    /* Callbacks set before init stay. */
+    tp_order_writer_t caller = *w;
     memset(w, 0, sizeof(*w));
-    w->data = data;
-    w->on_ack = on_ack;
-    w->on_pause = on_pause;
-    w->on_resume = on_resume;
-    w->mark_price = mark_price;
+    w->data = caller.data;
+    w->on_ack = caller.on_ack;
+    w->on_pause = caller.on_pause;
+    w->on_resume = caller.on_resume;
+    w->mark_price = caller.mark_price;
+    w->on_fatal = caller.on_fatal;
     w->pool = pool;
     w->cfg = cfg;
     w->prefix = pool->cfg->key_prefix ? pool->cfg->key_prefix : "";
@@ -567,11 +581,10 @@ void tp_order_writer_close(tp_order_writer_t *w) {
     free(w->fifo);
     w->fifo = NULL;
     w->count = 0;
-    if (w->applied) {
-        free(w->applied->items);
-        free(w->applied);
-        w->applied = NULL;
-    }
+    if (w->marks)
+        tp__marks_free(w->marks);
+    free(w->marks);
+    w->marks = NULL;
     tp_buf_free(&w->scratch);
     tp_wire_builder_free(w->builder);
     w->builder = NULL;

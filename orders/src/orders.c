@@ -18,13 +18,12 @@
  * commit. A reject is a plan that failed, so it cannot change the order; the
  * only allocation that can fail happens between the two, before any change. */
 #include "tp/orders.h"
+#include "tp/hash.h"
 
 #include "tp/error.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 /* index_cap = 2 * count must stay a uint32_t power of two. */
 #define MAX_ORDERS (UINT32_C(1) << 30)
@@ -36,55 +35,14 @@
 /* Keeps exec-id hashes apart from order-id hashes of the same seed. */
 #define EXEC_DOMAIN UINT64_C(0x9e3779b97f4a7c15)
 
-/* ---- hashing ----------------------------------------------------------------------------------
- */
-
-/* splitmix64's finalizer: a bijection that spreads every bit into every other. */
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return x;
-}
-
-/* A random seed; the clock when the kernel has no entropy to give (early boot). */
-static uint64_t random_seed(void) {
-    uint64_t seed;
-    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        seed = mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32));
-    }
-    return seed;
-}
-
-/* Eight bytes at a time, each word xored into a state that starts from the seed
- * and is then mixed. Ids come from gateways; without the seed nobody can choose
- * ids that share a probe chain, or two exec ids that collide (a collision would
- * make a real report look like a duplicate and drop it). */
-static uint64_t hash_bytes(uint64_t seed, const char *s, size_t len) {
-    uint64_t h = mix64(seed ^ (uint64_t)len);
-    for (; len >= 8; s += 8, len -= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = mix64(h ^ w);
-    }
-    if (len > 0) {
-        uint64_t w = 0;
-        memcpy(&w, s, len);
-        h = mix64(h ^ w);
-    }
-    return h;
-}
+/* ---- hashing ---------------------------------------------------------------------------- */
 
 static uint64_t id_hash(const tp_orders_t *s, const char *id, size_t len) {
-    return hash_bytes(s->seed, id, len);
+    return tp__hash_bytes(s->seed, id, len);
 }
 
 static uint64_t exec_hash(const tp_orders_t *s, const char *id, size_t len) {
-    return hash_bytes(s->seed ^ EXEC_DOMAIN, id, len);
+    return tp__hash_bytes(s->seed ^ EXEC_DOMAIN, id, len);
 }
 
 /* ---- validation -------------------------------------------------------------------------------
@@ -238,7 +196,7 @@ int tp_orders_init(tp_orders_t *s, size_t expected_orders) {
     if (expected_orders > MAX_ORDERS)
         return TP_ENOMEM;
     uint32_t expected = (uint32_t)expected_orders;
-    s->seed = random_seed();
+    s->seed = tp__hash_seed();
     s->index_cap = index_cap_for(expected);
     s->index = calloc(s->index_cap, sizeof(*s->index));
     int rc = s->index != NULL ? 0 : TP_ENOMEM;

@@ -13,13 +13,12 @@
  * refused, restored costs are checked). The one product that could be larger,
  * cost * closed / qty, is computed in two parts (removed_cost()). */
 #include "tp/portfolio.h"
+#include "tp/hash.h"
 
 #include "tp/error.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #define INDEX_MIN 64u
 #define ACCOUNTS_MIN 16u
@@ -27,9 +26,6 @@
 #define CHUNK_MAX 4096u
 /* Indexes hold at most half their slots, and their size must stay a uint32_t. */
 #define COUNT_MAX (UINT32_C(1) << 30)
-
-#define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
-#define FNV_PRIME UINT64_C(0x100000001b3)
 
 struct tp_pf_account_s {
     char name[TP_WIRE_ID_MAX + 1];
@@ -56,46 +52,14 @@ struct tp_pf_chunk_s {
 /* Keys come from order events, so a per-portfolio random seed goes into every
  * hash: nobody who can send orders can choose keys that share one probe chain. */
 
-/* splitmix64's finalizer: every input bit reaches the low bits that index. */
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return x;
-}
-
-/* A random seed; the clock when the kernel has no entropy to give (early boot). */
-static uint64_t random_seed(void) {
-    uint64_t seed;
-    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        seed = mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32));
-    }
-    return seed;
-}
-
-/* FNV-1a over s, continuing from h: keys are at most 64 bytes, so a byte loop
- * is as fast as anything, and mix64() afterwards spreads the bits. */
-static uint64_t fnv(uint64_t h, const char *s, size_t len) {
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= FNV_PRIME;
-    }
-    return h;
-}
-
 static uint64_t account_hash(const tp_portfolio_t *pf, tp_str_t account) {
-    return mix64(fnv(FNV_OFFSET ^ pf->seed, account.ptr, account.len) ^ pf->seed);
+    return tp__hash_bytes(pf->seed, account.ptr, account.len);
 }
 
+/* The account's hash seeds the symbol's: its length is in it, which keeps
+ * ("AB", "C") and ("A", "BC") apart. */
 static uint64_t position_hash(const tp_portfolio_t *pf, tp_str_t account, tp_str_t symbol) {
-    uint64_t h = fnv(FNV_OFFSET ^ pf->seed, account.ptr, account.len);
-    /* The length between the parts keeps ("AB", "C") and ("A", "BC") apart. */
-    h = (h ^ account.len) * FNV_PRIME;
-    return mix64(fnv(h, symbol.ptr, symbol.len) ^ pf->seed);
+    return tp__hash_bytes(account_hash(pf, account), symbol.ptr, symbol.len);
 }
 
 static bool valid_str(tp_str_t s, size_t max) {
@@ -204,7 +168,7 @@ int tp_portfolio_init(tp_portfolio_t *pf) {
     }
     pf->index_cap = INDEX_MIN;
     pf->accounts_cap = ACCOUNTS_MIN;
-    pf->seed = random_seed();
+    pf->seed = tp__hash_seed();
     return 0;
 }
 

@@ -49,7 +49,6 @@ static void open_writer(int max_retries, int queue_max) {
     env.cfg.redis.command_timeout_ms = 300;
     env.cfg.service.order_queue_max = queue_max;
     cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
-    memset(&writer, 0, sizeof(writer));
     writer.on_ack = on_ack;
     writer.on_pause = on_pause;
     writer.on_resume = on_resume;
@@ -156,4 +155,38 @@ Test(order_writer, redis_down_then_back_loses_nothing) {
     cr_assert_eq(seen.resumes, 1);
     /* The restarted server has no persistence: only the second half is there. */
     expect_open_orders((int)(n - half));
+}
+
+/* Regression: a transaction Redis refused whole (EXECABORT; here NOREPLICAS)
+ * was counted as an error and acked, so the event was lost. It must be kept,
+ * retried, and acked only once Redis has applied it. */
+Test(order_writer, refused_transaction_is_retried_not_acked) {
+    open_writer(10, 1024);
+    char out[64];
+    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "1", NULL);
+    uint64_t n = 10;
+    for (uint64_t i = 1; i <= n; i++)
+        send_new(i, (int)i);
+    tp_test_run_for(&env.loop, 700);
+    cr_assert_eq(seen.acked, 0, "nothing Redis refused may be acked");
+    cr_assert_eq(seen.pauses, 1);
+    cr_assert_geq(writer.stats.redis_errors, 1);
+    expect_open_orders(0);
+    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "0", NULL);
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000));
+    cr_assert_eq(seen.out_of_order, 0);
+    expect_open_orders((int)n);
+}
+
+static void on_fatal(tp_order_writer_t *w, int code) {
+    (void)w;
+    (void)code;
+}
+
+/* Regression: init kept the other callbacks set before it but dropped on_fatal. */
+Test(order_writer, init_keeps_callbacks) {
+    writer.on_fatal = on_fatal;
+    open_writer(10, 64);
+    cr_assert_eq(writer.on_fatal, on_fatal);
+    cr_assert_eq(writer.on_ack, on_ack);
 }

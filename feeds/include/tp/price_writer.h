@@ -7,7 +7,8 @@
  * takes what it can: a symbol refused with TP_EBACKPRESSURE stays dirty and
  * keeps absorbing newer ticks, so under load each symbol is written once with its
  * newest quote and never a stale one after a newer one. A write that fails
- * (Redis down, a timeout) makes the next flush rewrite every symbol.
+ * (Redis down, a timeout, an error reply) makes the next flush rewrite every
+ * symbol, and no tick ack goes out until that rewrite has been answered.
  *
  * Feed acks for tick streams: the ticks a flush covered are acknowledged to the
  * feeds once every HSET of that flush, and of every flush before it, has been
@@ -54,6 +55,7 @@ typedef struct tp_price_writer_s tp_price_writer_t;
 /* One flush's HSETs still unanswered, and the tick acks they carry. */
 typedef struct {
     tp_price_writer_t *writer;
+    uint64_t id; /* flushes are numbered in the order they are issued */
     uint32_t outstanding;
     bool failed;
     uint8_t nacks;
@@ -73,8 +75,13 @@ struct tp_price_writer_s {
     uint32_t head, count;
     tp_stream_seq_t *pending; /* tick streams seen since the last complete flush */
     uint32_t npending, pending_cap;
-    bool rewrite;
+    uint64_t next_id;
+    bool rewrite;  /* a write failed: queue every symbol again */
+    uint64_t hold; /* after a failure, acks wait: 0 = no hold, TP_PRICE_HOLD_REWRITE until the
+                      rewrite is all issued, then the id of the flush that completes it */
 };
+
+#define TP_PRICE_HOLD_REWRITE UINT64_MAX
 
 /* Starts flushing at the end of every loop iteration. Returns 0 or TP_ENOMEM. */
 int tp_price_writer_init(tp_price_writer_t *w, tp_pool_t *pool, tp_feeds_t *feeds,

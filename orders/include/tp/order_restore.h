@@ -3,14 +3,17 @@
  * books:
  *
  *   INCR <p>evgen                    a new event-id generation;
- *   SCAN <p>{*}:open, then per open order HGETALL <p>{ACCT}:ord:OID and
- *        SMEMBERS <p>{ACCT}:ex:OID   the live orders and their applied exec ids;
+ *   SCAN <p>{*}:ord:*, then per order HGETALL <p>{ACCT}:ord:OID and
+ *        SMEMBERS <p>{ACCT}:ex:OID   every order and its applied exec ids;
  *   SCAN <p>{*}:pf, HGETALL           the positions;
  *   SCAN <p>{*}:seq, HGETALL          the last frame applied per account and
  *                                     stream, so a gateway resuming from an
  *                                     older ack cannot apply a frame twice.
  *
- * Terminal orders are not loaded: they can change no more. Anything that does
+ * Terminal orders are loaded too: a NEW that reuses a finished order's id must
+ * still be refused, and a late report for it still be a duplicate. The cost is
+ * memory and start time in proportion to the orders kept in Redis; bounding
+ * that (archiving finished orders) is future work. Anything that does
  * not parse stops the restore with a message naming the key: running on a book
  * that is half understood would publish wrong positions. */
 #ifndef TP_ORDER_RESTORE_H
@@ -19,9 +22,9 @@
 #include "tp/order_writer.h"
 
 typedef struct {
-    uint64_t open_orders; /* orders loaded */
-    uint64_t positions;   /* position fields loaded (qty, cost, rpnl of each symbol) */
-    uint64_t streams;     /* (account, stream) marks loaded */
+    uint64_t orders;    /* orders loaded, terminal ones included */
+    uint64_t positions; /* position fields loaded (qty, cost, rpnl of each symbol) */
+    uint64_t streams;   /* (account, stream) marks loaded */
     uint64_t generation;
 } tp_order_restore_stats_t;
 

@@ -61,7 +61,7 @@ typedef struct {
     uint64_t published;    /* units Redis acknowledged */
     uint64_t resent;       /* units sent again after Redis was down or full */
     uint64_t pauses;       /* times the order feeds were paused */
-    uint64_t redis_errors; /* units Redis refused (EXECABORT, WRONGTYPE ...) */
+    uint64_t redis_errors; /* units Redis refused whole (retried) or failed in part (logged) */
 } tp_order_writer_stats_t;
 
 struct tp_order_writer_s {
@@ -95,9 +95,12 @@ struct tp_order_writer_s {
     size_t unsent;          /* units waiting to be (re)sent; they are the FIFO's last ones */
     tp_order_unit_t *spare; /* recycled units */
     uv_timer_t retry;
+    uint64_t hold_until; /* loop time before which nothing is resent (Redis refused) */
+    uint64_t log_after;  /* rate limit of the refusal log */
     bool paused;
-    bool broken;                   /* see on_fatal */
-    struct tp__applied_s *applied; /* (account, stream) -> seq restored from Redis */
+    bool broken;               /* see on_fatal */
+    bool refused;              /* Redis refused a unit and none has got through since */
+    struct tp__marks_s *marks; /* (account, stream) -> seq restored from Redis */
 };
 
 /* Returns 0 or TP_ENOMEM (nothing to close then). */
