@@ -25,7 +25,8 @@ for var in REDIS_URL REDIS_HOST REDIS_PORT REDIS_USERNAME REDIS_PASSWORD REDIS_D
     REDIS_RETRY_DELAY_MS REDIS_RETRY_MAX_DELAY_MS REDIS_TLS_ENABLED REDIS_TLS_CERT_PATH \
     REDIS_TLS_KEY_PATH REDIS_TLS_CA_PATH REDIS_TLS_SERVER_NAME TP_KEY_PREFIX TP_LOG_LEVEL \
     TP_FEED_TCP TP_FEED_UDP TP_FEED_UDP_GROUP TP_FEED_REPLAY TP_FEED_REPLAY_SPEED \
-    TP_MAX_FRAME_BYTES TP_FEED_MAX_CONNECTIONS; do
+    TP_MAX_FRAME_BYTES TP_FEED_MAX_CONNECTIONS TP_EVENT_FORMAT TP_MD_PUBLISH TP_MD_HISTORY \
+    TP_ORDER_QUEUE_MAX TP_SHUTDOWN_TIMEOUT; do
     check "--help documents $var" "grep -q '$var' <<<\"\$help\""
 done
 
@@ -55,6 +56,20 @@ out=$(TP_FEED_TCP=localhost:7400 "$bin" 2>&1)
 code=$?
 check "bad TP_FEED_TCP exits 2 with what an address looks like" \
     "[[ $code -eq 2 ]] && grep -q 'TP_FEED_TCP=localhost:7400: expected IPv4:port' <<<\"\$out\""
+
+out=$(TP_EVENT_FORMAT=xml "$bin" 2>&1)
+code=$?
+check "bad TP_EVENT_FORMAT exits 2 naming the formats" \
+    "[[ $code -eq 2 ]] && grep -q 'TP_EVENT_FORMAT=xml: expected flatbuffers or json' <<<\"\$out\""
+
+out=$(TP_KEY_PREFIX="$(printf 'p%.0s' {1..65})" "$bin" 2>&1)
+code=$?
+check "a TP_KEY_PREFIX over 64 characters exits 2" \
+    "[[ $code -eq 2 ]] && grep -q 'expected at most 64 characters' <<<\"\$out\""
+
+out=$(TP_ORDER_QUEUE_MAX=0 "$bin" 2>&1)
+code=$?
+check "bad TP_ORDER_QUEUE_MAX exits 2" "[[ $code -eq 2 ]] && grep -q 'TP_ORDER_QUEUE_MAX=0' <<<\"\$out\""
 
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]
