@@ -43,7 +43,6 @@ typedef struct {
     int status;
 } service_t;
 
-static void finish(service_t *svc);
 static void shutdown_service(service_t *svc, int status);
 
 /* ---- logging ------------------------------------------------------------------------------ */

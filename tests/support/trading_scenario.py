@@ -40,10 +40,10 @@ from tp.wire import (Body, FeedAck, Frame, OrderEvent, OrdStatus, OrdType, Side,
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import trading_oracle as to  # noqa: E402
+from feed_adapter import frame  # noqa: E402 (the adapter's envelope builder)
 
 SCALE = to.SCALE
 TICK_STREAM, ORDER_STREAM = 1, 2
-IDENT = b"TPF1"
 T0 = time.monotonic()
 
 
@@ -104,16 +104,6 @@ def start_tickplane():
 # ---- frames ---------------------------------------------------------------------------------
 
 
-def _frame(b, stream_id, seq, body_type, body):
-    Frame.Start(b)
-    Frame.AddStreamId(b, stream_id)
-    Frame.AddSeq(b, seq)
-    Frame.AddBodyType(b, body_type)
-    Frame.AddBody(b, body)
-    b.FinishSizePrefixed(Frame.End(b), IDENT)
-    return bytes(b.Output())
-
-
 def tick_frame(stream_id, seq, t):
     b = flatbuffers.Builder(160)
     sym = b.CreateString(t["symbol"])
@@ -127,7 +117,7 @@ def tick_frame(stream_id, seq, t):
     Tick.AddLastSize(b, t["last_sz"])
     Tick.AddExchangeTsNs(b, t["exch_ts"])
     Tick.AddSentNs(b, t["sent_ns"])
-    return _frame(b, stream_id, seq, Body.Body.Tick, Tick.End(b))
+    return frame(b, stream_id, seq, Body.Body.Tick, Tick.End(b))
 
 
 def order_frame(stream_id, seq, ev):
@@ -152,7 +142,7 @@ def order_frame(stream_id, seq, ev):
     OrderEvent.AddTransactTsNs(b, ev["ts"])
     if "text" in s:
         OrderEvent.AddText(b, s["text"])
-    return _frame(b, stream_id, seq, Body.Body.OrderEvent, OrderEvent.End(b))
+    return frame(b, stream_id, seq, Body.Body.OrderEvent, OrderEvent.End(b))
 
 
 class Feed:
