@@ -188,7 +188,8 @@ static void ingest_frame(ingest_t *in, const tp_frame_t *fr, result_t *r) {
     if (s != TP_SEQ_NEXT && s != TP_SEQ_FIRST)
         r->errors++;
     else if (fr->type == TP_BODY_TICK &&
-             tp_price_table_update(&in->prices, &fr->body.tick, fr->stream_id, fr->seq, 0, 0) != 0)
+             tp_price_table_update(&in->prices, &fr->body.tick, fr->stream_id, fr->seq, 0,
+                                   (tp_origin_t){0}) != 0)
         r->errors++;
 }
 

@@ -7,13 +7,20 @@
  *   run       ticks -> price table -> price writer; order events -> order
  *             writer; Redis answers -> feed acks; a full order queue pauses the
  *             order feeds;
- *   SIGTERM   feeds stop reading; every queued write is flushed and answered
- *             (TP_SHUTDOWN_TIMEOUT), the last acks go out, everything closes;
- *             exit 0, or 1 when the deadline passed with writes unanswered
- *             (their frames were never acked, so the gateways send them again). */
+ *   SIGTERM   /readyz fails first; feeds stop reading; every queued write is
+ *             flushed and answered (TP_SHUTDOWN_TIMEOUT), the last acks go out,
+ *             everything closes; exit 0, or 1 when the deadline passed with
+ *             writes unanswered (their frames were never acked, so the gateways
+ *             send them again).
+ *
+ * Throughout, TP_METRICS_ADDR serves /livez, /readyz and /metrics on the same
+ * loop, and the latency of every stage goes to histograms (tp/latency.h),
+ * summarised in the log every TP_LATENCY_LOG_INTERVAL. */
+#include "service_metrics.h"
 #include "tp/config.h"
 #include "tp/error.h"
 #include "tp/feeds.h"
+#include "tp/http.h"
 #include "tp/log.h"
 #include "tp/order_restore.h"
 #include "tp/order_writer.h"
@@ -23,6 +30,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
 #define DRAIN_POLL_MS 5
@@ -37,6 +45,11 @@ typedef struct {
     uv_signal_t sigint;
     uv_signal_t sigterm;
     uv_timer_t drain; /* shutdown: polls until everything is answered */
+    tp_http_server_t http;
+    uv_timer_t latency_log;
+    /* Stages are recorded into recent; each summary logs it, adds it to total
+     * and empties it, so /metrics shows total + recent. */
+    tp_latency_t recent, total, view;
     uint64_t drain_deadline;
     bool feeds_up, prices_up, orders_up; /* initialised, so to be closed */
     bool started, stopping;
@@ -71,6 +84,75 @@ static void log_totals(const service_t *svc) {
            TP_INT("md_dropped", svc->prices.stats.md_dropped));
 }
 
+/* ---- probes and metrics -------------------------------------------------------------------- */
+
+/* Ready to take frames: started, not stopping, every Redis connection up. */
+static const char *not_ready_because(const service_t *svc) {
+    if (svc->stopping)
+        return "shutting down";
+    if (!svc->started)
+        return "starting: restoring the books";
+    if (!tp_pool_is_ready(&svc->pool))
+        return "redis pool not ready";
+    return NULL;
+}
+
+static void on_http(tp_http_server_t *srv, const char *path, tp_http_response_t *res) {
+    service_t *svc = srv->data;
+    const char *why = not_ready_because(svc);
+    int rc = 0;
+    if (strcmp(path, "/livez") == 0) {
+        rc = tp_buf_printf(res->body, "ok\n");
+    } else if (strcmp(path, "/readyz") == 0) {
+        res->status = why ? 503 : 200;
+        rc = tp_buf_printf(res->body, "%s\n", why ? why : "ready");
+    } else if (strcmp(path, "/metrics") == 0) {
+        svc->view = svc->total;
+        tp_latency_merge(&svc->view, &svc->recent);
+        service_view_t v = {&svc->pool,   &svc->feeds, &svc->prices,
+                            &svc->orders, &svc->view,  why == NULL};
+        res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        rc = service_metrics_render(res->body, &v);
+    } else {
+        res->status = 404;
+        rc = tp_buf_printf(res->body, "not found; try /metrics, /livez or /readyz\n");
+    }
+    if (rc != 0) {
+        res->status = 500;
+        tp_buf_truncate(res->body, 0);
+    }
+}
+
+static void on_latency_log(uv_timer_t *t) {
+    service_t *svc = t->data;
+    service_log_latency(&svc->recent, svc->cfg.service.latency_log_ms);
+    tp_latency_merge(&svc->total, &svc->recent);
+    tp_latency_reset(&svc->recent);
+}
+
+/* Probes answer from the start, so an orchestrator sees a live process that is
+ * not ready yet while the books are restored. */
+static int start_observability(service_t *svc) {
+    tp_latency_reset(&svc->recent);
+    tp_latency_reset(&svc->total);
+    uv_timer_init(svc->loop, &svc->latency_log);
+    svc->latency_log.data = svc;
+    uint64_t every = (uint64_t)svc->cfg.service.latency_log_ms;
+    if (every > 0)
+        uv_timer_start(&svc->latency_log, on_latency_log, every, every);
+    svc->http.data = svc;
+    svc->http.handler = on_http;
+    if (svc->cfg.service.metrics_addr == NULL)
+        return 0;
+    int rc = tp_http_start(&svc->http, svc->loop, svc->cfg.service.metrics_addr);
+    if (rc != 0) {
+        TP_LOG(TP_LOG_ERROR, "cannot serve metrics", TP_STR("error", svc->http.errstr));
+        return rc;
+    }
+    TP_LOG(TP_LOG_INFO, "metrics listening", TP_INT("port", tp_http_port(&svc->http)));
+    return 0;
+}
+
 /* ---- wiring ------------------------------------------------------------------------------- */
 
 static void on_pool_ready(tp_pool_t *pool) {
@@ -95,8 +177,8 @@ static void on_tick(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t
 
 static void on_order(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta) {
     service_t *svc = f->data;
-    (void)meta;
-    tp_order_writer_on_order(&svc->orders, frame);
+    tp_origin_t origin = {meta->recv_mono_ns, meta->decoded_mono_ns};
+    tp_order_writer_on_order(&svc->orders, frame, origin);
 }
 
 static void on_feed_gap(tp_feeds_t *f, uint64_t stream_id, uint64_t expected, uint64_t received) {
@@ -143,9 +225,13 @@ static void on_pool_closed(tp_pool_t *pool) {
 /* Closes everything; the loop ends once the last handle has closed. */
 static void finish(service_t *svc) {
     log_totals(svc);
+    if (svc->cfg.service.latency_log_ms > 0)
+        on_latency_log(&svc->latency_log); /* the last, partial interval */
     uv_close((uv_handle_t *)&svc->sigint, NULL);
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
     uv_close((uv_handle_t *)&svc->drain, NULL);
+    uv_close((uv_handle_t *)&svc->latency_log, NULL);
+    tp_http_close(&svc->http, NULL);
     /* Closing fails what is still queued: the writers must not call into the
      * feeds, which are closing too. */
     svc->orders.on_ack = NULL;
@@ -271,6 +357,7 @@ int main(int argc, char **argv) {
     tp_config_log(&svc.cfg);
 
     svc.loop = uv_default_loop();
+    svc.pool.latency = svc.feeds.latency = &svc.recent;
     svc.pool.data = &svc;
     svc.pool.on_ready = on_pool_ready;
     svc.pool.on_down = on_pool_down;
@@ -287,7 +374,7 @@ int main(int argc, char **argv) {
     svc.sigint.data = svc.sigterm.data = svc.drain.data = &svc;
     uv_signal_start(&svc.sigint, on_signal, SIGINT);
     uv_signal_start(&svc.sigterm, on_signal, SIGTERM);
-    if (init_modules(&svc) != 0)
+    if (start_observability(&svc) != 0 || init_modules(&svc) != 0)
         shutdown_service(&svc, 1);
 
     uv_run(svc.loop, UV_RUN_DEFAULT);

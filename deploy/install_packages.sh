@@ -14,7 +14,7 @@ packages=(
     libcriterion-dev
     redis-server redis-tools
     clang libclang-rt-14-dev
-    python3-flatbuffers python3-redis
+    python3-flatbuffers python3-redis python3-prometheus-client curl
 )
 
 missing=()

@@ -682,6 +682,12 @@ static const setting_t settings[] = {
     {"TP_SHUTDOWN_TIMEOUT", "--shutdown-timeout", "10s", &duration_parser,
      FIELD(service.shutdown_timeout_ms), 1, HOUR_MS, 0,
      "on SIGTERM, how long to wait for Redis to acknowledge what is queued"},
+    {"TP_METRICS_ADDR", "--metrics-addr", "127.0.0.1:9108", &addr_parser,
+     FIELD(service.metrics_addr), 0, 0, 0,
+     "HTTP /metrics (Prometheus), /livez and /readyz: IPv4:port, [IPv6]:port or off"},
+    {"TP_LATENCY_LOG_INTERVAL", "--latency-log-interval", "10s", &duration_parser,
+     FIELD(service.latency_log_ms), 0, HOUR_MS, 0,
+     "period of the one-line latency summary in the log; 0 = off"},
     {"TP_LOG_LEVEL", "--log-level", "info", &level_parser, FIELD(log_level), 0, 0, 0,
      "debug, info, warn, error or off"},
 };

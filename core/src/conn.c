@@ -85,7 +85,22 @@ static tp__pending_t take_oldest(tp_conn_t *c) {
     return p;
 }
 
+/* A reply's stages: the command's time on the wire and in Redis, its wait in
+ * the log, and the whole path from the frame it serves (tp/latency.h). */
+static void record_latency(tp_conn_t *c, const tp__pending_t *p, int status) {
+    tp_latency_t *l = c->pool->latency;
+    tp_latency_span(l, TP_STAGE_REDIS, p->sent_ns, c->read_ns);
+    /* The path of a frame ends with the reply that applied its write: an
+     * error reply is retried, and companions (EXPIRE) carry no frame. */
+    if (status != 0 || p->cb == NULL)
+        return;
+    tp_latency_span(l, TP_STAGE_QUEUE, p->origin.decoded_ns, p->sent_ns);
+    tp_latency_span(l, TP_STAGE_E2E, p->origin.recv_ns, c->read_ns);
+}
+
 static void complete(tp_conn_t *c, tp__pending_t p, int status, const tp_reply_t *reply) {
+    if (reply != NULL)
+        record_latency(c, &p, status);
     c->pool->stats.replies += reply != NULL;
     c->pool->stats.errors += status < 0;
     if (p.cb)
@@ -550,6 +565,10 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
                   n == UV_EOF ? "closed by the server" : uv_strerror((int)n));
         return;
     }
+    /* One clock read per read, not per reply: replies parsed from one read
+     * share their arrival time. */
+    if (c->pool->latency)
+        c->read_ns = now_ns();
     if (s->use_tls)
         on_cipher(c, s, buf->base, (size_t)n);
     else
@@ -731,7 +750,10 @@ int tp__conn_end(tp_conn_t *c, tp_cmd_cb cb, void *data) {
         c->backpressured |= rc == TP_EBACKPRESSURE;
     }
     if (rc == 0 && !c->pubsub)
-        rc = fifo_push(&c->fifo, (tp__pending_t){.cb = cb, .data = data, .len = len, .replies = 1});
+        rc = fifo_push(
+            &c->fifo,
+            (tp__pending_t){
+                .cb = cb, .data = data, .len = len, .replies = 1, .origin = c->pool->origin});
     c->enc_err = 0;
     if (rc != 0) {
         tp_buf_truncate(&c->log, c->enc_mark);
@@ -790,9 +812,12 @@ int tp_conn_send_unit(tp_conn_t *c, const char *resp, size_t len, unsigned repli
     size_t mark = tp_buf_size(&c->log);
     int rc = tp_buf_append(&c->log, resp, len);
     if (rc == 0)
-        rc = fifo_push(
-            &c->fifo,
-            (tp__pending_t){.cb = cb, .data = data, .len = len, .replies = replies, .unit = true});
+        rc = fifo_push(&c->fifo, (tp__pending_t){.cb = cb,
+                                                 .data = data,
+                                                 .len = len,
+                                                 .replies = replies,
+                                                 .unit = true,
+                                                 .origin = c->pool->origin});
     if (rc != 0) {
         tp_buf_truncate(&c->log, mark);
         return rc;

@@ -20,6 +20,7 @@ typedef struct {
     uint32_t replies;  /* replies that complete it: 1, or a unit's command count */
     bool unit;         /* tp_conn_send_unit: replayed, never failed, on a timeout */
     uint32_t answered; /* replies of a unit received so far on this socket */
+    tp_origin_t origin; /* pool->origin when it was queued */
 } tp__pending_t;
 
 /* Ring buffer of completions; capacity is a power of two and only grows. */
@@ -81,6 +82,7 @@ struct tp_conn_s {
     size_t enc_mark; /* log size when the command being encoded began */
     int enc_err;
 
+    uint64_t read_ns; /* when the read being parsed completed (with pool->latency) */
     redisReader *reader;
     tp__arena_t arena;
     int hs_pending; /* handshake replies still expected */

@@ -138,6 +138,7 @@ int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg)
                         .on_ready = keep.on_ready,
                         .on_down = keep.on_down,
                         .on_writable = keep.on_writable,
+                        .latency = keep.latency,
                         .loop = loop,
                         .cfg = cfg,
                         .size = cfg->pool_size};
@@ -192,6 +193,24 @@ void tp_pool_close(tp_pool_t *pool, tp_pool_cb cb) {
 
 bool tp_pool_is_ready(const tp_pool_t *pool) {
     return !pool->closing && pool->ready == pool->size;
+}
+
+size_t tp_pool_queued_bytes(const tp_pool_t *pool) {
+    size_t n = 0;
+    for (int i = 0; i < pool->size; i++)
+        n += pool->conns[i] ? tp_conn_queued_bytes(pool->conns[i]) : 0;
+    return n;
+}
+
+size_t tp_pool_pending(const tp_pool_t *pool) {
+    size_t n = 0;
+    for (int i = 0; i < pool->size; i++)
+        n += pool->conns[i] ? tp_conn_pending(pool->conns[i]) : 0;
+    return n;
+}
+
+int tp_pool_connections_up(const tp_pool_t *pool) {
+    return pool->closing ? 0 : pool->ready;
 }
 
 tp_conn_t *tp_pool_conn_for_key(tp_pool_t *pool, const char *key, size_t len) {

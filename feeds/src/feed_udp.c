@@ -79,7 +79,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
                       "UDP carries ticks only: send order events over TCP");
         return;
     }
-    tp_feed_meta_t meta = {TP_FEED_UDP, tp_clock_mono_ns(), tp_clock_wall_ns()};
+    tp_feed_meta_t meta = {TP_FEED_UDP, tp_clock_mono_ns(), tp_clock_wall_ns(), 0};
     tp__feeds_dispatch(f, &frame, &meta, NULL);
 }
 

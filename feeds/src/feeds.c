@@ -80,8 +80,9 @@ int tp__feeds_decode(tp_feeds_t *f, const uint8_t *frame, size_t len, tp_frame_t
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
 static void apply_tick(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta) {
+    tp_origin_t origin = {meta->recv_mono_ns, meta->decoded_mono_ns};
     int rc = tp_price_table_update(&f->prices, &frame->body.tick, frame->stream_id, frame->seq,
-                                   meta->recv_wall_ns, meta->recv_mono_ns);
+                                   meta->recv_wall_ns, origin);
     if (rc != 0) {
         /* Out of memory for a new symbol: the tick is lost, loudly. Prices are
          * conflatable, so the next tick of the symbol repairs it. */
@@ -105,12 +106,35 @@ static void own_stream(tp_feeds_t *f, tp_stream_t *stream, tp_feed_conn_t *owner
         tp__feeds_acks_due(f);
 }
 
+/* When the frame left its source: the adapter's intended send time, else the
+ * exchange's or the gateway's own timestamp. */
+static int64_t source_time(const tp_frame_t *frame) {
+    if (frame->type == TP_BODY_TICK)
+        return frame->body.tick.sent_ns ? frame->body.tick.sent_ns
+                                        : frame->body.tick.exchange_ts_ns;
+    return frame->type == TP_BODY_ORDER ? frame->body.order.transact_ts_ns : 0;
+}
+
+static void record_arrival(tp_feeds_t *f, const tp_frame_t *frame, tp_feed_meta_t *m) {
+    m->decoded_mono_ns = tp_clock_mono_ns();
+    tp_latency_span(f->latency, TP_STAGE_DECODE, m->recv_mono_ns, m->decoded_mono_ns);
+    int64_t sent = source_time(frame);
+    /* A replayed file's timestamps are history, not transit. */
+    if (sent > 0 && m->kind != TP_FEED_REPLAY)
+        tp_latency_span(f->latency, TP_STAGE_FEED, (uint64_t)sent, (uint64_t)m->recv_wall_ns);
+}
+
 void tp__feeds_dispatch(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta,
                         tp_feed_conn_t *owner) {
     tp_stream_t *stream = NULL;
     uint64_t expected = 0;
     if (f->closing)
         return;
+    tp_feed_meta_t m = *meta;
+    m.decoded_mono_ns = m.recv_mono_ns;
+    if (f->latency)
+        record_arrival(f, frame, &m);
+    meta = &m;
     int seq = tp_seq_check(&f->streams, frame->stream_id, frame->seq, &stream, &expected);
     if (stream && owner)
         own_stream(f, stream, owner);
@@ -203,7 +227,9 @@ int tp_feeds_init(tp_feeds_t *f, uv_loop_t *loop, const tp_feed_config_t *cfg) {
     tp_feeds_frame_cb on_tick = f->on_tick, on_order = f->on_order;
     void (*on_gap)(tp_feeds_t *, uint64_t, uint64_t, uint64_t) = f->on_gap;
     void (*on_replay_done)(tp_feeds_t *, int) = f->on_replay_done;
+    tp_latency_t *latency = f->latency;
     memset(f, 0, sizeof(*f));
+    f->latency = latency;
     f->data = data;
     f->on_tick = on_tick;
     f->on_order = on_order;

@@ -163,7 +163,7 @@ static void queue_dirty(tp_price_table_t *t, tp_price_t *e) {
 }
 
 int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t stream_id,
-                          uint64_t seq, int64_t recv_ts_ns, uint64_t recv_mono_ns) {
+                          uint64_t seq, int64_t recv_ts_ns, tp_origin_t origin) {
     if (tick == NULL || !valid_symbol(tick->symbol.ptr, tick->symbol.len))
         return TP_EINVAL;
     if (t->index == NULL)
@@ -188,15 +188,18 @@ int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t s
     e->last_size = tick->last_size;
     e->exchange_ts_ns = tick->exchange_ts_ns;
     e->recv_ts_ns = recv_ts_ns;
-    e->recv_mono_ns = recv_mono_ns;
     e->stream_id = stream_id;
     e->seq = seq;
     e->updates++;
     t->ticks++;
-    if (e->dirty)
-        t->conflated++;
-    else
+    if (!e->dirty) {
+        e->origin = origin;
         queue_dirty(t, e);
+        return 0;
+    }
+    t->conflated++;
+    if (e->origin.recv_ns == 0)
+        e->origin = origin;
     return 0;
 }
 
@@ -207,8 +210,12 @@ void tp_price_table_mark_dirty(tp_price_table_t *t, const tp_price_t *entry) {
 }
 
 void tp_price_table_mark_all_dirty(tp_price_table_t *t) {
-    for (uint32_t i = 0; i < t->count; i++)
-        tp_price_table_mark_dirty(t, &t->entries[i]);
+    for (uint32_t i = 0; i < t->count; i++) {
+        tp_price_t *e = &t->entries[i];
+        if (!e->dirty)
+            e->origin = (tp_origin_t){0}; /* a rewrite of what was written serves no tick */
+        tp_price_table_mark_dirty(t, e);
+    }
 }
 
 const tp_price_t *tp_price_table_get(const tp_price_table_t *t, const char *symbol, size_t len) {

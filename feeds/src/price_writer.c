@@ -132,8 +132,11 @@ static int write_price(tp_price_writer_t *w, const tp_price_t *e, tp_price_flush
     price_text(&pt, e->bid, e->ask, e->bid_size, e->ask_size, e->last, e->last_size, e->seq,
                e->exchange_ts_ns, e->recv_ts_ns);
     symbol_key(key, "px:", e->symbol, e->symbol_len);
-    return tp_hset(w->pool, key, PRICE_FIELDS, price_fields, pt.values, pt.lens, on_price_written,
-                   f);
+    w->pool->origin = e->origin;
+    int rc =
+        tp_hset(w->pool, key, PRICE_FIELDS, price_fields, pt.values, pt.lens, on_price_written, f);
+    w->pool->origin = (tp_origin_t){0};
+    return rc;
 }
 
 static void flush_prices(tp_price_writer_t *w) {

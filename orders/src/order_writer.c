@@ -26,6 +26,7 @@ struct tp_order_unit_s {
     unsigned replies;                 /* commands in resp */
     char account[TP_WIRE_ID_MAX + 1]; /* routes the unit: the {ACCT} hash tag */
     uint64_t stream_id, seq;          /* acked once done; stream 0 = nothing to ack */
+    tp_origin_t origin;               /* the frame's arrival, for latency */
     unit_state_t state;
     bool resend; /* in flight behind a refused unit of its account: send again when answered */
 };
@@ -72,6 +73,7 @@ static tp_order_unit_t *unit_push(tp_order_writer_t *w, tp_str_t account, uint64
     u->account[account.len] = '\0';
     u->stream_id = stream_id;
     u->seq = seq;
+    u->origin = (tp_origin_t){0};
     u->state = UNIT_UNSENT;
     u->resend = false;
     w->fifo[(w->head + w->count++) & (w->fifo_cap - 1)] = u;
@@ -171,6 +173,8 @@ static void on_unit_done(void *data, int status, const tp_reply_t *reply) {
         w->unsent++;
         return;
     }
+    if (status == 0)
+        u->origin = (tp_origin_t){0}; /* measured once: sending it again is not a new frame */
     if (u->resend) {
         u->resend = false;
         u->state = UNIT_UNSENT; /* an older unit of the account goes again first */
@@ -216,8 +220,10 @@ static tp_conn_t *conn_of(tp_order_writer_t *w, const char *account) {
 }
 
 static int send_unit(tp_order_writer_t *w, tp_order_unit_t *u) {
+    w->pool->origin = u->origin;
     int rc = tp_conn_send_unit(conn_of(w, u->account), tp_buf_ptr(&u->resp), tp_buf_size(&u->resp),
                                u->replies, on_unit_done, u);
+    w->pool->origin = (tp_origin_t){0};
     if (rc == 0) {
         u->state = UNIT_SENT;
         w->unsent--;
@@ -445,7 +451,7 @@ static void encode_accepted(unit_enc_t *e, const tp_order_event_t *ev, const tp_
     }
 }
 
-void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame) {
+void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame, tp_origin_t origin) {
     const tp_order_event_t *ev = &frame->body.order;
     if (w->broken)
         return;
@@ -455,6 +461,7 @@ void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame) {
         fail_hard(w, NULL, TP_ENOMEM, "cannot queue order event", frame->stream_id, frame->seq);
         return;
     }
+    u->origin = origin;
     tp_order_result_t r = {.outcome = TP_ORDER_DUPLICATE};
     /* A frame a previous run applied, resent by a gateway resuming from an older ack. */
     bool applied = w->marks && tp__marks_cover(w->marks, ev->account, frame->stream_id, frame->seq);

@@ -63,6 +63,7 @@ typedef struct {
     pid_t tp_pid;             /* the running tickplane, 0 when none */
     int tp_runs;              /* tickplanes started so far */
     int feed_port;            /* of the running tickplane */
+    int metrics_port;         /* its TP_METRICS_ADDR port */
     int tp_exit[8];           /* exit statuses, in order (128 + signal when killed) */
     int tp_exits;
     pid_t py_pid;
@@ -171,6 +172,8 @@ static char **tickplane_env(char *storage, size_t cap) {
         {"TP_KEY_PREFIX", "tp:"},
         {"TP_SHUTDOWN_TIMEOUT", "10s"},
         {"TP_LOG_LEVEL", "info"},
+        {"TP_METRICS_ADDR", "127.0.0.1:0"},
+        {"TP_LATENCY_LOG_INTERVAL", "200ms"},
     };
     char port[16];
     snprintf(port, sizeof port, "%d", E.srv.port);
@@ -191,6 +194,12 @@ static int listening_port(const char *line) {
         return 0;
     const char *p = strstr(line, "\"port\":");
     return p ? atoi(p + 7) : 0;
+}
+
+/* The port of the "metrics listening" log line, or 0. */
+static int metrics_port(const char *line) {
+    const char *p = strstr(line, "\"port\":");
+    return strstr(line, "\"metrics listening\"") && p ? atoi(p + 7) : 0;
 }
 
 /* Starts tickplane on E.srv and waits until it logged its feed port. */
@@ -222,15 +231,18 @@ static void start_tickplane(void) {
     close(logfd);
     close(nullfd);
     E.tp_pid = pid;
-    E.feed_port = 0;
+    E.feed_port = E.metrics_port = 0;
 
     long long deadline = now_ms() + START_TIMEOUT_MS;
     while (E.feed_port == 0) {
         FILE *f = fopen(log, "r");
         if (f) {
             char line[4096];
-            while (E.feed_port == 0 && fgets(line, sizeof line, f))
+            while (E.feed_port == 0 && fgets(line, sizeof line, f)) {
+                if (E.metrics_port == 0)
+                    E.metrics_port = metrics_port(line);
                 E.feed_port = listening_port(line);
+            }
             fclose(f);
         }
         if (E.feed_port)
@@ -281,6 +293,20 @@ static void handle_request(const char *req, int to_py) {
     } else if (strcmp(req, "start") == 0) {
         start_tickplane();
         snprintf(out, sizeof out, "port %d\n", E.feed_port);
+    } else if (strcmp(req, "freeze") == 0 || strcmp(req, "thaw") == 0) {
+        CHECK(kill(E.srv.pid, req[0] == 'f' ? SIGSTOP : SIGCONT) == 0, "%s redis: %s", req,
+              strerror(errno));
+        snprintf(out, sizeof out, "%s\n", req);
+    } else if (strcmp(req, "signal") == 0) {
+        CHECK(E.tp_pid > 0 && kill(E.tp_pid, SIGTERM) == 0, "SIGTERM tickplane: %s",
+              strerror(errno));
+        snprintf(out, sizeof out, "signalled\n");
+    } else if (strcmp(req, "wait") == 0) {
+        int st = wait_exit(E.tp_pid, STOP_TIMEOUT_MS);
+        E.tp_pid = st == -1 ? E.tp_pid : 0;
+        if (st != -1 && E.tp_exits < 8)
+            E.tp_exit[E.tp_exits++] = st;
+        snprintf(out, sizeof out, "exited %d\n", st);
     } else {
         CHECK(0, "unknown scenario request '%s'", req);
         snprintf(out, sizeof out, "error\n");
@@ -291,9 +317,10 @@ static void handle_request(const char *req, int to_py) {
 /* Runs trading_scenario.py <scenario> against E (serving its requests) until it
  * exits; returns its exit status. The expectations file is dir/expect.txt. */
 static int run_scenario(const char *scenario, const char *seed) {
-    char redis_port[16], feed_port[16], ca[256], expect[128];
+    char redis_port[16], feed_port[16], metrics[16], ca[256], expect[128];
     snprintf(redis_port, sizeof redis_port, "%d", E.srv.port);
     snprintf(feed_port, sizeof feed_port, "%d", E.feed_port);
+    snprintf(metrics, sizeof metrics, "%d", E.metrics_port);
     snprintf(expect, sizeof expect, "%s/expect.txt", E.dir);
     tp_test_cert("ca.crt", ca, sizeof ca);
     char *argv[] = {PYTHON,
@@ -305,6 +332,8 @@ static int run_scenario(const char *scenario, const char *seed) {
                     ca,
                     "--feed-port",
                     feed_port,
+                    "--metrics-port",
+                    metrics,
                     "--expect-out",
                     expect,
                     "--seed",
@@ -517,6 +546,30 @@ Test(e2e, events_json_exactly_once) {
  * 20 frames resent: nothing applied or published twice, state equals the model. */
 Test(e2e, restart_resumes_without_double_applying) {
     run("restart", "505");
+}
+
+/* Counts the log lines of the first tickplane run that contain every needle. */
+static int log_lines_with(const char *a, const char *b) {
+    char path[128], line[8192];
+    snprintf(path, sizeof path, "%s/tickplane-1.log", E.dir);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, a) && strstr(line, b);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* /livez, /readyz and /metrics through curl, the page parsed by prometheus_client:
+ * counters equal the traffic sent, each latency histogram counts exactly what it
+ * should; on SIGTERM with Redis frozen /readyz fails at once while /livez holds,
+ * and the drain then acks everything. The periodic summary is in the log. */
+Test(e2e, metrics_probes_and_latency) {
+    run("metrics", "707");
+    /* The run lasts over a second: periodic lines, then the final one at exit. */
+    int n = log_lines_with("\"msg\":\"latency\"", "\"e2e_p99_us\":");
+    CHECK(n >= 3, "%d latency summary lines in the log, want periodic ones and a final one", n);
 }
 
 /* A burst, SIGTERM at once: exit 0 and everything acked is in Redis. */

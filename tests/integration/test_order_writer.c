@@ -79,7 +79,7 @@ static void send_new(uint64_t seq, int i) {
                                       .exec_type = TP_EXEC_NEW,
                                       .price = 10 * TP_WIRE_SCALE,
                                       .quantity = TP_WIRE_SCALE};
-    tp_order_writer_on_order(&writer, &f);
+    tp_order_writer_on_order(&writer, &f, (tp_origin_t){0});
 }
 
 static bool acked_all(void *n) {

@@ -8,12 +8,15 @@ read back with redis-py over TLS; expected state comes from trading_oracle.py.
 
 usage: trading_scenario.py SCENARIO --redis-port N --ca FILE --feed-port N
                            [--expect-out FILE] [--seed N] [--prefix tp:] [--format F]
-  SCENARIO: prices | orders | portfolio | events | restart | sigterm
+  SCENARIO: prices | orders | portfolio | events | restart | sigterm | metrics
 
 Control channel (the C test is the other end): standard output carries only
 requests, one line each, "@@ term" (SIGTERM tickplane, wait for it; the reply on
 standard input is "exited <status>") and "@@ start" (start a new tickplane on the
-same Redis; reply "port <feed port>"). Logs go to standard error.
+same Redis; reply "port <feed port>"); the metrics scenario also asks "@@ freeze" /
+"@@ thaw" (SIGSTOP / SIGCONT Redis), "@@ signal" (SIGTERM tickplane, do not wait)
+and "@@ wait" (wait for tickplane to exit; "exited <status>"). Logs go to
+standard error.
 
 Exit status: 0 every check passed, 1 a check failed (each failure printed), 2 error.
 --expect-out writes a few expectations for the C side to verify with redis-cli:
@@ -39,6 +42,7 @@ from tp.wire import (Body, FeedAck, Frame, OrderEvent, OrdStatus, OrdType, Side,
                      TradingEvent)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import metrics_client  # noqa: E402
 import trading_oracle as to  # noqa: E402
 from feed_adapter import frame  # noqa: E402 (the adapter's envelope builder)
 
@@ -1014,6 +1018,105 @@ def scenario_sigterm(a):
     ex.write(a.expect_out)
 
 
+def check_probes(a):
+    for path, want in (("/livez", (200, "ok\n")), ("/readyz", (200, "ready\n"))):
+        code, _, body = metrics_client.get(a.metrics_port, path)
+        CK.expect((code, body) == want, f"{path}: got {(code, body)}, want {want}")
+    code, _, head = metrics_client.get(a.metrics_port, "/readyz", "HEAD")
+    CK.expect(code == 200 and "Content-Length: 6\n" in head, f"HEAD /readyz: {code} '{head}'")
+    for path, method, want in (("/nope", "GET", 404), ("/metrics", "POST", 405)):
+        code, _, _ = metrics_client.get(a.metrics_port, path, method)
+        CK.expect(code == want, f"{method} {path}: status {code}, want {want}")
+
+
+def check_latency(m, stage, want_count):
+    buckets, total, count = m.histogram("tickplane_latency_seconds", stage=stage)
+    CK.expect(want_count is None or count == want_count,
+              f"latency {stage}: count {count}, want {want_count}")
+    CK.expect(count > 0 and total > 0, f"latency {stage}: count {count}, sum {total}")
+    CK.expect(buckets and buckets[-1] == (float("inf"), count),
+              f"latency {stage}: +Inf bucket {buckets[-1:]} != count {count}")
+    CK.expect(all(x[1] <= y[1] for x, y in zip(buckets, buckets[1:])),
+              f"latency {stage}: buckets not cumulative: {buckets}")
+    # feed compares with the frames' own clocks: the order flow's are synthetic.
+    CK.expect(stage == "feed" or total / max(count, 1) < 5.0,
+              f"latency {stage}: mean {total / max(count, 1)} s")
+    log(f"metrics: {stage}: {count:.0f} values, mean {total / max(count, 1) * 1e6:.1f} us")
+
+
+def check_counters(m, n_ticks, n_orders):
+    frames = n_ticks + n_orders
+    for name, want in (("tickplane_frames_total", frames), ("tickplane_ticks_total", n_ticks),
+                       ("tickplane_order_events_total", n_orders),
+                       ("tickplane_order_queue", 0), ("tickplane_ready", 1)):
+        CK.expect(m.value(name) == want, f"{name}: {m.value(name)}, want {want}")
+    CK.expect(m.value("tickplane_bad_frames_total", reason="verify") == 1,
+              "the garbage frame was not counted as bad_frames_total{reason=verify}")
+    up, size = m.value("tickplane_redis_connections_up"), m.value("tickplane_redis_connections")
+    CK.expect(up == size > 0, f"redis connections up {up} of {size}")
+    # Exact relations between stages and counters: each decoded frame has a decode
+    # time and (all frames here carry a source time) a feed time; every reply a
+    # redis time; every acknowledged price or order write an e2e and a queue time.
+    writes = m.value("tickplane_price_writes_total") + m.value("tickplane_order_writes_total")
+    for stage, want in (("decode", frames), ("feed", frames),
+                        ("redis", m.value("tickplane_redis_replies_total")),
+                        ("queue", writes), ("e2e", writes)):
+        check_latency(m, stage, want)
+
+
+def scenario_metrics(a):
+    """Probes and /metrics against known traffic; then readiness during a shutdown
+    that has to wait for a frozen Redis."""
+    check_probes(a)
+    rng = random.Random(a.seed)
+    syms = [f"TK{i:02d}" for i in range(40)]  # none traded: marks stay the model's
+    ticks = [dict(symbol=syms[i % len(syms)], bid=100 * SCALE + i, ask=101 * SCALE + i,
+                  bid_sz=SCALE, ask_sz=SCALE, last=0, last_sz=0,
+                  exch_ts=time.time_ns(), sent_ns=time.time_ns() if i % 2 else 0)
+             for i in range(3000)]
+    gen = to.FlowGen(a.seed, ACCOUNTS3, SYMBOLS8, max_live=40)
+    events = gen.generate(700)
+    before, during = events[:600], events[600:]
+    feed = Feed(a.feed_port)
+    send_and_wait(feed, TICK_STREAM, [tick_frame(TICK_STREAM, i + 1, t) for i, t in
+                                      enumerate(ticks)], len(ticks), 60, "ticks")
+    send_and_wait(feed, ORDER_STREAM, [order_frame(ORDER_STREAM, i + 1, ev) for i, ev in
+                                       enumerate(before)], len(before), 60, "orders")
+    junk = Feed(a.feed_port)
+    junk.send(struct.pack("<I", 16) + bytes(rng.randrange(256) for _ in range(16)))
+    CK.expect(junk.wait_eof(10), "a garbage frame did not close its connection")
+    junk.close()
+    check_counters(metrics_client.Scrape(a.metrics_port), len(ticks), len(before))
+
+    request("freeze")
+    feed.send(b"".join(order_frame(ORDER_STREAM, len(before) + i + 1, ev)
+                       for i, ev in enumerate(during)))
+    time.sleep(0.3)
+    request("signal")
+    deadline = time.monotonic() + 5
+    code = body = None
+    while time.monotonic() < deadline:
+        code, _, body = metrics_client.get(a.metrics_port, "/readyz")
+        if code == 503:
+            break
+        time.sleep(0.05)
+    CK.expect((code, body) == (503, "shutting down\n"),
+              f"/readyz during shutdown: {(code, body)}, want 503 'shutting down'")
+    code, _, _ = metrics_client.get(a.metrics_port, "/livez")
+    CK.expect(code == 200, f"/livez while draining: {code}")
+    CK.expect(feed.acked(ORDER_STREAM) == len(before),
+              f"acked {feed.acked(ORDER_STREAM)} while Redis was frozen, want {len(before)}")
+    request("thaw")
+    reply = request("wait")
+    CK.expect(reply == "exited 0", f"tickplane after the drain: '{reply}'")
+    CK.expect(feed.wait_ack(ORDER_STREAM, len(events), 10) == len(events),
+              f"the drain acked {feed.acked(ORDER_STREAM)} of {len(events)} order events")
+    feed.close()
+    ex = Expectations()
+    expect_model_sample(ex, gen.model_upto(len(events)), a.prefix, ACCOUNTS3)
+    ex.write(a.expect_out)
+
+
 def state_equals(m, st, prefix):
     exp = m.order_hashes(prefix)
     if set(exp) != set(st["orders"]):
@@ -1024,7 +1127,8 @@ def state_equals(m, st, prefix):
 
 
 SCENARIOS = dict(prices=scenario_prices, orders=scenario_orders, portfolio=scenario_portfolio,
-                 events=scenario_events, restart=scenario_restart, sigterm=scenario_sigterm)
+                 events=scenario_events, restart=scenario_restart, sigterm=scenario_sigterm,
+                 metrics=scenario_metrics)
 
 
 def main():
@@ -1033,6 +1137,7 @@ def main():
     p.add_argument("--redis-port", type=int, required=True)
     p.add_argument("--ca", required=True)
     p.add_argument("--feed-port", type=int, required=True)
+    p.add_argument("--metrics-port", type=int, default=0)
     p.add_argument("--expect-out")
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--prefix", default="tp:")

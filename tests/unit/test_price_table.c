@@ -38,8 +38,9 @@ static tp_tick_t tick_of(const char *symbol, int64_t px) {
 /* Applies a tick at px, with stream, seq and receive times also derived from px. */
 static int update(const char *symbol, int64_t px) {
     tp_tick_t t = tick_of(symbol, px);
+    tp_origin_t origin = {(uint64_t)px * 10000, (uint64_t)px * 10000 + 1};
     return tp_price_table_update(&table, &t, (uint64_t)px * 10, (uint64_t)px * 100, px * 1000,
-                                 (uint64_t)px * 10000);
+                                 origin);
 }
 
 static const tp_price_t *get(const char *symbol) {
@@ -61,7 +62,30 @@ static void assert_quote(const tp_price_t *e, const char *symbol, int64_t px) {
     cr_assert_eq(e->stream_id, (uint64_t)px * 10);
     cr_assert_eq(e->seq, (uint64_t)px * 100);
     cr_assert_eq(e->recv_ts_ns, px * 1000);
-    cr_assert_eq(e->recv_mono_ns, (uint64_t)px * 10000);
+}
+
+/* Latency counts from the oldest tick a write carries: conflation keeps the
+ * first origin, a write (pop) lets the next tick set a new one, a requeue after
+ * a write that could not be queued keeps it (the tick still waits, and its wait
+ * must show), and a full rewrite clears it until a tick arrives. */
+Test(price_table, origin_is_the_oldest_unwritten_tick) {
+    cr_assert_eq(update("AAPL", 1), 0);
+    cr_assert_eq(update("AAPL", 2), 0);
+    const tp_price_t *e = get("AAPL");
+    cr_assert_eq(e->origin.recv_ns, 10000);
+    cr_assert_eq(e->origin.decoded_ns, 10001);
+    cr_assert_eq(tp_price_table_pop_dirty(&table), e);
+    cr_assert_eq(update("AAPL", 3), 0);
+    cr_assert_eq(e->origin.recv_ns, 30000);
+    cr_assert_eq(tp_price_table_pop_dirty(&table), e);
+    tp_price_table_mark_dirty(&table, e);
+    cr_assert_eq(e->origin.recv_ns, 30000);
+    cr_assert_eq(tp_price_table_pop_dirty(&table), e);
+    tp_price_table_mark_all_dirty(&table);
+    cr_assert_eq(e->origin.recv_ns, 0);
+    cr_assert_eq(update("AAPL", 4), 0);
+    cr_assert_eq(e->origin.recv_ns, 40000);
+    cr_assert_eq(e->origin.decoded_ns, 40001);
 }
 
 /* An update is found by its symbol with every field copied. */
@@ -243,7 +267,7 @@ Test(price_table, symbol_length_limits) {
     cr_assert_eq(update(longer, 6), TP_EINVAL);
     cr_assert_eq(update("", 7), TP_EINVAL);
     tp_tick_t absent = {.symbol = {NULL, 3}};
-    cr_assert_eq(tp_price_table_update(&table, &absent, 0, 0, 0, 0), TP_EINVAL);
+    cr_assert_eq(tp_price_table_update(&table, &absent, 0, 0, 0, (tp_origin_t){0}), TP_EINVAL);
     cr_assert_eq(table.count, 1);
     cr_assert_eq(table.ticks, 1);
     cr_assert_eq(tp_price_table_dirty_count(&table), 1);
@@ -255,7 +279,7 @@ Test(price_table, symbol_length_limits) {
 Test(price_table, symbols_are_compared_by_bytes) {
     tp_tick_t t = tick_of("AB", 1);
     t.symbol.len = 1; /* "A" */
-    cr_assert_eq(tp_price_table_update(&table, &t, 0, 0, 0, 0), 0);
+    cr_assert_eq(tp_price_table_update(&table, &t, 0, 0, 0, (tp_origin_t){0}), 0);
     cr_assert_eq(update("AB", 2), 0);
     cr_assert_eq(table.count, 2);
     cr_assert_eq(get("A")->bid, 1);

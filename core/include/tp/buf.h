@@ -24,6 +24,9 @@ static inline char *tp_buf_ptr(const tp_buf_t *b) {
 /* Makes room for n more bytes at the end. Returns 0 or TP_ENOMEM. */
 int tp_buf_reserve(tp_buf_t *b, size_t n);
 int tp_buf_append(tp_buf_t *b, const void *p, size_t n);
+/* Appends printf-formatted text (not NUL-terminated in the buffer). Returns 0,
+ * TP_ENOMEM or TP_EINVAL (a format error). For reports, not hot paths. */
+int tp_buf_printf(tp_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops n bytes from the front (n <= size). */
 void tp_buf_consume(tp_buf_t *b, size_t n);
 /* Truncates to size bytes (size <= current size). */

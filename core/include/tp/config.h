@@ -62,6 +62,8 @@ typedef struct {
     int md_history;                 /* TP_MD_HISTORY: XADD MAXLEN ~ N per tick; 0 = off */
     int order_queue_max;            /* TP_ORDER_QUEUE_MAX: unacknowledged order events */
     int shutdown_timeout_ms;        /* TP_SHUTDOWN_TIMEOUT: drain deadline on SIGTERM */
+    char *metrics_addr;             /* TP_METRICS_ADDR: /metrics, /livez, /readyz; NULL = off */
+    int latency_log_ms;             /* TP_LATENCY_LOG_INTERVAL: JSON summary period; 0 = off */
 } tp_service_config_t;
 
 typedef struct {

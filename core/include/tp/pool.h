@@ -31,6 +31,7 @@
 #define TP_POOL_H
 
 #include "tp/config.h"
+#include "tp/latency.h"
 #include "tp/reply.h"
 
 #include <stdbool.h>
@@ -62,6 +63,14 @@ struct tp_pool_s {
     /* Called when a connection that refused a command with TP_EBACKPRESSURE has
      * drained to half of REDIS_MAX_QUEUED_BYTES. */
     tp_pool_cb on_writable;
+
+    /* Optional, set before init: the redis stage of every reply, and the queue
+     * and e2e stages of commands queued with an origin, are recorded here
+     * (tp/latency.h). */
+    tp_latency_t *latency;
+    /* The input the commands issued next serve: each command keeps the value
+     * this has when it is queued. Set it before issuing, zero it after. */
+    tp_origin_t origin;
 
     /* Private. */
     uv_loop_t *loop;
@@ -127,5 +136,11 @@ unsigned tp_key_slot(const char *key, size_t len);
 size_t tp_conn_queued_bytes(const tp_conn_t *conn);
 /* Commands sent or queued and not yet answered. */
 size_t tp_conn_pending(const tp_conn_t *conn);
+
+/* The same, summed over the pool's connections (metrics gauges). */
+size_t tp_pool_queued_bytes(const tp_pool_t *pool);
+size_t tp_pool_pending(const tp_pool_t *pool);
+/* Connections that have finished their handshake. */
+int tp_pool_connections_up(const tp_pool_t *pool);
 
 #endif

@@ -30,6 +30,7 @@
 #define TP_FEEDS_H
 
 #include "tp/config.h"
+#include "tp/latency.h"
 #include "tp/price_table.h"
 #include "tp/seq.h"
 #include "tp/wire.h"
@@ -74,11 +75,14 @@ typedef struct {
     uint64_t pauses;              /* tp_feeds_pause_orders() calls that paused */
 } tp_feed_stats_t;
 
-/* When and how the frame arrived: the read that carried it completed at these times. */
+/* When and how the frame arrived: the read that carried it completed at these
+ * times; decoded_mono_ns is set by the feeds once the frame is decoded (with
+ * f->latency set; otherwise it equals recv_mono_ns). */
 typedef struct {
     tp_feed_kind_t kind;
     uint64_t recv_mono_ns;
     int64_t recv_wall_ns;
+    uint64_t decoded_mono_ns;
 } tp_feed_meta_t;
 
 typedef struct tp_feeds_s tp_feeds_t;
@@ -101,6 +105,10 @@ struct tp_feeds_s {
     void (*on_gap)(tp_feeds_t *f, uint64_t stream_id, uint64_t expected_seq, uint64_t received_seq);
     /* The replay file was read to its end (status 0) or failed (< 0). */
     void (*on_replay_done)(tp_feeds_t *f, int status);
+
+    /* Optional, set before init: the decode and feed stages are recorded here
+     * (tp/latency.h). */
+    tp_latency_t *latency;
 
     tp_price_table_t prices; /* the writer pops dirty symbols from here */
     tp_seq_table_t streams;  /* per-stream sequences and ack state */

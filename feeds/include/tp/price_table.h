@@ -10,6 +10,7 @@
 #ifndef TP_PRICE_TABLE_H
 #define TP_PRICE_TABLE_H
 
+#include "tp/latency.h"
 #include "tp/wire.h"
 
 #include <stdbool.h>
@@ -25,7 +26,7 @@ typedef struct {
     int64_t last, last_size;
     int64_t exchange_ts_ns;
     int64_t recv_ts_ns;      /* wall clock when tickplane received it */
-    uint64_t recv_mono_ns;   /* monotonic receive time, for latency */
+    tp_origin_t origin;      /* of the oldest tick not yet written; zero after a requeue */
     uint64_t stream_id, seq; /* the frame it came from */
     uint64_t updates;        /* ticks applied to this symbol */
 } tp_price_t;
@@ -51,7 +52,7 @@ void tp_price_table_close(tp_price_table_t *t);
 /* Applies a decoded tick (its symbol already validated by tp_wire_decode) and
  * marks the symbol dirty. Returns 0 or TP_ENOMEM (the table is then unchanged). */
 int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t stream_id,
-                          uint64_t seq, int64_t recv_ts_ns, uint64_t recv_mono_ns);
+                          uint64_t seq, int64_t recv_ts_ns, tp_origin_t origin);
 
 /* The symbol's entry or NULL. Entry pointers are valid until the next update. */
 const tp_price_t *tp_price_table_get(const tp_price_table_t *t, const char *symbol, size_t len);
@@ -65,9 +66,11 @@ size_t tp_price_table_dirty_count(const tp_price_table_t *t);
 const tp_price_t *tp_price_table_pop_dirty(tp_price_table_t *t);
 
 /* Queues an entry (one of this table's) for the writer again, e.g. after its
- * write failed; a no-op when it is queued already. */
+ * write could not be queued; a no-op when it is queued already. It keeps its
+ * origin: the tick still waits. */
 void tp_price_table_mark_dirty(tp_price_table_t *t, const tp_price_t *entry);
-/* Queues every symbol: a full rewrite after Redis lost writes. */
+/* Queues every symbol: a full rewrite after Redis lost writes. Symbols that
+ * were not waiting lose their origin: rewriting them serves no new tick. */
 void tp_price_table_mark_all_dirty(tp_price_table_t *t);
 
 #endif

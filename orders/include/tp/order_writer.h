@@ -106,8 +106,9 @@ struct tp_order_writer_s {
 /* Returns 0 or TP_ENOMEM (nothing to close then). */
 int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg);
 
-/* The feeds' on_order. */
-void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame);
+/* The feeds' on_order; origin (may be zero) is when the frame arrived and was
+ * decoded, for the queue and e2e latency of its unit (tp/latency.h). */
+void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame, tp_origin_t origin);
 
 /* The feeds' on_gap: publishes a FeedGap event. */
 void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t expected_seq,

@@ -1,0 +1,144 @@
+#include "service_metrics.h"
+
+#include "tp/log.h"
+#include "tp/prom.h"
+
+#include <stdio.h>
+
+typedef struct {
+    const char *name;
+    const char *help;
+    uint64_t value;
+} metric_t;
+
+static void families(tp_prom_t *p, const char *type, const metric_t *m, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        tp_prom_family(p, m[i].name, type, m[i].help);
+        tp_prom_int(p, m[i].name, NULL, m[i].value);
+    }
+}
+
+static void feed_counters(tp_prom_t *p, const tp_feeds_t *f) {
+    const tp_feed_stats_t *s = &f->stats;
+    const metric_t m[] = {
+        {"tickplane_feed_bytes_total", "Bytes read from every feed source.", s->bytes},
+        {"tickplane_frames_total", "Frames that verified and decoded.", s->frames},
+        {"tickplane_ticks_total", "Ticks applied to the price table.", s->ticks},
+        {"tickplane_order_events_total", "Order events handed to the order writer.", s->orders},
+        {"tickplane_duplicate_frames_total", "Frames dropped as already seen on their stream.",
+         f->streams.duplicates},
+        {"tickplane_feed_gaps_total", "Sequence gaps seen on feed streams.", f->streams.gaps},
+        {"tickplane_conflated_prices_total", "Ticks that replaced a quote not yet written.",
+         f->prices.conflated},
+        {"tickplane_feed_acks_total", "FeedAck frames sent to adapters.", s->acks_sent},
+        {"tickplane_feed_connections_total", "Adapter TCP connections accepted.", s->connections},
+        {"tickplane_feed_connections_refused_total", "Adapter connections over the limit.",
+         s->connections_refused},
+        {"tickplane_order_feed_pauses_total", "Times the order feeds were paused.", s->pauses},
+    };
+    families(p, "counter", m, sizeof(m) / sizeof(m[0]));
+
+    tp_prom_family(p, "tickplane_bad_frames_total", "counter",
+                   "Frames or connections refused as bad input, by reason.");
+    for (int i = 0; i < TP_FEED_BAD_COUNT; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "reason=\"%s\"", tp_feed_bad_name((tp_feed_bad_t)i));
+        tp_prom_int(p, "tickplane_bad_frames_total", label, s->bad[i]);
+    }
+}
+
+static void redis_counters(tp_prom_t *p, const tp_pool_t *pool, const tp_price_writer_t *pw,
+                           const tp_order_writer_t *ow) {
+    const tp_pool_stats_t *s = &pool->stats;
+    const metric_t m[] = {
+        {"tickplane_redis_commands_total", "Redis commands queued.", s->commands},
+        {"tickplane_redis_replies_total", "Redis replies received.", s->replies},
+        {"tickplane_redis_errors_total", "Redis commands that failed or got an error reply.",
+         s->errors},
+        {"tickplane_redis_timeouts_total", "Redis commands that timed out.", s->timeouts},
+        {"tickplane_redis_reconnects_total", "Redis connections re-established.", s->reconnects},
+        {"tickplane_redis_replays_total", "Redis commands sent again after a reconnect.",
+         s->replayed},
+        {"tickplane_price_writes_total", "Price HSETs acknowledged.", pw->stats.written},
+        {"tickplane_price_write_errors_total", "Price HSETs failed or refused.", pw->stats.errors},
+        {"tickplane_price_rewrites_total", "Full price rewrites after failed writes.",
+         pw->stats.rewrites},
+        {"tickplane_md_published_total", "Market-data PUBLISH/XADD queued.",
+         pw->stats.md_published},
+        {"tickplane_md_dropped_total", "Market-data messages dropped under backpressure.",
+         pw->stats.md_dropped},
+        {"tickplane_orders_accepted_total", "Order events that changed an order.",
+         ow->stats.accepted},
+        {"tickplane_order_fills_total", "Fills applied.", ow->stats.fills},
+        {"tickplane_order_rejects_total", "Order events refused by the state machine.",
+         ow->stats.rejects},
+        {"tickplane_order_duplicates_total", "Order events already applied.", ow->stats.duplicates},
+        {"tickplane_order_writes_total", "Order transactions acknowledged by Redis.",
+         ow->stats.published},
+        {"tickplane_order_replays_total", "Order transactions sent again.", ow->stats.resent},
+        {"tickplane_order_redis_errors_total", "Order transactions Redis refused or failed.",
+         ow->stats.redis_errors},
+    };
+    families(p, "counter", m, sizeof(m) / sizeof(m[0]));
+}
+
+static void gauges(tp_prom_t *p, const service_view_t *v) {
+    const metric_t m[] = {
+        {"tickplane_ready", "1 when /readyz answers 200.", v->ready},
+        {"tickplane_redis_connections", "Redis connections configured.", (uint64_t)v->pool->size},
+        {"tickplane_redis_connections_up", "Redis connections ready.",
+         (uint64_t)tp_pool_connections_up(v->pool)},
+        {"tickplane_redis_inflight_commands", "Redis commands queued or sent, not answered.",
+         tp_pool_pending(v->pool)},
+        {"tickplane_redis_queued_bytes", "Bytes of Redis commands queued or awaiting replies.",
+         tp_pool_queued_bytes(v->pool)},
+        {"tickplane_order_queue", "Order transactions not yet acknowledged by Redis.",
+         tp_order_writer_pending(v->orders)},
+        {"tickplane_open_orders", "Orders in an open status.", v->orders->orders.open},
+        {"tickplane_symbols", "Symbols in the price table.", v->feeds->prices.count},
+        {"tickplane_dirty_symbols", "Symbols waiting to be written.",
+         tp_price_table_dirty_count(&v->feeds->prices)},
+        {"tickplane_feed_connections", "Adapter TCP connections open.", (uint64_t)v->feeds->nconns},
+    };
+    families(p, "gauge", m, sizeof(m) / sizeof(m[0]));
+}
+
+int service_metrics_render(tp_buf_t *out, const service_view_t *v) {
+    tp_prom_t p = {.out = out};
+    feed_counters(&p, v->feeds);
+    redis_counters(&p, v->pool, v->prices, v->orders);
+    gauges(&p, v);
+    tp_prom_family(&p, "tickplane_latency_seconds", "histogram",
+                   "Latency of each stage: decode, queue, redis, e2e, feed.");
+    for (int i = 0; i < TP_STAGE_COUNT; i++) {
+        char label[32];
+        snprintf(label, sizeof(label), "stage=\"%s\"", tp_stage_name((tp_stage_t)i));
+        tp_prom_histogram(&p, "tickplane_latency_seconds", label, &v->latency->stage[i]);
+    }
+    return p.err;
+}
+
+/* ---- the periodic summary ----------------------------------------------------------------- */
+
+#define SUMMARY_STATS 6
+
+void service_log_latency(const tp_latency_t *interval, int interval_ms) {
+    static const char *const stat_names[SUMMARY_STATS] = {"count",  "p50_us",  "p90_us",
+                                                          "p99_us", "p999_us", "max_us"};
+    static const double pcts[SUMMARY_STATS] = {0, 50, 90, 99, 99.9, 100};
+    char keys[TP_STAGE_COUNT][SUMMARY_STATS][24];
+    tp_log_field_t fields[1 + TP_STAGE_COUNT * SUMMARY_STATS];
+    unsigned n = 0;
+    fields[n++] = TP_INT("interval_ms", interval_ms);
+    for (int s = 0; s < TP_STAGE_COUNT; s++) {
+        const tp_hist_t *h = &interval->stage[s];
+        for (int k = 0; k < SUMMARY_STATS; k++) {
+            snprintf(keys[s][k], sizeof(keys[s][k]), "%s_%s", tp_stage_name((tp_stage_t)s),
+                     stat_names[k]);
+            fields[n++] = k == 0 ? TP_INT(keys[s][k], h->total)
+                                 : TP_DBL(keys[s][k], (double)tp_hist_percentile(h, pcts[k]) / 1e3);
+        }
+    }
+    if (TP_LOG_INFO >= tp_log_level)
+        tp__log(TP_LOG_INFO, "latency", fields, n);
+}
