@@ -24,6 +24,7 @@
 #define _GNU_SOURCE /* ppoll */
 
 #include "tp/clock.h"
+#include "tp/hist.h"
 #include "tp/wire.h"
 
 #include <errno.h>
@@ -73,7 +74,9 @@ typedef struct {
     uint64_t invalid_every;
     uint64_t tick_stream, order_stream;
     double ack_timeout_s;
+    double warmup_s;
     const char *json_path;
+    const char *hgrm_path;
 } sim_opts_t;
 
 static void usage(FILE *out) {
@@ -93,7 +96,11 @@ static void usage(FILE *out) {
           "  --tick-stream ID      stream id of the ticks                     1\n"
           "  --order-stream ID     stream id of the order events              2\n"
           "  --ack-timeout SECONDS wait this long for the last acks           10\n"
+          "  --warmup SECONDS      frames due in the first SECONDS are sent and must be\n"
+          "                        acked, but their latency is not counted    0\n"
           "  --json FILE           also write the summary as one JSON object\n"
+          "  --hgrm FILE           also write the ack latencies (us) as an HdrHistogram\n"
+          "                        percentile distribution\n"
           "  --help                this text\n"
           "\n"
           "Exit status: 0 every frame acked, 1 frames unacked or connection failed, 2 bad usage.\n",
@@ -162,7 +169,9 @@ enum {
     OPT_TICK_STREAM,
     OPT_ORDER_STREAM,
     OPT_ACK_TIMEOUT,
+    OPT_WARMUP,
     OPT_JSON,
+    OPT_HGRM,
     OPT_HELP,
 };
 
@@ -178,7 +187,9 @@ static const struct option long_opts[] = {
     {"tick-stream", required_argument, NULL, OPT_TICK_STREAM},
     {"order-stream", required_argument, NULL, OPT_ORDER_STREAM},
     {"ack-timeout", required_argument, NULL, OPT_ACK_TIMEOUT},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
     {"json", required_argument, NULL, OPT_JSON},
+    {"hgrm", required_argument, NULL, OPT_HGRM},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -218,8 +229,14 @@ static void apply_opt(sim_opts_t *o, int c, const char *flag, const char *arg) {
     case OPT_ACK_TIMEOUT:
         o->ack_timeout_s = parse_seconds(flag, arg, 0, 86400);
         break;
+    case OPT_WARMUP:
+        o->warmup_s = parse_seconds(flag, arg, 0, 86400);
+        break;
     case OPT_JSON:
         o->json_path = arg;
+        break;
+    case OPT_HGRM:
+        o->hgrm_path = arg;
         break;
     }
 }
@@ -618,12 +635,14 @@ typedef struct {
     size_t count, cap;
 } lat_t;
 
-/* Every frame of s up to seq not acked yet gets its latency. */
-static void on_ack(stream_t *s, lat_t *lat, uint64_t seq, uint64_t now) {
+/* Every frame of s up to seq not acked yet gets its latency, unless it was due before
+ * warmup_ns. */
+static void on_ack(stream_t *s, lat_t *lat, uint64_t seq, uint64_t now, uint64_t warmup_ns) {
     if (seq > s->sent)
         seq = s->sent; /* an ack beyond what was sent is counted by the caller */
     for (uint64_t q = s->acked + 1; q <= seq; q++)
-        lat->ns[lat->count++] = now - s->due[q - 1];
+        if (s->due[q - 1] >= warmup_ns)
+            lat->ns[lat->count++] = now - s->due[q - 1];
     if (seq > s->acked)
         s->acked = seq;
 }
@@ -773,7 +792,7 @@ static void ack_frame(sim_t *s, const tp_frame_t *f, uint64_t now) {
     }
     if (f->body.acked_seq > st->sent)
         c->ack_beyond_sent++;
-    on_ack(st, &s->lat, f->body.acked_seq, now);
+    on_ack(st, &s->lat, f->body.acked_seq, now, (uint64_t)(s->opts.warmup_s * 1e9));
 }
 
 /* Decodes the whole frames in the input buffer; the tail waits for more bytes. */
@@ -1124,8 +1143,10 @@ static int write_json(const sim_t *s, const char *path) {
     }
     fprintf(f, "{\"connect\":");
     json_string(f, s->opts.host);
-    fprintf(f, ",\"port\":%s,\"seed\":%" PRIu64 ",\"duration_s\":%.3f,\"send_s\":%.3f,",
-            s->opts.port, s->opts.seed, s->opts.duration_s, (double)s->send_end_ns / 1e9);
+    fprintf(f,
+            ",\"port\":%s,\"seed\":%" PRIu64 ",\"duration_s\":%.3f,\"send_s\":%.3f,\"end_s\":%.3f,",
+            s->opts.port, s->opts.seed, s->opts.duration_s, (double)s->send_end_ns / 1e9,
+            (double)s->end_ns / 1e9);
     json_stream(f, s, &s->ticks);
     fputc(',', f);
     json_stream(f, s, &s->orders);
@@ -1143,6 +1164,21 @@ static int write_json(const sim_t *s, const char *path) {
         fputs("null", f);
     fputs("}\n", f);
     return fclose(f) == 0 ? 0 : -1;
+}
+
+/* The exact latencies, binned to 3 significant digits for HdrHistogram's plotters. */
+static int write_hgrm(const sim_t *s, const char *path) {
+    static tp_hist_t h;
+    tp_hist_reset(&h);
+    for (size_t i = 0; i < s->lat.count; i++)
+        tp_hist_record(&h, s->lat.ns[i]);
+    FILE *f = fopen(path, "w");
+    int rc = f ? tp_hist_write_hgrm(&h, f, 1000.0) : -1;
+    if (f && fclose(f) != 0)
+        rc = -1;
+    if (rc != 0)
+        fprintf(stderr, "tp_sim: cannot write %s: %s\n", path, strerror(errno));
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -1170,6 +1206,8 @@ int main(int argc, char **argv) {
     if (s.conn.error[0] != '\0')
         fprintf(stderr, "tp_sim: %s\n", s.conn.error);
     if (s.opts.json_path && write_json(&s, s.opts.json_path) != 0)
+        status = 1;
+    if (s.opts.hgrm_path && write_hgrm(&s, s.opts.hgrm_path) != 0)
         status = 1;
     sim_free(&s);
     return status;
