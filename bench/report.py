@@ -107,7 +107,7 @@ def latency_table(d, out):
                 f"| {fmt(lat(r, 'p90'))} | {fmt(lat(r, 'p99'))} | {fmt(lat(r, 'p99.9'))} "
                 f"| {fmt(lat(r, 'max'))} | {'yes' if r['all_acked'] else 'NO'} "
                 f"| {fmt(int(conf)) if conf is not None else 'n/a'} "
-                f"| {fmt(int(writes)) if writes is not None else r['ticks']['acked_seq']:}|")
+                f"| {fmt(int(writes if writes is not None else r['ticks']['acked_seq']))} |")
     mixed = load(d, "tickplane-mixed-100000")
     if mixed:
         out.append(

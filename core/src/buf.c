@@ -39,24 +39,29 @@ int tp_buf_append(tp_buf_t *b, const void *p, size_t n) {
     return rc;
 }
 
+int tp_buf_vprintf(tp_buf_t *b, const char *fmt, va_list ap) {
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(b->data ? b->data + b->len : NULL, b->cap - b->len, fmt, ap);
+    int rc = n < 0 ? TP_EINVAL : 0;
+    if (rc == 0 && (size_t)n >= b->cap - b->len) {
+        /* vsnprintf needs room for its NUL, which the buffer then drops. */
+        rc = tp_buf_reserve(b, (size_t)n + 1);
+        if (rc == 0)
+            vsnprintf(b->data + b->len, (size_t)n + 1, fmt, again);
+    }
+    va_end(again);
+    if (rc == 0)
+        b->len += (size_t)n;
+    return rc;
+}
+
 int tp_buf_printf(tp_buf_t *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(b->data ? b->data + b->len : NULL, b->cap - b->len, fmt, ap);
+    int rc = tp_buf_vprintf(b, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return TP_EINVAL;
-    if ((size_t)n >= b->cap - b->len) {
-        /* vsnprintf needs room for its NUL, which the buffer then drops. */
-        int rc = tp_buf_reserve(b, (size_t)n + 1);
-        if (rc != 0)
-            return rc;
-        va_start(ap, fmt);
-        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    b->len += (size_t)n;
-    return 0;
+    return rc;
 }
 
 void tp_buf_consume(tp_buf_t *b, size_t n) {

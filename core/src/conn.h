@@ -15,11 +15,11 @@
 typedef struct {
     tp_cmd_cb cb;
     void *data;
-    size_t len;        /* bytes of this command (or unit) in the log */
-    uint64_t sent_ns;  /* when it was handed to the socket (for the command timeout) */
-    uint32_t replies;  /* replies that complete it: 1, or a unit's command count */
-    bool unit;         /* tp_conn_send_unit: replayed, never failed, on a timeout */
-    uint32_t answered; /* replies of a unit received so far on this socket */
+    size_t len;         /* bytes of this command (or unit) in the log */
+    uint64_t sent_ns;   /* when it was handed to the socket (for the command timeout) */
+    uint32_t replies;   /* replies that complete it: 1, or a unit's command count */
+    bool unit;          /* tp_conn_send_unit: replayed, never failed, on a timeout */
+    uint32_t answered;  /* replies of a unit received so far on this socket */
     tp_origin_t origin; /* pool->origin when it was queued */
 } tp__pending_t;
 

@@ -81,31 +81,26 @@ static const char *reason_phrase(int status) {
 }
 
 /* Sends head + body (no body for HEAD) and closes once written. */
-static void respond(tp_http_conn_t *c, int status, const char *type, const tp_buf_t *body,
+static void respond(tp_http_conn_t *c, int status, const char *type, const char *body, size_t n,
                     bool head_only) {
     c->responded = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    size_t n = body ? tp_buf_size(body) : 0;
     int rc = tp_buf_printf(&c->out,
                            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                            "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
                            status, reason_phrase(status), type, n);
     if (rc == 0 && n > 0 && !head_only)
-        rc = tp_buf_append(&c->out, tp_buf_ptr(body), n);
+        rc = tp_buf_append(&c->out, body, n);
     uv_buf_t buf = uv_buf_init(tp_buf_ptr(&c->out), (unsigned)tp_buf_size(&c->out));
     c->write.data = c;
     if (rc != 0 || uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0)
         conn_close(c);
 }
 
+/* why ends with a newline: it is the whole body. */
 static void reject(tp_http_conn_t *c, int status, const char *why) {
-    tp_buf_t body = {0};
     c->srv->stats.rejected++;
-    if (tp_buf_printf(&body, "%s\n", why) == 0)
-        respond(c, status, "text/plain; charset=utf-8", &body, false);
-    else
-        conn_close(c);
-    tp_buf_free(&body);
+    respond(c, status, "text/plain; charset=utf-8", why, strlen(why), false);
 }
 
 /* ---- requests ----------------------------------------------------------------------------- */
@@ -130,12 +125,12 @@ static void handle_request(tp_http_conn_t *c) {
     *eol = '\0';
     const char *method, *path;
     if (parse_request_line(c->in, &method, &path) != 0) {
-        reject(c, 400, "malformed request line");
+        reject(c, 400, "malformed request line\n");
         return;
     }
     bool head = strcmp(method, "HEAD") == 0;
     if (!head && strcmp(method, "GET") != 0) {
-        reject(c, 405, "only GET and HEAD");
+        reject(c, 405, "only GET and HEAD\n");
         return;
     }
     tp_buf_t body = {0};
@@ -143,7 +138,8 @@ static void handle_request(tp_http_conn_t *c) {
         .status = 200, .content_type = "text/plain; charset=utf-8", .body = &body};
     c->srv->handler(c->srv, path, &res);
     c->srv->stats.requests++;
-    respond(c, res.status, res.content_type, &body, head);
+    const char *text = body.data ? tp_buf_ptr(&body) : ""; /* the handler may write nothing */
+    respond(c, res.status, res.content_type, text, tp_buf_size(&body), head);
     tp_buf_free(&body);
 }
 
@@ -166,11 +162,11 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
     c->len += (size_t)n;
     c->in[c->len] = '\0';
     if (strlen(c->in) != c->len)
-        reject(c, 400, "NUL byte in request");
+        reject(c, 400, "NUL byte in request\n");
     else if (strstr(c->in, "\r\n\r\n"))
         handle_request(c);
     else if (c->len == sizeof(c->in) - 1)
-        reject(c, 431, "request head too large");
+        reject(c, 431, "request head too large\n");
 }
 
 static void on_timeout(uv_timer_t *t) {

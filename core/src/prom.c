@@ -1,22 +1,26 @@
 #include "tp/prom.h"
 
-static void emit(tp_prom_t *p, int rc) {
-    if (p->err == 0)
-        p->err = rc;
+#include <stdarg.h>
+
+/* Appends unless an earlier append failed; keeps the first error. */
+__attribute__((format(printf, 2, 3))) static void emit(tp_prom_t *p, const char *fmt, ...) {
+    if (p->err != 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    p->err = tp_buf_vprintf(p->out, fmt, ap);
+    va_end(ap);
 }
 
 void tp_prom_family(tp_prom_t *p, const char *name, const char *type, const char *help) {
-    if (p->err == 0)
-        emit(p, tp_buf_printf(p->out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type));
+    emit(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 void tp_prom_int(tp_prom_t *p, const char *name, const char *labels, uint64_t value) {
-    if (p->err != 0)
-        return;
     if (labels)
-        emit(p, tp_buf_printf(p->out, "%s{%s} %llu\n", name, labels, (unsigned long long)value));
+        emit(p, "%s{%s} %llu\n", name, labels, (unsigned long long)value);
     else
-        emit(p, tp_buf_printf(p->out, "%s %llu\n", name, (unsigned long long)value));
+        emit(p, "%s %llu\n", name, (unsigned long long)value);
 }
 
 /* Bucket bounds in nanoseconds, with their le text: 1-2.5-5 steps cover what an
@@ -35,19 +39,12 @@ static const struct {
 
 void tp_prom_histogram(tp_prom_t *p, const char *name, const char *labels, const tp_hist_t *h) {
     const char *sep = labels ? "," : "";
+    const char *open = labels ? "{" : "", *close = labels ? "}" : "";
     labels = labels ? labels : "";
     for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]) && p->err == 0; i++)
-        emit(p, tp_buf_printf(p->out, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels, sep,
-                              bounds[i].le, (unsigned long long)tp_hist_count_le(h, bounds[i].ns)));
-    if (p->err != 0)
-        return;
-    emit(p, tp_buf_printf(p->out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
-                          (unsigned long long)h->total));
-    const char *open = *labels ? "{" : "", *close = *labels ? "}" : "";
-    if (p->err == 0)
-        emit(p, tp_buf_printf(p->out, "%s_sum%s%s%s %.9f\n", name, open, labels, close,
-                              (double)h->sum / 1e9));
-    if (p->err == 0)
-        emit(p, tp_buf_printf(p->out, "%s_count%s%s%s %llu\n", name, open, labels, close,
-                              (unsigned long long)h->total));
+        emit(p, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels, sep, bounds[i].le,
+             (unsigned long long)tp_hist_count_le(h, bounds[i].ns));
+    emit(p, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)h->total);
+    emit(p, "%s_sum%s%s%s %.9f\n", name, open, labels, close, (double)h->sum / 1e9);
+    emit(p, "%s_count%s%s%s %llu\n", name, open, labels, close, (unsigned long long)h->total);
 }

@@ -4,6 +4,7 @@
 #ifndef TP_BUF_H
 #define TP_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 typedef struct {
@@ -27,6 +28,7 @@ int tp_buf_append(tp_buf_t *b, const void *p, size_t n);
 /* Appends printf-formatted text (not NUL-terminated in the buffer). Returns 0,
  * TP_ENOMEM or TP_EINVAL (a format error). For reports, not hot paths. */
 int tp_buf_printf(tp_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int tp_buf_vprintf(tp_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Drops n bytes from the front (n <= size). */
 void tp_buf_consume(tp_buf_t *b, size_t n);
 /* Truncates to size bytes (size <= current size). */
