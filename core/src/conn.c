@@ -577,6 +577,19 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
 
 /* ---- connecting --------------------------------------------------------- */
 
+/* A session negotiated under certificates and a CA that have since been
+ * replaced must not be resumed: resumption skips the certificate checks, so
+ * the old trust would live on. Comparing generations at the next handshake
+ * also covers tickets that reach a connection still open on the old context
+ * after the swap, and the subscriber's connection. */
+static void drop_stale_session(tp_conn_t *c) {
+    if (c->tls_gen != c->pool->tls_gen && c->tls_session) {
+        SSL_SESSION_free(c->tls_session);
+        c->tls_session = NULL;
+    }
+    c->tls_gen = c->pool->tls_gen;
+}
+
 static void on_connected(uv_connect_t *req, int status) {
     tp__sock_t *s = req->data;
     tp_conn_t *c = s->conn;
@@ -610,9 +623,10 @@ static void on_connected(uv_connect_t *req, int status) {
         return;
     }
     c->state = TP_CONN_TLS;
+    SSL_CTX *ctx = tp__pool_tls_ctx(c->pool);
+    drop_stale_session(c);
     const char *name = cfg->tls_server_name ? cfg->tls_server_name : cfg->host;
-    r = tp__tls_start(&s->tls, c->pool->ssl_ctx, name, &s->wire, &c->tls_session, c->errstr,
-                      sizeof(c->errstr));
+    r = tp__tls_start(&s->tls, ctx, name, &s->wire, &c->tls_session, c->errstr, sizeof(c->errstr));
     if (r == 0)
         r = tp__tls_handshake(&s->tls, c->errstr, sizeof(c->errstr));
     if (r < 0) {

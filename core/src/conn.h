@@ -72,6 +72,7 @@ struct tp_conn_s {
     uv_timer_t timer;           /* backoff, connect timeout or command timeout, by state */
     int failures;               /* consecutive failed attempts */
     SSL_SESSION *tls_session;
+    uint32_t tls_gen; /* pool->tls_gen of the context tls_session came from */
 
     /* Encoded commands: [0, sent_bytes) written and awaiting replies, the rest
      * not yet written. Kept until answered so a reconnect can replay them. */
@@ -139,5 +140,8 @@ void tp__pool_unschedule_flush(tp_pool_t *pool, tp_conn_t *c);
 void tp__pool_set_error(tp_pool_t *pool, const tp_conn_t *c);
 void tp__pool_handle_opened(tp_pool_t *pool);
 void tp__pool_handle_closed(tp_pool_t *pool);
+/* The TLS context for a handshake about to start, rebuilt first when the
+ * certificate files changed (see tp_pool_init). Never on the command path. */
+SSL_CTX *tp__pool_tls_ctx(tp_pool_t *pool);
 
 #endif

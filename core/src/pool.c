@@ -121,6 +121,60 @@ static void on_handle_closed(uv_handle_t *h) {
     tp__pool_handle_closed(h->data);
 }
 
+/* ---- TLS material rotation ------------------------------------------------
+ *
+ * The files are checked before every TLS handshake, never per command: three
+ * stat() calls cost a few microseconds, a handshake far more (round trips,
+ * signatures), so a check per connect attempt needs no timer or throttle and
+ * a rotation is seen by the very next connection. */
+
+/* The paths of the log lines below; unset ones print as "". */
+#define TLS_PATHS(cfg)                                                                             \
+    TP_STR("ca", (cfg)->tls_ca_path ? (cfg)->tls_ca_path : "(system store)"),                      \
+        TP_STR("cert", (cfg)->tls_cert_path), TP_STR("key", (cfg)->tls_key_path)
+
+/* Files that did not load are tried again at each connect (the writer may
+ * still be at work), but reported only once per change of the files. */
+static void tls_reload_failed(tp_pool_t *pool, const tp__tls_files_t *now, const char *error) {
+    if (pool->tls_refused_set && tp__tls_files_equal(now, &pool->tls_refused))
+        return;
+    pool->tls_refused = *now;
+    pool->tls_refused_set = true;
+    pool->stats.tls_reload_failures++;
+    TP_LOG(TP_LOG_WARN, "tls material reload failed, keeping the previous material",
+           TLS_PATHS(pool->cfg), TP_STR("error", error));
+}
+
+/* The new context serves new handshakes only: each live connection's SSL holds
+ * its own reference to the old one (SSL_new up-refs the SSL_CTX, SSL_free
+ * drops it), so freeing the pool's reference here is safe. */
+static void tls_reload_if_changed(tp_pool_t *pool) {
+    tp__tls_files_t now;
+    tp__tls_files_stat(pool->cfg, &now);
+    if (tp__tls_files_equal(&now, &pool->tls_files))
+        return;
+    char err[320];
+    SSL_CTX *ctx = tp__tls_ctx_new(pool->cfg, err, sizeof(err));
+    if (ctx == NULL) {
+        tls_reload_failed(pool, &now, err);
+        return;
+    }
+    tp__tls_ctx_free(pool->ssl_ctx);
+    pool->ssl_ctx = ctx;
+    /* Snapshot taken before loading: a file replaced while it was being read
+     * differs from it and is loaded again at the next connect. */
+    pool->tls_files = now;
+    pool->tls_refused_set = false;
+    pool->tls_gen++; /* connections drop sessions of older contexts */
+    pool->stats.tls_reloads++;
+    TP_LOG(TP_LOG_INFO, "tls material reloaded", TLS_PATHS(pool->cfg));
+}
+
+SSL_CTX *tp__pool_tls_ctx(tp_pool_t *pool) {
+    tls_reload_if_changed(pool);
+    return pool->ssl_ctx;
+}
+
 static void init_failed(tp_pool_t *pool) {
     for (int i = 0; pool->conns && i < pool->size; i++)
         tp__conn_free(pool->conns[i]);
@@ -147,6 +201,7 @@ int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg)
         return TP_ECONFIG;
     }
     if (cfg->tls) {
+        tp__tls_files_stat(cfg, &pool->tls_files); /* before loading: see tls_reload_if_changed */
         pool->ssl_ctx = tp__tls_ctx_new(cfg, pool->errstr, sizeof(pool->errstr));
         if (pool->ssl_ctx == NULL)
             return TP_ECONFIG;

@@ -4,6 +4,7 @@
 #include "tp/log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <malloc.h>
 #include <openssl/crypto.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- OpenSSL's per-record allocations ------------------------------------
  *
@@ -241,6 +243,37 @@ SSL_CTX *tp__tls_ctx_new(const tp_redis_config_t *cfg, char *err, size_t errlen)
 
 void tp__tls_ctx_free(SSL_CTX *ctx) {
     SSL_CTX_free(ctx);
+}
+
+/* Inode and device tell a replaced file (rename, symlink flip), size and
+ * mtime one rewritten in place. */
+static tp__tls_file_id_t file_id(const char *path) {
+    struct stat st;
+    if (path == NULL)
+        return (tp__tls_file_id_t){0};
+    if (stat(path, &st) != 0)
+        return (tp__tls_file_id_t){.err = errno};
+    return (tp__tls_file_id_t){.dev = (uint64_t)st.st_dev,
+                               .ino = (uint64_t)st.st_ino,
+                               .size = (int64_t)st.st_size,
+                               .mtime_s = (int64_t)st.st_mtim.tv_sec,
+                               .mtime_ns = (int64_t)st.st_mtim.tv_nsec};
+}
+
+void tp__tls_files_stat(const tp_redis_config_t *cfg, tp__tls_files_t *out) {
+    out->ca = file_id(cfg->tls_ca_path);
+    out->cert = file_id(cfg->tls_cert_path);
+    out->key = file_id(cfg->tls_key_path);
+}
+
+static bool file_id_equal(const tp__tls_file_id_t *a, const tp__tls_file_id_t *b) {
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_s == b->mtime_s &&
+           a->mtime_ns == b->mtime_ns && a->err == b->err;
+}
+
+bool tp__tls_files_equal(const tp__tls_files_t *a, const tp__tls_files_t *b) {
+    return file_id_equal(&a->ca, &b->ca) && file_id_equal(&a->cert, &b->cert) &&
+           file_id_equal(&a->key, &b->key);
 }
 
 static bool is_ip_address(const char *name) {

@@ -9,6 +9,7 @@
 
 #include "tp/buf.h"
 #include "tp/config.h"
+#include "tp/pool.h"
 
 #include <openssl/ssl.h>
 #include <stdbool.h>
@@ -19,6 +20,14 @@
  * with a message in err on failure (unreadable CA, key not matching cert...). */
 SSL_CTX *tp__tls_ctx_new(const tp_redis_config_t *cfg, char *err, size_t errlen);
 void tp__tls_ctx_free(SSL_CTX *ctx);
+
+/* The identity of the files tp__tls_ctx_new reads: stat() of REDIS_TLS_CA_PATH,
+ * REDIS_TLS_CERT_PATH and REDIS_TLS_KEY_PATH, following symlinks (a Kubernetes
+ * Secret volume rotates by flipping its "..data" link, so only the target
+ * changes). An unset path -- the system store, no client certificate -- is not
+ * watched. Two snapshots are equal when no file was replaced or rewritten. */
+void tp__tls_files_stat(const tp_redis_config_t *cfg, tp__tls_files_t *out);
+bool tp__tls_files_equal(const tp__tls_files_t *a, const tp__tls_files_t *b);
 
 typedef struct {
     SSL *ssl;

@@ -9,6 +9,9 @@
 #   other-server.crt / other-server.key
 #                                    same names as server.crt but signed by other-ca, so a client
 #                                    trusting ca.crt must refuse it ("unknown CA")
+#   rot-ca.crt / rot-ca.key          a second, unrelated CA: the material a rotation moves to
+#   rot-server.crt / rot-server.key  as server.crt, signed by rot-ca
+#   rot-client.crt / rot-client.key  as client.crt, signed by rot-ca
 #
 # EC P-256 keys, certificates valid for a few days. Everything is regenerated on each run into a
 # staging directory inside <dir> and then moved into place file by file (rename is atomic), so a
@@ -91,6 +94,9 @@ make_leaf server localhost ca server
 make_leaf client tickplane-test-client ca client
 make_ca other-ca "tickplane unrelated CA"
 make_leaf other-server localhost other-ca server
+make_ca rot-ca "tickplane rotated CA"
+make_leaf rot-server localhost rot-ca server
+make_leaf rot-client tickplane-test-client rot-ca client
 
 # Sanity check: each leaf verifies against its own CA and not against the other one.
 openssl verify -CAfile "$stage/ca.crt" -purpose sslserver "$stage/server.crt" >/dev/null
@@ -101,13 +107,21 @@ if openssl verify -CAfile "$stage/ca.crt" "$stage/other-server.crt" >/dev/null 2
     echo "gen_certs.sh: other-server.crt unexpectedly verifies against ca.crt" >&2
     exit 1
 fi
+openssl verify -CAfile "$stage/rot-ca.crt" -purpose sslserver "$stage/rot-server.crt" >/dev/null
+openssl verify -CAfile "$stage/rot-ca.crt" -purpose sslclient "$stage/rot-client.crt" >/dev/null
+# Rotation tests rely on the two sets refusing each other's certificates.
+if openssl verify -CAfile "$stage/rot-ca.crt" "$stage/client.crt" >/dev/null 2>&1 ||
+    openssl verify -CAfile "$stage/ca.crt" "$stage/rot-client.crt" >/dev/null 2>&1; then
+    echo "gen_certs.sh: client certificates unexpectedly verify across ca and rot-ca" >&2
+    exit 1
+fi
 
-for name in ca server client other-ca other-server; do
+for name in ca server client other-ca other-server rot-ca rot-server rot-client; do
     chmod 0600 "$stage/$name.key"
     chmod 0644 "$stage/$name.crt"
 done
 # CA certificates first: a reader that picks up a new leaf finds its new CA already in place.
-for name in ca other-ca server client other-server; do
+for name in ca other-ca rot-ca server client other-server rot-server rot-client; do
     mv -f "$stage/$name.key" "$dir/$name.key"
     mv -f "$stage/$name.crt" "$dir/$name.crt"
 done

@@ -180,9 +180,10 @@ static void put_quoted(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static void put_cert(FILE *f, const char *directive, const char *name, const char *ext) {
+static void put_cert(FILE *f, const char *directive, const char *set, const char *name,
+                     const char *ext) {
     char path[CERT_PATH_LEN];
-    snprintf(path, sizeof path, "%s/%s%s", TP_TEST_CERTS_DIR, name, ext);
+    snprintf(path, sizeof path, "%s/%s%s%s", TP_TEST_CERTS_DIR, set, name, ext);
     fprintf(f, "%s ", directive);
     put_quoted(f, path);
     fputc('\n', f);
@@ -197,9 +198,9 @@ static int write_conf(const tp_test_redis_t *r, const char *extra_conf) {
     fprintf(f, "# written by tests/support/redis_server.c\n");
     if (r->tls) {
         fprintf(f, "port 0\ntls-port %d\n", r->port);
-        put_cert(f, "tls-cert-file", r->server_cert_name_buf, ".crt");
-        put_cert(f, "tls-key-file", r->server_cert_name_buf, ".key");
-        put_cert(f, "tls-ca-cert-file", "ca", ".crt");
+        put_cert(f, "tls-cert-file", "", r->server_cert_name_buf, ".crt");
+        put_cert(f, "tls-key-file", "", r->server_cert_name_buf, ".key");
+        put_cert(f, "tls-ca-cert-file", r->cert_set_buf, "ca", ".crt");
         fprintf(f, "tls-auth-clients %s\n", r->opts.tls_auth_clients ? "yes" : "no");
     } else {
         fprintf(f, "port %d\n", r->port);
@@ -423,6 +424,32 @@ static int pick_port(void) {
     return port;
 }
 
+/* Records the certificate set and the server certificate ("<set>server" when name is NULL). */
+static int set_certs(tp_test_redis_t *r, const char *set, const char *name) {
+    char def[sizeof r->server_cert_name_buf];
+    if (copy_str(r->cert_set_buf, sizeof r->cert_set_buf, set) != 0) {
+        return -1;
+    }
+    snprintf(def, sizeof def, "%sserver", r->cert_set_buf);
+    return copy_str(r->server_cert_name_buf, sizeof r->server_cert_name_buf, name ? name : def);
+}
+
+/* The extra_conf lines of the current redis.conf (malloc'ed, without the newline write_conf adds),
+ * or NULL when it has none. */
+static char *saved_extra_conf(const tp_test_redis_t *r) {
+    static const char marker[] = "# extra_conf\n";
+    char *text = read_from(r->conf, 0);
+    char *at = text ? strstr(text, marker) : NULL;
+    char *extra = NULL;
+    if (at) {
+        at += sizeof marker - 1;
+        size_t n = strlen(at);
+        extra = strndup(at, n > 0 && at[n - 1] == '\n' ? n - 1 : n);
+    }
+    free(text);
+    return extra;
+}
+
 /* ---- public API ------------------------------------------------------------------------ */
 
 int tp_test_redis_start(tp_test_redis_t *r, const tp_test_redis_opts_t *opts) {
@@ -431,8 +458,7 @@ int tp_test_redis_start(tp_test_redis_t *r, const tp_test_redis_opts_t *opts) {
         opts = &plain;
     }
     memset(r, 0, sizeof *r);
-    if (copy_str(r->server_cert_name_buf, sizeof r->server_cert_name_buf,
-                 opts->server_cert_name ? opts->server_cert_name : "server") != 0 ||
+    if (set_certs(r, opts->cert_set, opts->server_cert_name) != 0 ||
         copy_str(r->requirepass_buf, sizeof r->requirepass_buf, opts->requirepass) != 0 ||
         copy_str(r->acl_user_buf, sizeof r->acl_user_buf, opts->acl_user) != 0 ||
         copy_str(r->acl_pass_buf, sizeof r->acl_pass_buf, opts->acl_pass) != 0) {
@@ -445,6 +471,7 @@ int tp_test_redis_start(tp_test_redis_t *r, const tp_test_redis_opts_t *opts) {
     }
     r->opts = *opts;
     r->opts.server_cert_name = r->server_cert_name_buf;
+    r->opts.cert_set = r->cert_set_buf;
     r->opts.requirepass = opts->requirepass ? r->requirepass_buf : NULL;
     r->opts.acl_user = opts->acl_user ? r->acl_user_buf : NULL;
     r->opts.acl_pass = opts->acl_pass ? r->acl_pass_buf : NULL;
@@ -545,6 +572,22 @@ int tp_test_redis_restart(tp_test_redis_t *r) {
     }
 }
 
+int tp_test_redis_restart_with_certs(tp_test_redis_t *r, const char *cert_set) {
+    if (!r || !r->dir[0]) {
+        fprintf(stderr, "tp_test_redis_restart_with_certs: server was never started\n");
+        return -1;
+    }
+    tp_test_redis_kill(r);
+    if (set_certs(r, cert_set, NULL) != 0) {
+        fprintf(stderr, "tp_test_redis_restart_with_certs: cert_set too long\n");
+        return -1;
+    }
+    char *extra = saved_extra_conf(r);
+    int rc = write_conf(r, extra);
+    free(extra);
+    return rc == 0 ? tp_test_redis_restart(r) : -1;
+}
+
 void tp_test_redis_pause(tp_test_redis_t *r) {
     if (!r || r->pid <= 0 || r->paused) {
         return;
@@ -617,8 +660,11 @@ static int run_cli(tp_test_redis_t *r, bool quiet, int timeout_ms, char *out, si
     char port[16], ca[CERT_PATH_LEN], cert[CERT_PATH_LEN], key[CERT_PATH_LEN];
     snprintf(port, sizeof port, "%d", r->port);
     server_ca_path(r, ca, sizeof ca);
-    tp_test_cert("client.crt", cert, sizeof cert);
-    tp_test_cert("client.key", key, sizeof key);
+    char file[sizeof r->cert_set_buf + 16];
+    snprintf(file, sizeof file, "%sclient.crt", r->cert_set_buf);
+    tp_test_cert(file, cert, sizeof cert);
+    snprintf(file, sizeof file, "%sclient.key", r->cert_set_buf);
+    tp_test_cert(file, key, sizeof key);
 
     /* Everything is prepared before fork(): the child only calls async-signal-safe functions. */
     const char **argv = calloc(24 + nargs, sizeof *argv);

@@ -9,6 +9,8 @@
  *   client.crt/.key   client certificate (EKU clientAuth) for mTLS
  *   other-ca.crt/.key an unrelated CA
  *   other-server.crt/.key  same names as server.crt but signed by other-ca ("unknown CA" tests)
+ *   rot-ca.crt, rot-server.crt/.key, rot-client.crt/.key
+ *                     a second, unrelated set (cert_set "rot-") that rotation tests move to
  *
  * Compile definitions (tests/CMakeLists.txt): TP_TEST_CERTS_DIR, TP_REDIS_SERVER (path of
  * redis-server), TP_REDIS_CLI (path of redis-cli).
@@ -47,11 +49,15 @@
 typedef struct {
     bool tls;                     /* TLS only: `port 0` + `tls-port <port>` */
     bool tls_auth_clients;        /* tls-auth-clients yes: clients must present a cert of ca */
-    const char *server_cert_name; /* "server" (default when NULL) or "other-server" */
+    const char *server_cert_name; /* "<cert_set>server" (default when NULL) or "other-server" */
     const char *requirepass;      /* legacy password of the default user; NULL = none */
     const char *acl_user;         /* with acl_pass: `user <u> on ><p> ~* &* +@all` */
     const char *acl_pass;         /* (the default user stays on, nopass unless requirepass) */
     const char *extra_conf;       /* raw redis.conf lines appended verbatim; NULL = none */
+    /* The certificate set, as a file name prefix: NULL or "" = ca, server, client; "rot-" =
+     * rot-ca, rot-server, rot-client. The server trusts <cert_set>ca.crt for client certificates
+     * and redis-cli presents <cert_set>client.crt/.key. */
+    const char *cert_set;
 } tp_test_redis_opts_t;
 
 /* One server. Zero-initialise it (or start it) before any other call. The fields are for
@@ -68,6 +74,7 @@ typedef struct {
      * long as this struct does not move; extra_conf is always NULL here (it is in conf). */
     tp_test_redis_opts_t opts;
     char server_cert_name_buf[64];
+    char cert_set_buf[32];
     char requirepass_buf[TP_TEST_SECRET_LEN];
     char acl_user_buf[TP_TEST_SECRET_LEN];
     char acl_pass_buf[TP_TEST_SECRET_LEN];
@@ -97,6 +104,12 @@ void tp_test_redis_kill(tp_test_redis_t *r);
  * up). */
 int tp_test_redis_restart(tp_test_redis_t *r);
 
+/* tp_test_redis_restart() with another certificate set (see tp_test_redis_opts_t.cert_set;
+ * server_cert_name becomes "<cert_set>server"), for tests where the server's CA and certificate
+ * are rotated: redis.conf is rewritten (its extra_conf lines are kept) and the server comes back
+ * on the same port. Returns 0 or -1 as tp_test_redis_restart(). */
+int tp_test_redis_restart_with_certs(tp_test_redis_t *r, const char *cert_set);
+
 /* SIGSTOP / SIGCONT: a paused server keeps its connections open but answers nothing (for
  * timeout tests). Both wait until the state change took effect. No-op when not running. */
 void tp_test_redis_pause(tp_test_redis_t *r);
@@ -107,7 +120,7 @@ void tp_test_redis_resume(tp_test_redis_t *r);
  * arguments are the NULL-terminated list of strings after cmd (passed as argv, no shell).
  * --cacert is the CA that issued the server's certificate (other-ca.crt for "other-server"),
  * so the cli (and the readiness probe) also works against a server whose cert the tests'
- * clients must refuse. --cert/--key only when tls_auth_clients.
+ * clients must refuse. --cert/--key (<cert_set>client.crt/.key) only when tls_auth_clients.
  * Credentials are acl_user/acl_pass when set, else requirepass. Standard output goes to out
  * (NUL-terminated, truncated to outlen, trailing newlines removed; out may be NULL when outlen
  * is 0); standard error is passed through to the test's stderr. Returns redis-cli's exit status

@@ -52,7 +52,22 @@ typedef struct {
     uint64_t timeouts;    /* commands that completed with TP_ETIMEDOUT */
     uint64_t tls_resumed; /* TLS handshakes that resumed a session */
     uint64_t writes;      /* socket writes (try_write or uv_write) */
+    uint64_t tls_reloads; /* TLS contexts rebuilt from rotated certificate files */
+    /* Rotated TLS files that could not be loaded, once per distinct change. */
+    uint64_t tls_reload_failures;
 } tp_pool_stats_t;
+
+/* Private: one TLS file as stat() saw it, so that a rotated file is noticed
+ * before the next handshake (core/src/tls.c). */
+typedef struct {
+    uint64_t dev, ino;
+    int64_t size, mtime_s, mtime_ns;
+    int err; /* errno of stat(); 0 when it succeeded */
+} tp__tls_file_id_t;
+
+typedef struct {
+    tp__tls_file_id_t ca, cert, key;
+} tp__tls_files_t;
 
 struct tp_pool_s {
     void *data; /* for the caller */
@@ -76,6 +91,10 @@ struct tp_pool_s {
     uv_loop_t *loop;
     const tp_redis_config_t *cfg;
     struct ssl_ctx_st *ssl_ctx;
+    tp__tls_files_t tls_files;   /* the files ssl_ctx was built from */
+    tp__tls_files_t tls_refused; /* the last rotation that failed to load */
+    bool tls_refused_set;
+    uint32_t tls_gen; /* bumped whenever ssl_ctx is replaced */
     tp_conn_t **conns;
     int size;
     int ready;
@@ -92,7 +111,15 @@ struct tp_pool_s {
 
 /* Creates the TLS context (when enabled) and starts connecting every
  * connection. Fails with TP_ECONFIG (bad certificate files...) or TP_ENOMEM,
- * leaving a message in pool->errstr; on failure nothing needs closing. */
+ * leaving a message in pool->errstr; on failure nothing needs closing.
+ *
+ * Rotation. Before each TLS handshake of a (re)connect the pool checks whether
+ * REDIS_TLS_CA_PATH, REDIS_TLS_CERT_PATH or REDIS_TLS_KEY_PATH changed (a new
+ * file behind the path, as a Kubernetes Secret volume swaps them) and, if so,
+ * loads them into a new TLS context for this and every later handshake; live
+ * connections keep the material they were opened with. Files that do not load
+ * (half written, key not matching) leave the previous context in use, log a
+ * warning once per change, and are tried again at the next connect. */
 int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg);
 
 /* Completes every pending command with TP_ECLOSED, closes the connections and
