@@ -354,6 +354,16 @@ int main(int argc, char **argv) {
         return 2;
     }
     tp_log_level = svc.cfg.log_level;
+    if (svc.cfg.check_only) {
+        /* Deploy checks and operators validate a ConfigMap or an environment file
+         * with the real parser, before a rollout; the log level is forced so that
+         * the effective values are always shown. */
+        tp_log_level = TP_LOG_INFO;
+        tp_config_log(&svc.cfg);
+        tp_config_close(&svc.cfg);
+        printf("tickplane: configuration ok\n");
+        return 0;
+    }
     tp_config_log(&svc.cfg);
 
     svc.loop = uv_default_loop();

@@ -749,6 +749,9 @@ static const setting_t *find_flag(const char *arg, size_t len) {
     return NULL;
 }
 
+/* read_flag() result for --check-config, which sets check_only instead of a setting. */
+#define TP_CONFIG_CHECK 2
+
 /* Reads "--flag=value" or "--flag value" at argv[*i] and advances *i past it. The
  * value of an unknown flag is never echoed: it may be a mistyped password flag's. */
 static int read_flag(int argc, char **argv, int *i, const setting_t **s, const char **value,
@@ -756,6 +759,8 @@ static int read_flag(int argc, char **argv, int *i, const setting_t **s, const c
     const char *arg = argv[(*i)++];
     if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
         return TP_CONFIG_HELP;
+    if (strcmp(arg, "--check-config") == 0)
+        return TP_CONFIG_CHECK;
     if (strncmp(arg, "--", 2) != 0) {
         set_err(err, errlen, "unexpected argument \"%s\": settings are --flag VALUE (see --help)",
                 arg);
@@ -793,7 +798,7 @@ static int check_args(int argc, char **argv, char *err, size_t errlen) {
         int rc = read_flag(argc, argv, &i, &s, &v, first ? NULL : err, first ? 0 : errlen);
         if (rc == TP_CONFIG_HELP)
             return rc;
-        if (rc != 0 && first == 0)
+        if (rc != 0 && rc != TP_CONFIG_CHECK && first == 0)
             first = rc;
     }
     return first;
@@ -805,6 +810,10 @@ static int apply_args(tp_config_t *cfg, int argc, char **argv, bool early, char 
         const setting_t *s;
         const char *v;
         int rc = read_flag(argc, argv, &i, &s, &v, err, errlen);
+        if (rc == TP_CONFIG_CHECK) {
+            cfg->check_only = true;
+            continue;
+        }
         if (rc == 0 && in_pass(s, early))
             rc = apply(cfg, s, s->flag, v, err, errlen);
         if (rc != 0)
@@ -989,6 +998,8 @@ void tp_config_usage(FILE *out, const char *progname) {
         fprintf(out, "  %-*s  %-*s  %-*s  %s\n", wflag, s->flag, wenv, s->env, wdef,
                 s->def ? s->def : "-", s->help);
     }
+    fprintf(out, "  %-*s  %-*s  %-*s  %s\n", wflag, "--check-config", wenv, "", wdef, "",
+            "check the settings, print them (secrets redacted) and exit: 0 valid, 2 not");
     fprintf(out, "  %-*s  %-*s  %-*s  %s\n", wflag, "-h, --help", wenv, "", wdef, "",
             "print this help and exit");
 }

@@ -26,8 +26,8 @@ for var in REDIS_URL REDIS_HOST REDIS_PORT REDIS_USERNAME REDIS_PASSWORD REDIS_D
     REDIS_TLS_KEY_PATH REDIS_TLS_CA_PATH REDIS_TLS_SERVER_NAME TP_KEY_PREFIX TP_LOG_LEVEL \
     TP_FEED_TCP TP_FEED_UDP TP_FEED_UDP_GROUP TP_FEED_REPLAY TP_FEED_REPLAY_SPEED \
     TP_MAX_FRAME_BYTES TP_FEED_MAX_CONNECTIONS TP_EVENT_FORMAT TP_MD_PUBLISH TP_MD_HISTORY \
-    TP_ORDER_QUEUE_MAX TP_SHUTDOWN_TIMEOUT; do
-    check "--help documents $var" "grep -q '$var' <<<\"\$help\""
+    TP_ORDER_QUEUE_MAX TP_SHUTDOWN_TIMEOUT --check-config; do
+    check "--help documents $var" "grep -q -- '$var' <<<\"\$help\""
 done
 
 # Port 1 on loopback: if the process got as far as connecting it would log an
@@ -70,6 +70,21 @@ check "a TP_KEY_PREFIX over 64 characters exits 2" \
 out=$(TP_ORDER_QUEUE_MAX=0 "$bin" 2>&1)
 code=$?
 check "bad TP_ORDER_QUEUE_MAX exits 2" "[[ $code -eq 2 ]] && grep -q 'TP_ORDER_QUEUE_MAX=0' <<<\"\$out\""
+
+# --check-config: the real parser over a deployment's settings, nothing started.
+out=$(REDIS_PASSWORD=hunter2 REDIS_USERNAME=tickplane TP_FEED_TCP=0.0.0.0:7400 \
+    "$bin" --check-config 2>&1)
+code=$?
+check "--check-config of good settings exits 0 and says so" \
+    "[[ $code -eq 0 ]] && grep -q 'configuration ok' <<<\"\$out\""
+check "--check-config shows the effective values" "grep -q '\"tp_feed_tcp\":\"0.0.0.0:7400\"' <<<\"\$out\""
+check "--check-config redacts the password" "! grep -q hunter2 <<<\"\$out\""
+check "--check-config starts nothing: one log line, the configuration" \
+    "[[ \$(grep -c '\"msg\"' <<<\"\$out\") -eq 1 ]]"
+out=$(TP_SHUTDOWN_TIMEOUT=soon "$bin" --check-config 2>&1)
+code=$?
+check "--check-config of a bad setting exits 2 naming it" \
+    "[[ $code -eq 2 ]] && grep -q 'TP_SHUTDOWN_TIMEOUT=soon' <<<\"\$out\""
 
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]

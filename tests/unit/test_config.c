@@ -525,6 +525,22 @@ Test(config, help) {
     tp_config_close(&cfg);
 }
 
+/* --check-config loads and validates everything as a start would, and only marks
+ * the result; a bad setting is still an error. */
+Test(config, check_config) {
+    cr_assert_eq(LOAD("--check-config", "--redis-port=7000"), 0);
+    cr_assert(cfg.check_only);
+    cr_assert_eq(cfg.redis.port, 7000);
+    tp_config_close(&cfg);
+    cr_assert_eq(LOAD("--redis-port=7000"), 0);
+    cr_assert_not(cfg.check_only);
+    tp_config_close(&cfg);
+    setenv("REDIS_PORT", "abc", 1);
+    cr_assert_eq(LOAD("--check-config"), TP_ECONFIG);
+    assert_err_has("REDIS_PORT=abc", "expected an integer");
+    tp_config_close(&cfg);
+}
+
 Test(config, flag_errors_come_before_env_errors) {
     setenv("REDIS_PORT", "abc", 1);
     cr_assert_eq(LOAD("--bogus"), TP_ECONFIG);

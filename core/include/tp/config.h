@@ -71,6 +71,7 @@ typedef struct {
     tp_feed_config_t feeds;
     tp_service_config_t service;
     tp_log_level_t log_level; /* TP_LOG_LEVEL */
+    bool check_only;          /* --check-config: validate, print, exit without starting */
 } tp_config_t;
 
 /* tp_config_load() result when --help was given: the caller prints tp_config_usage(). */
