@@ -15,7 +15,14 @@ packages=(
     redis-server redis-tools
     clang libclang-rt-14-dev
     python3-flatbuffers python3-redis python3-prometheus-client curl
+    # the deploy checks (tests/deploy): systemd-analyze, docker-compose's Compose schema, YAML
+    systemd docker-compose python3-yaml
 )
+# Node.js and npm for the Kubernetes schema check and the Dockerfile lint (tests/deploy): Debian's,
+# unless the machine already has a node of its own.
+if ! command -v npm >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -56,7 +63,7 @@ else
     echo "installed: ${missing[*]}"
 fi
 
-for tool in cmake ctest redis-server redis-cli openssl; do
+for tool in cmake ctest redis-server redis-cli openssl node npm systemd-analyze docker-compose; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "install_packages.sh: $tool not found after installing packages" >&2
         exit 1
