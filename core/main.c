@@ -338,6 +338,23 @@ static int init_modules(service_t *svc) {
     return rc;
 }
 
+/* --check-config: deploy checks and operators validate a ConfigMap or an
+ * environment file with the real parser, and the TLS files by loading them,
+ * before a rollout. The log level is forced so the values are always shown. */
+static int check_config(tp_config_t *cfg) {
+    char err[512];
+    tp_log_level = TP_LOG_INFO;
+    tp_config_log(cfg);
+    int rc = tp_pool_check_tls(&cfg->redis, err, sizeof(err));
+    tp_config_close(cfg);
+    if (rc != 0) {
+        fprintf(stderr, "tickplane: %s\n", err);
+        return 2;
+    }
+    printf("tickplane: configuration ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static service_t svc;
     char err[512];
@@ -354,16 +371,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     tp_log_level = svc.cfg.log_level;
-    if (svc.cfg.check_only) {
-        /* Deploy checks and operators validate a ConfigMap or an environment file
-         * with the real parser, before a rollout; the log level is forced so that
-         * the effective values are always shown. */
-        tp_log_level = TP_LOG_INFO;
-        tp_config_log(&svc.cfg);
-        tp_config_close(&svc.cfg);
-        printf("tickplane: configuration ok\n");
-        return 0;
-    }
+    if (svc.cfg.check_only)
+        return check_config(&svc.cfg);
     tp_config_log(&svc.cfg);
 
     svc.loop = uv_default_loop();
@@ -376,7 +385,9 @@ int main(int argc, char **argv) {
     if (rc != 0) {
         TP_LOG(TP_LOG_ERROR, "cannot start the redis pool", TP_STR("error", svc.pool.errstr));
         tp_config_close(&svc.cfg);
-        return 1;
+        /* Bad certificate files are a configuration error like any other: 2, which
+         * supervisors are told not to restart on (tickplane.service). */
+        return rc == TP_ECONFIG ? 2 : 1;
     }
     uv_signal_init(svc.loop, &svc.sigint);
     uv_signal_init(svc.loop, &svc.sigterm);

@@ -175,6 +175,16 @@ SSL_CTX *tp__pool_tls_ctx(tp_pool_t *pool) {
     return pool->ssl_ctx;
 }
 
+int tp_pool_check_tls(const tp_redis_config_t *cfg, char *err, size_t errlen) {
+    if (!cfg->tls)
+        return 0;
+    SSL_CTX *ctx = tp__tls_ctx_new(cfg, err, errlen);
+    if (ctx == NULL)
+        return TP_ECONFIG;
+    tp__tls_ctx_free(ctx);
+    return 0;
+}
+
 static void init_failed(tp_pool_t *pool) {
     for (int i = 0; pool->conns && i < pool->size; i++)
         tp__conn_free(pool->conns[i]);

@@ -86,5 +86,26 @@ code=$?
 check "--check-config of a bad setting exits 2 naming it" \
     "[[ $code -eq 2 ]] && grep -q 'TP_SHUTDOWN_TIMEOUT=soon' <<<\"\$out\""
 
+# TLS files are loaded, not only found: a key of another certificate is a configuration error
+# (exit 2, which tickplane.service does not restart on), for --check-config and for a start.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for n in a b; do
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=$n" \
+        -keyout "$tmp/$n.key" -out "$tmp/$n.crt" 2>/dev/null
+done
+mismatched=(REDIS_TLS_ENABLED=true REDIS_TLS_CA_PATH="$tmp/a.crt" REDIS_TLS_CERT_PATH="$tmp/a.crt"
+    REDIS_TLS_KEY_PATH="$tmp/b.key" TP_METRICS_ADDR=off TP_FEED_TCP=off TP_FEED_UDP=off)
+out=$(env "${mismatched[@]}" "$bin" --check-config 2>&1)
+code=$?
+check "--check-config loads the TLS files: a mismatched key exits 2 naming it" \
+    "[[ $code -eq 2 ]] && grep -q 'REDIS_TLS_KEY_PATH.*key values mismatch' <<<\"\$out\""
+out=$(env "${mismatched[@]}" REDIS_PORT=1 "$bin" 2>&1)
+code=$?
+check "a start with a mismatched key exits 2" "[[ $code -eq 2 ]]"
+out=$(env "${mismatched[@]}" REDIS_TLS_KEY_PATH="$tmp/a.key" "$bin" --check-config 2>&1)
+code=$?
+check "--check-config with matching TLS files exits 0" "[[ $code -eq 0 ]]"
+
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]

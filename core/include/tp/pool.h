@@ -122,6 +122,11 @@ struct tp_pool_s {
  * warning once per change, and are tried again at the next connect. */
 int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg);
 
+/* Loads cfg's TLS material (CA, client certificate and key) as tp_pool_init()
+ * would, then frees it; no socket is opened. Returns 0 (also when TLS is off)
+ * or TP_ECONFIG with the reason in err: for tickplane --check-config. */
+int tp_pool_check_tls(const tp_redis_config_t *cfg, char *err, size_t errlen);
+
 /* Completes every pending command with TP_ECLOSED, closes the connections and
  * calls cb (may be NULL) once every handle has closed. */
 void tp_pool_close(tp_pool_t *pool, tp_pool_cb cb);
