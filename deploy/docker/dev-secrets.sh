@@ -3,7 +3,8 @@
 # deploy/docker/secrets/ (gitignored):
 #
 #   tls/               a test CA, a Redis server certificate (localhost) and a client certificate
-#                      (tests/support/gen_certs.sh; valid for a few days: run again to renew)
+#                      (tests/support/gen_certs.sh; valid for a few days: run again to renew,
+#                      then `docker compose restart redis`: the new CA is not the running one's)
 #   redis-password     the tickplane ACL user's password (the Redis side reads it)
 #   tickplane.env      REDIS_PASSWORD=<the same password> (tickplane's side)
 #
@@ -16,6 +17,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=$here/secrets
 mkdir -p "$out"
 "$here/../../tests/support/gen_certs.sh" "$out/tls"
+# Only what the services read: the CA's key and the tests' other sets stay out of the containers.
+rm -f "$out"/tls/ca.key "$out"/tls/other-* "$out"/tls/rot-*
 chmod 0644 "$out"/tls/*.key
 if [[ ! -s $out/redis-password ]]; then
     openssl rand -hex 24 | tr -d '\n' >"$out/redis-password"

@@ -41,6 +41,19 @@ static void fail(restore_t *r, int status, const char *what, const char *name) {
     snprintf(r->errstr, sizeof(r->errstr), "%s %s", what, name);
 }
 
+/* fail() with Redis's own words when it answered with an error: a NOPERM from
+ * an ACL that lacks a command or a key pattern says what to grant. */
+static void fail_reply(restore_t *r, int status, const tp_reply_t *reply, const char *what,
+                       const char *name) {
+    if (reply == NULL || reply->type != TP_REPLY_ERROR) {
+        fail(r, status ? status : TP_EPROTOCOL, what, name);
+        return;
+    }
+    char why[160];
+    snprintf(why, sizeof(why), "%s: %.*s", name, (int)reply->len, reply->str);
+    fail(r, status, what, why);
+}
+
 /* Every reply lands here last; the final one finishes the restore. */
 static void settle(restore_t *r) {
     if (--r->pending > 0)
@@ -81,7 +94,7 @@ static void on_exec_ids(void *data, int status, const tp_reply_t *reply) {
     restore_t *r = op->r;
     tp_order_t *o = tp_orders_find(&r->w->orders, op->order_id, strlen(op->order_id));
     if (status != 0 || reply->type != TP_REPLY_ARRAY) {
-        fail(r, status ? status : TP_EPROTOCOL, "cannot read the exec ids of order", op->order_id);
+        fail_reply(r, status, reply, "cannot read the exec ids of order", op->order_id);
     } else if (o != NULL) {
         for (size_t i = 0; i < reply->elements; i++) {
             const tp_reply_t *m = reply->element[i];
@@ -101,7 +114,7 @@ static void on_order_hash(void *data, int status, const tp_reply_t *reply) {
         /* SCAN may return a key twice (while Redis rehashes): loaded already. */
     } else if (!is_hash_reply(status, reply) || reply->elements == 0) {
         /* An id in the open set without its hash: the set is the stale one. */
-        fail(r, status ? status : TP_EPROTOCOL, "no readable hash for open order", op->order_id);
+        fail_reply(r, status, reply, "no readable hash for open order", op->order_id);
     } else {
         size_t n = reply->elements / 2;
         const char *fields[64], *values[64];
@@ -143,8 +156,7 @@ static void on_portfolio(void *data, int status, const tp_reply_t *reply) {
     op_t *op = data;
     restore_t *r = op->r;
     if (!is_hash_reply(status, reply)) {
-        fail(r, status ? status : TP_EPROTOCOL, "cannot read the portfolio of account",
-             op->account);
+        fail_reply(r, status, reply, "cannot read the portfolio of account", op->account);
     } else {
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const tp_reply_t *f = reply->element[i], *v = reply->element[i + 1];
@@ -165,8 +177,7 @@ static void on_stream_marks(void *data, int status, const tp_reply_t *reply) {
     op_t *op = data;
     restore_t *r = op->r;
     if (!is_hash_reply(status, reply)) {
-        fail(r, status ? status : TP_EPROTOCOL, "cannot read the stream marks of account",
-             op->account);
+        fail_reply(r, status, reply, "cannot read the stream marks of account", op->account);
     } else {
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const tp_reply_t *f = reply->element[i], *v = reply->element[i + 1];
@@ -259,8 +270,7 @@ static void on_generation(void *data, int status, const tp_reply_t *reply) {
     restore_t *r = data;
     if (status != 0 || reply->type != TP_REPLY_INTEGER || reply->integer <= 0 ||
         reply->integer >= (1LL << (64 - TP_EVENT_ID_COUNTER_BITS)))
-        fail(r, status ? status : TP_EPROTOCOL,
-             "cannot take an event id generation:", "INCR evgen");
+        fail_reply(r, status, reply, "cannot take an event id generation:", "INCRBY evgen");
     else
         r->w->generation = r->stats.generation = (uint64_t)reply->integer;
     settle(r);

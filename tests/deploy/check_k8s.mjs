@@ -68,7 +68,9 @@ function compile(schemas) {
     const ajv = new Ajv({ strictTypes: false, strict: false, allErrors: true });
     validateRequire("ajv-formats").default(ajv);
     validateRequire("ajv-formats-draft2019")(ajv);
-    for (const f of ["int32", "int64", "double", "byte", "quantity", "string", "date-time"])
+    // Kubernetes quantities: a signed decimal with an optional binary, decimal or exponent suffix.
+    ajv.addFormat("quantity", /^[+-]?(\d+\.?\d*|\.\d+)([KMGTPE]i|[mkMGTPE]|[eE][+-]?\d+)?$/);
+    for (const f of ["int32", "int64", "double", "byte", "string", "date-time"])
         if (!ajv.formats[f]) ajv.addFormat(f, true);
     for (const [id, schema] of schemas) ajv.addSchema(strict(schema), id);
     return ajv;
@@ -123,6 +125,11 @@ const seconds = (text) => {
     const m = /^(\d+)(ms|s)?$/.exec(text ?? "");
     return m ? Number(m[1]) / (m[2] === "s" ? 1 : 1000) : NaN;
 };
+// "16MiB" (tickplane) or "256Mi" (Kubernetes) -> bytes.
+const bytes = (text) => {
+    const m = /^(\d+)(Ki|Mi|Gi|KiB|MiB|GiB)?$/.exec(text ?? "");
+    return m ? Number(m[1]) * 1024 ** ({ K: 1, M: 2, G: 3 }[m[2]?.[0]] ?? 0) : NaN;
+};
 const matches = (selector, labels) =>
     Object.entries(selector ?? {}).every(([k, v]) => labels?.[k] === v);
 
@@ -158,6 +165,10 @@ function checkRules(objects) {
         pod.securityContext?.runAsNonRoot === true && c.securityContext?.readOnlyRootFilesystem &&
         c.securityContext?.allowPrivilegeEscalation === false &&
         c.securityContext?.capabilities?.drop?.includes("ALL"));
+    const queued = Number(config.data.REDIS_POOL_MAX_SIZE ?? 4) *
+        bytes(config.data.REDIS_MAX_QUEUED_BYTES ?? "64MiB");
+    check("the memory limit holds twice what may be queued for a slow Redis (pool x queued bytes)",
+        2 * queued <= bytes(c.resources?.limits?.memory), `${queued} queued bytes`);
     check("Guaranteed QoS: requests equal limits",
         JSON.stringify(c.resources?.requests) === JSON.stringify(c.resources?.limits) &&
         !!c.resources?.limits?.cpu && !!c.resources?.limits?.memory);

@@ -13,7 +13,8 @@ usage: test_redis_acl.py --tickplane BIN --sim BIN --certs DIR --deploy DIR
 3. Least: the set of commands Redis counted (INFO commandstats, reset before the runs, only
    tickplane connected) equals the set the ACL grants, so nothing granted is unused; writes,
    reads, publishes and admin commands outside tp:* are refused with NOPERM; the default user
-   is off; a client without a certificate is refused.
+   is off; a client without a certificate is refused; tickplane itself, given another key
+   prefix, is refused and stops, naming the NOPERM.
 4. The development overlay (redis.conf + redis-dev.conf) starts and accepts a client that has
    only the CA.
 
@@ -110,16 +111,22 @@ def render_acl(a, work, password, admin_password):
     return acl
 
 
-def run_tickplane_and_sim(a, work, srv, password, run, seed):
-    """One tickplane process and one tp_sim run against it; returns (tickplane exit, sim json)."""
-    feed = free_port()
+def tickplane_env(a, srv, password, feed, **settings):
+    """tickplane as the ACL user over mutual TLS, every write path on."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "TP_"))}
     env.update(REDIS_HOST="127.0.0.1", REDIS_PORT=str(srv.port), REDIS_TLS_ENABLED="true",
                REDIS_TLS_CA_PATH=cert(a, "ca.crt"), REDIS_TLS_CERT_PATH=cert(a, "client.crt"),
                REDIS_TLS_KEY_PATH=cert(a, "client.key"), REDIS_TLS_SERVER_NAME="localhost",
                REDIS_USERNAME="tickplane", REDIS_PASSWORD=password,
                TP_FEED_TCP=f"127.0.0.1:{feed}", TP_FEED_UDP="off", TP_METRICS_ADDR="off",
-               TP_MD_PUBLISH="true", TP_MD_HISTORY="100")
+               TP_MD_PUBLISH="true", TP_MD_HISTORY="100", **settings)
+    return env
+
+
+def run_tickplane_and_sim(a, work, srv, password, run, seed):
+    """One tickplane process and one tp_sim run against it; returns (tickplane exit, sim json)."""
+    feed = free_port()
+    env = tickplane_env(a, srv, password, feed)
     log = open(os.path.join(work, f"tickplane-{run}.log"), "w")
     tp = subprocess.Popen([a.tickplane], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
@@ -143,6 +150,19 @@ def run_tickplane_and_sim(a, work, srv, password, run, seed):
           sim.stdout[-400:] + sim.stderr[-400:])
     check(f"run {run}: tickplane exits 0 after SIGTERM", status == 0, status)
     return status, summary
+
+
+def check_service_refused_outside_prefix(a, work, srv, password):
+    """The service itself, pointed at keys outside tp:*, is refused and says why."""
+    log = os.path.join(work, "tickplane-other-prefix.log")
+    env = tickplane_env(a, srv, password, free_port(), TP_KEY_PREFIX="other:")
+    with open(log, "w") as out:
+        status = subprocess.run([a.tickplane], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                timeout=60).returncode
+    text = open(log).read()
+    check("tickplane with TP_KEY_PREFIX=other: is refused by the ACL and stops (exit 1)",
+          status == 1, status)
+    check("... naming Redis's NOPERM", "NOPERM" in text, text[-500:])
 
 
 def granted_commands(admin):
@@ -271,6 +291,7 @@ def main():
         check_state(admin, sims)
         check_config(admin, srv)
         check_refused(srv, password)
+        check_service_refused_outside_prefix(a, work, srv, password)
         check_dev_overlay(a, work, acl, password)
         keep = failures > 0
     finally:
