@@ -71,9 +71,9 @@ systemd_security() {
 # The environment file with its password filled in and its certificate paths pointed at the
 # test's; as committed (no password) it must be refused.
 env_file_config() {
-    local env=("${@}")
+    local lines
     mapfile -t lines < <(grep -v -e '^#' -e '^$' "$repo/deploy/systemd/tickplane.env")
-    env -i PATH="$PATH" "${lines[@]}" "${env[@]}" "$tickplane" --check-config >"$work/env.out" 2>&1
+    env -i PATH="$PATH" "${lines[@]}" "$@" "$tickplane" --check-config >"$work/env.out" 2>&1
 }
 
 systemd_stop_timeout_covers_drain() {

@@ -30,21 +30,22 @@ function check(what, cond, detail = "") {
 
 // ---- the schemas -------------------------------------------------------------------------------
 
+const require = createRequire(import.meta.url);
+const modelsPackage = require.resolve("kubernetes-models/package.json");
+const modelsRequire = createRequire(modelsPackage);
+
 // kubernetes-models registers each definition through @kubernetes-models/validate's register();
 // a stand-in module collects them instead, so that they can be compiled strict.
 function loadSchemas() {
-    const require = createRequire(import.meta.url);
     const schemas = new Map();
-    const modelsDir = dirname(require.resolve("kubernetes-models/package.json"));
-    const validatePath = createRequire(join(modelsDir, "index.js")).resolve(
-        "@kubernetes-models/validate");
+    const validatePath = modelsRequire.resolve("@kubernetes-models/validate");
     require.cache[validatePath] = {
         id: validatePath, filename: validatePath, loaded: true,
         exports: { register: (id, schema) => schemas.set(id, schema), validate() {} },
     };
-    const schemaDirs = [join(modelsDir, "_schemas"),
-        join(dirname(createRequire(join(modelsDir, "index.js")).resolve(
-            "@kubernetes-models/apimachinery/package.json")), "_schemas")];
+    const schemaDirs = [join(dirname(modelsPackage), "_schemas"),
+        join(dirname(modelsRequire.resolve("@kubernetes-models/apimachinery/package.json")),
+            "_schemas")];
     for (const d of schemaDirs)
         for (const f of readdirSync(d).filter((f) => f.endsWith(".js")))
             require(join(d, f)).addSchema?.();
@@ -61,8 +62,6 @@ function strict(schema) {
 }
 
 function compile(schemas) {
-    const require = createRequire(import.meta.url);
-    const modelsRequire = createRequire(require.resolve("kubernetes-models/package.json"));
     const validateRequire = createRequire(modelsRequire.resolve("@kubernetes-models/validate"));
     const Ajv = validateRequire("ajv").default;
     const ajv = new Ajv({ strictTypes: false, strict: false, allErrors: true });

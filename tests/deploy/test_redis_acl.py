@@ -124,7 +124,7 @@ def tickplane_env(a, srv, password, feed, **settings):
 
 
 def run_tickplane_and_sim(a, work, srv, password, run, seed):
-    """One tickplane process and one tp_sim run against it; returns (tickplane exit, sim json)."""
+    """One tickplane process and one tp_sim run against it; returns tp_sim's JSON summary."""
     feed = free_port()
     env = tickplane_env(a, srv, password, feed)
     log = open(os.path.join(work, f"tickplane-{run}.log"), "w")
@@ -132,9 +132,10 @@ def run_tickplane_and_sim(a, work, srv, password, run, seed):
     deadline = time.monotonic() + 20
     while "redis pool ready" not in open(log.name).read():
         if tp.poll() is not None or time.monotonic() > deadline:
-            print(open(log.name).read()[-3000:], file=sys.stderr)
             tp.kill()
-            return tp.wait(), {}
+            check(f"run {run}: tickplane connects to Redis (\"redis pool ready\")", False,
+                  f"exit {tp.wait()}; log: {open(log.name).read()[-1500:]}")
+            return {}
         time.sleep(0.05)
     result = os.path.join(work, f"sim-{run}.json")
     sim = subprocess.run([a.sim, "--connect", f"127.0.0.1:{feed}", "--duration", "2",
@@ -149,7 +150,7 @@ def run_tickplane_and_sim(a, work, srv, password, run, seed):
     check(f"run {run}: tp_sim saw every frame acknowledged", sim.returncode == 0,
           sim.stdout[-400:] + sim.stderr[-400:])
     check(f"run {run}: tickplane exits 0 after SIGTERM", status == 0, status)
-    return status, summary
+    return summary
 
 
 def check_service_refused_outside_prefix(a, work, srv, password):
@@ -285,7 +286,7 @@ def main():
         srv.wait_ready(admin)
         admin.config_resetstat()
         # From here until INFO only tickplane sends commands, so commandstats is its own.
-        sims = [run_tickplane_and_sim(a, work, srv, password, run, seed)[1]
+        sims = [run_tickplane_and_sim(a, work, srv, password, run, seed)
                 for run, seed in ((1, 11), (2, 12))]
         check_sufficient_and_least(admin)
         check_state(admin, sims)

@@ -48,7 +48,7 @@
  * read during tp_test_redis_start() (they are copied). */
 typedef struct {
     bool tls;                     /* TLS only: `port 0` + `tls-port <port>` */
-    bool tls_auth_clients;        /* tls-auth-clients yes: clients must present a cert of ca */
+    bool tls_auth_clients;        /* tls-auth-clients yes: clients need a cert of <cert_set>ca */
     const char *server_cert_name; /* "<cert_set>server" (default when NULL) or "other-server" */
     const char *requirepass;      /* legacy password of the default user; NULL = none */
     const char *acl_user;         /* with acl_pass: `user <u> on ><p> ~* &* +@all` */
