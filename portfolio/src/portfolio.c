@@ -404,6 +404,7 @@ void tp_position_fields(const tp_position_t *p, tp_pf_fields_t *out) {
     put_field(out, p, "rpnl", p->realized, 8);
     put_field(out, p, "upnl", tp_position_unrealized(p), 8);
     put_field(out, p, "cost", p->cost, 16);
+    put_field(out, p, "mark", p->mark, 8);
 }
 
 void tp_portfolio_totals_fields(const tp_portfolio_t *pf, tp_str_t account, tp_pf_fields_t *out) {
@@ -416,7 +417,7 @@ void tp_portfolio_totals_fields(const tp_portfolio_t *pf, tp_str_t account, tp_p
 
 /* ---- warm restart ----------------------------------------------------------------------- */
 
-typedef enum { PART_QTY, PART_COST, PART_RPNL, PART_DERIVED } part_t;
+typedef enum { PART_QTY, PART_COST, PART_RPNL, PART_MARK, PART_DERIVED } part_t;
 
 static bool text_eq(const char *s, size_t len, const char *lit) {
     return len == strlen(lit) && memcmp(s, lit, len) == 0;
@@ -445,6 +446,8 @@ static int parse_field(const char *field, size_t flen, tp_str_t *symbol, part_t 
         *part = PART_COST;
     else if (text_eq(suffix, slen, "rpnl"))
         *part = PART_RPNL;
+    else if (text_eq(suffix, slen, "mark"))
+        *part = PART_MARK;
     else if (text_eq(suffix, slen, "avg") || text_eq(suffix, slen, "upnl"))
         *part = PART_DERIVED;
     else
@@ -456,9 +459,10 @@ static int parse_field(const char *field, size_t flen, tp_str_t *symbol, part_t 
 static int parse_value(part_t part, const char *value, size_t vlen, tp_i128 *out) {
     if (value == NULL || !tp_fixed_parse(value, vlen, part == PART_COST ? 16 : 8, out))
         return TP_EINVAL;
-    bool ok = part == PART_COST  ? abs128(*out) <= TP_POSITION_COST_MAX
-              : part == PART_QTY ? valid_qty(*out)
-                                 : *out >= INT64_MIN && *out <= INT64_MAX;
+    bool ok = part == PART_COST   ? abs128(*out) <= TP_POSITION_COST_MAX
+              : part == PART_QTY  ? valid_qty(*out)
+              : part == PART_MARK ? *out >= 0 && *out <= INT64_MAX
+                                  : *out >= INT64_MIN && *out <= INT64_MAX;
     return ok ? 0 : TP_EINVAL;
 }
 
@@ -480,6 +484,8 @@ int tp_portfolio_restore(tp_portfolio_t *pf, tp_str_t account, const char *field
         p->qty = (int64_t)v;
     else if (part == PART_COST)
         p->cost = v;
+    else if (part == PART_MARK)
+        p->mark = (int64_t)v; /* without it the totals would drop this position's upnl */
     else
         p->realized = (int64_t)v;
     return 0;

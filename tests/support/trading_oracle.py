@@ -77,14 +77,14 @@ def pf_key(prefix, account):
 
 
 class Position:
-    __slots__ = ("qty", "cost", "rpnl", "upnl")
+    __slots__ = ("qty", "cost", "rpnl", "upnl", "mark")
 
     def __init__(self):
-        self.qty = self.cost = self.rpnl = self.upnl = 0
+        self.qty = self.cost = self.rpnl = self.upnl = self.mark = 0
 
     def copy(self):
         p = Position()
-        p.qty, p.cost, p.rpnl, p.upnl = self.qty, self.cost, self.rpnl, self.upnl
+        p.qty, p.cost, p.rpnl, p.upnl, p.mark = self.qty, self.cost, self.rpnl, self.upnl, self.mark
         return p
 
     @property
@@ -131,8 +131,8 @@ class Book:
                 assert p.qty == 0 and p.cost == 0, "flip from a position that is not flat"
                 p.qty = rest if s > 0 else -rest
                 p.cost = p.qty * px
-        mark = self.marks.get(symbol) or px
-        p.upnl = div_round(p.qty * mark - p.cost, SCALE)
+        p.mark = self.marks.get(symbol) or px
+        p.upnl = div_round(p.qty * p.mark - p.cost, SCALE)
         return p
 
     def hash_of(self, account):
@@ -146,6 +146,7 @@ class Book:
             h[f"{sym}:rpnl"] = fmt(p.rpnl)
             h[f"{sym}:upnl"] = fmt(p.upnl)
             h[f"{sym}:cost"] = fmt(p.cost, 16)
+            h[f"{sym}:mark"] = fmt(p.mark)
             rp += p.rpnl
             up += p.upnl
         if h:

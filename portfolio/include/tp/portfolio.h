@@ -122,7 +122,7 @@ static inline tp_position_t *tp_position_next(const tp_position_t *p) {
 
 /* Longest field name, NUL included: "<SYM>:rpnl". */
 #define TP_PF_FIELD_MAX (TP_WIRE_SYMBOL_MAX + sizeof(":rpnl"))
-#define TP_PF_FIELDS_MAX 5
+#define TP_PF_FIELDS_MAX 6
 
 /* Field/value pairs for one HSET, formatted into caller memory (no allocation).
  * Names and values are NUL-terminated; the lengths leave the NUL out. */
@@ -140,7 +140,8 @@ typedef struct {
  *   "<SYM>:avg"   average cost, 8 decimals
  *   "<SYM>:rpnl"  realized PnL, 8 decimals
  *   "<SYM>:upnl"  unrealized PnL, 8 decimals
- *   "<SYM>:cost"  the exact cost basis, signed, 16 decimals (for warm restart) */
+ *   "<SYM>:cost"  the exact cost basis, signed, 16 decimals (for warm restart)
+ *   "<SYM>:mark"  the price upnl is marked at, 8 decimals; 0 = none yet (for warm restart) */
 void tp_position_fields(const tp_position_t *p, tp_pf_fields_t *out);
 
 /* The account's totals, "rpnl" and "upnl" (8 decimals), as
@@ -148,8 +149,8 @@ void tp_position_fields(const tp_position_t *p, tp_pf_fields_t *out);
 void tp_portfolio_totals_fields(const tp_portfolio_t *pf, tp_str_t account, tp_pf_fields_t *out);
 
 /* Warm restart: feeds one field/value pair of an HGETALL of the account's
- * tp:{ACCT}:pf. "<SYM>:qty", "<SYM>:cost" and "<SYM>:rpnl" set that part of the
- * position (created if new); the symbol may contain ':', the field's suffix
+ * tp:{ACCT}:pf. "<SYM>:qty", "<SYM>:cost", "<SYM>:rpnl" and "<SYM>:mark" set that
+ * part of the position (created if new); the symbol may contain ':', the field's suffix
  * follows the last one. The derived fields ("<SYM>:avg", "<SYM>:upnl", "rpnl",
  * "upnl") are ignored. Returns 0; TP_EINVAL for an unknown field, a bad symbol
  * or account, or a value that does not parse or fit (nothing is changed then);
