@@ -17,6 +17,8 @@ packages=(
     python3-flatbuffers python3-redis python3-prometheus-client curl
     # the deploy checks (tests/deploy): systemd-analyze, docker-compose's Compose schema, YAML
     systemd docker-compose python3-yaml
+    # tests/cli/test_settings_invalid.py: a bad setting must not reach a network syscall
+    strace
 )
 # Node.js and npm for the Kubernetes schema check and the Dockerfile lint (tests/deploy): Debian's,
 # unless the machine already has a node of its own.

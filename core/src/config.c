@@ -294,6 +294,67 @@ static int parse_str(const setting_t *s, const char *text, void *field, char *wh
     return 0;
 }
 
+/* A host as getaddrinfo() and the certificate check take it: an IPv4 or IPv6
+ * address (no brackets), or a DNS name: labels of letters, digits, '-' (not first
+ * or last) and '_', at most 63 characters each and 253 in all, dots between them
+ * and optionally one at the end. A name of digits and dots only would be read as
+ * a malformed address, so it is refused. */
+static bool host_ok(const char *h, size_t n) {
+    char buf[256];
+    unsigned char addr[16];
+    if (n == 0 || n > 253)
+        return false;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    if (uv_inet_pton(AF_INET, buf, addr) == 0 || uv_inet_pton(AF_INET6, buf, addr) == 0)
+        return true;
+    size_t label = 0;
+    bool letter = false;
+    for (size_t i = 0; i <= n; i++) {
+        char c = buf[i]; /* the final NUL ends the last label */
+        if (c == '.' || c == '\0') {
+            if (label == 0)
+                return c == '\0' && letter; /* an empty label, except after a final dot */
+            if (buf[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool digit = c >= '0' && c <= '9';
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+        if ((!digit && !alpha && c != '-') || (c == '-' && label == 0) || ++label > 63)
+            return false;
+        letter = letter || alpha || c == '-';
+    }
+    return letter;
+}
+
+static int parse_host(const setting_t *s, const char *text, void *field, char *why, size_t whylen) {
+    /* An empty value gets parse_str()'s message. */
+    if (text[0] != '\0' && !host_ok(text, strlen(text))) {
+        set_err(why, whylen, "expected a host name or an IP address (IPv6 without brackets)");
+        return TP_ECONFIG;
+    }
+    return parse_str(s, text, field, why, whylen);
+}
+
+/* Redis refuses spaces in an ACL user name; control characters are never meant. */
+static bool user_ok(const char *u) {
+    for (; *u; u++) {
+        if ((unsigned char)*u <= ' ' || *u == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static int parse_user(const setting_t *s, const char *text, void *field, char *why, size_t whylen) {
+    if (!user_ok(text)) {
+        set_err(why, whylen, "expected a user name without spaces or control characters");
+        return TP_ECONFIG;
+    }
+    return parse_str(s, text, field, why, whylen);
+}
+
 static tp_log_field_t show_str(const setting_t *s, const void *field) {
     const char *v = *(char *const *)field;
     if (v && (s->flags & SECRET))
@@ -474,6 +535,10 @@ static int url_credentials(url_t *u, const char **rest, char *why, size_t whylen
         set_err(why, whylen, "invalid %%XX escape in the user name or password");
         return TP_ECONFIG;
     }
+    if (u->user && !user_ok(u->user)) {
+        set_err(why, whylen, "expected a user name without spaces or control characters");
+        return TP_ECONFIG;
+    }
     *rest = at + 1;
     return 0;
 }
@@ -484,14 +549,17 @@ static int url_host(url_t *u, const char **rest, char *why, size_t whylen) {
     if (*h == '[') {
         h++;
         n = strspn(h, "0123456789abcdefABCDEF:.");
-        if (n == 0 || h[n] != ']') {
+        char v6[64];
+        unsigned char addr[16];
+        snprintf(v6, sizeof(v6), "%.*s", (int)(n < sizeof(v6) ? n : 0), h);
+        if (n == 0 || h[n] != ']' || uv_inet_pton(AF_INET6, v6, addr) != 0) {
             set_err(why, whylen, "expected an IPv6 address between [ and ]");
             return TP_ECONFIG;
         }
         *rest = h + n + 1;
     } else {
         n = strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._");
-        if (n == 0) {
+        if (!host_ok(h, n)) {
             set_err(why, whylen, "expected a host name or address after //");
             return TP_ECONFIG;
         }
@@ -605,6 +673,8 @@ static const parser_t bytes_parser = {parse_bytes, show_bytes, NULL};
 static const parser_t bool_parser = {parse_bool, show_bool, NULL};
 static const parser_t level_parser = {parse_level, show_level, NULL};
 static const parser_t str_parser = {parse_str, show_str, NULL};
+static const parser_t host_parser = {parse_host, show_str, NULL};
+static const parser_t user_parser = {parse_user, show_str, NULL};
 static const parser_t url_parser = {parse_url, NULL, redact_url};
 static const parser_t ratio_parser = {parse_ratio, show_ratio, NULL};
 static const parser_t addr_parser = {parse_addr, show_addr, NULL};
@@ -614,11 +684,11 @@ static const parser_t event_format_parser = {parse_event_format, show_event_form
 static const setting_t settings[] = {
     {"REDIS_URL", "--redis-url", NULL, &url_parser, FIELD(redis), 0, 0, EARLY,
      "redis[s]://[[user]:password@]host[:port][/db]; the settings below override it"},
-    {"REDIS_HOST", "--redis-host", "127.0.0.1", &str_parser, FIELD(redis.host), 1, 0, 0,
+    {"REDIS_HOST", "--redis-host", "127.0.0.1", &host_parser, FIELD(redis.host), 1, 0, 0,
      "server host name or IP address"},
     {"REDIS_PORT", "--redis-port", "6379", &int_parser, FIELD(redis.port), 1, 65535, 0,
      "server TCP port"},
-    {"REDIS_USERNAME", "--redis-username", NULL, &str_parser, FIELD(redis.username), 1, 0, 0,
+    {"REDIS_USERNAME", "--redis-username", NULL, &user_parser, FIELD(redis.username), 1, 0, 0,
      "ACL user for AUTH (needs REDIS_PASSWORD)"},
     {"REDIS_PASSWORD", "--redis-password", NULL, &str_parser, FIELD(redis.password), 1, 0, SECRET,
      "AUTH password (prefer the variable: flags show in ps)"},
@@ -647,7 +717,7 @@ static const setting_t settings[] = {
      0, TLS_ONLY | READABLE, "client private key for mutual TLS (PEM)"},
     {"REDIS_TLS_CA_PATH", "--redis-tls-ca-path", NULL, &str_parser, FIELD(redis.tls_ca_path), 1, 0,
      TLS_ONLY | READABLE, "CA bundle (PEM); default: the system store"},
-    {"REDIS_TLS_SERVER_NAME", "--redis-tls-server-name", NULL, &str_parser,
+    {"REDIS_TLS_SERVER_NAME", "--redis-tls-server-name", NULL, &host_parser,
      FIELD(redis.tls_server_name), 1, 0, TLS_ONLY,
      "name for SNI and the certificate check; default: the host"},
     {"TP_KEY_PREFIX", "--key-prefix", "tp:", &str_parser, FIELD(redis.key_prefix), 0, 64, 0,
@@ -669,6 +739,9 @@ static const setting_t settings[] = {
      "largest frame accepted; a longer length prefix is bad input"},
     {"TP_FEED_MAX_CONNECTIONS", "--feed-max-connections", "64", &int_parser,
      FIELD(feeds.max_connections), 1, 100000, 0, "TCP adapter connections accepted at once"},
+    {"TP_FEED_FRAME_TIMEOUT", "--feed-frame-timeout", "10s", &duration_parser,
+     FIELD(feeds.frame_timeout_ms), 0, HOUR_MS, 0,
+     "close a TCP adapter connection whose incomplete frame is read for longer; 0 = off"},
     {"TP_EVENT_FORMAT", "--event-format", "flatbuffers", &event_format_parser,
      FIELD(service.event_format), 0, 0, 0,
      "published events: flatbuffers (TradingEvent, schemas/event.fbs) or json"},
@@ -679,6 +752,10 @@ static const setting_t settings[] = {
     {"TP_ORDER_QUEUE_MAX", "--order-queue-max", "16384", &int_parser,
      FIELD(service.order_queue_max), 16, 1 << 24, 0,
      "order events awaiting Redis before the order feeds are paused"},
+    {"TP_FINISHED_ORDERS_MAX", "--finished-orders-max", "100000", &int_parser,
+     FIELD(service.finished_orders_max), 0, 1000000, 0,
+     "finished orders kept in memory (about 0.7 KiB each); older ones are dropped from memory "
+     "only, and an event naming one is refused as final"},
     {"TP_SHUTDOWN_TIMEOUT", "--shutdown-timeout", "10s", &duration_parser,
      FIELD(service.shutdown_timeout_ms), 1, HOUR_MS, 0,
      "on SIGTERM, how long to wait for Redis to acknowledge what is queued"},
@@ -942,7 +1019,8 @@ void tp_config_init(tp_config_t *cfg) {
 void tp_config_close(tp_config_t *cfg) {
     for (size_t i = 0; i < NSETTINGS; i++) {
         const parser_t *p = settings[i].parser;
-        if (p == &str_parser || p == &addr_parser || p == &group_parser)
+        if (p == &str_parser || p == &host_parser || p == &user_parser || p == &addr_parser ||
+            p == &group_parser)
             replace(field_of(cfg, &settings[i]), NULL);
     }
 }

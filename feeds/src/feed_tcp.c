@@ -1,17 +1,31 @@
 /* The TCP feed source: a listener for adapters and one framer per connection.
  * Bad input closes the connection that sent it (the byte stream cannot be
  * trusted after it); FeedAck frames go back on the connection that last
- * delivered each stream. */
+ * delivered each stream.
+ *
+ * A connection that holds an incomplete frame for longer than
+ * TP_FEED_FRAME_TIMEOUT while it is being read is closed as "stalled": one timer
+ * sweeps every connection, so the read path only compares the receive time it
+ * already has. The clock starts with the read that began the frame, so trickling
+ * bytes does not keep a frame alive, and restarts whenever reading resumes after a
+ * pause, so backpressure (tickplane not reading) never counts against an adapter.
+ * An idle connection, with no incomplete frame, is never timed out. */
 #include "feeds_int.h"
 
 #include "tp/clock.h"
 #include "tp/error.h"
 #include "tp/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define LISTEN_BACKLOG 128
+
+/* The stall sweep runs four times per timeout (a frame is closed at most a quarter
+ * late), but not more often than this. */
+#define STALL_SWEEPS_PER_TIMEOUT 4
+#define STALL_MIN_PERIOD_MS 5
 
 static void on_listener_closed(uv_handle_t *h) {
     tp__feeds_handle_closed(h->data);
@@ -89,6 +103,7 @@ static bool conn_hold_next(tp_feed_conn_t *c) {
         return false;
     }
     c->has_held = true;
+    c->partial_since_ns = 0; /* what follows is a new frame */
     return true;
 }
 
@@ -152,6 +167,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     c->meta.recv_mono_ns = tp_clock_mono_ns();
     c->meta.recv_wall_ns = tp_clock_wall_ns();
     conn_process(c);
+    /* A frame left incomplete by this read was begun by it, unless an older one is
+     * still incomplete (no frame was taken: conn_hold_next() resets the clock). */
+    if (tp_framer_pending(&c->framer) == 0)
+        c->partial_since_ns = 0;
+    else if (c->partial_since_ns == 0)
+        c->partial_since_ns = c->meta.recv_mono_ns;
 }
 
 static void conn_start_reading(tp_feed_conn_t *c) {
@@ -163,6 +184,8 @@ static void conn_start_reading(tp_feed_conn_t *c) {
         return;
     }
     c->reading = true;
+    /* The time reading was paused was tickplane's, not the adapter's. */
+    c->partial_since_ns = tp_framer_pending(&c->framer) > 0 ? tp_clock_mono_ns() : 0;
 }
 
 /* Sets up an accepted connection; returns a reason to refuse it, or NULL. */
@@ -219,6 +242,48 @@ static void on_connection(uv_stream_t *server, int status) {
     conn_start_reading(c);
 }
 
+/* ---- stalled frames ------------------------------------------------------------------------ */
+
+static void on_stall_sweep(uv_timer_t *t) {
+    tp_feeds_t *f = t->data;
+    uint64_t timeout_ns = (uint64_t)f->cfg->frame_timeout_ms * 1000000u;
+    uint64_t now = tp_clock_mono_ns();
+    tp_feed_conn_t *next;
+    for (tp_feed_conn_t *c = f->conns; c; c = next) {
+        next = c->next; /* rejecting unlinks c */
+        size_t pending = tp_framer_pending(&c->framer);
+        if (!c->reading || c->partial_since_ns == 0 || pending == 0 ||
+            now - c->partial_since_ns <= timeout_ns)
+            continue;
+        char detail[128];
+        snprintf(detail, sizeof(detail), "a frame still incomplete after %d ms (%zu bytes held)",
+                 f->cfg->frame_timeout_ms, pending);
+        conn_reject(c, TP_FEED_BAD_STALLED, detail);
+    }
+}
+
+static void on_stall_timer_closed(uv_handle_t *h) {
+    tp__feeds_handle_closed(h->data);
+}
+
+static void stall_timer_start(tp_feeds_t *f) {
+    int timeout_ms = f->cfg->frame_timeout_ms;
+    if (timeout_ms <= 0)
+        return;
+    uint64_t period = (uint64_t)timeout_ms / STALL_SWEEPS_PER_TIMEOUT;
+    if (period < STALL_MIN_PERIOD_MS)
+        period = STALL_MIN_PERIOD_MS;
+    uv_timer_init(f->loop, &f->stall_timer);
+    f->stall_timer.data = f;
+    f->stall_timer_on = true;
+    f->open_handles++;
+    uv_timer_start(&f->stall_timer, on_stall_sweep, period, period);
+    /* The sweep alone is no reason to keep a loop running. */
+    uv_unref((uv_handle_t *)&f->stall_timer);
+}
+
+/* ---- the listener ------------------------------------------------------------------------- */
+
 int tp__feed_tcp_start(tp_feeds_t *f) {
     struct sockaddr_storage sa;
     const char *addr = f->cfg->tcp_addr;
@@ -242,6 +307,7 @@ int tp__feed_tcp_start(tp_feeds_t *f) {
     }
     TP_LOG(TP_LOG_INFO, "feed listening", TP_STR("source", "tcp"), TP_STR("address", addr),
            TP_INT("port", tp_feeds_tcp_port(f)));
+    stall_timer_start(f);
     return 0;
 }
 
@@ -353,12 +419,18 @@ static void close_listener(tp_feeds_t *f) {
 
 void tp__feed_tcp_stop(tp_feeds_t *f) {
     close_listener(f);
+    if (f->stall_timer_on)
+        uv_timer_stop(&f->stall_timer); /* nothing is read any more */
     for (tp_feed_conn_t *c = f->conns; c; c = c->next)
         conn_stop_reading(c);
 }
 
 void tp__feed_tcp_close(tp_feeds_t *f) {
     close_listener(f);
+    if (f->stall_timer_on) {
+        f->stall_timer_on = false;
+        uv_close((uv_handle_t *)&f->stall_timer, on_stall_timer_closed);
+    }
     /* The last acks go out if the sockets take them at once; closing cannot wait
      * for an adapter that does not read, and it resends the rest as duplicates. */
     gather_acks(f);

@@ -20,6 +20,10 @@ struct tp_feed_conn_s {
     bool has_held;       /* held: decoded, waiting for order feeds to resume */
     tp_frame_t held;
     const char *ended; /* why the stream ended (EOF, error); NULL while open */
+    /* The stall clock (TP_FEED_FRAME_TIMEOUT): when the read that began the incomplete
+     * frame now buffered completed, or when reading last resumed with it; 0 = no
+     * incomplete frame. Trickled bytes of the same frame do not restart it. */
+    uint64_t partial_since_ns;
     bool reading;
     bool closing;
     bool writing; /* write_req in flight with out[0, out_len) */

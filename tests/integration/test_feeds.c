@@ -305,16 +305,32 @@ static void send_order(int fd, uint64_t stream, uint64_t seq) {
     raw_send(fd, out, len);
 }
 
-/* True when the server closed fd (recv sees EOF) within the loop's next turns. */
-static bool closed_by_server(int fd) {
-    for (int i = 0; i < 100; i++) {
+/* True when the server has closed fd: EOF, or a reset when it closed with bytes unread. */
+static bool server_closed_now(int fd) {
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* True while the server keeps fd open (it may have sent something). */
+static bool still_open(int fd) {
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+    return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+/* True when the server closed fd within about ms of running the loop. */
+static bool closed_within(int fd, int ms) {
+    for (int waited = 0; waited < ms; waited += 20) {
         tp_test_run_for(&env->loop, 20);
-        char c;
-        ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
-        if (n == 0)
+        if (server_closed_now(fd))
             return true;
     }
     return false;
+}
+
+static bool closed_by_server(int fd) {
+    return closed_within(fd, 2000);
 }
 
 typedef struct {
@@ -783,4 +799,305 @@ Test(feeds, paced_replay_survives_a_timestamp_jump) {
     cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->replay_done, 10000));
     unlink(path);
     cr_expect_eq(env->feeds.stats.ticks, 4);
+}
+
+/* ---- garbage, slow-loris and stalled frames (TP_FEED_FRAME_TIMEOUT) ------------------------- */
+
+/* A tick frame copied out of the shared builder; returns its length. */
+static size_t copy_tick(uint8_t *dst, size_t cap, uint64_t stream, uint64_t seq, int i) {
+    char sym[16];
+    tp_tick_t t = tick_fields("RAW", i, sym, sizeof(sym));
+    const uint8_t *out;
+    size_t len;
+    cr_assert_eq(tp_wire_build_tick(builder(), stream, seq, &t, &out, &len), 0);
+    cr_assert_leq(len, cap);
+    memcpy(dst, out, len);
+    return len;
+}
+
+/* A frame in two pieces, gap_ms of loop apart. */
+static void send_split(int fd, const uint8_t *frame, size_t len, int gap_ms) {
+    raw_send(fd, frame, len / 2);
+    tp_test_run_for(&env->loop, gap_ms);
+    raw_send(fd, frame + len / 2, len - len / 2);
+}
+
+#define LORIS_LIMIT 8
+#define LORIS_TIMEOUT_MS 300
+
+/* Connections that trickle a frame a byte at a time would hold every slot of
+ * TP_FEED_MAX_CONNECTIONS forever; they are closed as stalled and the slots go back
+ * to real adapters. An idle connection is left alone. */
+Test(feeds, slow_loris_connections_are_closed_as_stalled) {
+    env->cfg.feeds.max_connections = LORIS_LIMIT;
+    env->cfg.feeds.frame_timeout_ms = LORIS_TIMEOUT_MS;
+    env->ack_orders = true;
+    start();
+    int healthy = raw_connect(), idle = raw_connect();
+    cr_assert(wait_count(&env->feeds.stats.connections, 2));
+
+    /* Every slot left, and two connections more, start trickling a tick frame. */
+    uint8_t frame[512];
+    size_t len = copy_tick(frame, sizeof(frame), 30, 1, 0);
+    cr_assert_gt(len, 3 * LORIS_TIMEOUT_MS / 100, "the frame must outlast the timeout");
+    enum { ACCEPTED = LORIS_LIMIT - 2, NLORIS = LORIS_LIMIT };
+    int loris[NLORIS];
+    uint64_t first_ns[NLORIS], closed_ms[NLORIS] = {0};
+    for (int i = 0; i < NLORIS; i++) {
+        if (i == ACCEPTED)
+            cr_assert(wait_count(&env->feeds.stats.connections, LORIS_LIMIT));
+        loris[i] = raw_connect();
+        raw_send(loris[i], frame, 1);
+        first_ns[i] = tp_clock_mono_ns();
+    }
+    cr_assert(wait_count(&env->feeds.stats.connections_refused, NLORIS - ACCEPTED));
+
+    /* One byte every 100 ms each, until tickplane has closed them all (10 s at most). */
+    uint8_t tick[512];
+    size_t tick_len = copy_tick(tick, sizeof(tick), 20, 1, 1);
+    int open = ACCEPTED;
+    for (size_t sent = 1; open > 0 && sent < len; sent++) {
+        tp_test_run_for(&env->loop, 100);
+        if (sent == 2) /* meanwhile a real adapter's frame may arrive in pieces */
+            send_split(healthy, tick, tick_len, 50);
+        for (int i = 0; i < ACCEPTED; i++) {
+            if (closed_ms[i])
+                continue;
+            if (server_closed_now(loris[i])) {
+                closed_ms[i] = (tp_clock_mono_ns() - first_ns[i]) / 1000000;
+                open--;
+                continue;
+            }
+            send(loris[i], frame + sent, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+    }
+    cr_assert_eq(open, 0, "%d slow-loris connections still open", open);
+    uint64_t min_ms = UINT64_MAX, max_ms = 0;
+    for (int i = 0; i < ACCEPTED; i++) {
+        min_ms = closed_ms[i] < min_ms ? closed_ms[i] : min_ms;
+        max_ms = closed_ms[i] > max_ms ? closed_ms[i] : max_ms;
+    }
+    fprintf(stderr,
+            "slow-loris: %d connections closed as stalled %llu..%llu ms after their first "
+            "byte (timeout %d ms)\n",
+            ACCEPTED, (unsigned long long)min_ms, (unsigned long long)max_ms, LORIS_TIMEOUT_MS);
+    cr_expect_geq(min_ms, LORIS_TIMEOUT_MS, "closed before the timeout");
+    const tp_feed_stats_t *s = &env->feeds.stats;
+    cr_expect_eq(s->bad[TP_FEED_BAD_STALLED], ACCEPTED);
+    cr_expect_eq(bad_total(), ACCEPTED);
+    cr_expect_eq(s->connections_refused, NLORIS - ACCEPTED);
+    cr_expect_eq(s->ticks, 1, "only the healthy adapter's tick");
+    cr_expect_eq(env->feeds.nconns, 2);
+    cr_expect(still_open(healthy));
+    cr_expect(still_open(idle), "an idle connection was closed");
+
+    /* The slots are free again: a new adapter gets in, is decoded and acked, and so
+     * is the one connected throughout. */
+    int late = raw_connect();
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        send_order(late, 21, seq);
+    uint64_t stream = 0, acked = 0;
+    cr_assert(read_ack(late, &stream, &acked), "no ack for the adapter that connected later");
+    cr_expect_eq(stream, 21);
+    cr_expect_eq(acked, 3);
+    send_order(healthy, 23, 1);
+    cr_assert(read_ack(healthy, &stream, &acked), "no ack for the healthy adapter");
+    cr_expect_eq(stream, 23);
+    cr_expect_eq(acked, 1);
+
+    /* Idle for longer than the timeout, then a frame in two pieces: its clock
+     * starts with its first byte, not at the accept. */
+    tick_len = copy_tick(tick, sizeof(tick), 22, 1, 2);
+    send_split(idle, tick, tick_len, 100);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 2));
+    cr_expect(still_open(idle));
+    cr_expect_eq(s->orders, 4);
+    cr_expect_eq(bad_total(), ACCEPTED);
+    for (int i = 0; i < NLORIS; i++)
+        close(loris[i]);
+    close(late);
+    close(healthy);
+    close(idle);
+}
+
+#define GARBAGE_TIMEOUT_MS 300
+#define MAX_GARBAGE 24
+
+typedef struct {
+    const char *what;
+    uint8_t bytes[512];
+    size_t len;
+    tp_feed_bad_t reason;
+} garbage_t;
+
+static uint32_t xorshift(uint32_t *state) {
+    uint32_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *state = x;
+}
+
+static garbage_t *add_garbage(garbage_t *g, int *n, const char *what, const void *bytes, size_t len,
+                              tp_feed_bad_t reason) {
+    cr_assert_lt(*n, MAX_GARBAGE);
+    cr_assert_leq(len, sizeof(g[*n].bytes));
+    garbage_t *x = &g[(*n)++];
+    x->what = what;
+    memcpy(x->bytes, bytes, len);
+    x->len = len;
+    x->reason = reason;
+    return x;
+}
+
+/* What a stream of these bytes followed by silence is refused as, framed with max bytes. */
+static tp_feed_bad_t expected_reason(const uint8_t *b, size_t len, size_t max) {
+    uint32_t prefix =
+        (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    if (prefix > max)
+        return TP_FEED_BAD_OVERSIZED;
+    return (size_t)prefix + 4 > len ? TP_FEED_BAD_STALLED : TP_FEED_BAD_VERIFY;
+}
+
+/* The bad streams of garbage_is_refused_per_connection, with their reasons. */
+static int garbage_cases(garbage_t *g) {
+    int n = 0;
+    size_t max = env->cfg.feeds.max_frame_bytes;
+    uint32_t rng = 0x2545f491;
+    uint8_t b[512];
+
+    const uint8_t huge[8] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+    add_garbage(g, &n, "a 4 GiB length prefix", huge, sizeof(huge), TP_FEED_BAD_OVERSIZED);
+    const uint8_t zero[4] = {0};
+    add_garbage(g, &n, "a zero-length frame", zero, sizeof(zero), TP_FEED_BAD_VERIFY);
+    b[0] = 56, b[1] = b[2] = b[3] = 0;
+    memset(b + 4, 0xa5, 56);
+    add_garbage(g, &n, "a valid prefix and a garbage body", b, 60, TP_FEED_BAD_VERIFY);
+    for (int k = 0; k < 3; k++) {
+        b[0] = 88, b[1] = b[2] = b[3] = 0;
+        for (int i = 4; i < 92; i++)
+            b[i] = (uint8_t)xorshift(&rng);
+        add_garbage(g, &n, "a valid prefix and a random body", b, 92, TP_FEED_BAD_VERIFY);
+    }
+    for (int k = 0; k < 4; k++) {
+        for (int i = 0; i < 64; i++)
+            b[i] = (uint8_t)xorshift(&rng);
+        add_garbage(g, &n, "random bytes", b, 64, expected_reason(b, 64, max));
+    }
+    /* Every random 4-byte prefix below 64 KiB announces more than 64 bytes or fewer:
+     * force one of each kind so both paths run whatever the generator gives. */
+    b[0] = 0, b[1] = 0x01, b[2] = b[3] = 0; /* 256 announced, 60 follow */
+    add_garbage(g, &n, "random bytes under a short prefix", b, 64, TP_FEED_BAD_STALLED);
+    const char http[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:7400\r\nAccept: */*\r\n\r\n";
+    add_garbage(g, &n, "an HTTP request", http, sizeof(http) - 1, TP_FEED_BAD_OVERSIZED);
+    /* The first bytes of a TLS 1.2 ClientHello: record header, handshake header,
+     * version, the start of the random. */
+    const uint8_t hello[] = {0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
+                             0x5b, 0x90, 0x9d, 0x9b, 0x72, 0x0b, 0xbc, 0x0c, 0xbc, 0x2b, 0x92,
+                             0xa8, 0x48, 0x97, 0xcf, 0xbd, 0x39, 0x04, 0xcc, 0x16, 0x0a, 0x85,
+                             0x03, 0x90, 0x9f, 0x77, 0x04, 0x33, 0xd4, 0xde, 0x00, 0x00, 0x2c,
+                             0xc0, 0x2c, 0xc0, 0x2b, 0xc0, 0x30, 0xc0, 0x2f, 0x00, 0x9f, 0x00};
+    add_garbage(g, &n, "a TLS ClientHello", hello, sizeof(hello),
+                expected_reason(hello, sizeof(hello), max));
+    size_t len = copy_tick(b, sizeof(b), 40, 1, 0);
+    add_garbage(g, &n, "half a valid frame, then silence", b, len / 2, TP_FEED_BAD_STALLED);
+    add_garbage(g, &n, "a length prefix, then silence", b, 4, TP_FEED_BAD_STALLED);
+    add_garbage(g, &n, "half a length prefix, then silence", b, 2, TP_FEED_BAD_STALLED);
+    return n;
+}
+
+/* Every kind of garbage at once, each on its own connection: each is closed with its
+ * reason counted, nothing from them is dispatched, and a healthy connection carries on. */
+Test(feeds, garbage_is_refused_per_connection) {
+    env->cfg.feeds.frame_timeout_ms = GARBAGE_TIMEOUT_MS;
+    start();
+    int healthy = raw_connect();
+    send_tick(healthy, 5, 1, 0);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 1));
+
+    static garbage_t g[MAX_GARBAGE];
+    int n = garbage_cases(g);
+    int fds[MAX_GARBAGE];
+    uint64_t want[TP_FEED_BAD_COUNT] = {0};
+    for (int i = 0; i < n; i++) {
+        fds[i] = raw_connect();
+        raw_send(fds[i], g[i].bytes, g[i].len);
+        want[g[i].reason]++;
+    }
+    cr_assert(want[TP_FEED_BAD_STALLED] > 0 && want[TP_FEED_BAD_OVERSIZED] > 0 &&
+              want[TP_FEED_BAD_VERIFY] > 0);
+    cr_assert(wait_count(&env->feeds.stats.connections_closed, (uint64_t)n),
+              "closed %llu of %d garbage connections",
+              (unsigned long long)env->feeds.stats.connections_closed, n);
+    for (int i = 0; i < n; i++)
+        cr_expect(closed_within(fds[i], 1000), "%s (#%d) was not closed", g[i].what, i);
+    const tp_feed_stats_t *s = &env->feeds.stats;
+    for (int r = 0; r < TP_FEED_BAD_COUNT; r++)
+        cr_expect_eq(s->bad[r], want[r], "bad_frames_total{reason=%s}: %llu, expected %llu",
+                     tp_feed_bad_name((tp_feed_bad_t)r), (unsigned long long)s->bad[r],
+                     (unsigned long long)want[r]);
+    cr_expect_eq(s->frames, 1, "a frame from the garbage was decoded");
+    cr_expect_eq(s->orders, 0);
+
+    /* The healthy connection was not touched. */
+    send_tick(healthy, 5, 2, 1);
+    cr_assert(wait_count(&env->feeds.stats.ticks, 2));
+    cr_expect_eq(env->feeds.nconns, 1);
+    cr_expect(still_open(healthy));
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    close(healthy);
+}
+
+#define PAUSE_TIMEOUT_MS 1000
+
+/* Backpressure is tickplane's doing: a partial order frame held while the order
+ * feeds are paused is not timed out, and the clock starts again on resume. */
+Test(feeds, paused_order_feeds_do_not_time_out_a_partial_frame) {
+    env->cfg.feeds.frame_timeout_ms = PAUSE_TIMEOUT_MS;
+    env->pause_at = 5;
+    start();
+    int fd = raw_connect();
+    uint8_t buf[8192], sixth[1024];
+    size_t n = 0, sixth_len = 0;
+    for (uint64_t seq = 1; seq <= 6; seq++) {
+        const uint8_t *out;
+        size_t len;
+        build_order(2, seq, &out, &len);
+        cr_assert_leq(n + len, sizeof(buf));
+        memcpy(buf + n, out, len);
+        n += len;
+        if (seq == 6) {
+            memcpy(sixth, out, len);
+            sixth_len = len;
+        }
+    }
+    size_t first = n - sixth_len / 2; /* five orders and half of the sixth, in one read */
+    raw_send(fd, buf, first);
+    cr_assert(wait_count(&env->feeds.stats.orders, 5));
+    cr_assert(wait_count(&env->feeds.stats.bytes, first), "the half frame was not read");
+
+    tp_test_run_for(&env->loop, 2 * PAUSE_TIMEOUT_MS + 500);
+    cr_expect(still_open(fd), "closed while tickplane was not reading it");
+    cr_expect_eq(env->feeds.stats.bad[TP_FEED_BAD_STALLED], 0);
+    cr_expect_eq(env->norders, 5);
+
+    /* Longer than a sweep period after the resume, shorter than the timeout. */
+    tp_feeds_resume_orders(&env->feeds);
+    tp_test_run_for(&env->loop, 300);
+    cr_expect(still_open(fd), "the paused time counted after the resume");
+    raw_send(fd, sixth + sixth_len / 2, sixth_len - sixth_len / 2);
+    cr_assert(wait_count(&env->feeds.stats.orders, 6));
+    cr_expect_eq(env->orders[5].seq, 6);
+    cr_expect_eq(bad_total(), 0);
+
+    /* Read again, an incomplete frame runs the clock. */
+    const uint8_t *out;
+    size_t len;
+    build_order(2, 7, &out, &len);
+    raw_send(fd, out, len / 2);
+    cr_expect(closed_within(fd, 4 * PAUSE_TIMEOUT_MS), "a stalled frame was not timed out");
+    cr_expect_eq(env->feeds.stats.bad[TP_FEED_BAD_STALLED], 1);
+    cr_expect_eq(env->norders, 6);
+    close(fd);
 }

@@ -41,6 +41,15 @@ static const char *const all_vars[] = {
     "TP_FEED_REPLAY_SPEED",
     "TP_MAX_FRAME_BYTES",
     "TP_FEED_MAX_CONNECTIONS",
+    "TP_FEED_FRAME_TIMEOUT",
+    "TP_EVENT_FORMAT",
+    "TP_MD_PUBLISH",
+    "TP_MD_HISTORY",
+    "TP_ORDER_QUEUE_MAX",
+    "TP_FINISHED_ORDERS_MAX",
+    "TP_SHUTDOWN_TIMEOUT",
+    "TP_METRICS_ADDR",
+    "TP_LATENCY_LOG_INTERVAL",
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -123,6 +132,7 @@ Test(config, defaults) {
     cr_assert_eq(f->replay_speed, 0);
     cr_assert_eq(f->max_frame_bytes, 64 * 1024);
     cr_assert_eq(f->max_connections, 64);
+    cr_assert_eq(f->frame_timeout_ms, 10000);
     tp_config_close(&cfg);
     tp_config_close(&cfg); /* Safe twice: the strings were reset to NULL. */
 }
@@ -136,6 +146,7 @@ Test(config, feed_settings) {
     setenv("TP_FEED_REPLAY_SPEED", "2.5", 1);
     setenv("TP_MAX_FRAME_BYTES", "1MiB", 1);
     setenv("TP_FEED_MAX_CONNECTIONS", "500", 1);
+    setenv("TP_FEED_FRAME_TIMEOUT", "250ms", 1);
     cr_assert_eq(load_env(), 0, "%s", err);
     const tp_feed_config_t *f = &cfg.feeds;
     cr_expect_str_eq(f->tcp_addr, "[::1]:0");
@@ -145,14 +156,17 @@ Test(config, feed_settings) {
     cr_expect_eq(f->replay_speed, 2.5);
     cr_expect_eq(f->max_frame_bytes, 1024 * 1024);
     cr_expect_eq(f->max_connections, 500);
+    cr_expect_eq(f->frame_timeout_ms, 250);
     tp_config_close(&cfg);
     unlink(replay);
     free(replay);
 
     clean_env();
-    cr_assert_eq(LOAD("--feed-tcp", "off", "--feed-udp=off"), 0, "%s", err);
+    cr_assert_eq(LOAD("--feed-tcp", "off", "--feed-udp=off", "--feed-frame-timeout=0"), 0, "%s",
+                 err);
     cr_expect_null(cfg.feeds.tcp_addr, "off turns the source off");
     cr_expect_null(cfg.feeds.udp_addr);
+    cr_expect_eq(cfg.feeds.frame_timeout_ms, 0, "0 turns the stall timeout off");
     tp_config_close(&cfg);
 }
 
@@ -442,6 +456,25 @@ static const struct {
     {"TP_MAX_FRAME_BYTES", "--max-frame-bytes", "63"},
     {"TP_MAX_FRAME_BYTES", "--max-frame-bytes", "17MiB"},
     {"TP_FEED_MAX_CONNECTIONS", "--feed-max-connections", "0"},
+    {"TP_FEED_FRAME_TIMEOUT", "--feed-frame-timeout", "-1"},
+    {"TP_FEED_FRAME_TIMEOUT", "--feed-frame-timeout", "5m"},
+    {"TP_FEED_FRAME_TIMEOUT", "--feed-frame-timeout", "3601s"},
+    {"REDIS_HOST", "--redis-host", "bad host"},
+    {"REDIS_HOST", "--redis-host", "256.1.1.1"},
+    {"REDIS_HOST", "--redis-host", "10.0.0.1.2"},
+    {"REDIS_HOST", "--redis-host", "[::1]"},
+    {"REDIS_HOST", "--redis-host", "redis:6379"},
+    {"REDIS_HOST", "--redis-host", "a..b"},
+    {"REDIS_HOST", "--redis-host", ".a"},
+    {"REDIS_HOST", "--redis-host", "-a.b"},
+    {"REDIS_HOST", "--redis-host", "a-.b"},
+    {"REDIS_HOST", "--redis-host", "host/path"},
+    {"REDIS_USERNAME", "--redis-username", "two words"},
+    {"REDIS_USERNAME", "--redis-username", "tab\there"},
+    {"REDIS_TLS_SERVER_NAME", "--redis-tls-server-name", "x/y"},
+    {"REDIS_TLS_SERVER_NAME", "--redis-tls-server-name", "bad name"},
+    {"REDIS_URL", "--redis-url", "redis://..:6379"},
+    {"REDIS_URL", "--redis-url", "redis://[::g]:6379"},
 };
 
 Test(config, bad_env_values_name_variable_and_value) {
@@ -470,6 +503,52 @@ Test(config, bad_flag_values_name_flag_and_value) {
         assert_err_has(want, NULL);
         tp_config_close(&cfg);
     }
+}
+
+/* What getaddrinfo() and the certificate check take, and the limits of a DNS name. */
+Test(config, host_names_and_addresses) {
+    char label63[64], label64[65], long_name[300];
+    memset(label63, 'a', 63);
+    label63[63] = '\0';
+    memset(label64, 'a', 64);
+    label64[64] = '\0';
+    const char *const good[] = {"localhost",
+                                "redis.example.com",
+                                "redis.example.com.",
+                                "redis-0.redis_headless.svc",
+                                "10.0.0.1",
+                                "::1",
+                                "fe80::1:2",
+                                "1-2",
+                                label63};
+    for (size_t i = 0; i < COUNT(good); i++) {
+        cr_assert_eq(LOAD("--redis-host", good[i]), 0, "%s: %s", good[i], err);
+        cr_assert_str_eq(cfg.redis.host, good[i]);
+        tp_config_close(&cfg);
+    }
+    cr_assert_eq(LOAD("--redis-host", label64), TP_ECONFIG, "a 64-character label");
+    tp_config_close(&cfg);
+    /* 253 characters in all, not 254. */
+    size_t n = 0;
+    while (n + 64 <= 253) {
+        memcpy(long_name + n, label63, 63);
+        long_name[n + 63] = '.';
+        n += 64;
+    }
+    memset(long_name + n, 'b', 253 - n);
+    long_name[253] = '\0';
+    cr_assert_eq(LOAD("--redis-host", long_name), 0, "%s", err);
+    tp_config_close(&cfg);
+    long_name[253] = 'b';
+    long_name[254] = '\0';
+    cr_assert_eq(LOAD("--redis-host", long_name), TP_ECONFIG);
+    tp_config_close(&cfg);
+    /* The host of a URL obeys the same rules. */
+    cr_assert_eq(LOAD("--redis-url=redis://redis-0.svc.:6380"), 0, "%s", err);
+    cr_assert_str_eq(cfg.redis.host, "redis-0.svc.");
+    tp_config_close(&cfg);
+    cr_assert_eq(LOAD("--redis-url=redis://-bad:6380"), TP_ECONFIG);
+    tp_config_close(&cfg);
 }
 
 Test(config, message_says_what_is_expected) {
@@ -749,6 +828,11 @@ Test(config, bad_urls) {
         {"redis://user@host", "password"},
         {"redis://us%4:pw@host", "escape"},
         {"redis://user:pw%00@host", "escape"},
+        {"redis://..:6379", "host"},
+        {"redis://-host", "host"},
+        {"redis://[::g]:6379", "IPv6"},
+        {"redis://[1:2:3:4:5:6:7:8:9]", "IPv6"},
+        {"redis://a%20b:pw@host", "user name"},
     };
     for (size_t i = 0; i < COUNT(cases); i++) {
         setenv("REDIS_URL", cases[i].url, 1);
@@ -828,9 +912,11 @@ Test(config, retry_delay_above_cap) {
 Test(config, tls_settings_need_tls) {
     static const char *const vars[] = {"REDIS_TLS_CERT_PATH", "REDIS_TLS_KEY_PATH",
                                        "REDIS_TLS_CA_PATH", "REDIS_TLS_SERVER_NAME"};
+    static const char *const values[] = {"/etc/hostname", "/etc/hostname", "/etc/hostname",
+                                         "redis.example.com"};
     for (size_t i = 0; i < COUNT(vars); i++) {
         clean_env();
-        setenv(vars[i], "/etc/hostname", 1);
+        setenv(vars[i], values[i], 1);
         cr_assert_eq(load_env(), TP_ECONFIG, "%s accepted without TLS", vars[i]);
         assert_err_has(vars[i], "REDIS_TLS_ENABLED is off");
         tp_config_close(&cfg);

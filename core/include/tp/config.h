@@ -51,6 +51,7 @@ typedef struct {
     double replay_speed;    /* TP_FEED_REPLAY_SPEED: 0 = full speed, 1 = real time, 2 = 2x */
     size_t max_frame_bytes; /* TP_MAX_FRAME_BYTES: largest frame body */
     int max_connections;    /* TP_FEED_MAX_CONNECTIONS: TCP adapters at once */
+    int frame_timeout_ms;   /* TP_FEED_FRAME_TIMEOUT: incomplete TCP frame, while read; 0 = off */
 } tp_feed_config_t;
 
 typedef enum { TP_EVENT_FLATBUFFERS, TP_EVENT_JSON } tp_event_format_t;
@@ -61,6 +62,7 @@ typedef struct {
     bool md_publish;                /* TP_MD_PUBLISH: PUBLISH every tick on <prefix>md:SYM */
     int md_history;                 /* TP_MD_HISTORY: XADD MAXLEN ~ N per tick; 0 = off */
     int order_queue_max;            /* TP_ORDER_QUEUE_MAX: unacknowledged order events */
+    int finished_orders_max;        /* TP_FINISHED_ORDERS_MAX: terminal orders kept in memory */
     int shutdown_timeout_ms;        /* TP_SHUTDOWN_TIMEOUT: drain deadline on SIGTERM */
     char *metrics_addr;             /* TP_METRICS_ADDR: /metrics, /livez, /readyz; NULL = off */
     int latency_log_ms;             /* TP_LATENCY_LOG_INTERVAL: JSON summary period; 0 = off */

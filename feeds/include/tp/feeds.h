@@ -16,8 +16,11 @@
  *
  * Bad input is counted per reason (stats.bad), logged at most once per second
  * per reason, and skipped (UDP, replay) or closes the TCP connection that sent
- * it; other sources carry on. Work per read callback is bounded by the read
- * size (64 KiB), so a flooding source cannot starve the others.
+ * it; other sources carry on. A TCP connection that holds an incomplete frame for
+ * longer than TP_FEED_FRAME_TIMEOUT while it is being read (a slow-loris, a stuck
+ * adapter) is bad input too ("stalled"): otherwise a few of them would hold every
+ * slot of TP_FEED_MAX_CONNECTIONS. Time paused by backpressure does not count. Work per read
+ * callback is bounded by the read size (64 KiB), so a flooding source cannot starve the others.
  *
  * Backpressure: tp_feeds_pause_orders() stops reading every source that has
  * carried an order event (TCP connections, the replay file), so TCP pushes back
@@ -47,7 +50,8 @@
     XX(VERIFY, "verify", "FlatBuffers verification failed")                                        \
     XX(UNKNOWN_TYPE, "unknown_type", "frame body missing or of an unknown type")                   \
     XX(FIELD, "invalid_field", "field out of range")                                               \
-    XX(UNEXPECTED, "unexpected", "frame type not accepted on this source")
+    XX(UNEXPECTED, "unexpected", "frame type not accepted on this source")                         \
+    XX(STALLED, "stalled", "incomplete frame held longer than TP_FEED_FRAME_TIMEOUT")
 
 typedef enum {
 #define TP__FEED_BAD_ENUM(code, name, text) TP_FEED_BAD_##code,
@@ -124,9 +128,11 @@ struct tp_feeds_s {
     tp_feed_replay_t *replay;
     tp_feed_conn_t *conns; /* open TCP connections */
     int nconns;
-    uv_check_t ack_check; /* sends pending acks at the end of each loop iteration */
-    uv_idle_t ack_idle;   /* keeps poll from blocking while acks are pending */
-    uv_idle_t drain_idle; /* processes frames held while orders were paused */
+    uv_check_t ack_check;   /* sends pending acks at the end of each loop iteration */
+    uv_idle_t ack_idle;     /* keeps poll from blocking while acks are pending */
+    uv_idle_t drain_idle;   /* processes frames held while orders were paused */
+    uv_timer_t stall_timer; /* sweeps TCP connections for stalled frames (TP_FEED_FRAME_TIMEOUT) */
+    bool stall_timer_on;    /* stall_timer was initialised and is to be closed */
     bool listening, udp_open;
     bool orders_paused;
     bool acks_pending;
