@@ -551,7 +551,9 @@ int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service
     w->fifo_cap = 1024;
     w->fifo = malloc(w->fifo_cap * sizeof(*w->fifo));
     w->builder = tp_wire_builder_new();
-    if (w->fifo == NULL || w->builder == NULL || tp_orders_init(&w->orders, 4096) != 0) {
+    if (w->fifo == NULL || w->builder == NULL || tp_orders_init(&w->orders, 4096) != 0 ||
+        tp_orders_retain_finished(&w->orders, (uint32_t)cfg->finished_orders_max) != 0) {
+        tp_orders_close(&w->orders);
         free(w->fifo);
         tp_wire_builder_free(w->builder);
         return TP_ENOMEM;

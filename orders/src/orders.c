@@ -197,6 +197,7 @@ int tp_orders_init(tp_orders_t *s, size_t expected_orders) {
         return TP_ENOMEM;
     uint32_t expected = (uint32_t)expected_orders;
     s->seed = tp__hash_seed();
+    s->retain_finished = UINT32_MAX;
     s->index_cap = index_cap_for(expected);
     s->index = calloc(s->index_cap, sizeof(*s->index));
     int rc = s->index != NULL ? 0 : TP_ENOMEM;
@@ -217,6 +218,8 @@ void tp_orders_close(tp_orders_t *s) {
         free(s->chunks[i]);
     free(s->chunks);
     free(s->index);
+    free(s->retired);
+    free(s->retired_set);
     *s = (tp_orders_t){0};
 }
 
@@ -295,6 +298,119 @@ static void index_delete(tp_orders_t *s, uint32_t i) {
     s->index[i] = 0;
 }
 
+/* ---- finished orders ------------------------------------------------------------------------
+ */
+
+/* Every terminal order is on the finished list, oldest first: it becomes
+ * terminal once and never changes again. */
+static void finished_push(tp_orders_t *s, uint32_t rec) {
+    tp_order_t *o = record(s, rec);
+    o->finished_prev = s->finished_tail;
+    o->finished_next = 0;
+    if (s->finished_tail != 0)
+        record(s, s->finished_tail - 1)->finished_next = rec + 1;
+    else
+        s->finished_head = rec + 1;
+    s->finished_tail = rec + 1;
+    s->finished++;
+}
+
+static void finished_unlink(tp_orders_t *s, const tp_order_t *o) {
+    if (o->finished_prev != 0)
+        record(s, o->finished_prev - 1)->finished_next = o->finished_next;
+    else
+        s->finished_head = o->finished_next;
+    if (o->finished_next != 0)
+        record(s, o->finished_next - 1)->finished_prev = o->finished_prev;
+    else
+        s->finished_tail = o->finished_prev;
+    s->finished--;
+}
+
+/* The retired-id set: linear probing over 2 x retired_cap slots, 0 = empty (a
+ * hash of 0 is kept as 1). */
+static uint64_t retired_key(uint64_t h) {
+    return h != 0 ? h : 1;
+}
+
+static uint32_t retired_probe(const tp_orders_t *s, uint64_t key) {
+    uint32_t mask = 2 * s->retired_cap - 1;
+    uint32_t i = (uint32_t)key & mask;
+    while (s->retired_set[i] != 0 && s->retired_set[i] != key)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static bool is_retired(const tp_orders_t *s, uint64_t h) {
+    return s->retired_cap > 0 && s->retired_set[retired_probe(s, retired_key(h))] != 0;
+}
+
+/* Backward-shift deletion, as index_delete(). */
+static void retired_delete(tp_orders_t *s, uint32_t i) {
+    uint32_t mask = 2 * s->retired_cap - 1;
+    for (uint32_t j = (i + 1) & mask; s->retired_set[j] != 0; j = (j + 1) & mask) {
+        uint32_t home = (uint32_t)s->retired_set[j] & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            s->retired_set[i] = s->retired_set[j];
+            i = j;
+        }
+    }
+    s->retired_set[i] = 0;
+}
+
+/* Remembers the id hash of a dropped order, forgetting the oldest when full. */
+static void retire_id(tp_orders_t *s, uint64_t h) {
+    uint64_t key = retired_key(h);
+    uint32_t i = retired_probe(s, key);
+    if (s->retired_set[i] == key)
+        return;
+    if (s->retired_count == s->retired_cap) {
+        uint32_t old = retired_probe(s, s->retired[s->retired_next]);
+        if (s->retired_set[old] != 0)
+            retired_delete(s, old);
+        s->retired_count--;
+        i = retired_probe(s, key);
+    }
+    s->retired_set[i] = key;
+    s->retired[s->retired_next] = key;
+    s->retired_next = (s->retired_next + 1) & (s->retired_cap - 1);
+    s->retired_count++;
+}
+
+/* Drops finished orders past the bound, oldest first, remembering their ids. */
+static void drop_finished(tp_orders_t *s) {
+    while (s->finished > s->retain_finished) {
+        tp_order_t *o = record(s, s->finished_head - 1);
+        retire_id(s, id_hash(s, o->order_id, o->order_id_len));
+        tp_orders_remove(s, o);
+        s->dropped++;
+    }
+}
+
+int tp_orders_retain_finished(tp_orders_t *s, uint32_t max) {
+    uint32_t cap = 1024;
+    while (cap < 8ull * max && cap < (1u << 28))
+        cap *= 2;
+    uint64_t *ring = malloc((size_t)cap * sizeof(*ring));
+    uint64_t *set = malloc(2 * (size_t)cap * sizeof(*set));
+    if (ring == NULL || set == NULL) {
+        free(ring);
+        free(set);
+        return TP_ENOMEM;
+    }
+    /* Written now, so the memory is resident from the start rather than grown into. */
+    memset(ring, 0, (size_t)cap * sizeof(*ring));
+    memset(set, 0, 2 * (size_t)cap * sizeof(*set));
+    free(s->retired);
+    free(s->retired_set);
+    s->retired = ring;
+    s->retired_set = set;
+    s->retired_cap = cap;
+    s->retired_count = s->retired_next = 0;
+    s->retain_finished = max;
+    return 0;
+}
+
 tp_order_t *tp_orders_find(const tp_orders_t *s, const char *order_id, size_t len) {
     if (s->index == NULL || order_id == NULL || len == 0 || len > TP_WIRE_ID_MAX)
         return NULL;
@@ -311,6 +427,8 @@ int tp_orders_remove(tp_orders_t *s, tp_order_t *order) {
         return TP_EINVAL;
     uint32_t rec = slot_rec(s->index[i]);
     index_delete(s, i);
+    if (is_terminal(order->status))
+        finished_unlink(s, order);
     s->count--;
     if (tp_ord_status_is_open(order->status))
         s->open--;
@@ -608,11 +726,14 @@ static int apply_unknown(tp_orders_t *s, const tp_order_event_t *ev, uint64_t h,
     commit(s, o, ev, &c, exec_hash(s, ev->exec_id.ptr, ev->exec_id.len));
     accepted(s, o, false, &c, out);
     out->created = true;
+    if (is_terminal(o->status))
+        finished_push(s, rec);
     return 0;
 }
 
-static int apply_known(tp_orders_t *s, tp_order_t *o, const tp_order_event_t *ev,
+static int apply_known(tp_orders_t *s, uint32_t rec, const tp_order_event_t *ev,
                        tp_order_result_t *out) {
+    tp_order_t *o = record(s, rec);
     /* Before anything else: a report for another account's order must not
      * even learn whether it would have been a duplicate. */
     if (!same_id(o->account, o->account_len, ev->account))
@@ -642,6 +763,8 @@ static int apply_known(tp_orders_t *s, tp_order_t *o, const tp_order_event_t *ev
     bool was_open = tp_ord_status_is_open(o->status);
     commit(s, o, ev, &c, exec_h);
     accepted(s, o, was_open, &c, out);
+    if (is_terminal(o->status))
+        finished_push(s, rec);
     return 0;
 }
 
@@ -649,6 +772,7 @@ int tp_orders_apply(tp_orders_t *s, const tp_order_event_t *ev, tp_order_result_
     *out = (tp_order_result_t){0};
     if (s->index == NULL)
         return TP_ENOMEM;
+    drop_finished(s);
     if (!valid_id(ev->order_id.ptr, ev->order_id.len, TP_WIRE_ID_MAX))
         return rejected(s, NULL, "invalid order id", out);
     uint64_t h = id_hash(s, ev->order_id.ptr, ev->order_id.len);
@@ -657,7 +781,11 @@ int tp_orders_apply(tp_orders_t *s, const tp_order_event_t *ev, tp_order_result_
     const char *why = check_event(ev);
     if (why != NULL)
         return rejected(s, o, why, out);
-    return o != NULL ? apply_known(s, o, ev, out) : apply_unknown(s, ev, h, out);
+    if (o != NULL)
+        return apply_known(s, slot_rec(slot), ev, out);
+    /* A dropped finished order: whatever the event, the order is over. */
+    return is_retired(s, h) ? rejected(s, NULL, "order is final", out)
+                            : apply_unknown(s, ev, h, out);
 }
 
 /* ---- warm restart -----------------------------------------------------------------------------
@@ -713,6 +841,7 @@ static bool valid_state(const tp_order_t *st) {
 int tp_orders_insert(tp_orders_t *s, const tp_order_t *state, tp_order_t **out) {
     if (s->index == NULL)
         return TP_ENOMEM;
+    drop_finished(s);
     if (!valid_state(state))
         return TP_EINVAL;
     uint64_t h = id_hash(s, state->order_id, state->order_id_len);
@@ -740,6 +869,8 @@ int tp_orders_insert(tp_orders_t *s, const tp_order_t *state, tp_order_t **out) 
     o->notional = state->notional;
     o->exec_ids[o->exec_count++] = exec_hash(s, o->exec_id, o->exec_id_len);
     link_order(s, rec, h);
+    if (is_terminal(o->status))
+        finished_push(s, rec);
     if (out != NULL)
         *out = o;
     return 0;

@@ -1109,6 +1109,87 @@ Test(orders, steady_state_keeps_memory) {
     cr_assert_eq(store.used, used);
 }
 
+/* ---- finished orders past the retention bound (TP_FINISHED_ORDERS_MAX) --------------------- */
+
+/* An event that changes nothing, so that the drop due before each apply happens. */
+static void nudge(void) {
+    tp_order_event_t e = fill_ev("NO-SUCH-ORDER", U(1), U(100));
+    cr_assert_eq(apply(&e).outcome, TP_ORDER_REJECTED);
+}
+
+Test(orders, finished_orders_past_the_bound_are_dropped_not_forgotten) {
+    cr_assert_eq(tp_orders_retain_finished(&store, 2), 0);
+    new_order("LIVE");
+    char oid[16];
+    for (int i = 0; i < 4; i++) {
+        snprintf(oid, sizeof(oid), "F%d", i);
+        order_in(oid, TP_ORD_STATUS_CANCELED);
+    }
+    new_order("F4");
+    tp_order_event_t last = fill_ev("F4", U(10), U(100));
+    apply(&last);
+    nudge();
+    cr_assert_eq(store.finished, 2);
+    cr_assert_eq(store.dropped, 3);
+    cr_assert_eq(store.count, 3); /* LIVE, F3, F4: open orders are never dropped */
+    cr_assert(find("F0") == NULL && find("F1") == NULL && find("F2") == NULL);
+    cr_assert(find("LIVE") != NULL && find("F3") != NULL && find("F4") != NULL);
+
+    /* A dropped order is still over: fills, cancels, and a NEW reusing its id are refused. */
+    tp_order_event_t e = fill_ev("F0", U(1), U(100));
+    tp_order_result_t r = expect_reject(&e, "order is final");
+    cr_assert_null(r.order);
+    e = ev("F1", TP_EXEC_NEW);
+    expect_reject(&e, "order is final");
+    e = ev("F2", TP_EXEC_CANCELED);
+    expect_reject(&e, "order is final");
+    /* A kept finished order still knows its reports. */
+    expect_duplicate(&last);
+}
+
+Test(orders, retention_bounds_memory) {
+    cr_assert_eq(tp_orders_retain_finished(&store, 4), 0);
+    char oid[16];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(oid, sizeof(oid), "M%d", i);
+        order_in(oid, TP_ORD_STATUS_FILLED);
+    }
+    /* Records of dropped orders are reused: no slab beyond the first. */
+    cr_assert_eq(store.chunk_count, 1);
+    cr_assert_leq(store.used, 8);
+    cr_assert_eq(store.dropped, 5000 - 4 - 1);
+}
+
+Test(orders, ids_dropped_long_ago_are_forgotten) {
+    cr_assert_eq(tp_orders_retain_finished(&store, 0), 0);
+    cr_assert_eq(store.retired_cap, 1024);
+    char oid[16];
+    for (int i = 0; i < 1030; i++) {
+        snprintf(oid, sizeof(oid), "R%d", i);
+        order_in(oid, TP_ORD_STATUS_EXPIRED);
+    }
+    nudge();
+    cr_assert_eq(store.count, 0);
+    /* The oldest 6 of 1030 dropped ids no longer fit: R0 is a new order again. */
+    new_order("R0");
+    tp_order_event_t e = fill_ev("R6", U(1), U(100));
+    expect_reject(&e, "order is final");
+}
+
+Test(orders, removing_a_finished_order_keeps_the_oldest_first) {
+    cr_assert_eq(tp_orders_retain_finished(&store, 1), 0);
+    order_in("A", TP_ORD_STATUS_FILLED);
+    order_in("B", TP_ORD_STATUS_FILLED);
+    cr_assert_eq(tp_orders_remove(&store, find("B")), 0);
+    nudge();
+    cr_assert_not_null(find("A"));
+    order_in("C", TP_ORD_STATUS_FILLED);
+    nudge();
+    cr_assert_null(find("A"));
+    cr_assert_not_null(find("C"));
+    cr_assert_eq(store.finished, 1);
+}
+
 /* Find refuses what cannot be an order id. */
 Test(orders, find_bad_ids) {
     new_order("O1");

@@ -9,10 +9,12 @@
  *
  * Order records have stable addresses (they live in fixed-size slabs), so the
  * service may keep tp_order_t pointers; a pointer stays valid until the order is
- * removed or the store closed. Terminal orders stay in the store, so a late
- * duplicate of their last report is still recognised. Memory grows only for new
- * orders and for an order's exec-id set; applying an event to a known order
- * allocates nothing otherwise. */
+ * removed or the store closed. Terminal (finished) orders stay in the store, so
+ * a late duplicate of their last report is still recognised, unless a retention
+ * bound is set (tp_orders_retain_finished); then the oldest finished orders are
+ * dropped from memory (their Redis hashes stay) and only their ids remembered.
+ * Memory grows only for new orders and for an order's exec-id set; applying an
+ * event to a known order allocates nothing otherwise. */
 #ifndef TP_ORDERS_H
 #define TP_ORDERS_H
 
@@ -53,6 +55,8 @@ typedef struct tp_order {
     uint32_t exec_count, exec_cap;
     uint64_t exec_inline[TP_ORDER_EXEC_INLINE];
     uint32_t next_free; /* store-internal: free-list link while the record is unused */
+    /* store-internal: the list of finished orders, oldest first (record + 1; 0 = none) */
+    uint32_t finished_prev, finished_next;
 } tp_order_t;
 
 typedef struct {
@@ -66,6 +70,13 @@ typedef struct {
     uint32_t open;  /* of them in an open status */
     uint64_t seed;  /* of the order-id and exec-id hashes, random per store */
     uint64_t accepted, fills, duplicates, rejects; /* events, by outcome (fills are accepted too) */
+    /* Finished orders in memory, oldest first (record + 1; 0 = none), and the bound. */
+    uint32_t finished_head, finished_tail, finished, retain_finished;
+    uint64_t dropped; /* finished orders dropped from memory so far */
+    /* Ids of dropped orders (seeded hashes): a ring, oldest at retired_next once
+     * full, and an open-addressing set of 2 x retired_cap slots for lookups. */
+    uint64_t *retired, *retired_set;
+    uint32_t retired_cap, retired_count, retired_next;
 } tp_orders_t;
 
 typedef enum {
@@ -95,6 +106,16 @@ typedef struct {
 /* expected_orders sizes the first allocation. Returns 0 or TP_ENOMEM. */
 int tp_orders_init(tp_orders_t *s, size_t expected_orders);
 void tp_orders_close(tp_orders_t *s);
+
+/* Keeps at most max finished (terminal) orders in memory; the default is all of
+ * them. Past the bound the oldest is dropped before the next apply or insert (a
+ * result's order pointer stays valid until then). The ids of the last
+ * retired_cap dropped orders (the power of two >= 8 x max, at least 1024; 24
+ * bytes each, allocated and touched here, once) are remembered: an event naming
+ * one is refused with "order is final", a NEW reusing the id included, and a
+ * replay of its last report is such a reject rather than a duplicate. An id
+ * dropped longer ago is forgotten. Returns 0 or TP_ENOMEM (nothing changed). */
+int tp_orders_retain_finished(tp_orders_t *s, uint32_t max);
 
 /* Applies one execution report. Returns 0 with the outcome in *out, or
  * TP_ENOMEM when a new order or a longer exec-id set could not be allocated;
