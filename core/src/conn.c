@@ -30,7 +30,7 @@ struct tp__sock_s {
     tp__tls_t tls;
 };
 
-enum { HS_AUTH, HS_SELECT, HS_PING };
+enum { HS_AUTH, HS_SELECT, HS_PING, HS_FENCE, HS_IDENTIFY };
 
 static void conn_connect(tp_conn_t *c);
 static void conn_fail(tp_conn_t *c, int code, const char *fmt, ...)
@@ -303,6 +303,10 @@ static void conn_broken(tp_conn_t *c, int code) {
         c->tls_session = NULL;
     }
     c->state = TP_CONN_WAITING;
+    /* Commands written to this socket and not answered may still reach Redis
+     * (a slow path, a proxy, Redis's own socket buffer): the next connection
+     * fences it before replaying them. */
+    c->fence |= c->sent_bytes > 0;
     /* Everything unanswered is sent again, in order, on the next connection;
      * a subscriber instead subscribes to its whole table again when ready. */
     c->sent_bytes = 0;
@@ -369,9 +373,27 @@ static void on_timer(uv_timer_t *t) {
 
 /* ---- handshake ---------------------------------------------------------- */
 
-/* AUTH, SELECT and PING go out together; their replies come back first, before
- * any replayed command, because the log is only written once the connection
- * is ready. */
+/* CLIENT KILL of the previous connection, by the id and address Redis gave it.
+ * Its unanswered commands are replayed on this one; without the fence, those of
+ * them Redis had not read yet would run after the replay, overwriting newer
+ * values with older ones. The address guards against a restarted Redis that
+ * handed the same id to another client. */
+static int encode_fence(const tp_conn_t *c, tp_buf_t *b) {
+    int rc = tp_resp_array(b, 6);
+    rc |= tp_resp_arg(b, "CLIENT", 6);
+    rc |= tp_resp_arg(b, "KILL", 4);
+    rc |= tp_resp_arg(b, "ID", 2);
+    rc |= tp_resp_arg_ll(b, c->redis_id);
+    rc |= tp_resp_arg(b, "ADDR", 4);
+    rc |= tp_resp_arg(b, c->redis_addr, strlen(c->redis_addr));
+    return rc;
+}
+
+/* AUTH, SELECT, PING, the fence and CLIENT INFO go out together; their replies
+ * come back first, before any replayed command, because the log is only
+ * written once the connection is ready. PING comes first so that its refusal
+ * (NOAUTH, LOADING) is the one reported. A subscriber replays no writes, so it
+ * needs neither the fence nor its identity. */
 static void send_handshake(tp_conn_t *c) {
     const tp_redis_config_t *cfg = c->pool->cfg;
     tp_buf_t b = {0};
@@ -396,6 +418,16 @@ static void send_handshake(tp_conn_t *c) {
     rc |= tp_resp_array(&b, 1);
     rc |= tp_resp_arg(&b, "PING", 4);
     c->hs_steps[c->hs_pending++] = HS_PING;
+    if (!c->pubsub && c->fence && c->redis_id > 0) {
+        rc |= encode_fence(c, &b);
+        c->hs_steps[c->hs_pending++] = HS_FENCE;
+    }
+    if (!c->pubsub) {
+        rc |= tp_resp_array(&b, 2);
+        rc |= tp_resp_arg(&b, "CLIENT", 6);
+        rc |= tp_resp_arg(&b, "INFO", 4);
+        c->hs_steps[c->hs_pending++] = HS_IDENTIFY;
+    }
     if (rc != 0) {
         rc = TP_ENOMEM;
         snprintf(c->errstr, sizeof(c->errstr), "out of memory encoding the handshake");
@@ -435,23 +467,81 @@ static void become_ready(tp_conn_t *c) {
         tp__pool_schedule_flush(c->pool, c);
 }
 
-static void on_handshake_reply(tp_conn_t *c, const tp_reply_t *r) {
-    int step = c->hs_steps[c->hs_next++];
-    bool ok = r->type == TP_REPLY_STATUS;
-    if (!ok && step == HS_AUTH) {
+/* The value of "<name>=" in a CLIENT INFO line ("id=7 addr=127.0.0.1:5000 ..."),
+ * copied into out; false when absent or too long. */
+static bool client_info_field(const tp_reply_t *r, const char *name, char *out, size_t cap) {
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i + nlen < r->len; i++) {
+        if ((i > 0 && r->str[i - 1] != ' ') || memcmp(r->str + i, name, nlen) != 0 ||
+            r->str[i + nlen] != '=')
+            continue;
+        const char *v = r->str + i + nlen + 1, *end = r->str + r->len;
+        size_t n = 0;
+        while (v + n < end && v[n] != ' ' && v[n] != '\n' && v[n] != '\r')
+            n++;
+        if (n == 0 || n >= cap)
+            return false;
+        memcpy(out, v, n);
+        out[n] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/* Without CLIENT (not granted, renamed away) tickplane still runs, unfenced: say
+ * so loudly, once per connection and failure, and count it. */
+static void fence_unavailable(tp_conn_t *c, const char *what, const tp_reply_t *r) {
+    c->pool->stats.fence_failures++;
+    TP_LOG(TP_LOG_ERROR, "redis connection cannot be fenced", TP_INT("conn", c->id),
+           TP_STR("command", what), TP_STR("reply", r->str ? r->str : ""),
+           TP_STR("consequence", "after a reconnect, commands still on their way over the "
+                                 "previous connection may run after the replay"),
+           TP_STR("fix", "allow +client|info and +client|kill to the Redis user"));
+}
+
+static void on_fence_reply(tp_conn_t *c, const tp_reply_t *r) {
+    if (r->type != TP_REPLY_INTEGER) {
+        fence_unavailable(c, "CLIENT KILL", r);
+    } else if (r->integer > 0) {
+        c->pool->stats.fenced++;
+        TP_LOG(TP_LOG_WARN, "redis connection fenced", TP_INT("conn", c->id),
+               TP_INT("previous_client_id", c->redis_id));
+    }
+    c->fence = false;
+}
+
+static void on_identify_reply(tp_conn_t *c, const tp_reply_t *r) {
+    char id[24];
+    c->redis_id = 0;
+    if (r->type == TP_REPLY_STRING && client_info_field(r, "id", id, sizeof(id)) &&
+        client_info_field(r, "addr", c->redis_addr, sizeof(c->redis_addr)))
+        c->redis_id = strtoll(id, NULL, 10);
+    if (c->redis_id <= 0)
+        fence_unavailable(c, "CLIENT INFO", r);
+}
+
+static void on_handshake_refused(tp_conn_t *c, int step, const tp_reply_t *r) {
+    if (step == HS_AUTH) {
         conn_fail(c, TP_EAUTH, "Redis refused AUTH: %.*s (check REDIS_USERNAME/REDIS_PASSWORD)",
                   (int)r->len, r->str ? r->str : "");
-        return;
-    }
-    if (!ok && step == HS_SELECT) {
+    } else if (step == HS_SELECT) {
         conn_fail(c, TP_ESELECT, "Redis refused SELECT %d: %.*s (check REDIS_DATABASE)",
                   c->pool->cfg->database, (int)r->len, r->str ? r->str : "");
-        return;
-    }
-    if (!ok) {
+    } else {
         bool noauth = r->type == TP_REPLY_ERROR && r->len >= 6 && memcmp(r->str, "NOAUTH", 6) == 0;
         conn_fail(c, noauth ? TP_EAUTH : TP_EPROTOCOL, "Redis refused PING: %.*s%s", (int)r->len,
                   r->str ? r->str : "", noauth ? " (set REDIS_PASSWORD)" : "");
+    }
+}
+
+static void on_handshake_reply(tp_conn_t *c, const tp_reply_t *r) {
+    int step = c->hs_steps[c->hs_next++];
+    if (step == HS_FENCE) {
+        on_fence_reply(c, r);
+    } else if (step == HS_IDENTIFY) {
+        on_identify_reply(c, r);
+    } else if (r->type != TP_REPLY_STATUS) {
+        on_handshake_refused(c, step, r);
         return;
     }
     if (--c->hs_pending == 0)

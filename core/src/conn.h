@@ -71,6 +71,11 @@ struct tp_conn_s {
     struct addrinfo *next_addr; /* the next one to try in this attempt */
     uv_timer_t timer;           /* backoff, connect timeout or command timeout, by state */
     int failures;               /* consecutive failed attempts */
+    /* Fencing (send_handshake): the last socket as Redis knows it (CLIENT INFO),
+     * and whether unanswered commands were written to a socket since fenced. */
+    long long redis_id; /* 0 = unknown */
+    char redis_addr[64];
+    bool fence;
     SSL_SESSION *tls_session;
     uint32_t tls_gen; /* pool->tls_gen of the context tls_session came from */
 
@@ -87,7 +92,7 @@ struct tp_conn_s {
     redisReader *reader;
     tp__arena_t arena;
     int hs_pending; /* handshake replies still expected */
-    uint8_t hs_steps[3];
+    uint8_t hs_steps[5];
     int hs_next;
 
     char errstr[256];

@@ -8,8 +8,10 @@ usage: test_redis_acl.py --tickplane BIN --sim BIN --certs DIR --deploy DIR
    paths and the port (TLS only, client certificates required, ACL, AOF everysec, noeviction).
 2. Sufficient: tickplane, as the ACL user `tickplane` over mutual TLS with every write path on
    (prices, market-data publish and history, orders, events), takes two tp_sim runs and a restart
-   in between (the restore path); every frame is acknowledged, both runs exit 0, the ACL log has
-   no denial and no command was rejected.
+   in between (the restore path); in the second, Redis is frozen (SIGSTOP) past
+   REDIS_COMMAND_TIMEOUT, so tickplane reconnects and fences its previous connections (CLIENT
+   KILL). Every frame is acknowledged, both runs exit 0, the ACL log has no denial and no
+   command was rejected.
 3. Least: the set of commands Redis counted (INFO commandstats, reset before the runs, only
    tickplane connected) equals the set the ACL grants, so nothing granted is unused; writes,
    reads, publishes and admin commands outside tp:* are refused with NOPERM; the default user
@@ -26,10 +28,12 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import redis
@@ -123,10 +127,23 @@ def tickplane_env(a, srv, password, feed, **settings):
     return env
 
 
-def run_tickplane_and_sim(a, work, srv, password, run, seed):
+def freeze(srv, after, seconds):
+    """SIGSTOP Redis after `after` seconds, SIGCONT it `seconds` later (on a thread)."""
+    def run():
+        time.sleep(after)
+        srv.proc.send_signal(signal.SIGSTOP)
+        time.sleep(seconds)
+        srv.proc.send_signal(signal.SIGCONT)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def run_tickplane_and_sim(a, work, srv, password, run, seed, freeze_redis=False):
     """One tickplane process and one tp_sim run against it; returns tp_sim's JSON summary."""
     feed = free_port()
-    env = tickplane_env(a, srv, password, feed)
+    env = tickplane_env(a, srv, password, feed, REDIS_COMMAND_TIMEOUT="500ms",
+                        REDIS_CONNECTION_TIMEOUT="500ms")
     log = open(os.path.join(work, f"tickplane-{run}.log"), "w")
     tp = subprocess.Popen([a.tickplane], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
@@ -138,11 +155,14 @@ def run_tickplane_and_sim(a, work, srv, password, run, seed):
             return {}
         time.sleep(0.05)
     result = os.path.join(work, f"sim-{run}.json")
+    frozen = freeze(srv, 0.8, 1.2) if freeze_redis else None
     sim = subprocess.run([a.sim, "--connect", f"127.0.0.1:{feed}", "--duration", "2",
                           "--tick-rate", "2000", "--order-rate", "400", "--symbols", "50",
                           "--invalid-every", "25", "--seed", str(seed), "--json", result],
                          capture_output=True, text=True, timeout=60)
     print(sim.stdout[-600:], end="", flush=True)
+    if frozen:
+        frozen.join()
     tp.terminate()
     status = tp.wait(30)
     log.close()
@@ -150,6 +170,10 @@ def run_tickplane_and_sim(a, work, srv, password, run, seed):
     check(f"run {run}: tp_sim saw every frame acknowledged", sim.returncode == 0,
           sim.stdout[-400:] + sim.stderr[-400:])
     check(f"run {run}: tickplane exits 0 after SIGTERM", status == 0, status)
+    if freeze_redis:
+        text = open(log.name).read()
+        check(f"run {run}: the reconnect after the freeze fenced the previous connection",
+              "redis connection fenced" in text and "cannot be fenced" not in text, text[-1500:])
     return summary
 
 
@@ -286,8 +310,8 @@ def main():
         srv.wait_ready(admin)
         admin.config_resetstat()
         # From here until INFO only tickplane sends commands, so commandstats is its own.
-        sims = [run_tickplane_and_sim(a, work, srv, password, run, seed)
-                for run, seed in ((1, 11), (2, 12))]
+        sims = [run_tickplane_and_sim(a, work, srv, password, 1, 11),
+                run_tickplane_and_sim(a, work, srv, password, 2, 12, freeze_redis=True)]
         check_sufficient_and_least(admin)
         check_state(admin, sims)
         check_config(admin, srv)

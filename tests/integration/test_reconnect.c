@@ -271,8 +271,11 @@ static void on_fake_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
         uv_close((uv_handle_t *)s, on_fake_closed);
         return;
     }
-    static char pong[] = "+PONG\r\n", garbage[] = "&not resp\r\n";
-    uv_buf_t out = f->reads++ % 2 == 0 ? uv_buf_init(pong, 7) : uv_buf_init(garbage, 11);
+    /* The handshake (PING, CLIENT INFO) is answered, CLIENT INFO as by a server
+     * without it: the connection still becomes ready, unfenced. */
+    static char hello[] = "+PONG\r\n-ERR unknown command 'CLIENT'\r\n", garbage[] = "&not resp\r\n";
+    uv_buf_t out = f->reads++ % 2 == 0 ? uv_buf_init(hello, sizeof(hello) - 1)
+                                       : uv_buf_init(garbage, sizeof(garbage) - 1);
     uv_write_t *w = malloc(sizeof(*w));
     uv_write(w, s, &out, 1, on_fake_written);
 }
