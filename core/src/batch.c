@@ -79,29 +79,37 @@ static void batch_part_done(batch_t *b, int status) {
     batch_free(b);
 }
 
-/* Copies one connection's MGET answer into the key-ordered result. */
+/* Copies one connection's MGET answer into the key-ordered result. Anything but an array of
+ * one string or nil per key of this part is a protocol error: a value of another type (or
+ * none) must not reach the caller as a string or nil. */
 static void on_mget_part(void *data, int status, const tp_reply_t *r) {
     part_t *part = data;
     batch_t *b = part->batch;
-    if (status == 0 && r->type == TP_REPLY_ARRAY) {
-        size_t k = 0;
-        for (size_t i = 0; i < b->n && k < r->elements; i++) {
-            if (b->conn_of[i] != part->conn)
-                continue;
-            const tp_reply_t *e = r->element[k++];
-            tp_reply_t *v = &b->values[i];
-            v->type = e->type;
-            if (e->type == TP_REPLY_STRING) {
-                char *copy = malloc(e->len + 1);
-                if (copy == NULL) {
-                    status = TP_ENOMEM;
-                    break;
-                }
-                memcpy(copy, e->str, e->len + 1);
-                v->str = copy;
-                v->len = e->len;
-            }
+    size_t want = 0;
+    for (size_t i = 0; i < b->n; i++)
+        want += b->conn_of[i] == part->conn;
+    if (status == 0 && (r->type != TP_REPLY_ARRAY || r->elements != want))
+        status = TP_EPROTOCOL;
+    for (size_t i = 0, k = 0; status == 0 && i < b->n; i++) {
+        if (b->conn_of[i] != part->conn)
+            continue;
+        const tp_reply_t *e = r->element[k++];
+        tp_reply_t *v = &b->values[i];
+        if (e->type == TP_REPLY_NIL) {
+            v->type = TP_REPLY_NIL;
+            continue;
         }
+        if (e->type != TP_REPLY_STRING) {
+            status = TP_EPROTOCOL;
+            break;
+        }
+        char *copy = malloc(e->len + 1);
+        if (copy == NULL) {
+            status = TP_ENOMEM;
+            break;
+        }
+        memcpy(copy, e->str, e->len + 1);
+        *v = (tp_reply_t){.type = TP_REPLY_STRING, .str = copy, .len = e->len};
     }
     batch_part_done(b, status);
 }

@@ -62,22 +62,55 @@ void tp__arena_free(tp__arena_t *a) {
     a->chunks = NULL;
 }
 
-/* Allocates a reply for task and links it into its parent array. */
-static tp_reply_t *new_reply(const redisReadTask *task, tp_reply_type_t type) {
-    tp_reply_t *r = arena_alloc(task->privdata, sizeof(*r));
+/* An array reply while hiredis fills it. hiredis passes the element count from the wire before
+ * any element has arrived, so the count cannot size an allocation: "*2147483647\r\n" is 13 bytes
+ * and would ask for 16 GiB at once. The element table starts small and doubles (up to the
+ * count) as elements are created, so memory follows the bytes actually received. The tables
+ * left behind when it grows stay in the arena until its reset: at most as much again. */
+typedef struct {
+    tp_reply_t reply; /* first: the reader's obj for the array is &reply */
+    size_t cap;       /* slots in reply.element */
+} array_t;
+
+enum { ARRAY_FIRST_SLOTS = 8 };
+
+/* Stores child at task->idx of the parent array, growing its table when needed. */
+static int link_child(const redisReadTask *task, tp_reply_t *child) {
+    array_t *parent = task->parent->obj;
+    size_t idx = (size_t)task->idx;
+    if (idx >= parent->cap) {
+        size_t cap = parent->cap ? parent->cap * 2 : ARRAY_FIRST_SLOTS;
+        while (cap <= idx)
+            cap *= 2;
+        if (cap > parent->reply.elements)
+            cap = parent->reply.elements;
+        tp_reply_t **items = arena_alloc(task->privdata, cap * sizeof(*items));
+        if (items == NULL)
+            return -1;
+        if (parent->cap)
+            memcpy(items, parent->reply.element, parent->cap * sizeof(*items));
+        parent->reply.element = items;
+        parent->cap = cap;
+    }
+    parent->reply.element[idx] = child;
+    return 0;
+}
+
+/* Allocates a reply of size bytes (an array_t for arrays) for task and links it into its
+ * parent array. */
+static tp_reply_t *new_reply(const redisReadTask *task, tp_reply_type_t type, size_t size) {
+    tp_reply_t *r = arena_alloc(task->privdata, size);
     if (r == NULL)
         return NULL;
     *r = (tp_reply_t){.type = type};
-    if (task->parent) {
-        tp_reply_t *parent = task->parent->obj;
-        parent->element[task->idx] = r;
-    }
+    if (task->parent && link_child(task, r) != 0)
+        return NULL;
     return r;
 }
 
 static void *create_string(const redisReadTask *task, char *str, size_t len) {
     char *copy = arena_alloc(task->privdata, len + 1);
-    tp_reply_t *r = copy ? new_reply(task, (tp_reply_type_t)task->type) : NULL;
+    tp_reply_t *r = copy ? new_reply(task, (tp_reply_type_t)task->type, sizeof(tp_reply_t)) : NULL;
     if (r == NULL)
         return NULL;
     memcpy(copy, str, len);
@@ -88,29 +121,24 @@ static void *create_string(const redisReadTask *task, char *str, size_t len) {
 }
 
 static void *create_array(const redisReadTask *task, int elements) {
-    tp_reply_t **items = NULL;
-    if (elements > 0) {
-        items = arena_alloc(task->privdata, (size_t)elements * sizeof(*items));
-        if (items == NULL)
-            return NULL;
-    }
-    tp_reply_t *r = new_reply(task, TP_REPLY_ARRAY);
-    if (r == NULL)
+    array_t *a = (array_t *)new_reply(task, TP_REPLY_ARRAY, sizeof(array_t));
+    if (a == NULL)
         return NULL;
-    r->elements = elements > 0 ? (size_t)elements : 0;
-    r->element = items;
-    return r;
+    a->cap = 0;
+    a->reply.elements = elements > 0 ? (size_t)elements : 0;
+    a->reply.element = NULL; /* the first element allocates the table */
+    return &a->reply;
 }
 
 static void *create_integer(const redisReadTask *task, long long value) {
-    tp_reply_t *r = new_reply(task, TP_REPLY_INTEGER);
+    tp_reply_t *r = new_reply(task, TP_REPLY_INTEGER, sizeof(*r));
     if (r)
         r->integer = value;
     return r;
 }
 
 static void *create_nil(const redisReadTask *task) {
-    return new_reply(task, TP_REPLY_NIL);
+    return new_reply(task, TP_REPLY_NIL, sizeof(tp_reply_t));
 }
 
 /* Objects die with the arena; the reader's own free calls have nothing to do. */

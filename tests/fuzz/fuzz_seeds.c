@@ -1,8 +1,14 @@
-/* Writes a seed corpus for fuzz_frames into a directory: valid frames, streams and events made
- * with the builders, in the input layout of fuzz_input.h. Seeds are generated at run time by
- * run_fuzz.sh, never committed.
+/* Writes seeds for fuzz_frames into a directory: valid frames, streams and events made with the
+ * builders, in the input layout of fuzz_input.h. The committed corpus tests/fuzz/corpus/frames/
+ * is what libFuzzer kept of them; run_fuzz.sh does not run this tool, it replays and fuzzes
+ * that corpus. After a schema or layout change, regenerate the corpus (clang build tree
+ * <build>, e.g. the one run_fuzz.sh configures):
  *
- *   fuzz_seeds <dir>     prints the number of files written */
+ *   fuzz_seeds <dir>     prints the number of files written
+ *
+ *   <build>/tests/fuzz/fuzz_seeds /tmp/seeds && mkdir /tmp/frames &&
+ *   <build>/tests/fuzz/fuzz_frames -merge=1 /tmp/frames /tmp/seeds &&
+ *   rm tests/fuzz/corpus/frames/* && cp /tmp/frames/* tests/fuzz/corpus/frames/ */
 #include "fuzz_input.h"
 #include "tp/wire.h"
 

@@ -1,11 +1,20 @@
 /* One server, plain TCP: handshake variants, every RESP reply type, deep
- * pipelines answered in order, and the per-connection memory cap. */
+ * pipelines answered in order, and the per-connection memory cap; and a fake
+ * server for replies no real Redis sends. */
 #include "pool_env.h"
+#include "tp/commands.h"
 #include "tp/error.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static tp_test_redis_t srv;
 static tp_test_env_t env;
@@ -351,4 +360,214 @@ Test(conn, writable_survives_oversize_refusal) {
     tp_test_redis_resume(&srv);
     cr_assert(tp_test_run_until(&env.loop, cap_all_ok, &cap, 5000));
     cr_assert_eq(cap.writable, 1);
+}
+
+/* ---- replies no real Redis sends: a fake server -------------------------------------------- */
+
+/* A fake Redis on a thread: answers the handshake (PING, and CLIENT INFO when the connection
+ * asks), then answers the first other command with `reply` and hangs up. */
+typedef struct {
+    int fd;
+    int port;
+    const char *reply;
+    size_t reply_len;
+    pthread_t thread;
+} fake_redis_t;
+
+/* The argument count of the RESP command at the front of buf[0, n) and its first argument,
+ * or 0 while it is incomplete; *used is set to its length. */
+static size_t fake_parse(const char *buf, size_t n, size_t *used, const char **name,
+                         size_t *name_len) {
+    const char *p = buf, *end = buf + n;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (n == 0 || *p != '*' || nl == NULL)
+        return 0;
+    size_t argc = strtoul(p + 1, NULL, 10);
+    p = nl + 1;
+    for (size_t i = 0; i < argc; i++) {
+        nl = p < end ? memchr(p, '\n', (size_t)(end - p)) : NULL;
+        if (nl == NULL)
+            return 0;
+        size_t len = strtoul(p + 1, NULL, 10);
+        p = nl + 1;
+        if ((size_t)(end - p) < len + 2)
+            return 0;
+        if (i == 0) {
+            *name = p;
+            *name_len = len;
+        }
+        p += len + 2;
+    }
+    *used = (size_t)(p - buf);
+    return argc;
+}
+
+static void *fake_redis_run(void *arg) {
+    fake_redis_t *f = arg;
+    int c = accept(f->fd, NULL, NULL);
+    char buf[4096];
+    size_t n = 0;
+    bool done = false;
+    while (c >= 0 && !done) {
+        ssize_t r = read(c, buf + n, sizeof(buf) - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        size_t used;
+        const char *name;
+        size_t name_len;
+        while (!done && fake_parse(buf, n, &used, &name, &name_len) > 0) {
+            char out[128];
+            const char *answer = out;
+            size_t len;
+            if (name_len == 4 && memcmp(name, "PING", 4) == 0) {
+                len = (size_t)snprintf(out, sizeof(out), "+PONG\r\n");
+            } else if (name_len == 6 && memcmp(name, "CLIENT", 6) == 0) {
+                const char *info = "id=7 addr=127.0.0.1:1 laddr=127.0.0.1:2 name= db=0\n";
+                len = (size_t)snprintf(out, sizeof(out), "$%zu\r\n%s\r\n", strlen(info), info);
+            } else {
+                answer = f->reply;
+                len = f->reply_len;
+                done = true;
+            }
+            if (write(c, answer, len) != (ssize_t)len) /* no cr_assert off the test's thread */
+                done = true;
+            memmove(buf, buf + used, n - used);
+            n -= used;
+        }
+    }
+    if (c >= 0)
+        close(c);
+    return NULL;
+}
+
+static void fake_redis_start(fake_redis_t *f, const char *reply, size_t len) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    f->reply = reply;
+    f->reply_len = len;
+    f->fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(f->fd >= 0);
+    cr_assert_eq(bind(f->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(f->fd, 1), 0);
+    cr_assert_eq(getsockname(f->fd, (struct sockaddr *)&a, &alen), 0);
+    f->port = ntohs(a.sin_port);
+    cr_assert_eq(pthread_create(&f->thread, NULL, fake_redis_run, f), 0);
+}
+
+static void fake_redis_stop(fake_redis_t *f) {
+    pthread_join(f->thread, NULL);
+    close(f->fd);
+}
+
+/* The address space the process has mapped now, from /proc/self/statm. */
+static size_t mapped_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    cr_assert(f != NULL && fscanf(f, "%lu", &pages) == 1);
+    fclose(f);
+    return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+typedef struct {
+    bool done;
+    int status;
+    char errstr[sizeof(((tp_pool_t *)0)->errstr)];
+} failed_t;
+
+static void on_failed(void *data, int status, const tp_reply_t *r) {
+    (void)r;
+    failed_t *f = data;
+    f->done = true;
+    f->status = status;
+    memcpy(f->errstr, env.pool.errstr, sizeof(f->errstr));
+}
+
+/* Regression (found by tests/fuzz/fuzz_replies): an array header is not an allocation size.
+ * "*2147483647" made the reply parser allocate the 16 GiB element table at once. With the
+ * address space capped 1 GiB above what is mapped, a reply announcing 2^31 - 1 elements, then
+ * sending three and hanging up, fails the connection as closed by the server (not with "Out
+ * of memory", nor an allocator abort under ASan). */
+Test(conn, array_count_is_not_an_allocation_size) {
+    static const char reply[] = "*2147483647\r\n:1\r\n:2\r\n$3\r\nabc\r\n";
+    fake_redis_t fake;
+    fake_redis_start(&fake, reply, sizeof(reply) - 1);
+    tp_config_init(&env.cfg);
+    tp_test_set_str(&env.cfg.redis.host, "127.0.0.1");
+    env.cfg.redis.port = fake.port;
+    env.cfg.redis.pool_size = 1;
+    env.cfg.redis.max_retries = 1; /* the first failure completes the command: TP_EDOWN */
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+
+    struct rlimit cap = {.rlim_cur = mapped_bytes() + (1u << 30), .rlim_max = RLIM_INFINITY};
+    struct rlimit old;
+    cr_assert_eq(getrlimit(RLIMIT_AS, &old), 0);
+    cap.rlim_max = old.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_AS, &cap), 0);
+    failed_t f = {0};
+    const char *argv[] = {"LRANGE", "list", "0", "-1"};
+    cr_assert_eq(tp_pool_command(&env.pool, on_failed, &f, 4, argv, NULL), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &f.done, 5000));
+    cr_assert_eq(setrlimit(RLIMIT_AS, &old), 0);
+    fake_redis_stop(&fake);
+    cr_assert_eq(f.status, TP_EDOWN);
+    cr_assert(strstr(f.errstr, "closed by the server") != NULL, "%s", f.errstr);
+}
+
+static void on_long_array(void *data, int status, const tp_reply_t *r) {
+    nested_t *n = data;
+    n->done = true;
+    n->ok = status == 0 && r->type == TP_REPLY_ARRAY && r->elements == 100000;
+    for (size_t i = 0; n->ok && i < r->elements; i++)
+        n->ok = r->element[i]->type == TP_REPLY_INTEGER && r->element[i]->integer == (long long)i;
+}
+
+/* 100,000 elements, arriving over many reads, fill an array whose element table grows as they
+ * come; then a nested one of two elements per item. */
+Test(conn, long_array_reply, .init = start_plain) {
+    const char *flat[] = {"EVAL", "local t = {} for i = 1, 100000 do t[i] = i - 1 end return t",
+                          "0"};
+    nested_t n = {0};
+    cr_assert_eq(tp_pool_command(&env.pool, on_long_array, &n, 3, flat, NULL), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &n.done, 10000));
+    cr_assert(n.ok);
+    tp_test_result_t r = tp_test_command(
+        &env, "EVAL", "local t = {} for i = 1, 3000 do t[i] = {i, 'x'} end return t", "0", NULL);
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.type, TP_REPLY_ARRAY);
+    cr_assert_eq(r.elements, 3000);
+}
+
+typedef struct {
+    bool done;
+    int status;
+    bool reply;
+} mget_t;
+
+static void on_mget(void *data, int status, const tp_reply_t *r) {
+    mget_t *m = data;
+    m->done = true;
+    m->status = status;
+    m->reply = r != NULL;
+}
+
+/* Regression (found by tests/fuzz/fuzz_replies): an MGET answer that is not one string or nil
+ * per key reached the caller as status 0 with values of other types, a status without its
+ * string, or (a short array) values of type 0. It is a protocol error now. */
+Test(conn, mget_of_the_wrong_shape_is_a_protocol_error) {
+    static const char reply[] = "*3\r\n:1\r\n+OK\r\n$-1\r\n";
+    fake_redis_t fake;
+    fake_redis_start(&fake, reply, sizeof(reply) - 1);
+    tp_config_init(&env.cfg);
+    tp_test_set_str(&env.cfg.redis.host, "127.0.0.1");
+    env.cfg.redis.port = fake.port;
+    env.cfg.redis.pool_size = 1;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    mget_t m = {0};
+    const char *keys[] = {"a", "b", "c"};
+    cr_assert_eq(tp_mget(&env.pool, 3, keys, on_mget, &m), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &m.done, 5000));
+    fake_redis_stop(&fake);
+    cr_assert_eq(m.status, TP_EPROTOCOL);
+    cr_assert(!m.reply);
 }
