@@ -339,6 +339,9 @@ static void check_command_timeout(tp_conn_t *c) {
         return;
     }
     c->pool->stats.timeouts++;
+    /* The command failed here was written and may still reach Redis later: the
+     * next connection fences this one even when nothing else is unanswered. */
+    c->fence = true;
     /* A unit is never failed by a timeout: it is replayed whole, so neither
      * half a transaction nor a reordering can reach Redis. */
     if (!fifo_at(&c->fifo, 0)->unit) {
@@ -373,19 +376,28 @@ static void on_timer(uv_timer_t *t) {
 
 /* ---- handshake ---------------------------------------------------------- */
 
-/* CLIENT KILL of the previous connection, by the id and address Redis gave it.
- * Its unanswered commands are replayed on this one; without the fence, those of
- * them Redis had not read yet would run after the replay, overwriting newer
- * values with older ones. The address guards against a restarted Redis that
- * handed the same id to another client. */
+/* CLIENT KILL of the previous connection, by the id and addresses Redis gave it
+ * (and the ACL user, when there is one). Its unanswered commands are replayed
+ * on this one; without the fence, those of them Redis had not read yet would
+ * run after the replay, overwriting newer values with older ones. The other
+ * filters guard against a restarted Redis (or another server behind the same
+ * name) that handed the same id to another client. Within one process only: a
+ * tickplane that died cannot fence its connections. */
 static int encode_fence(const tp_conn_t *c, tp_buf_t *b) {
-    int rc = tp_resp_array(b, 6);
+    const char *user = c->pool->cfg->username;
+    int rc = tp_resp_array(b, user ? 10 : 8);
     rc |= tp_resp_arg(b, "CLIENT", 6);
     rc |= tp_resp_arg(b, "KILL", 4);
     rc |= tp_resp_arg(b, "ID", 2);
     rc |= tp_resp_arg_ll(b, c->redis_id);
     rc |= tp_resp_arg(b, "ADDR", 4);
     rc |= tp_resp_arg(b, c->redis_addr, strlen(c->redis_addr));
+    rc |= tp_resp_arg(b, "LADDR", 5);
+    rc |= tp_resp_arg(b, c->redis_laddr, strlen(c->redis_laddr));
+    if (user) {
+        rc |= tp_resp_arg(b, "USER", 4);
+        rc |= tp_resp_arg(b, user, strlen(user));
+    }
     return rc;
 }
 
@@ -496,16 +508,18 @@ static void fence_unavailable(tp_conn_t *c, const char *what, const tp_reply_t *
            TP_STR("command", what), TP_STR("reply", r->str ? r->str : ""),
            TP_STR("consequence", "after a reconnect, commands still on their way over the "
                                  "previous connection may run after the replay"),
-           TP_STR("fix", "allow +client|info and +client|kill to the Redis user"));
+           TP_STR("fix", "Redis 6.2 or later, with +client|info and +client|kill allowed to "
+                         "the Redis user"));
 }
 
 static void on_fence_reply(tp_conn_t *c, const tp_reply_t *r) {
     if (r->type != TP_REPLY_INTEGER) {
         fence_unavailable(c, "CLIENT KILL", r);
-    } else if (r->integer > 0) {
+    } else {
+        /* 0 killed: Redis had already read and closed it (it was frozen, or restarted). */
         c->pool->stats.fenced++;
-        TP_LOG(TP_LOG_WARN, "redis connection fenced", TP_INT("conn", c->id),
-               TP_INT("previous_client_id", c->redis_id));
+        TP_LOG(TP_LOG_INFO, "redis connection fenced", TP_INT("conn", c->id),
+               TP_INT("previous_client_id", c->redis_id), TP_INT("killed", r->integer));
     }
     c->fence = false;
 }
@@ -514,7 +528,8 @@ static void on_identify_reply(tp_conn_t *c, const tp_reply_t *r) {
     char id[24];
     c->redis_id = 0;
     if (r->type == TP_REPLY_STRING && client_info_field(r, "id", id, sizeof(id)) &&
-        client_info_field(r, "addr", c->redis_addr, sizeof(c->redis_addr)))
+        client_info_field(r, "addr", c->redis_addr, sizeof(c->redis_addr)) &&
+        client_info_field(r, "laddr", c->redis_laddr, sizeof(c->redis_laddr)))
         c->redis_id = strtoll(id, NULL, 10);
     if (c->redis_id <= 0)
         fence_unavailable(c, "CLIENT INFO", r);

@@ -73,8 +73,8 @@ struct tp_conn_s {
     int failures;               /* consecutive failed attempts */
     /* Fencing (send_handshake): the last socket as Redis knows it (CLIENT INFO),
      * and whether unanswered commands were written to a socket since fenced. */
-    long long redis_id; /* 0 = unknown */
-    char redis_addr[64];
+    long long redis_id;                   /* 0 = unknown */
+    char redis_addr[64], redis_laddr[64]; /* the client's and the server's end */
     bool fence;
     SSL_SESSION *tls_session;
     uint32_t tls_gen; /* pool->tls_gen of the context tls_session came from */

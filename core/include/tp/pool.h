@@ -55,7 +55,7 @@ typedef struct {
     uint64_t tls_reloads; /* TLS contexts rebuilt from rotated certificate files */
     /* Rotated TLS files that could not be loaded, once per distinct change. */
     uint64_t tls_reload_failures;
-    uint64_t fenced;         /* previous connections killed before a replay (CLIENT KILL) */
+    uint64_t fenced;         /* reconnects that fenced the previous connection (CLIENT KILL) */
     uint64_t fence_failures; /* CLIENT INFO/KILL refused: a replay could not be fenced */
 } tp_pool_stats_t;
 
