@@ -1,0 +1,783 @@
+#!/usr/bin/python3
+"""Fault tests: the tickplane binary, a real TLS redis-server, adapters and a
+subscriber, all real processes and sockets on loopback, with one fault injected
+per scenario while order events and ticks stream in. Afterwards the state in
+Redis is compared with an offline oracle computed from the exact frames sent.
+
+usage: fault_suite.py SCENARIO --tickplane BIN --certs DIR --work DIR [--seed N]
+  SCENARIO: redis_kill | redis_stop | proxy | tls_stall | tickplane_kill
+
+Every scenario then checks:
+  * every order hash, open set and portfolio hash equals the reference model of
+    tests/support/trading_oracle.py (the order flow includes invalid transitions,
+    duplicates and venue rejects, which must change nothing);
+  * every price hash holds the last tick sent for its symbol;
+  * every event the model expects was received by a subscriber at least once, each
+    (stream, seq, kind) under a single event id, copies of an id byte-identical,
+    nothing unexpected;
+  * every frame was acked; tickplane never crashed (its only deaths are our
+    SIGKILLs, its last run exits 0 on SIGTERM, its log has no sanitizer report);
+  * its RSS stayed under a bound (see RSS_BOUND_MB).
+
+Redis runs with appendonly yes / appendfsync no: Redis writes its AOF before it
+replies, so whatever it acknowledged survives a SIGKILL of the process (the page
+cache keeps it); fsync policy only matters for a host crash, which is not tested.
+
+Exit status: 0 all checks passed, 1 a check failed (each printed), 2 error.
+"""
+import argparse
+import collections
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+sys.path.insert(0, HERE)
+
+import redis  # noqa: E402
+from tp.wire import Body, FeedAck, Frame  # noqa: E402
+
+import metrics_client  # noqa: E402
+import trading_oracle as to  # noqa: E402
+import trading_scenario as ts  # noqa: E402
+from tcp_proxy import Proxy  # noqa: E402
+
+CK, log = ts.CK, ts.log
+TICK_STREAM, ORDER_STREAM = ts.TICK_STREAM, ts.ORDER_STREAM
+SCALE = to.SCALE
+PREFIX = "tp:"
+# tickplane runs with REDIS_MAX_QUEUED_BYTES=8MiB on each of 4 connections: its
+# Redis buffers can legitimately hold 64 MiB, the rest is the books and ASan.
+RSS_BOUND_MB = 400
+# How far behind the acks a subscriber may be when Redis is killed: events acked up
+# to this many order frames before a SIGKILL may be lost to it, at most
+# CRASH_LOSS_MAX per kill (crash_window_losses). Runs have lost 0 or 1.
+CRASH_LAG = 500
+CRASH_LOSS_MAX = 20
+CLEANUP = []  # run at exit, whatever happened: no process outlives the test
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehavior")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+# ---- processes ------------------------------------------------------------------------------
+
+
+class Redis:
+    """A TLS redis-server on a fixed port and directory, so that a restart after a
+    SIGKILL loads what the killed one wrote."""
+
+    def __init__(self, a):
+        self.a = a
+        self.port = free_port()
+        self.dir = os.path.join(a.work, "redis")
+        os.makedirs(self.dir)
+        self.proc = None
+        self.starts = 0
+
+    def cert(self, name):
+        return os.path.join(self.a.certs, name)
+
+    def start(self):
+        self.starts += 1
+        args = [shutil.which("redis-server"), "--bind", "127.0.0.1", "--port", "0",
+                "--tls-port", str(self.port), "--tls-cert-file", self.cert("server.crt"),
+                "--tls-key-file", self.cert("server.key"),
+                "--tls-ca-cert-file", self.cert("ca.crt"), "--tls-auth-clients", "no",
+                "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "no", "--save", "",
+                "--logfile", os.path.join(self.dir, f"redis-{self.starts}.log")]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        if not wait_for(self.ping, 30, 0.05):
+            raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def client(self, decode=True):
+        return redis.Redis(host="127.0.0.1", port=self.port, ssl=True,
+                           ssl_ca_certs=self.cert("ca.crt"), ssl_cert_reqs="required",
+                           decode_responses=decode, socket_timeout=30,
+                           socket_connect_timeout=5)
+
+    def ping(self):
+        try:
+            return self.client().ping()
+        except (redis.RedisError, OSError):
+            return False
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Tickplane:
+    """The service under test; every run logs to its own file. A thread samples
+    its RSS every 100 ms."""
+
+    def __init__(self, a):
+        self.a = a
+        self.runs = 0
+        self.proc = None
+        self.feed_port = self.metrics_port = 0
+        self.rss_max_kb = 0
+        self.logs = []
+        self.expected_deaths = 0
+
+    def start(self, redis_port, **settings):
+        self.runs += 1
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "TP_"))}
+        env.update(REDIS_HOST="127.0.0.1", REDIS_PORT=str(redis_port), REDIS_TLS_ENABLED="true",
+                   REDIS_TLS_CA_PATH=os.path.join(self.a.certs, "ca.crt"),
+                   REDIS_TLS_SERVER_NAME="localhost", REDIS_MAX_QUEUED_BYTES="8MiB",
+                   REDIS_MAX_RETRIES="0", REDIS_RETRY_MAX_DELAY_MS="500ms",
+                   TP_FEED_TCP="127.0.0.1:0", TP_FEED_UDP="off", TP_METRICS_ADDR="127.0.0.1:0",
+                   TP_KEY_PREFIX=PREFIX, TP_LATENCY_LOG_INTERVAL="0", TP_LOG_LEVEL="info",
+                   TP_SHUTDOWN_TIMEOUT="20s")
+        # A small quarantine: RSS then follows tickplane's own memory, not ASan's.
+        env["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16"
+                               ).lstrip(":")
+        env.update({k: str(v) for k, v in settings.items()})
+        path = os.path.join(self.a.work, f"tickplane-{self.runs}.log")
+        self.logs.append(path)
+        out = open(path, "wb")
+        self.proc = subprocess.Popen([self.a.tickplane], env=env, stdout=out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        out.close()
+        self.feed_port = self.metrics_port = 0
+        deadline = time.monotonic() + 60
+        while not (self.feed_port and self.metrics_port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tickplane exited {self.proc.returncode} at start: "
+                                   f"{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tickplane did not listen: {self.log_tail()}")
+            for rec in self.log_records():
+                if rec.get("msg") == "feed listening" and rec.get("source") == "tcp":
+                    self.feed_port = rec["port"]
+                elif rec.get("msg") == "metrics listening":
+                    self.metrics_port = rec["port"]
+            time.sleep(0.05)
+        threading.Thread(target=self._sample_rss, args=(self.proc,), daemon=True).start()
+        log(f"tickplane run {self.runs}: pid {self.proc.pid}, feed {self.feed_port}, "
+            f"metrics {self.metrics_port}")
+
+    def _sample_rss(self, proc):
+        while proc.poll() is None:
+            try:
+                with open(f"/proc/{proc.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            self.rss_max_kb = max(self.rss_max_kb, int(line.split()[1]))
+            except OSError:
+                return
+            time.sleep(0.1)
+
+    def log_records(self, path=None):
+        with open(path or self.logs[-1], "rb") as f:
+            for line in f:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+    def log_tail(self, n=15):
+        with open(self.logs[-1], "rb") as f:
+            return b"".join(f.readlines()[-n:]).decode(errors="replace")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        CK.expect(self.alive(), f"tickplane died before the planned SIGKILL: exit "
+                                f"{self.proc.returncode}: {self.log_tail()}")
+        self.expected_deaths += 1
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def term(self, timeout=60):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return "timeout"
+
+    def metrics(self):
+        return metrics_client.Scrape(self.metrics_port)
+
+
+# ---- adapters and the subscriber ------------------------------------------------------------
+
+
+class Adapter:
+    """One adapter: a TCP connection carrying one stream at a fixed rate. When the
+    connection is lost (tickplane killed) it connects again, to whatever port
+    port_fn() names, and resends everything after the last FeedAck it received."""
+
+    BATCH = 2000
+
+    def __init__(self, name, stream, frames, rate, port_fn):
+        self.name, self.stream, self.frames, self.rate = name, stream, frames, rate
+        self.port_fn = port_fn
+        self.acked = 0
+        self.sent_hi = 0
+        self.resent = 0
+        self.connections = 0
+        self.ack_regressions = 0
+        self.error = None
+        self.done = threading.Event()
+        self.cv = threading.Condition()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self.thread.start()
+
+    def _connect(self):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                s = socket.create_connection(("127.0.0.1", self.port_fn()), timeout=2)
+                s.settimeout(120)  # a send blocked by backpressure may wait this long
+                return s
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: cannot connect to tickplane")
+
+    def _read_acks(self, sock, dead):
+        buf = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while len(buf) >= 4:
+                    (n,) = struct.unpack_from("<I", buf)
+                    if len(buf) < 4 + n:
+                        break
+                    self._ack(buf[4:4 + n])
+                    buf = buf[4 + n:]
+        except OSError:
+            pass
+        dead.set()
+        with self.cv:
+            self.cv.notify_all()
+
+    def _ack(self, body):
+        f = Frame.Frame.GetRootAs(body, 0)
+        if f.BodyType() != Body.Body.FeedAck or f.StreamId() != self.stream:
+            CK.fail(f"{self.name}: unexpected frame from tickplane (body {f.BodyType()}, "
+                    f"stream {f.StreamId()})")
+            return
+        ack = FeedAck.FeedAck()
+        ack.Init(f.Body().Bytes, f.Body().Pos)
+        seq = ack.AckedSeq()
+        with self.cv:
+            if seq > self.sent_hi:
+                CK.fail(f"{self.name}: acked {seq}, beyond the {self.sent_hi} frames sent")
+            if seq < self.acked:
+                self.ack_regressions += 1
+            self.acked = max(self.acked, seq)
+            self.cv.notify_all()
+
+    def _run(self):
+        n = len(self.frames)
+        try:
+            while self.acked < n:
+                sock = self._connect()
+                self.connections += 1
+                dead = threading.Event()
+                threading.Thread(target=self._read_acks, args=(sock, dead), daemon=True).start()
+                nxt = self.acked + 1  # resume from the last ack
+                self.resent += max(0, self.sent_hi - nxt + 1)
+                while not dead.is_set() and self.acked < n:
+                    due = min(n, int((time.monotonic() - self.t0) * self.rate))
+                    if nxt <= due:
+                        hi = min(due, nxt + self.BATCH - 1)
+                        with self.cv:
+                            self.sent_hi = max(self.sent_hi, hi)
+                        try:
+                            sock.sendall(b"".join(self.frames[nxt - 1:hi]))
+                        except OSError:
+                            break
+                        nxt = hi + 1
+                    else:
+                        with self.cv:
+                            self.cv.wait(0.005 if nxt <= n else 0.1)
+                sock.close()
+        except Exception as e:  # noqa: BLE001 - reported by the scenario
+            self.error = e
+        self.done.set()
+
+    def wait(self, timeout):
+        self.done.wait(timeout)
+        if self.error:
+            raise RuntimeError(f"{self.name}: {self.error}")
+        return self.acked
+
+
+class Subscriber:
+    """A subscriber to the events channel that reconnects whenever its connection
+    is lost. ready(gen) tells when a subscription newer than gen is confirmed."""
+
+    def __init__(self, srv, channel):
+        self.srv, self.channel = srv, channel
+        self.msgs = []
+        self.generation = 0
+        self.stop = False
+        self.cv = threading.Condition()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop:
+            try:
+                ps = self.srv.client(decode=False).pubsub()
+                ps.subscribe(self.channel)
+                while not self.stop:
+                    m = ps.get_message(timeout=0.2)
+                    if not m:
+                        continue
+                    if m["type"] == b"subscribe" or m["type"] == "subscribe":
+                        with self.cv:
+                            self.generation += 1
+                            self.cv.notify_all()
+                    elif m["type"] in (b"message", "message"):
+                        with self.cv:
+                            self.msgs.append(m["data"])
+                ps.close()
+            except (redis.RedisError, OSError, ValueError):
+                time.sleep(0.02)
+
+    def ready(self, after, timeout=30):
+        with self.cv:
+            if not self.cv.wait_for(lambda: self.generation > after, timeout):
+                raise RuntimeError("the subscriber did not subscribe again")
+            return self.generation
+
+    def finish(self, want, linger=1.0, timeout=60):
+        """Waits until the messages cover every (stream, seq, kind) of want (or the
+        timeout; replayed copies do not count twice), lingers for stragglers, stops."""
+        deadline = time.monotonic() + timeout
+        seen, done = set(), 0
+        while time.monotonic() < deadline:
+            with self.cv:
+                new = self.msgs[done:]
+            done += len(new)
+            for data in new:
+                try:
+                    d = ts.decode_fb_event(data)
+                    seen.add((d["stream_id"], d["seq"], d["kind"]))
+                except Exception:  # noqa: BLE001 - check_events reports it
+                    pass
+            if want.keys() <= seen:
+                break
+            time.sleep(0.1)
+        time.sleep(linger)
+        self.stop = True
+        self.thread.join(10)
+        with self.cv:
+            return list(self.msgs)
+
+
+# ---- the workload and its oracle ------------------------------------------------------------
+
+
+class Workload:
+    def __init__(self, seed, n_ticks, n_orders, n_symbols=500):
+        rng = random.Random(seed)
+        order_syms = ts.SYMBOLS8 + [f"OS{i}" for i in range(12)]
+        # Ticks never mark a traded symbol: which fills a tick precedes depends on how
+        # two connections interleave, and the model marks each position at its fills.
+        syms = [s for s in ts.symbols_for(n_symbols + 8) if s not in order_syms][:n_symbols]
+        mid = {s: rng.randint(10, 5000) * SCALE for s in syms}
+        self.ticks, self.last = [], {}
+        t0 = time.time_ns()
+        for i in range(n_ticks):
+            s = rng.choice(syms)
+            mid[s] = max(SCALE, mid[s] + rng.randint(-50, 50) * 10**6)
+            bid = mid[s] - rng.randint(1, 20) * 10**6
+            ask = mid[s] + rng.randint(1, 20) * 10**6
+            t = dict(symbol=s, bid=bid, ask=ask, bid_sz=rng.randint(1, 10**4) * SCALE,
+                     ask_sz=rng.randint(1, 10**4) * SCALE, last=rng.choice((bid, ask, 0)),
+                     last_sz=rng.randint(0, 10**3) * SCALE, exch_ts=to.EPOCH_NS + i,
+                     sent_ns=t0)
+            self.ticks.append(t)
+            self.last[s] = (i + 1, t)
+        self.accounts = [f"ACC{i}" for i in range(8)]
+        self.gen = to.FlowGen(seed, self.accounts, order_syms, max_live=80)
+        self.orders = self.gen.generate(n_orders)
+        self.expected_events = ts.expected_events(self.gen.outcomes, self.orders,
+                                                  range(1, n_orders + 1))
+        self.tick_frames = [ts.tick_frame(TICK_STREAM, i + 1, t) for i, t in
+                            enumerate(self.ticks)]
+        self.order_frames = [ts.order_frame(ORDER_STREAM, i + 1, ev) for i, ev in
+                             enumerate(self.orders)]
+        kinds = collections.Counter(i.split(":")[0] for i in self.gen.intent)
+        log(f"workload: {n_ticks} ticks on {len(self.last)} symbols, {n_orders} order events "
+            f"{dict(kinds)}")
+
+
+def check_prices(st, w):
+    bad = 0
+    want_keys = {f"{PREFIX}px:{s}" for s in w.last}
+    CK.expect(set(st["px"]) == want_keys,
+              f"price keys: {len(want_keys - set(st['px']))} missing, "
+              f"{len(set(st['px']) - want_keys)} unexpected")
+    for sym, (seq, t) in w.last.items():
+        got = st["px"].get(f"{PREFIX}px:{sym}", {})
+        exp = {"bid": to.fmt(t["bid"]), "ask": to.fmt(t["ask"]), "bid_sz": to.fmt(t["bid_sz"]),
+               "ask_sz": to.fmt(t["ask_sz"]), "last": to.fmt(t["last"]),
+               "last_sz": to.fmt(t["last_sz"]), "seq": str(seq), "exch_ts": str(t["exch_ts"])}
+        d = ts.diff_hash(exp, got)
+        if d:
+            bad += 1
+            if bad <= 5:
+                CK.fail(f"{PREFIX}px:{sym}: not the last tick: (field: (want, got)) {d}")
+    CK.expect(bad == 0, f"{bad} of {len(w.last)} price hashes are not the last tick")
+
+
+def crash_window_losses(decoded, exp, crash_acks):
+    """Expected events no subscriber received whose frames were acknowledged by a
+    Redis that was then SIGKILLed, within CRASH_LAG frames of its last ack.
+
+    Their PUBLISH ran: it is in the same MULTI/EXEC as the order's writes, which the
+    state check proves applied. What Redis loses when killed is its output
+    buffers, the subscriber's included (Redis pub/sub is at most once across a
+    server crash). Anything missing outside such a window is a failure."""
+    got = {(d["stream_id"], d["seq"], d["kind"]) for d in decoded}
+    lost = []
+    for key in exp:
+        seq = key[1]
+        if key not in got and any(a - CRASH_LAG < seq <= a for a in crash_acks):
+            lost.append(key)
+    return lost
+
+
+def check_events(raw, w, t_lo, t_hi, crash_acks=()):
+    """At least once: copies of one event id must be identical; then the distinct
+    events must be exactly what the model expects, one id each, but for what a
+    Redis SIGKILL took from the subscriber (crash_window_losses)."""
+    by_id = {}
+    copies = 0
+    for data in raw:
+        try:
+            eid = ts.decode_fb_event(data)["event_id"]
+        except Exception as e:  # noqa: BLE001 - any decode problem is a failure
+            CK.fail(f"an event does not decode: {e}")
+            continue
+        if eid in by_id:
+            copies += 1
+            CK.expect(by_id[eid] == data, f"event id {eid} published with different contents")
+        else:
+            by_id[eid] = data
+    exp = dict(w.expected_events)
+    lost = crash_window_losses([ts.decode_fb_event(d) for d in by_id.values()], exp, crash_acks)
+    CK.expect(len(lost) <= CRASH_LOSS_MAX * len(crash_acks),
+              f"{len(lost)} events lost to {len(crash_acks)} Redis kills, more than "
+              f"{CRASH_LOSS_MAX} each")
+    for key in lost:
+        del exp[key]
+    ts.check_events(list(by_id.values()), "flatbuffers", exp, [], t_lo, t_hi, "events")
+    log(f"events: {len(raw)} received, {len(by_id)} distinct ids, {copies} replayed copies, "
+        f"{len(w.expected_events)} expected, {len(lost)} undelivered (acked just before a Redis "
+        f"SIGKILL: {sorted(k[1] for k in lost)[:10]})")
+
+
+def check_logs(tp):
+    for path in tp.logs:
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+        for mark in SANITIZER_MARKS:
+            CK.expect(mark not in text, f"{os.path.basename(path)}: '{mark}' in the log")
+
+
+class Run:
+    """One scenario's processes: Redis, tickplane (direct or through a proxy),
+    the subscriber and two adapters."""
+
+    def __init__(self, a, n_ticks, n_orders, tick_rate, order_rate, proxy=False,
+                 stall_handshake=0, **settings):
+        CLEANUP.append(self.close)
+        self.a = a
+        self.tp = self.proxy = None
+        self.w = Workload(a.seed, n_ticks, n_orders)
+        self.redis = Redis(a)
+        self.redis.start()
+        if proxy:
+            self.proxy = Proxy(self.redis.port)
+            self.proxy.set(stall_handshake=stall_handshake)
+        self.settings = settings
+        self.crash_acks = []  # the order feed's acked seq after each Redis SIGKILL
+        self.sub = Subscriber(self.redis, PREFIX + "events")
+        self.sub.ready(0)
+        self.tp = Tickplane(a)
+        self.start_tickplane()
+        self.t_lo = time.time_ns()
+        port = lambda: self.tp.feed_port  # noqa: E731 - follows tickplane restarts
+        self.ticks = Adapter("md adapter", TICK_STREAM, self.w.tick_frames, tick_rate, port)
+        self.orders = Adapter("gateway", ORDER_STREAM, self.w.order_frames, order_rate, port)
+
+    def start_tickplane(self):
+        port = self.proxy.port if self.proxy else self.redis.port
+        self.tp.start(port, **self.settings)
+
+    def go(self):
+        self.ticks.start()
+        self.orders.start()
+        self.t_start = time.monotonic()
+
+    def at(self, t):
+        """Sleeps until t seconds after go()."""
+        time.sleep(max(0.0, self.t_start + t - time.monotonic()))
+
+    def acked(self):
+        return self.ticks.acked, self.orders.acked
+
+    def finish(self, timeout=240):
+        for ad in (self.ticks, self.orders):
+            got = ad.wait(timeout)
+            CK.expect(got == len(ad.frames), f"{ad.name}: acked {got} of {len(ad.frames)}")
+            log(f"{ad.name}: {len(ad.frames)} frames, {ad.connections} connections, "
+                f"{ad.resent} resent, {ad.ack_regressions} ack regressions")
+        CK.expect(self.tp.alive(), f"tickplane died: exit {self.tp.proc.returncode}: "
+                                   f"{self.tp.log_tail()}")
+        m = self.metrics = self.tp.metrics()
+        log("metrics: " + ", ".join(f"{k.replace('tickplane_', '')}={m.value(k):.0f}" for k in (
+            "tickplane_redis_reconnects_total", "tickplane_redis_replays_total",
+            "tickplane_redis_timeouts_total", "tickplane_redis_fenced_total",
+            "tickplane_redis_errors_total", "tickplane_conflated_prices_total",
+            "tickplane_order_feed_pauses_total")))
+        CK.expect(m.value("tickplane_redis_fence_failures_total") == 0,
+                  "a reconnect could not be fenced")
+        raw = self.sub.finish(self.w.expected_events)
+        t_hi = time.time_ns()
+        status = self.tp.term()
+        CK.expect(status == 0, f"tickplane after SIGTERM: exit {status}, want 0: "
+                               f"{self.tp.log_tail()}")
+        check_logs(self.tp)
+        rss_mb = self.tp.rss_max_kb / 1024
+        CK.expect(rss_mb <= RSS_BOUND_MB, f"tickplane RSS reached {rss_mb:.0f} MiB, "
+                                          f"bound {RSS_BOUND_MB} MiB")
+        log(f"tickplane: {self.tp.runs} runs, {self.tp.expected_deaths} killed by the test, "
+            f"max RSS {rss_mb:.0f} MiB")
+        st = ts.read_state(self.redis.client(), PREFIX)
+        ts.compare_model(self.w.gen.model, st, PREFIX, self.w.accounts, "state vs oracle")
+        check_prices(st, self.w)
+        check_events(raw, self.w, self.t_lo - 10**9, t_hi + 10**9, self.crash_acks)
+        if self.proxy:
+            log(f"proxy: {self.proxy.stats}")
+
+    def close(self):
+        if self.tp and self.tp.alive():
+            self.tp.proc.kill()
+        if self.proxy:
+            self.proxy.close()
+        self.redis.stop()
+
+
+# ---- scenarios ------------------------------------------------------------------------------
+
+
+def expect_fenced(r):
+    """Command timeouts happened and the reconnects fenced the old connections:
+    the fault reached the code it tests. (In the proxy scenario the old links are
+    still open in the proxy, so CLIENT KILL has something to kill; after a freeze
+    Redis has usually read and closed them first.)"""
+    m = r.metrics
+    CK.expect(m.value("tickplane_redis_timeouts_total") > 0, "no command timed out")
+    CK.expect(m.value("tickplane_redis_fenced_total") > 0,
+              "no reconnect fenced its previous connection (CLIENT KILL)")
+    killed = sum(rec.get("killed", 0) for path in r.tp.logs for rec in r.tp.log_records(path)
+                 if rec.get("msg") == "redis connection fenced")
+    log(f"fences: {m.value('tickplane_redis_fenced_total'):.0f}, connections killed {killed}")
+    return killed
+
+
+def scenario_redis_kill(a):
+    """Redis SIGKILLed and restarted four times during 200,000 ticks and 20,000
+    order events. tickplane reaches Redis through the proxy, used only as a gate:
+    closed while Redis is down, opened once the subscriber is back, so that no
+    event replayed after a restart is published before anyone listens."""
+    r = Run(a, 200_000, 20_000, tick_rate=10_000, order_rate=1_000, proxy=True)
+    r.go()
+    for i, (t, down) in enumerate(((3, 0.3), (7, 1.5), (11, 0.1), (15, 3.0))):
+        r.at(t)
+        r.proxy.set(gate="refuse")
+        before = r.acked()
+        r.redis.kill()
+        r.proxy.cut_all()
+        time.sleep(down)
+        r.crash_acks.append(r.orders.acked)  # no reply can arrive while Redis is down
+        gen = r.sub.generation
+        r.redis.start()
+        r.sub.ready(gen)
+        r.proxy.set(gate="open")
+        log(f"kill {i + 1}: Redis down {down}s; acked (ticks, orders) {before} before")
+    r.finish()
+
+
+def scenario_redis_stop(a):
+    """Redis frozen (SIGSTOP) for 6 s mid-stream, longer than REDIS_COMMAND_TIMEOUT:
+    prices conflate, the order queue fills and the order feed pauses, acks stop;
+    after SIGCONT everything is written and acked."""
+    r = Run(a, 60_000, 8_000, tick_rate=6_000, order_rate=800, REDIS_COMMAND_TIMEOUT="2s",
+            REDIS_CONNECTION_TIMEOUT="1s", TP_ORDER_QUEUE_MAX=1000)
+    r.go()
+    r.at(3)
+    m0 = r.tp.metrics()
+    r.redis.signal(signal.SIGSTOP)
+    frozen_at = r.acked()
+    time.sleep(1.0)
+    held = r.acked()
+    queue_max = 0
+    for _ in range(10):
+        time.sleep(0.5)
+        queue_max = max(queue_max, r.tp.metrics().value("tickplane_order_queue"))
+    acked_frozen = r.acked()
+    r.redis.signal(signal.SIGCONT)
+    m1 = r.tp.metrics()
+    CK.expect(acked_frozen == held, f"acks moved while Redis was frozen: {held} -> {acked_frozen}")
+    CK.expect(queue_max >= 1000, f"order queue reached {queue_max}, want the cap (1000)")
+    for name in ("tickplane_conflated_prices_total", "tickplane_order_feed_pauses_total"):
+        CK.expect(m1.value(name) > m0.value(name), f"{name} did not rise during the freeze")
+    log(f"freeze: acked {frozen_at} at SIGSTOP, {acked_frozen} at SIGCONT; order queue max "
+        f"{queue_max:.0f}")
+    r.finish()
+    expect_fenced(r)
+
+
+def scenario_proxy(a):
+    """tickplane -> proxy -> Redis: replies delayed (past REDIS_COMMAND_TIMEOUT once),
+    connections reset, cut in the middle of a reply, a reply byte corrupted (TLS
+    must notice), while the flow goes on."""
+    r = Run(a, 60_000, 8_000, tick_rate=5_000, order_rate=700, proxy=True,
+            REDIS_COMMAND_TIMEOUT="1s", REDIS_CONNECTION_TIMEOUT="1s")
+    r.go()
+    plan = [(1.5, dict(down_delay_s=0.2)), (3.0, dict(down_delay_s=0.0)), (3.5, "cut_all"),
+            (4.5, dict(cut_mid_reply=3)), (6.0, dict(corrupt_next=2)),
+            (7.5, dict(down_delay_s=1.5)), (8.5, dict(down_delay_s=0.0)), (9.0, "cut_all"),
+            (9.2, dict(cut_mid_reply=2)), (10.5, dict(corrupt_next=1)),
+            (11.0, dict(up_delay_s=1.5)), (12.0, dict(up_delay_s=0.0))]
+    for t, what in plan:
+        r.at(t)
+        if what == "cut_all":
+            log(f"proxy: reset {r.proxy.cut_all()} connections")
+        else:
+            r.proxy.set(**what)
+            log(f"proxy: {what}")
+    r.finish()
+    s = r.proxy.stats
+    CK.expect(s["cut_mid_reply"] == 5 and s["corrupted"] == 3 and s["delayed_up"] > 0,
+              f"not every planned fault happened: {s}")
+    CK.expect(expect_fenced(r) > 0, "no fence killed a connection the proxy still held open")
+
+
+def scenario_tls_stall(a):
+    """TLS handshakes that never complete (the proxy swallows Redis's replies): at
+    start, and for every reconnect after the connections were reset mid-run.
+    REDIS_CONNECTION_TIMEOUT must give up on them and the next attempt succeed."""
+    t = time.monotonic()
+    r = Run(a, 40_000, 5_000, tick_rate=5_000, order_rate=600, proxy=True, stall_handshake=6,
+            REDIS_CONNECTION_TIMEOUT="500ms")
+    CK.expect(r.proxy.stats["stalled"] >= 6,
+              f"{r.proxy.stats['stalled']} handshakes stalled at start, want 6")
+    log(f"start through 6 stalled handshakes: {time.monotonic() - t:.1f}s")
+    r.go()
+    r.at(3)
+    r.proxy.set(stall_handshake=8)
+    log(f"proxy: reset {r.proxy.cut_all()} connections, the next 8 handshakes stall")
+    CK.expect(wait_for(lambda: r.proxy.stats["stalled"] == 14, 30),
+              f"{r.proxy.stats['stalled'] - 6} reconnect handshakes stalled, want 8")
+    r.finish()
+
+
+def scenario_tickplane_kill(a):
+    """tickplane SIGKILLed twice mid-run and started again on the same Redis; the
+    adapters reconnect and resend everything after their last ack."""
+    r = Run(a, 60_000, 8_000, tick_rate=5_000, order_rate=700)
+    r.go()
+    for t in (3, 7.5):
+        r.at(t)
+        before = r.acked()
+        r.tp.kill()
+        r.start_tickplane()
+        log(f"tickplane killed at {t}s with acked (ticks, orders) {before}; restarted")
+    r.finish()
+    # At least one per tickplane; more when a reconnect lands in the backlog of a
+    # listener whose process is still being torn down.
+    CK.expect(r.ticks.connections >= 3 and r.orders.connections >= 3,
+              f"adapter connections {r.ticks.connections}, {r.orders.connections}, want >= 3")
+    CK.expect(r.ticks.resent + r.orders.resent > 0, "no frame was resent: the kills hit nothing")
+
+
+SCENARIOS = dict(redis_kill=scenario_redis_kill, redis_stop=scenario_redis_stop,
+                 proxy=scenario_proxy, tls_stall=scenario_tls_stall,
+                 tickplane_kill=scenario_tickplane_kill)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("scenario", choices=sorted(SCENARIOS))
+    p.add_argument("--tickplane", required=True)
+    p.add_argument("--certs", required=True)
+    p.add_argument("--work", required=True)
+    p.add_argument("--seed", type=int, default=20261122)
+    a = p.parse_args()
+    a.tickplane, a.certs = os.path.abspath(a.tickplane), os.path.abspath(a.certs)
+    a.work = os.path.join(os.path.abspath(a.work), a.scenario)
+    shutil.rmtree(a.work, ignore_errors=True)
+    os.makedirs(a.work)
+    try:
+        SCENARIOS[a.scenario](a)
+    except Exception as e:  # noqa: BLE001
+        import traceback
+        traceback.print_exc()
+        print(f"ERROR: {a.scenario}: {e} (logs in {a.work})", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        for f in reversed(CLEANUP):
+            f()
+    if CK.failures:
+        print(f"{a.scenario}: {CK.failures} check(s) failed (logs in {a.work})",
+              file=sys.stderr, flush=True)
+        return 1
+    log(f"{a.scenario}: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
