@@ -147,10 +147,11 @@ def run_tickplane_and_sim(a, work, srv, password, run, seed, freeze_redis=False)
     log = open(os.path.join(work, f"tickplane-{run}.log"), "w")
     tp = subprocess.Popen([a.tickplane], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
-    while "redis pool ready" not in open(log.name).read():
+    # The feed listens once the books are restored, after "redis pool ready": tp_sim needs it.
+    while '"msg":"feed listening"' not in open(log.name).read():
         if tp.poll() is not None or time.monotonic() > deadline:
             tp.kill()
-            check(f"run {run}: tickplane connects to Redis (\"redis pool ready\")", False,
+            check(f"run {run}: tickplane connects to Redis and listens (\"feed listening\")", False,
                   f"exit {tp.wait()}; log: {open(log.name).read()[-1500:]}")
             return {}
         time.sleep(0.05)

@@ -655,6 +655,7 @@ Test(feeds, orders_held_when_the_adapter_closes_are_not_lost) {
     for (int i = 0; i < 50; i++)
         cr_expect_eq(env->orders[i].seq, (uint64_t)i + 1);
     uv_close((uv_handle_t *)&poll, NULL);
+    uv_run(&env->loop, UV_RUN_NOWAIT); /* finish the close: poll lives in this frame */
     close(trigger[0]);
     close(trigger[1]);
 }
