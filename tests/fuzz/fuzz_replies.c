@@ -160,7 +160,7 @@ typedef struct {
  * CLIENT KILL fence, CLIENT INFO, PING) in any order conn.c likes, each at most once. */
 enum { HS_AUTH = 1, HS_SELECT = 2, HS_PING = 4, HS_KILL = 8, HS_INFO = 16 };
 
-enum { MAX_ARGS = 8, MAX_IDS = 64 };
+enum { MAX_ARGS = 12, MAX_IDS = 64 };
 
 /* Per input. */
 static struct {
@@ -701,8 +701,12 @@ static void on_handshake_command(peer_t *p, unsigned kind, const char **argv, co
         /* The fence before a replay: it names an earlier connection by what CLIENT INFO
          * told it and, as Redis does, kills that connection if it is still there. */
         hs_step(p, HS_KILL, "CLIENT KILL");
-        CHECK(argc == 6 && arg_is(argv[2], arglen[2], "ID") && arg_is(argv[4], arglen[4], "ADDR"),
-              "CLIENT KILL without ID and ADDR");
+        CHECK(argc == (cfg->username ? 10u : 8u) && arg_is(argv[2], arglen[2], "ID") &&
+                  arg_is(argv[4], arglen[4], "ADDR") && arg_is(argv[6], arglen[6], "LADDR"),
+              "CLIENT KILL without ID, ADDR and LADDR");
+        CHECK(!cfg->username ||
+                  (arg_is(argv[8], arglen[8], "USER") && arg_is(argv[9], arglen[9], cfg->username)),
+              "CLIENT KILL without the ACL user");
         char id[24];
         CHECK(arglen[3] < sizeof(id), "CLIENT KILL ID too long");
         memcpy(id, argv[3], arglen[3]);
