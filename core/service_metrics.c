@@ -65,7 +65,7 @@ static void redis_counters(tp_prom_t *p, const tp_pool_t *pool, const tp_price_w
          "Rotated certificate files that could not be loaded (the previous ones stay in use).",
          s->tls_reload_failures},
         {"tickplane_redis_fenced_total",
-         "Reconnects that killed the previous connection (CLIENT KILL) before replaying.",
+         "Reconnects that fenced the previous connection (CLIENT KILL ran) before replaying.",
          s->fenced},
         {"tickplane_redis_fence_failures_total",
          "CLIENT INFO or CLIENT KILL refused: replays after a reconnect run unfenced.",
