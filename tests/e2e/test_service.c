@@ -202,6 +202,29 @@ static int metrics_port(const char *line) {
     return strstr(line, "\"metrics listening\"") && p ? atoi(p + 7) : 0;
 }
 
+/* fork + execve of argv with the child's standard input, output and error on in, out and
+ * err (-1: inherited). The child dies with this process, so a failed test leaves nothing
+ * running. */
+static pid_t spawn(char *const argv[], char *const envp[], int in, int out, int err) {
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        const int fds[3] = {in, out, err};
+        for (int i = 0; i < 3; i++) {
+            if (fds[i] >= 0)
+                dup2(fds[i], i);
+        }
+        execve(argv[0], argv, envp);
+        _exit(127);
+    }
+    return pid;
+}
+
 /* Starts tickplane on E.srv and waits until it logged its feed port. */
 static void start_tickplane(void) {
     REQUIRE(E.tp_pid == 0, "a tickplane is already running");
@@ -213,24 +236,10 @@ static void start_tickplane(void) {
     int logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     REQUIRE(logfd >= 0 && nullfd >= 0, "open %s: %s", log, strerror(errno));
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(nullfd, 0);
-        dup2(logfd, 1);
-        dup2(logfd, 2);
-        char *argv[] = {TP_TICKPLANE_BIN, NULL};
-        execve(argv[0], argv, envp);
-        _exit(127);
-    }
+    char *argv[] = {TP_TICKPLANE_BIN, NULL};
+    E.tp_pid = spawn(argv, envp, nullfd, logfd, logfd);
     close(logfd);
     close(nullfd);
-    E.tp_pid = pid;
     E.feed_port = E.metrics_port = 0;
 
     long long deadline = now_ms() + START_TIMEOUT_MS;
@@ -247,7 +256,7 @@ static void start_tickplane(void) {
         }
         if (E.feed_port)
             break;
-        int st = wait_exit(pid, 0);
+        int st = wait_exit(E.tp_pid, 0);
         if (st >= 0) {
             E.tp_pid = 0;
             E.tp_exit[E.tp_exits++] = st;
@@ -348,19 +357,7 @@ static int run_scenario(const char *scenario, const char *seed) {
                     "PYTHONUNBUFFERED=1", "LC_ALL=C.UTF-8", NULL};
     int in[2], out[2];
     REQUIRE(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        execve(argv[0], argv, envp);
-        _exit(127);
-    }
+    pid_t pid = spawn(argv, envp, in[0], out[1], -1);
     E.py_pid = pid;
     close(in[0]);
     close(out[1]);

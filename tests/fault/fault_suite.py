@@ -33,7 +33,6 @@ import random
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -44,11 +43,11 @@ sys.path.insert(0, os.path.join(HERE, "..", "support"))
 sys.path.insert(0, HERE)
 
 import redis  # noqa: E402
-from tp.wire import Body, FeedAck, Frame  # noqa: E402
 
 import metrics_client  # noqa: E402
 import trading_oracle as to  # noqa: E402
 import trading_scenario as ts  # noqa: E402
+from feed_adapter import parse_ack, split_frames  # noqa: E402
 from tcp_proxy import Proxy  # noqa: E402
 
 CK, log = ts.CK, ts.log
@@ -283,13 +282,9 @@ class Adapter:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
-                buf += chunk
-                while len(buf) >= 4:
-                    (n,) = struct.unpack_from("<I", buf)
-                    if len(buf) < 4 + n:
-                        break
-                    self._ack(buf[4:4 + n])
-                    buf = buf[4 + n:]
+                bodies, buf = split_frames(buf + chunk)
+                for body in bodies:
+                    self._ack(body)
         except OSError:
             pass
         dead.set()
@@ -297,14 +292,14 @@ class Adapter:
             self.cv.notify_all()
 
     def _ack(self, body):
-        f = Frame.Frame.GetRootAs(body, 0)
-        if f.BodyType() != Body.Body.FeedAck or f.StreamId() != self.stream:
-            CK.fail(f"{self.name}: unexpected frame from tickplane (body {f.BodyType()}, "
-                    f"stream {f.StreamId()})")
+        try:
+            sid, seq = parse_ack(body)
+        except ValueError as e:
+            CK.fail(f"{self.name}: {e}")
             return
-        ack = FeedAck.FeedAck()
-        ack.Init(f.Body().Bytes, f.Body().Pos)
-        seq = ack.AckedSeq()
+        if sid != self.stream:
+            CK.fail(f"{self.name}: an ack for stream {sid}, not {self.stream}")
+            return
         with self.cv:
             if seq > self.sent_hi:
                 CK.fail(f"{self.name}: acked {seq}, beyond the {self.sent_hi} frames sent")

@@ -17,7 +17,7 @@ import sys
 import time
 
 import flatbuffers
-from tp.wire import Body, ExecType, FeedAck, Frame, OrderEvent, OrdStatus, OrdType, Side, Tick
+from tp.wire import Body, FeedAck, Frame, OrderEvent, OrdType, Side, Tick
 
 IDENT = b"TPF1"
 TICK_STREAM, ORDER_STREAM, UDP_STREAM = 1, 2, 3
@@ -96,6 +96,32 @@ def order_frame(stream_id, seq, j):
     return frame(b, stream_id, seq, Body.Body.OrderEvent, OrderEvent.End(b))
 
 
+def split_frames(buf):
+    """The bodies of the whole size-prefixed frames at the start of buf, and the bytes
+    after them (the start of a frame still arriving)."""
+    bodies, at = [], 0
+    while len(buf) - at >= 4:
+        (n,) = struct.unpack_from("<I", buf, at)
+        if len(buf) - at < 4 + n:
+            break
+        bodies.append(buf[at + 4:at + 4 + n])
+        at += 4 + n
+    return bodies, buf[at:]
+
+
+def parse_ack(body):
+    """(stream_id, acked_seq) of a frame tickplane sent back; ValueError when it is not a
+    FeedAck."""
+    if not Frame.Frame.FrameBufferHasIdentifier(body, 0):
+        raise ValueError("a frame from tickplane without the TPF1 identifier")
+    f = Frame.Frame.GetRootAs(body, 0)
+    if f.BodyType() != Body.Body.FeedAck:
+        raise ValueError(f"tickplane sent body type {f.BodyType()}, expected FeedAck")
+    ack = FeedAck.FeedAck()
+    ack.Init(f.Body().Bytes, f.Body().Pos)
+    return f.StreamId(), ack.AckedSeq()
+
+
 def read_acks(sock, stream_id, want, timeout_s):
     """Reads FeedAck frames until stream_id is acked up to want; returns the highest seen."""
     sock.settimeout(timeout_s)
@@ -105,22 +131,14 @@ def read_acks(sock, stream_id, want, timeout_s):
         chunk = sock.recv(65536)
         if not chunk:
             break
-        buf += chunk
-        while len(buf) >= 4:
-            (n,) = struct.unpack_from("<I", buf)
-            if len(buf) < 4 + n:
-                break
-            body = buf[4:4 + n]
-            buf = buf[4 + n:]
-            if not Frame.Frame.FrameBufferHasIdentifier(body, 0):
-                sys.exit("ack frame without the TPF1 identifier")
-            f = Frame.Frame.GetRootAs(body, 0)
-            if f.BodyType() != Body.Body.FeedAck:
-                sys.exit(f"expected a FeedAck, got body type {f.BodyType()}")
-            ack = FeedAck.FeedAck()
-            ack.Init(f.Body().Bytes, f.Body().Pos)
-            if f.StreamId() == stream_id:
-                best = max(best, ack.AckedSeq())
+        bodies, buf = split_frames(buf + chunk)
+        for body in bodies:
+            try:
+                sid, seq = parse_ack(body)
+            except ValueError as e:
+                sys.exit(str(e))
+            if sid == stream_id:
+                best = max(best, seq)
     return best
 
 

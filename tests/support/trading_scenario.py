@@ -38,13 +38,12 @@ from fractions import Fraction
 
 import flatbuffers
 import redis
-from tp.wire import (Body, FeedAck, Frame, OrderEvent, OrdStatus, OrdType, Side, Tick,
-                     TradingEvent)
+from tp.wire import Body, OrderEvent, OrdStatus, OrdType, Side, Tick, TradingEvent
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import metrics_client  # noqa: E402
 import trading_oracle as to  # noqa: E402
-from feed_adapter import frame  # noqa: E402 (the adapter's envelope builder)
+from feed_adapter import frame, parse_ack, split_frames  # noqa: E402 (the adapter's framing)
 
 SCALE = to.SCALE
 TICK_STREAM, ORDER_STREAM = 1, 2
@@ -171,12 +170,8 @@ class Feed:
                 chunk = self.sock.recv(65536)
                 if not chunk:
                     break
-                buf += chunk
-                while len(buf) >= 4:
-                    (n,) = struct.unpack_from("<I", buf)
-                    if len(buf) < 4 + n:
-                        break
-                    body, buf = buf[4:4 + n], buf[4 + n:]
+                bodies, buf = split_frames(buf + chunk)
+                for body in bodies:
                     self._ack(body)
         except OSError as e:
             self.error = e
@@ -186,16 +181,11 @@ class Feed:
                 self.cv.notify_all()
 
     def _ack(self, body):
-        if not Frame.Frame.FrameBufferHasIdentifier(body, 0):
-            CK.fail("a frame from tickplane without the TPF1 identifier")
+        try:
+            sid, seq = parse_ack(body)
+        except ValueError as e:
+            CK.fail(str(e))
             return
-        f = Frame.Frame.GetRootAs(body, 0)
-        if f.BodyType() != Body.Body.FeedAck:
-            CK.fail(f"tickplane sent body type {f.BodyType()}, expected FeedAck")
-            return
-        ack = FeedAck.FeedAck()
-        ack.Init(f.Body().Bytes, f.Body().Pos)
-        sid, seq = f.StreamId(), ack.AckedSeq()
         with self.cv:
             self.ack_frames += 1
             prev = self.acks.get(sid, 0)
