@@ -109,13 +109,13 @@ static void on_timer(uv_timer_t *t) {
     if (tp_bench_counting())
         printf(" allocations %llu per_command %.6f", (unsigned long long)allocs,
                n ? (double)allocs / (double)n : 0.0);
-    printf(" writes %llu\n", (unsigned long long)b->pool.stats.writes);
+    printf(" writes %llu\n", (unsigned long long)tp_pool_stats(&b->pool)->writes);
     uv_close((uv_handle_t *)t, NULL);
 }
 
 static void on_down(tp_pool_t *pool) {
     bench_t *b = pool->data;
-    fprintf(stderr, "pool_hset: %s\n", pool->errstr);
+    fprintf(stderr, "pool_hset: %s\n", tp_pool_last_error(pool));
     b->errors++;
     uv_close((uv_handle_t *)&b->timer, NULL);
     tp_pool_close(pool, on_closed);
@@ -147,10 +147,9 @@ int main(int argc, char **argv) {
     uv_timer_init(loop, &b.timer);
     b.timer.data = &b;
     b.pool.data = &b;
-    b.pool.on_ready = on_ready;
-    b.pool.on_down = on_down;
-    if (tp_pool_init(&b.pool, loop, &cfg.redis) != 0) {
-        fprintf(stderr, "pool_hset: %s\n", b.pool.errstr);
+    tp_pool_options_t opts = {.on_ready = on_ready, .on_down = on_down};
+    if (tp_pool_init(&b.pool, loop, &cfg.redis, &opts) != 0) {
+        fprintf(stderr, "pool_hset: %s\n", tp_pool_last_error(&b.pool));
         return 1;
     }
     uv_run(loop, UV_RUN_DEFAULT);

@@ -157,12 +157,12 @@ static int start_observability(service_t *svc) {
 
 static void on_pool_ready(tp_pool_t *pool) {
     service_t *svc = pool->data;
-    TP_LOG(TP_LOG_INFO, "redis pool ready", TP_INT("connections", pool->size));
+    TP_LOG(TP_LOG_INFO, "redis pool ready", TP_INT("connections", tp_pool_size(pool)));
     tp_order_writer_retry(&svc->orders);
 }
 
 static void on_pool_down(tp_pool_t *pool) {
-    TP_LOG(TP_LOG_ERROR, "redis pool down", TP_STR("error", pool->errstr));
+    TP_LOG(TP_LOG_ERROR, "redis pool down", TP_STR("error", tp_pool_last_error(pool)));
 }
 
 static void on_pool_writable(tp_pool_t *pool) {
@@ -234,8 +234,7 @@ static void finish(service_t *svc) {
     tp_http_close(&svc->http, NULL);
     /* Closing fails what is still queued: the writers must not call into the
      * feeds, which are closing too. */
-    svc->orders.on_ack = NULL;
-    svc->orders.on_pause = svc->orders.on_resume = NULL;
+    tp_order_writer_mute(&svc->orders);
     if (svc->prices_up)
         tp_price_writer_close(&svc->prices); /* before the price table goes */
     if (svc->feeds_up)
@@ -314,22 +313,21 @@ static void on_restored(tp_order_writer_t *w, int status, const char *errstr,
 /* Everything that allocates, before any frame can arrive. */
 static int init_modules(service_t *svc) {
     svc->feeds.data = svc;
-    svc->feeds.on_tick = on_tick;
-    svc->feeds.on_order = on_order;
-    svc->feeds.on_gap = on_feed_gap;
-    int rc = tp_feeds_init(&svc->feeds, svc->loop, &svc->cfg.feeds);
+    tp_feeds_options_t feed_opts = {
+        .on_tick = on_tick, .on_order = on_order, .on_gap = on_feed_gap, .latency = &svc->recent};
+    int rc = tp_feeds_init(&svc->feeds, svc->loop, &svc->cfg.feeds, &feed_opts);
     svc->feeds_up = rc == 0;
     if (rc == 0)
         rc = tp_price_writer_init(&svc->prices, &svc->pool, &svc->feeds, &svc->cfg.service);
     svc->prices_up = rc == 0;
     svc->orders.data = svc;
-    svc->orders.on_ack = on_order_ack;
-    svc->orders.on_pause = on_order_pause;
-    svc->orders.on_resume = on_order_resume;
-    svc->orders.mark_price = mark_price;
-    svc->orders.on_fatal = on_order_fatal;
+    static const tp_order_writer_callbacks_t order_cb = {.on_ack = on_order_ack,
+                                                         .on_pause = on_order_pause,
+                                                         .on_resume = on_order_resume,
+                                                         .mark_price = mark_price,
+                                                         .on_fatal = on_order_fatal};
     if (rc == 0)
-        rc = tp_order_writer_init(&svc->orders, &svc->pool, &svc->cfg.service);
+        rc = tp_order_writer_init(&svc->orders, &svc->pool, &svc->cfg.service, &order_cb);
     svc->orders_up = rc == 0;
     if (rc == 0)
         rc = tp_order_restore(&svc->orders, on_restored);
@@ -376,14 +374,15 @@ int main(int argc, char **argv) {
     tp_config_log(&svc.cfg);
 
     svc.loop = uv_default_loop();
-    svc.pool.latency = svc.feeds.latency = &svc.recent;
     svc.pool.data = &svc;
-    svc.pool.on_ready = on_pool_ready;
-    svc.pool.on_down = on_pool_down;
-    svc.pool.on_writable = on_pool_writable;
-    rc = tp_pool_init(&svc.pool, svc.loop, &svc.cfg.redis);
+    tp_pool_options_t pool_opts = {.on_ready = on_pool_ready,
+                                   .on_down = on_pool_down,
+                                   .on_writable = on_pool_writable,
+                                   .latency = &svc.recent};
+    rc = tp_pool_init(&svc.pool, svc.loop, &svc.cfg.redis, &pool_opts);
     if (rc != 0) {
-        TP_LOG(TP_LOG_ERROR, "cannot start the redis pool", TP_STR("error", svc.pool.errstr));
+        TP_LOG(TP_LOG_ERROR, "cannot start the redis pool",
+               TP_STR("error", tp_pool_last_error(&svc.pool)));
         tp_config_close(&svc.cfg);
         /* Bad certificate files are a configuration error like any other: 2, which
          * supervisors are told not to restart on (tickplane.service). */

@@ -49,7 +49,7 @@ static void feed_counters(tp_prom_t *p, const tp_feeds_t *f) {
 
 static void redis_counters(tp_prom_t *p, const tp_pool_t *pool, const tp_price_writer_t *pw,
                            const tp_order_writer_t *ow) {
-    const tp_pool_stats_t *s = &pool->stats;
+    const tp_pool_stats_t *s = tp_pool_stats(pool);
     const metric_t m[] = {
         {"tickplane_redis_commands_total", "Redis commands queued.", s->commands},
         {"tickplane_redis_replies_total", "Redis replies received.", s->replies},
@@ -98,7 +98,8 @@ static void redis_counters(tp_prom_t *p, const tp_pool_t *pool, const tp_price_w
 static void gauges(tp_prom_t *p, const service_view_t *v) {
     const metric_t m[] = {
         {"tickplane_ready", "1 when /readyz answers 200.", v->ready},
-        {"tickplane_redis_connections", "Redis connections configured.", (uint64_t)v->pool->size},
+        {"tickplane_redis_connections", "Redis connections configured.",
+         (uint64_t)tp_pool_size(v->pool)},
         {"tickplane_redis_connections_up", "Redis connections ready.",
          (uint64_t)tp_pool_connections_up(v->pool)},
         {"tickplane_redis_inflight_commands", "Redis commands queued or sent, not answered.",

@@ -1,7 +1,7 @@
 /* Commands that span connections: MGET/MSET split by connection, and SCAN
  * iteration. They allocate a small context per call; they are for tooling and
  * warm starts, not for the per-tick path. */
-#include "conn.h"
+#include "pool_internal.h"
 #include "tp/commands.h"
 #include "tp/error.h"
 
@@ -46,7 +46,7 @@ static batch_t *batch_new(tp_pool_t *p, size_t n, const char *const *keys, bool 
         return NULL;
     b->n = n;
     b->conn_of = malloc(n * sizeof(*b->conn_of));
-    b->parts = calloc((size_t)p->size, sizeof(*b->parts));
+    b->parts = calloc(tp__router_count(tp__pool_router(p)), sizeof(*b->parts));
     if (collect) {
         b->values = calloc(n, sizeof(*b->values));
         b->items = malloc(n * sizeof(*b->items));
@@ -122,8 +122,8 @@ static void on_mset_part(void *data, int status, const tp_reply_t *r) {
 
 /* With REDIS_DEFAULT_TTL, an EXPIRE for each key MSET wrote on connection ci. */
 static int expire_part(tp_pool_t *p, batch_t *b, int ci, const char *const *keys) {
-    tp_conn_t *c = p->conns[ci];
-    for (size_t i = 0; i < b->n && p->cfg->default_ttl_s > 0; i++) {
+    tp_conn_t *c = tp__router_at(tp__pool_router(p), (size_t)ci);
+    for (size_t i = 0; i < b->n && tp__pool_env(p)->cfg->default_ttl_s > 0; i++) {
         if (b->conn_of[i] != ci)
             continue;
         int rc = tp__conn_default_expire(c, keys[i]);
@@ -139,13 +139,14 @@ static int expire_part(tp_pool_t *p, batch_t *b, int ci, const char *const *keys
 static int batch_send(tp_pool_t *p, batch_t *b, const char *name, const char *const *keys,
                       const char *const *values, const size_t *vlens, tp_cmd_cb part_cb) {
     int rc = 0;
-    for (int ci = 0; ci < p->size && rc == 0; ci++) {
+    int nconns = (int)tp__router_count(tp__pool_router(p));
+    for (int ci = 0; ci < nconns && rc == 0; ci++) {
         size_t count = 0;
         for (size_t i = 0; i < b->n; i++)
             count += b->conn_of[i] == ci;
         if (count == 0)
             continue;
-        tp_conn_t *c = p->conns[ci];
+        tp_conn_t *c = tp__router_at(tp__pool_router(p), (size_t)ci);
         rc = tp__conn_begin(c, 1 + count * (values ? 2 : 1));
         if (rc != 0)
             break;
@@ -158,22 +159,22 @@ static int batch_send(tp_pool_t *p, batch_t *b, const char *name, const char *co
                 tp__conn_arg(c, values[i], vlens ? vlens[i] : strlen(values[i]));
         }
         b->parts[ci] = (part_t){.batch = b, .conn = ci};
-        rc = tp__conn_end(c, part_cb, &b->parts[ci]);
+        rc = tp__conn_end(c, NULL, part_cb, &b->parts[ci]);
         b->parts[ci].queued = rc == 0;
         b->parts_left += rc == 0;
         if (rc == 0 && values)
             rc = expire_part(p, b, ci, keys);
     }
     if (rc != 0)
-        for (int ci = 0; ci < p->size; ci++)
+        for (int ci = 0; ci < nconns; ci++)
             while (b->parts[ci].queued-- > 0)
-                tp__conn_cancel_last(p->conns[ci]);
+                tp__conn_cancel_last(tp__router_at(tp__pool_router(p), (size_t)ci));
     return rc;
 }
 
 static int batch_run(tp_pool_t *p, const char *name, size_t n, const char *const *keys,
                      const char *const *values, const size_t *vlens, tp_cmd_cb cb, void *d) {
-    if (p->closing)
+    if (tp__pool_closing(p))
         return TP_ECLOSED;
     if (n == 0 || cb == NULL)
         return TP_EINVAL;
@@ -239,15 +240,15 @@ static int scan_next(scan_t *s) {
     char count[24];
     snprintf(count, sizeof(count), "%lld", s->count);
     argv[5] = count;
-    return tp_conn_command(s->pool->conns[0], on_scan, s, 6, argv, NULL);
+    return tp_conn_command(tp__router_at(tp__pool_router(s->pool), 0), on_scan, s, 6, argv, NULL);
 }
 
 int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, void *d) {
-    if (p->closing)
+    if (tp__pool_closing(p))
         return TP_ECLOSED;
     if (cb == NULL || count <= 0)
         return TP_EINVAL;
-    const char *prefix = tp__key_prefix(p);
+    const char *prefix = tp_pool_key_prefix(p);
     if (pattern == NULL)
         pattern = "*";
     size_t pn = strlen(prefix), n = strlen(pattern);

@@ -1,5 +1,5 @@
 #include "tp/commands.h"
-#include "conn.h"
+#include "pool_internal.h"
 #include "tp/error.h"
 
 #include <stdio.h>
@@ -8,7 +8,7 @@
 
 /* Begins "<name> <prefix+key>" with argc arguments in all. */
 static tp_conn_t *start(tp_pool_t *p, const char *name, const char *key, size_t argc, int *rc) {
-    if (p->closing) {
+    if (tp__pool_closing(p)) {
         *rc = TP_ECLOSED;
         return NULL;
     }
@@ -24,14 +24,20 @@ static tp_conn_t *start(tp_pool_t *p, const char *name, const char *key, size_t 
 static int key_only(tp_pool_t *p, const char *name, const char *key, tp_cmd_cb cb, void *d) {
     int rc;
     tp_conn_t *c = start(p, name, key, 2, &rc);
-    return c ? tp__conn_end(c, cb, d) : rc;
+    return c ? tp__conn_end(c, NULL, cb, d) : rc;
+}
+
+/* REDIS_DEFAULT_TTL. */
+static int default_ttl(tp_pool_t *p) {
+    return tp__pool_closing(p) ? 0 : tp__pool_env(p)->cfg->default_ttl_s;
 }
 
 /* Ends a write and, with REDIS_DEFAULT_TTL, queues its EXPIRE; if the EXPIRE
  * cannot be queued the write is taken back, so the caller sees all or nothing. */
-static int end_write(tp_pool_t *p, tp_conn_t *c, const char *key, tp_cmd_cb cb, void *d) {
-    int rc = tp__conn_end(c, cb, d);
-    if (rc != 0 || p->cfg->default_ttl_s <= 0)
+static int end_write(tp_pool_t *p, tp_conn_t *c, const char *key, const tp_origin_t *origin,
+                     tp_cmd_cb cb, void *d) {
+    int rc = tp__conn_end(c, origin, cb, d);
+    if (rc != 0 || default_ttl(p) <= 0)
         return rc;
     rc = tp__conn_default_expire(c, key);
     if (rc != 0)
@@ -54,18 +60,18 @@ static int key_values(tp_pool_t *p, const char *name, const char *key, size_t n,
     if (c == NULL)
         return rc;
     args(c, n, v, lens);
-    return end_write(p, c, key, cb, d);
+    return end_write(p, c, key, NULL, cb, d);
 }
 
 int tp_set(tp_pool_t *p, const char *key, const char *val, size_t vlen, tp_cmd_cb cb, void *d) {
-    if (p->cfg->default_ttl_s > 0)
-        return tp_setex(p, key, val, vlen, p->cfg->default_ttl_s, cb, d);
+    if (default_ttl(p) > 0)
+        return tp_setex(p, key, val, vlen, default_ttl(p), cb, d);
     int rc;
     tp_conn_t *c = start(p, "SET", key, 3, &rc);
     if (c == NULL)
         return rc;
     tp__conn_arg(c, val, vlen);
-    return tp__conn_end(c, cb, d);
+    return tp__conn_end(c, NULL, cb, d);
 }
 
 int tp_setex(tp_pool_t *p, const char *key, const char *val, size_t vlen, long long ttl_s,
@@ -79,7 +85,7 @@ int tp_setex(tp_pool_t *p, const char *key, const char *val, size_t vlen, long l
     tp__conn_arg(c, val, vlen);
     tp__conn_arg(c, "EX", 2);
     tp__conn_arg_ll(c, ttl_s);
-    return tp__conn_end(c, cb, d);
+    return tp__conn_end(c, NULL, cb, d);
 }
 
 int tp_get(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d) {
@@ -96,11 +102,17 @@ int tp_incrby(tp_pool_t *p, const char *key, long long by, tp_cmd_cb cb, void *d
     if (c == NULL)
         return rc;
     tp__conn_arg_ll(c, by);
-    return end_write(p, c, key, cb, d);
+    return end_write(p, c, key, NULL, cb, d);
 }
 
 int tp_hset(tp_pool_t *p, const char *key, size_t n, const char *const *fields,
             const char *const *values, const size_t *vlens, tp_cmd_cb cb, void *d) {
+    return tp_hset_traced(p, key, n, fields, values, vlens, NULL, cb, d);
+}
+
+int tp_hset_traced(tp_pool_t *p, const char *key, size_t n, const char *const *fields,
+                   const char *const *values, const size_t *vlens, const tp_origin_t *origin,
+                   tp_cmd_cb cb, void *d) {
     if (n == 0)
         return TP_EINVAL;
     int rc;
@@ -111,7 +123,7 @@ int tp_hset(tp_pool_t *p, const char *key, size_t n, const char *const *fields,
         tp__conn_arg(c, fields[i], strlen(fields[i]));
         tp__conn_arg(c, values[i], vlens ? vlens[i] : strlen(values[i]));
     }
-    return end_write(p, c, key, cb, d);
+    return end_write(p, c, key, origin, cb, d);
 }
 
 int tp_hget(tp_pool_t *p, const char *key, const char *field, tp_cmd_cb cb, void *d) {
@@ -120,7 +132,7 @@ int tp_hget(tp_pool_t *p, const char *key, const char *field, tp_cmd_cb cb, void
     if (c == NULL)
         return rc;
     tp__conn_arg(c, field, strlen(field));
-    return tp__conn_end(c, cb, d);
+    return tp__conn_end(c, NULL, cb, d);
 }
 
 int tp_hgetall(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d) {
@@ -178,7 +190,7 @@ int tp_zadd(tp_pool_t *p, const char *key, size_t n, const double *scores,
         tp__conn_arg(c, score, (size_t)len);
         tp__conn_arg(c, members[i], strlen(members[i]));
     }
-    return end_write(p, c, key, cb, d);
+    return end_write(p, c, key, NULL, cb, d);
 }
 
 int tp_zrange(tp_pool_t *p, const char *key, long long start_i, long long stop, bool withscores,
@@ -191,7 +203,7 @@ int tp_zrange(tp_pool_t *p, const char *key, long long start_i, long long stop, 
     tp__conn_arg_ll(c, stop);
     if (withscores)
         tp__conn_arg(c, "WITHSCORES", 10);
-    return tp__conn_end(c, cb, d);
+    return tp__conn_end(c, NULL, cb, d);
 }
 
 int tp_zrem(tp_pool_t *p, const char *key, size_t n, const char *const *members, tp_cmd_cb cb,
@@ -205,7 +217,7 @@ int tp_expire(tp_pool_t *p, const char *key, long long seconds, tp_cmd_cb cb, vo
     if (c == NULL)
         return rc;
     tp__conn_arg_ll(c, seconds);
-    return tp__conn_end(c, cb, d);
+    return tp__conn_end(c, NULL, cb, d);
 }
 
 int tp_ttl(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d) {
@@ -227,5 +239,5 @@ int tp_publish(tp_pool_t *p, const char *channel, const char *msg, size_t len, t
     if (c == NULL)
         return rc;
     tp__conn_arg(c, msg, len);
-    return tp__conn_end(c, cb, d);
+    return tp__conn_end(c, NULL, cb, d);
 }

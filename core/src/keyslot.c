@@ -1,7 +1,7 @@
 /* Redis Cluster key slots: CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0)
  * of the key, or of the part between the first "{" and the next "}" when that
  * part is non-empty, modulo 16384. */
-#include "conn.h"
+#include "pool_internal.h"
 
 #include <string.h>
 

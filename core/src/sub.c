@@ -1,6 +1,6 @@
 #include "tp/sub.h"
 
-#include "conn.h"
+#include "pool_internal.h"
 #include "tp/error.h"
 #include "tp/log.h"
 
@@ -35,7 +35,7 @@ static int send_subscribe(tp_sub_t *sub, bool pattern) {
     for (size_t i = 0; i < sub->n; i++)
         if (sub->entries[i].pattern == pattern)
             tp__conn_arg(c, sub->entries[i].name, strlen(sub->entries[i].name));
-    rc = tp__conn_end(c, NULL, NULL);
+    rc = tp__conn_end(c, NULL, NULL, NULL);
     if (rc == 0)
         sub->unconfirmed += (int)count;
     return rc;
@@ -81,14 +81,6 @@ static void on_push(tp_conn_t *c, const tp_reply_t *r) {
     }
 }
 
-static void on_lost(tp_conn_t *c) {
-    (void)c;
-}
-
-static void on_writable(tp_conn_t *c) {
-    (void)c;
-}
-
 static void on_closed(tp_conn_t *c) {
     tp_sub_t *sub = c->owner;
     for (size_t i = 0; i < sub->n; i++)
@@ -102,21 +94,21 @@ static void on_closed(tp_conn_t *c) {
         sub->close_cb(sub);
 }
 
-static const tp__conn_ops_t sub_conn_ops = {
+/* A subscriber has nothing to replay and never refuses for backpressure, so it needs neither
+ * failed, down nor writable: a reconnect subscribes again from the table (on_ready). */
+static const tp__conn_events_t sub_conn_events = {
     .ready = on_ready,
-    .lost = on_lost,
-    .down = on_lost,
-    .writable = on_writable,
     .closed = on_closed,
     .push = on_push,
 };
 
-int tp_sub_init(tp_sub_t *sub, tp_pool_t *pool) {
-    tp_sub_t keep = *sub;
-    *sub = (tp_sub_t){.data = keep.data, .on_subscribed = keep.on_subscribed, .pool = pool};
-    if (pool->closing)
+int tp_sub_init(tp_sub_t *sub, tp_pool_t *pool, tp_sub_cb on_subscribed) {
+    void *data = sub->data; /* the caller's */
+    *sub = (tp_sub_t){.data = data, .on_subscribed = on_subscribed, .pool = pool};
+    if (tp__pool_closing(pool))
         return TP_ECLOSED;
-    sub->conn = tp__conn_new(pool, -1, &sub_conn_ops, sub, true);
+    sub->conn =
+        tp__conn_new(tp__pool_env(pool), tp__pool_endpoint(pool), -1, &sub_conn_events, sub);
     if (sub->conn == NULL)
         return TP_ENOMEM;
     tp__conn_start(sub->conn);
@@ -136,7 +128,7 @@ static int add(tp_sub_t *sub, const char *name, bool pattern, tp_sub_msg_cb cb, 
         return TP_ECLOSED;
     if (cb == NULL || name == NULL)
         return TP_EINVAL;
-    const char *prefix = tp__key_prefix(sub->pool);
+    const char *prefix = tp_pool_key_prefix(sub->pool);
     size_t pn = strlen(prefix), n = strlen(name);
     char *full = malloc(pn + n + 1);
     if (full == NULL)
@@ -166,7 +158,7 @@ static int add(tp_sub_t *sub, const char *name, bool pattern, tp_sub_msg_cb cb, 
     if (rc == 0) {
         tp__conn_arg(c, pattern ? "PSUBSCRIBE" : "SUBSCRIBE", pattern ? 10 : 9);
         tp__conn_arg(c, full, pn + n);
-        rc = tp__conn_end(c, NULL, NULL);
+        rc = tp__conn_end(c, NULL, NULL, NULL);
     }
     if (rc != 0) {
         free(sub->entries[--sub->n].name);

@@ -9,10 +9,21 @@
 
 #include "tp/buf.h"
 #include "tp/config.h"
-#include "tp/pool.h"
 
 #include <openssl/ssl.h>
 #include <stdbool.h>
+#include <stdint.h>
+
+/* One TLS file as stat() saw it, so that a rotated file is noticed before the next handshake. */
+typedef struct {
+    uint64_t dev, ino;
+    int64_t size, mtime_s, mtime_ns;
+    int err; /* errno of stat(); 0 when it succeeded */
+} tp__tls_file_id_t;
+
+typedef struct {
+    tp__tls_file_id_t ca, cert, key;
+} tp__tls_files_t;
 
 /* One SSL_CTX is shared by every connection of a pool (and its subscriber):
  * TLS 1.2 minimum, peer verification against REDIS_TLS_CA_PATH (or the system

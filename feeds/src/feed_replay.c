@@ -64,8 +64,8 @@ static void finish(tp_feed_replay_t *r, int status) {
     TP_LOG(status == 0 ? TP_LOG_INFO : TP_LOG_ERROR, "replay finished",
            TP_STR("file", f->cfg->replay_path), TP_INT("bytes", r->offset),
            TP_STR("error", status == 0 ? "" : tp_strerror(status)));
-    if (f->on_replay_done)
-        f->on_replay_done(f, status);
+    if (f->opts.on_replay_done)
+        f->opts.on_replay_done(f, status);
 }
 
 /* Completes the request in flight; false when the replay is closing and r may be gone. */

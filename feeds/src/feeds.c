@@ -90,8 +90,8 @@ static void apply_tick(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_met
         return;
     }
     f->stats.ticks++;
-    if (f->on_tick)
-        f->on_tick(f, frame, meta);
+    if (f->opts.on_tick)
+        f->opts.on_tick(f, frame, meta);
 }
 
 /* Acks go to the connection that delivered the stream last. A new one (an
@@ -117,11 +117,11 @@ static int64_t source_time(const tp_frame_t *frame) {
 
 static void record_arrival(tp_feeds_t *f, const tp_frame_t *frame, tp_feed_meta_t *m) {
     m->decoded_mono_ns = tp_clock_mono_ns();
-    tp_latency_span(f->latency, TP_STAGE_DECODE, m->recv_mono_ns, m->decoded_mono_ns);
+    tp_latency_span(f->opts.latency, TP_STAGE_DECODE, m->recv_mono_ns, m->decoded_mono_ns);
     int64_t sent = source_time(frame);
     /* A replayed file's timestamps are history, not transit. */
     if (sent > 0 && m->kind != TP_FEED_REPLAY)
-        tp_latency_span(f->latency, TP_STAGE_FEED, (uint64_t)sent, (uint64_t)m->recv_wall_ns);
+        tp_latency_span(f->opts.latency, TP_STAGE_FEED, (uint64_t)sent, (uint64_t)m->recv_wall_ns);
 }
 
 void tp__feeds_dispatch(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta,
@@ -132,7 +132,7 @@ void tp__feeds_dispatch(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_me
         return;
     tp_feed_meta_t m = *meta;
     m.decoded_mono_ns = m.recv_mono_ns;
-    if (f->latency)
+    if (f->opts.latency)
         record_arrival(f, frame, &m);
     meta = &m;
     int seq = tp_seq_check(&f->streams, frame->stream_id, frame->seq, &stream, &expected);
@@ -146,8 +146,8 @@ void tp__feeds_dispatch(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_me
         TP_LOG(TP_LOG_ERROR, "cannot track feed stream", TP_INT("stream_id", frame->stream_id),
                TP_STR("error", tp_strerror(seq)));
     }
-    if (seq == TP_SEQ_GAP && f->on_gap)
-        f->on_gap(f, frame->stream_id, expected, frame->seq);
+    if (seq == TP_SEQ_GAP && f->opts.on_gap)
+        f->opts.on_gap(f, frame->stream_id, expected, frame->seq);
 
     if (frame->type == TP_BODY_TICK) {
         apply_tick(f, frame, meta);
@@ -155,8 +155,8 @@ void tp__feeds_dispatch(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_me
         f->stats.orders++;
         if (stream)
             stream->orders = true;
-        if (f->on_order)
-            f->on_order(f, frame, meta);
+        if (f->opts.on_order)
+            f->opts.on_order(f, frame, meta);
     }
 }
 
@@ -221,20 +221,13 @@ static void on_ack_check(uv_check_t *check) {
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
-int tp_feeds_init(tp_feeds_t *f, uv_loop_t *loop, const tp_feed_config_t *cfg) {
-    /* The caller's callbacks and data survive; everything else starts zeroed. */
-    void *data = f->data;
-    tp_feeds_frame_cb on_tick = f->on_tick, on_order = f->on_order;
-    void (*on_gap)(tp_feeds_t *, uint64_t, uint64_t, uint64_t) = f->on_gap;
-    void (*on_replay_done)(tp_feeds_t *, int) = f->on_replay_done;
-    tp_latency_t *latency = f->latency;
+int tp_feeds_init(tp_feeds_t *f, uv_loop_t *loop, const tp_feed_config_t *cfg,
+                  const tp_feeds_options_t *opts) {
+    void *data = f->data; /* the caller's */
     memset(f, 0, sizeof(*f));
-    f->latency = latency;
     f->data = data;
-    f->on_tick = on_tick;
-    f->on_order = on_order;
-    f->on_gap = on_gap;
-    f->on_replay_done = on_replay_done;
+    if (opts)
+        f->opts = *opts;
     f->loop = loop;
     f->cfg = cfg;
 

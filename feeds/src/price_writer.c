@@ -132,11 +132,8 @@ static int write_price(tp_price_writer_t *w, const tp_price_t *e, tp_price_flush
     price_text(&pt, e->bid, e->ask, e->bid_size, e->ask_size, e->last, e->last_size, e->seq,
                e->exchange_ts_ns, e->recv_ts_ns);
     symbol_key(key, "px:", e->symbol, e->symbol_len);
-    w->pool->origin = e->origin;
-    int rc =
-        tp_hset(w->pool, key, PRICE_FIELDS, price_fields, pt.values, pt.lens, on_price_written, f);
-    w->pool->origin = (tp_origin_t){0};
-    return rc;
+    return tp_hset_traced(w->pool, key, PRICE_FIELDS, price_fields, pt.values, pt.lens, &e->origin,
+                          on_price_written, f);
 }
 
 static void flush_prices(tp_price_writer_t *w) {
@@ -213,7 +210,7 @@ static void publish_md(tp_price_writer_t *w, const tp_frame_t *frame, const pric
 }
 
 static void append_history(tp_price_writer_t *w, const tp_tick_t *tick, const price_text_t *pt) {
-    const char *prefix = w->pool->cfg->key_prefix ? w->pool->cfg->key_prefix : "";
+    const char *prefix = tp_pool_key_prefix(w->pool);
     char key[256 + 8 + TP_WIRE_SYMBOL_MAX];
     char maxlen[24];
     int klen =
@@ -263,7 +260,7 @@ int tp_price_writer_init(tp_price_writer_t *w, tp_pool_t *pool, tp_feeds_t *feed
         return TP_ENOMEM;
     /* Check handles run newest first, so this one, started after the pool's,
      * queues its HSETs just before the pool writes this iteration's commands. */
-    uv_check_init(pool->loop, &w->check);
+    uv_check_init(tp_pool_loop(pool), &w->check);
     w->check.data = w;
     uv_check_start(&w->check, on_check);
     uv_unref((uv_handle_t *)&w->check);

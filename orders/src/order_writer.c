@@ -93,12 +93,12 @@ static void update_backpressure(tp_order_writer_t *w) {
         w->stats.pauses++;
         TP_LOG(TP_LOG_WARN, "order feeds paused", TP_INT("queued", w->count),
                TP_INT("unsent", w->unsent));
-        if (w->on_pause)
-            w->on_pause(w);
+        if (w->cb.on_pause)
+            w->cb.on_pause(w);
     } else {
         TP_LOG(TP_LOG_INFO, "order feeds resumed", TP_INT("queued", w->count));
-        if (w->on_resume)
-            w->on_resume(w);
+        if (w->cb.on_resume)
+            w->cb.on_resume(w);
     }
 }
 
@@ -108,8 +108,8 @@ static void retire(tp_order_writer_t *w) {
         tp_order_unit_t *u = unit_at(w, 0);
         w->head = (w->head + 1) & (w->fifo_cap - 1);
         w->count--;
-        if (u->stream_id != 0 && w->on_ack)
-            w->on_ack(w, u->stream_id, u->seq);
+        if (u->stream_id != 0 && w->cb.on_ack)
+            w->cb.on_ack(w, u->stream_id, u->seq);
         u->next_spare = w->spare;
         w->spare = u;
     }
@@ -189,9 +189,9 @@ static void on_unit_done(void *data, int status, const tp_reply_t *reply) {
         if (status != TP_EDOWN) {
             w->refused = true; /* until a unit gets through: no resume in between */
             w->stats.redis_errors++;
-            w->hold_until = uv_now(w->pool->loop) + REFUSED_RETRY_MS;
-            if (uv_now(w->pool->loop) >= w->log_after) {
-                w->log_after = uv_now(w->pool->loop) + 1000;
+            w->hold_until = uv_now(tp_pool_loop(w->pool)) + REFUSED_RETRY_MS;
+            if (uv_now(tp_pool_loop(w->pool)) >= w->log_after) {
+                w->log_after = uv_now(tp_pool_loop(w->pool)) + 1000;
                 TP_LOG(TP_LOG_ERROR, "redis refused an order write; retrying",
                        TP_STR("account", u->account), TP_INT("seq", u->seq),
                        TP_STR("reply", status == TP_EREPLY ? reply->str : tp_strerror(status)));
@@ -220,10 +220,8 @@ static tp_conn_t *conn_of(tp_order_writer_t *w, const char *account) {
 }
 
 static int send_unit(tp_order_writer_t *w, tp_order_unit_t *u) {
-    w->pool->origin = u->origin;
     int rc = tp_conn_send_unit(conn_of(w, u->account), tp_buf_ptr(&u->resp), tp_buf_size(&u->resp),
-                               u->replies, on_unit_done, u);
-    w->pool->origin = (tp_origin_t){0};
+                               u->replies, &u->origin, on_unit_done, u);
     if (rc == 0) {
         u->state = UNIT_SENT;
         w->unsent--;
@@ -244,8 +242,8 @@ static void fail_hard(tp_order_writer_t *w, tp_order_unit_t *u, int rc, const ch
     }
     if (!w->broken) {
         w->broken = true;
-        if (w->on_fatal)
-            w->on_fatal(w, rc);
+        if (w->cb.on_fatal)
+            w->cb.on_fatal(w, rc);
     }
 }
 
@@ -271,7 +269,7 @@ static void send_unsent(tp_order_writer_t *w) {
 }
 
 void tp_order_writer_retry(tp_order_writer_t *w) {
-    if (w->unsent > 0 && uv_now(w->pool->loop) >= w->hold_until)
+    if (w->unsent > 0 && uv_now(tp_pool_loop(w->pool)) >= w->hold_until)
         send_unsent(w);
 }
 
@@ -422,7 +420,7 @@ static int apply_fill(tp_order_writer_t *w, const tp_order_event_t *ev, const tp
     int rc = tp_position_fill(p, ev->side, r->fill_qty, r->fill_px);
     if (rc != 0)
         return rc;
-    int64_t mark = w->mark_price ? w->mark_price(w, ev->symbol, r->fill_px) : r->fill_px;
+    int64_t mark = w->cb.mark_price ? w->cb.mark_price(w, ev->symbol, r->fill_px) : r->fill_px;
     tp_position_mark(p, mark);
     *out = p;
     return 0;
@@ -535,19 +533,16 @@ void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t e
 
 /* ---- life cycle --------------------------------------------------------------------------- */
 
-int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg) {
-    /* Callbacks set before init stay. */
-    tp_order_writer_t caller = *w;
+int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg,
+                         const tp_order_writer_callbacks_t *cb) {
+    void *data = w->data; /* the caller's */
     memset(w, 0, sizeof(*w));
-    w->data = caller.data;
-    w->on_ack = caller.on_ack;
-    w->on_pause = caller.on_pause;
-    w->on_resume = caller.on_resume;
-    w->mark_price = caller.mark_price;
-    w->on_fatal = caller.on_fatal;
+    w->data = data;
+    if (cb)
+        w->cb = *cb;
     w->pool = pool;
     w->cfg = cfg;
-    w->prefix = pool->cfg->key_prefix ? pool->cfg->key_prefix : "";
+    w->prefix = tp_pool_key_prefix(pool);
     w->fifo_cap = 1024;
     w->fifo = malloc(w->fifo_cap * sizeof(*w->fifo));
     w->builder = tp_wire_builder_new();
@@ -564,9 +559,14 @@ int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service
         tp_wire_builder_free(w->builder);
         return TP_ENOMEM;
     }
-    uv_timer_init(pool->loop, &w->retry);
+    uv_timer_init(tp_pool_loop(pool), &w->retry);
     w->retry.data = w;
     return 0;
+}
+
+void tp_order_writer_mute(tp_order_writer_t *w) {
+    w->cb.on_ack = NULL;
+    w->cb.on_pause = w->cb.on_resume = NULL;
 }
 
 size_t tp_order_writer_pending(const tp_order_writer_t *w) {

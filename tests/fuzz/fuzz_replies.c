@@ -1,7 +1,7 @@
 /* libFuzzer target: the reply path. The pool (and a subscriber) talk over real loopback TCP to a
  * fake Redis inside this process, on the same libuv loop. It answers each connection's
  * handshake as Redis would (AUTH, SELECT, the CLIENT KILL fence, CLIENT INFO, PING: whatever
- * conn.c sends), then answers the commands with bytes taken from the input: corrupt RESP,
+ * handshake.c sends), then answers the commands with bytes taken from the input: corrupt RESP,
  * truncated replies (the connection closed mid-reply), wrong reply types, huge bulk lengths
  * and array counts, replies split at arbitrary points, unsolicited replies, silence until a
  * timeout. Plain TCP only: TLS is covered by the integration tests.
@@ -15,7 +15,7 @@
  *              bits 3-4  REDIS_MAX_RETRIES 0 (never down), 1, 2 or 4
  *              bit 5     TP_KEY_PREFIX "" instead of "tp:"
  *              bit 6     REDIS_DEFAULT_TTL 60: writes get an EXPIRE companion, SET carries EX
- *              bit 7     latency recording (pool->latency, command origins)
+ *              bit 7     latency recording (the pool's latency option, command origins)
  *   byte 1   what is issued before the loop runs, one bit each: bit 0 three HSETs (a price
  *            pipeline), bit 1 a MULTI..EXEC unit of six commands (an order write), bit 2
  *            PUBLISH, bit 3 SCAN, bit 4 HGETALL, bit 5 MGET, bit 6 GET, INCR and SET, bit 7 a
@@ -56,7 +56,7 @@
  *     and afterwards no libuv handle of the pool is left on the loop;
  *   - what the client sends is well-formed RESP; the handshake has AUTH (with the configured
  *     user and password) exactly when a password is set and SELECT exactly when a database
- *     is, in conn.c's order, ends with PING, and fences only a client id the server handed
+ *     is, in handshake.c's order, ends with PING, and fences only a client id the server handed
  *     out; a subscriber connection sends nothing but (P)SUBSCRIBE.
  * The sanitizers and libFuzzer add: no memory error, no leak per input, no hang.
  *
@@ -157,7 +157,7 @@ typedef struct {
 } wreq_t;
 
 /* Handshake commands. AUTH comes first and SELECT next when configured; the others (the
- * CLIENT KILL fence, CLIENT INFO, PING) in any order conn.c likes, each at most once. */
+ * CLIENT KILL fence, CLIENT INFO, PING) in any order handshake.c likes, each at most once. */
 enum { HS_AUTH = 1, HS_SELECT = 2, HS_PING = 4, HS_KILL = 8, HS_INFO = 16 };
 
 enum { MAX_ARGS = 12, MAX_IDS = 64 };
@@ -199,6 +199,7 @@ static struct {
     bool refused_backpressure;
     bool closing, in_close, pool_closed, sub_closed;
     int pool_close_calls, sub_close_calls;
+    tp_origin_t origin; /* given to the traced commands (flag bit 7) */
 } st;
 
 /* Across inputs: the loop, the listener and the fake Redis's own handles. */
@@ -443,7 +444,7 @@ static int issue_unit(track_t *t) {
     rc |= tp_resp_arg(&b, "EXEC", 4);
     CHECK(rc == 0, "encoding the unit failed");
     tp_conn_t *c = tp_pool_conn_for_key(&st.pool, key[0], strlen(key[0]));
-    rc = tp_conn_send_unit(c, tp_buf_ptr(&b), tp_buf_size(&b), 6, on_reply, t);
+    rc = tp_conn_send_unit(c, tp_buf_ptr(&b), tp_buf_size(&b), 6, &st.origin, on_reply, t);
     tp_buf_free(&b);
     return rc;
 }
@@ -495,7 +496,7 @@ static void issue(unsigned what) {
     int rc;
     switch (what) {
     case 0:
-        rc = tp_hset(&st.pool, "px:AAPL", 3, fields, values, NULL, on_reply, t);
+        rc = tp_hset_traced(&st.pool, "px:AAPL", 3, fields, values, NULL, &st.origin, on_reply, t);
         break;
     case 1:
         rc = issue_unit(t);
@@ -741,7 +742,7 @@ static void on_handshake_command(peer_t *p, unsigned kind, const char **argv, co
     }
 }
 
-/* Until the fake Redis answers, a connection sends its handshake and nothing else: conn.c
+/* Until the fake Redis answers, a connection sends its handshake and nothing else: handshake.c
  * writes it in one piece and waits for the answers. (PING later is an ordinary command.) */
 static void on_command(peer_t *p, const char **argv, const size_t *arglen, size_t argc) {
     unsigned kind = hs_kind(argv, arglen, argc);
@@ -1086,21 +1087,23 @@ static void configure(uint8_t flags) {
 }
 
 static void start_client(uint8_t flags, uint8_t cmds) {
-    st.pool = (tp_pool_t){.on_ready = on_ready, .on_down = on_down, .on_writable = on_writable};
+    tp_pool_options_t opts = {.on_ready = on_ready, .on_down = on_down, .on_writable = on_writable};
     if (flags & 0x80) {
         tp_latency_reset(&latency);
-        st.pool.latency = &latency;
+        opts.latency = &latency;
     }
-    CHECK(tp_pool_init(&st.pool, &loop, &st.cfg) == 0, "tp_pool_init: %s", st.pool.errstr);
+    st.pool = (tp_pool_t){0};
+    CHECK(tp_pool_init(&st.pool, &loop, &st.cfg, &opts) == 0, "tp_pool_init: %s",
+          tp_pool_last_error(&st.pool));
     if (cmds & 0x80) {
         st.sub_on = true;
-        st.sub = (tp_sub_t){.on_subscribed = on_subscribed};
-        CHECK(tp_sub_init(&st.sub, &st.pool) == 0, "tp_sub_init failed");
+        st.sub = (tp_sub_t){0};
+        CHECK(tp_sub_init(&st.sub, &st.pool, on_subscribed) == 0, "tp_sub_init failed");
         subscribe("ch", false);
         subscribe("p*", true);
     }
     if (flags & 0x80)
-        st.pool.origin = (tp_origin_t){.recv_ns = uv_hrtime() - 2000, .decoded_ns = uv_hrtime()};
+        st.origin = (tp_origin_t){.recv_ns = uv_hrtime() - 2000, .decoded_ns = uv_hrtime()};
     if (cmds & 0x01)
         for (int i = 0; i < 3; i++)
             issue(0);
@@ -1112,7 +1115,7 @@ static void start_client(uint8_t flags, uint8_t cmds) {
         issue(7);
         issue(8);
     }
-    st.pool.origin = (tp_origin_t){0};
+    st.origin = (tp_origin_t){0};
 }
 
 static void count_foreign(uv_handle_t *h, void *arg) {
@@ -1137,7 +1140,7 @@ static void trace(void) {
         on = getenv("FUZZ_REPLIES_TRACE") != NULL;
     if (!on)
         return;
-    const tp_pool_stats_t *s = &st.pool.stats;
+    const tp_pool_stats_t *s = tp_pool_stats(&st.pool);
     int completed = 0, refused = 0;
     for (int i = 0; i < st.ntracks; i++) {
         completed += st.tracks[i].calls;
@@ -1151,7 +1154,7 @@ static void trace(void) {
             (unsigned long long)s->commands, (unsigned long long)s->replies,
             (unsigned long long)s->errors, (unsigned long long)s->reconnects,
             (unsigned long long)s->timeouts, st.ntracks, completed, refused, st.outstanding,
-            st.pool.errstr);
+            tp_pool_last_error(&st.pool));
 }
 
 static void finish(void) {

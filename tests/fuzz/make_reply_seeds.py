@@ -195,7 +195,7 @@ SEEDS = {
     "timeout-unit": seed(0, UNIT | HSETS, send(R_HSET) + stall(4) + send(R_HSET * 2 + R_UNIT)),
     "timeout-down": seed(RETRIES_1, HSETS, stall(4) + stall(4) + issue(I_GET)),
     # The handshake answered wrongly.
-    # (conn.c's handshake today: [AUTH] [SELECT] PING [CLIENT KILL] CLIENT INFO, the CLIENT
+    # (handshake.c's handshake today: [AUTH] [SELECT] PING [CLIENT KILL] CLIENT INFO, the CLIENT
     # commands on the pool's connection only; the fake Redis follows whatever order it sends)
     "hello-noauth": seed(0, HSETS, hello(b"-NOAUTH Authentication required.\r\n" + INFO) +
                          send(R_HSET * 3)),

@@ -107,7 +107,7 @@ __attribute__((constructor)) static void pool_uses_openssl_first(void) {
     tp_pool_t pool = {0};
     uv_loop_t loop;
     uv_loop_init(&loop);
-    (void)tp_pool_init(&pool, &loop, &cfg);
+    (void)tp_pool_init(&pool, &loop, &cfg, NULL);
     uv_loop_close(&loop);
 }
 
@@ -146,14 +146,14 @@ static void fail(load_t *l, int status) {
 }
 
 static void open_window(load_t *l) {
-    l->writes0 = l->pool->stats.writes;
+    l->writes0 = tp_pool_stats(l->pool)->writes;
     atomic_store(&allocations, 0);
     atomic_store(&counting, true);
 }
 
 static void close_window(load_t *l) {
     atomic_store(&counting, false);
-    l->writes = l->pool->stats.writes - l->writes0;
+    l->writes = tp_pool_stats(l->pool)->writes - l->writes0;
 }
 
 static void on_written(void *data, int status, const tp_reply_t *reply) {
@@ -221,7 +221,7 @@ static void start(bool tls) {
     make_keys();
     tp_test_redis_opts_t o = {.tls = tls};
     cr_assert_eq(tp_test_env_start(&env, &srv, &o), 0);
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
 }
 
 static void setup_tls(void) {
@@ -247,7 +247,7 @@ static void run(const char *name, int depth, int batch, int warmup) {
               l.answered, warmup + MEASURED);
     cr_assert_eq(l.failed, 0, "%s: %d failed, the first with %s", name, l.failed,
                  tp_strerror(l.first_error));
-    cr_assert_eq(env.pool.stats.reconnects, 0);
+    cr_assert_eq(tp_pool_stats(&env.pool)->reconnects, 0);
 
     unsigned long n = atomic_load(&allocations);
     char sizes[FIRST_SIZES * 12] = "";

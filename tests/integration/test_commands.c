@@ -31,7 +31,8 @@ static void configure(void) {
 
 static void open_pool(void) {
     opened = true;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "pool not ready: %s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "pool not ready: %s",
+                 tp_pool_last_error(&env.pool));
 }
 
 static void start(void) {
@@ -447,7 +448,7 @@ static void expect_spread_over_pool(void) {
         int n = snprintf(full, sizeof(full), "tpt:%s", keys[i]);
         tp_conn_t *c = tp_pool_conn_for_key(&env.pool, full, (size_t)n);
         for (int j = 0; j < 4; j++)
-            used[j] |= c == env.pool.conns[j];
+            used[j] |= c == tp_pool_conn(&env.pool, j);
     }
     for (int j = 0; j < 4; j++)
         cr_assert(used[j], "no key on connection %d", j);
@@ -690,5 +691,5 @@ Test(commands, invalid_arguments_refused) {
     EXPECT_INT(res, 1);
     cr_assert_eq(unexpected_calls, 0);
     cr_assert_str_eq(CLI("DBSIZE"), "1");
-    cr_assert_eq(env.pool.stats.commands, 1);
+    cr_assert_eq(tp_pool_stats(&env.pool)->commands, 1);
 }

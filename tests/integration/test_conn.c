@@ -29,7 +29,8 @@ static void teardown(void) {
 
 static void start_plain(void) {
     start(NULL);
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "pool not ready: %s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "pool not ready: %s",
+                 tp_pool_last_error(&env.pool));
 }
 
 TestSuite(conn, .fini = teardown);
@@ -161,8 +162,8 @@ Test(conn, deep_pipeline_in_order, .init = start_plain) {
         cr_assert_eq(tp_pool_command(&env.pool, on_incr, &o, 2, argv, NULL), 0);
     cr_assert(tp_test_run_until(&env.loop, all_answered, &o, 30000));
     cr_assert_eq(o.bad, 0);
-    cr_assert_lt(env.pool.stats.writes, 1000, "writes: %llu",
-                 (unsigned long long)env.pool.stats.writes);
+    cr_assert_lt(tp_pool_stats(&env.pool)->writes, 1000, "writes: %llu",
+                 (unsigned long long)tp_pool_stats(&env.pool)->writes);
     char out[32];
     tp_test_redis_cli(&srv, out, sizeof(out), "GET", "counter", NULL);
     cr_assert_str_eq(out, "100000");
@@ -171,13 +172,13 @@ Test(conn, deep_pipeline_in_order, .init = start_plain) {
 /* A command queued outside any callback is written in the very next loop
  * iteration: nothing waits for a timer or for more commands. */
 Test(conn, lone_command_flushed_in_next_iteration, .init = start_plain) {
-    uint64_t writes = env.pool.stats.writes;
+    uint64_t writes = tp_pool_stats(&env.pool)->writes;
     tp_test_result_t r = {0};
     const char *argv[] = {"PING"};
     cr_assert_eq(tp_pool_command(&env.pool, tp_test_on_reply, &r, 1, argv, NULL), 0);
-    cr_assert_eq(env.pool.stats.writes, writes);
+    cr_assert_eq(tp_pool_stats(&env.pool)->writes, writes);
     uv_run(&env.loop, UV_RUN_NOWAIT);
-    cr_assert_eq(env.pool.stats.writes, writes + 1);
+    cr_assert_eq(tp_pool_stats(&env.pool)->writes, writes + 1);
     cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &r.done, 5000));
 }
 
@@ -185,7 +186,7 @@ Test(conn, lone_command_flushed_in_next_iteration, .init = start_plain) {
 Test(conn, select_database) {
     start(NULL);
     env.cfg.redis.database = 3;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     tp_test_result_t r = tp_test_command(&env, "CLIENT", "INFO", NULL);
     cr_assert(strstr(r.str, " db=3 ") != NULL, "%s", r.str);
 }
@@ -195,7 +196,8 @@ Test(conn, select_invalid_database) {
     start(NULL);
     env.cfg.redis.database = 999;
     cr_assert(tp_test_env_open_fails(&env));
-    cr_assert(strstr(env.pool.errstr, "REDIS_DATABASE") != NULL, "%s", env.pool.errstr);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "REDIS_DATABASE") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
 }
 
 /* REDIS_HOST may be a name, resolved off the loop thread. (Trying each of
@@ -204,7 +206,7 @@ Test(conn, select_invalid_database) {
 Test(conn, host_name_resolved) {
     start(NULL);
     tp_test_set_str(&env.cfg.redis.host, "localhost");
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
 }
 
@@ -213,15 +215,16 @@ Test(conn, unresolvable_host_refused) {
     start(NULL);
     tp_test_set_str(&env.cfg.redis.host, "no-such-host.invalid");
     cr_assert(tp_test_env_open_fails(&env));
-    cr_assert(strstr(env.pool.errstr, "cannot resolve REDIS_HOST no-such-host.invalid") != NULL,
-              "%s", env.pool.errstr);
+    cr_assert(strstr(tp_pool_last_error(&env.pool),
+                     "cannot resolve REDIS_HOST no-such-host.invalid") != NULL,
+              "%s", tp_pool_last_error(&env.pool));
 }
 
 /* ACL user + password. */
 Test(conn, acl_user_login) {
     tp_test_redis_opts_t o = {.acl_user = "trader", .acl_pass = "s3cret pass"};
     start(&o);
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     tp_test_result_t r = tp_test_command(&env, "ACL", "WHOAMI", NULL);
     cr_assert_str_eq(r.str, "trader");
 }
@@ -230,7 +233,7 @@ Test(conn, acl_user_login) {
 Test(conn, password_only_login) {
     tp_test_redis_opts_t o = {.requirepass = "hunter2"};
     start(&o);
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
 }
 
@@ -241,9 +244,11 @@ Test(conn, wrong_password_refused) {
     start(&o);
     tp_test_set_str(&env.cfg.redis.password, "wrong-secret");
     cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
-    cr_assert(strstr(env.pool.errstr, "WRONGPASS") != NULL, "%s", env.pool.errstr);
-    cr_assert(strstr(env.pool.errstr, "REDIS_PASSWORD") != NULL, "%s", env.pool.errstr);
-    cr_assert(strstr(env.pool.errstr, "wrong-secret") == NULL);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "WRONGPASS") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "REDIS_PASSWORD") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "wrong-secret") == NULL);
 }
 
 /* No password for a server that needs one: NOAUTH, with a hint. */
@@ -252,7 +257,8 @@ Test(conn, missing_password_refused) {
     start(&o);
     tp_test_set_str(&env.cfg.redis.password, NULL);
     cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
-    cr_assert(strstr(env.pool.errstr, "NOAUTH") != NULL, "%s", env.pool.errstr);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "NOAUTH") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
 }
 
 /* Nothing listening: connection refused, then down; queued commands fail with
@@ -262,14 +268,16 @@ Test(conn, unreachable_server_goes_down) {
     tp_test_redis_stop(&srv);
     env.cfg.redis.max_retries = 2;
     uv_loop_init(&env.loop);
-    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis), 0);
+    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis, &env.opts), 0);
+    env.opened = true;
     tp_test_result_t queued = {0};
     const char *argv[] = {"PING"};
     cr_assert_eq(tp_pool_command(&env.pool, tp_test_on_reply, &queued, 1, argv, NULL), 0);
     cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &queued.done, 5000));
     cr_assert_eq(queued.status, TP_EDOWN);
-    cr_assert(env.pool.down);
-    cr_assert(strstr(env.pool.errstr, "connection refused") != NULL, "%s", env.pool.errstr);
+    cr_assert(tp_pool_is_down(&env.pool));
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "connection refused") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
     cr_assert_eq(tp_pool_command(&env.pool, NULL, NULL, 1, argv, NULL), TP_EDOWN);
 }
 
@@ -303,10 +311,10 @@ Test(conn, memory_cap_honoured) {
     start(NULL);
     env.cfg.redis.pool_size = 1;
     env.cfg.redis.max_queued_bytes = 64 * 1024;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
     cap_t cap = {0};
     env.pool.data = &cap;
-    env.pool.on_writable = on_writable;
+    env.opts.on_writable = on_writable;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
 
     char value[1024];
     memset(value, 'v', sizeof(value));
@@ -316,8 +324,8 @@ Test(conn, memory_cap_honoured) {
     while ((rc = tp_pool_command(&env.pool, on_cap_reply, &cap, 3, argv, lens)) == 0)
         cap.queued++;
     cr_assert_eq(rc, TP_EBACKPRESSURE);
-    cr_assert_leq(tp_conn_queued_bytes(env.pool.conns[0]), 64 * 1024);
-    cr_assert_eq(tp_conn_pending(env.pool.conns[0]), (size_t)cap.queued);
+    cr_assert_leq(tp_conn_queued_bytes(tp_pool_conn(&env.pool, 0)), 64 * 1024);
+    cr_assert_eq(tp_conn_pending(tp_pool_conn(&env.pool, 0)), (size_t)cap.queued);
     cr_assert_gt(cap.queued, 50);
 
     cr_assert(tp_test_run_until(&env.loop, cap_drained, &cap, 5000));
@@ -338,10 +346,10 @@ Test(conn, writable_survives_oversize_refusal) {
     start(NULL);
     env.cfg.redis.pool_size = 1;
     env.cfg.redis.max_queued_bytes = 4096;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
     cap_t cap = {0};
     env.pool.data = &cap;
-    env.pool.on_writable = on_writable;
+    env.opts.on_writable = on_writable;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
     tp_test_redis_pause(&srv);
 
     char value[1000];
@@ -480,7 +488,7 @@ static void on_failed(void *data, int status, const tp_reply_t *r) {
     failed_t *f = data;
     f->done = true;
     f->status = status;
-    memcpy(f->errstr, env.pool.errstr, sizeof(f->errstr));
+    memcpy(f->errstr, tp_pool_last_error(&env.pool), sizeof(f->errstr));
 }
 
 /* Regression (found by tests/fuzz/fuzz_replies): an array header is not an allocation size.
@@ -497,7 +505,7 @@ Test(conn, array_count_is_not_an_allocation_size) {
     env.cfg.redis.port = fake.port;
     env.cfg.redis.pool_size = 1;
     env.cfg.redis.max_retries = 1; /* the first failure completes the command: TP_EDOWN */
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
 
     struct rlimit cap = {.rlim_cur = mapped_bytes() + (1u << 30), .rlim_max = RLIM_INFINITY};
     struct rlimit old;
@@ -562,7 +570,7 @@ Test(conn, mget_of_the_wrong_shape_is_a_protocol_error) {
     tp_test_set_str(&env.cfg.redis.host, "127.0.0.1");
     env.cfg.redis.port = fake.port;
     env.cfg.redis.pool_size = 1;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     mget_t m = {0};
     const char *keys[] = {"a", "b", "c"};
     cr_assert_eq(tp_mget(&env.pool, 3, keys, on_mget, &m), 0);

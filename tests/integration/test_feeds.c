@@ -119,11 +119,11 @@ static void setup(void) {
 
 static void start(void) {
     env->feeds.data = env;
-    env->feeds.on_order = on_order;
-    env->feeds.on_tick = on_tick;
-    env->feeds.on_gap = on_gap;
-    env->feeds.on_replay_done = on_replay_done;
-    cr_assert_eq(tp_feeds_init(&env->feeds, &env->loop, &env->cfg.feeds), 0);
+    tp_feeds_options_t opts = {.on_order = on_order,
+                               .on_tick = on_tick,
+                               .on_gap = on_gap,
+                               .on_replay_done = on_replay_done};
+    cr_assert_eq(tp_feeds_init(&env->feeds, &env->loop, &env->cfg.feeds, &opts), 0);
     int rc = tp_feeds_start(&env->feeds);
     cr_assert_eq(rc, 0, "start: %s", env->feeds.errstr);
 }

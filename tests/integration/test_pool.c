@@ -16,7 +16,7 @@ static void setup(void) {
     cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
     tp_test_env_config(&env, &srv);
     env.cfg.redis.pool_size = 4;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
 }
 
 static void teardown(void) {
@@ -94,7 +94,7 @@ Test(pool, hash_tag_routing) {
         int n = snprintf(key, sizeof(key), "tp:px:{SYM%d}", i);
         tp_conn_t *c = tp_pool_conn_for_key(&env.pool, key, (size_t)n);
         for (int j = 0; j < 4; j++)
-            used[j] |= env.pool.conns[j] == c;
+            used[j] |= tp_pool_conn(&env.pool, j) == c;
     }
     cr_assert(used[0] && used[1] && used[2] && used[3]);
 }
@@ -122,10 +122,10 @@ Test(pool, one_write_per_connection_per_iteration) {
         const char *argv[] = {"SET", key, "v"};
         cr_assert_eq(tp_pool_command(&env.pool, on_count, &count, 3, argv, NULL), 0);
     }
-    uint64_t before = env.pool.stats.writes;
+    uint64_t before = tp_pool_stats(&env.pool)->writes;
     uv_run(&env.loop, UV_RUN_NOWAIT);
-    cr_assert_leq(env.pool.stats.writes - before, 4);
-    cr_assert_geq(env.pool.stats.writes - before, 1);
+    cr_assert_leq(tp_pool_stats(&env.pool)->writes - before, 4);
+    cr_assert_geq(tp_pool_stats(&env.pool)->writes - before, 1);
     cr_assert(tp_test_run_until(&env.loop, thousand, &count, 5000));
 }
 
@@ -175,8 +175,8 @@ Test(pool, unit_completes_with_its_last_reply) {
     tp_conn_t *c = tp_pool_conn_for_key(&env.pool, "{A1}", 4);
     tp_test_result_t unit = {0}, get = {0};
     const char *argv[] = {"GET", "{A1}:k"};
-    cr_assert_eq(tp_conn_send_unit(c, tp_buf_ptr(&b), tp_buf_size(&b), n, tp_test_on_reply, &unit),
-                 0);
+    cr_assert_eq(
+        tp_conn_send_unit(c, tp_buf_ptr(&b), tp_buf_size(&b), n, NULL, tp_test_on_reply, &unit), 0);
     cr_assert_eq(tp_conn_command(c, tp_test_on_reply, &get, 2, argv, NULL), 0);
     tp_buf_free(&b);
     cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &get.done, 5000));
@@ -191,11 +191,11 @@ Test(pool, unit_completes_with_its_last_reply) {
 /* A unit larger than REDIS_MAX_QUEUED_BYTES can never go out: TP_EINVAL, not
  * backpressure; a unit of no command is refused too. */
 Test(pool, unit_limits) {
-    tp_conn_t *c = env.pool.conns[0];
+    tp_conn_t *c = tp_pool_conn(&env.pool, 0);
     size_t big = env.cfg.redis.max_queued_bytes + 1;
     char *p = calloc(1, big);
-    cr_assert_eq(tp_conn_send_unit(c, p, big, 1, NULL, NULL), TP_EINVAL);
-    cr_assert_eq(tp_conn_send_unit(c, p, 10, 0, NULL, NULL), TP_EINVAL);
+    cr_assert_eq(tp_conn_send_unit(c, p, big, 1, NULL, NULL, NULL), TP_EINVAL);
+    cr_assert_eq(tp_conn_send_unit(c, p, 10, 0, NULL, NULL, NULL), TP_EINVAL);
     free(p);
 }
 

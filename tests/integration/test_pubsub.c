@@ -92,11 +92,11 @@ static void start(bool tls) {
     free(env.cfg.redis.key_prefix);
     env.cfg.redis.key_prefix = strdup("tpt:");
     opened = true;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "pool not ready: %s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "pool not ready: %s",
+                 tp_pool_last_error(&env.pool));
 
     sub.data = &subscribed;
-    sub.on_subscribed = on_subscribed;
-    cr_assert_eq(tp_sub_init(&sub, &env.pool), 0);
+    cr_assert_eq(tp_sub_init(&sub, &env.pool, on_subscribed), 0);
     sub_open = true;
     cr_assert_eq(tp_sub_subscribe(&sub, "events", on_msg, &plain), 0);
     cr_assert_eq(tp_sub_psubscribe(&sub, "md.*", on_msg, &pat), 0);
@@ -294,11 +294,11 @@ Test(pubsub_close, close_with_unflushed_subscription) {
     uv_loop_init(&env.loop);
     uv_check_init(&env.loop, &late_check);
     uv_check_start(&late_check, subscribe_then_close);
-    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis), 0);
+    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis, NULL), 0);
+    env.opened = true;
     opened = true;
     sub.data = &subscribed;
-    sub.on_subscribed = on_subscribed;
-    cr_assert_eq(tp_sub_init(&sub, &env.pool), 0);
+    cr_assert_eq(tp_sub_init(&sub, &env.pool, on_subscribed), 0);
     cr_assert_eq(tp_sub_subscribe(&sub, "events", on_msg, &plain), 0);
     wait_for(&subscribed, 1, 5000, "on_subscribed");
     armed = true;

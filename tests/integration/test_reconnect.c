@@ -62,16 +62,16 @@ Test(reconnect, restart_mid_stream_loses_nothing) {
     tp_test_redis_opts_t o = {.extra_conf = "appendonly yes\nappendfsync always\n"};
     cr_assert_eq(tp_test_redis_start(&srv, &o), 0);
     tp_test_env_config(&env, &srv);
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
 
     tally_t t = {0};
     issue_writes(&t, 0, WRITES / 2);
     cr_assert(tp_test_run_until(&env.loop, half_acked, &t, 10000));
     tp_test_redis_pause(&srv);
-    uint64_t writes = env.pool.stats.writes;
+    uint64_t writes = tp_pool_stats(&env.pool)->writes;
     issue_writes(&t, WRITES / 2, WRITES);
     tp_test_run_for(&env.loop, 100);
-    cr_assert_gt(env.pool.stats.writes, writes, "the second half must be on the wire");
+    cr_assert_gt(tp_pool_stats(&env.pool)->writes, writes, "the second half must be on the wire");
     cr_assert_lt(t.acked, WRITES);
     tp_test_redis_kill(&srv);
     tp_test_run_for(&env.loop, 100);
@@ -85,8 +85,8 @@ Test(reconnect, restart_mid_stream_loses_nothing) {
               t.failed);
     cr_assert_eq(t.failed, 0);
     cr_assert_eq(t.acked, WRITES);
-    cr_assert_geq(env.pool.stats.reconnects, 4);
-    cr_assert_gt(env.pool.stats.replayed, 0);
+    cr_assert_geq(tp_pool_stats(&env.pool)->reconnects, 4);
+    cr_assert_gt(tp_pool_stats(&env.pool)->replayed, 0);
 
     char out[64];
     tp_test_redis_cli(&srv, out, sizeof(out), "DBSIZE", NULL);
@@ -105,7 +105,7 @@ static void open_plain(int command_timeout_ms) {
     tp_test_env_config(&env, &srv);
     env.cfg.redis.pool_size = 1;
     env.cfg.redis.command_timeout_ms = command_timeout_ms;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
 }
 
 /* A command older than REDIS_COMMAND_TIMEOUT fails with TP_ETIMEDOUT and
@@ -116,16 +116,17 @@ Test(reconnect, command_timeout) {
     tp_test_result_t sleep = {0}, after = {0};
     const char *debug[] = {"DEBUG", "SLEEP", "1"};
     const char *set[] = {"SET", "after", "1"};
-    tp_conn_t *c = env.pool.conns[0];
+    tp_conn_t *c = tp_pool_conn(&env.pool, 0);
     cr_assert_eq(tp_conn_command(c, tp_test_on_reply, &sleep, 3, debug, NULL), 0);
     cr_assert_eq(tp_conn_command(c, tp_test_on_reply, &after, 3, set, NULL), 0);
     cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &sleep.done, 5000));
     cr_assert_eq(sleep.status, TP_ETIMEDOUT);
-    cr_assert(strstr(env.pool.errstr, "REDIS_COMMAND_TIMEOUT") != NULL, "%s", env.pool.errstr);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "REDIS_COMMAND_TIMEOUT") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
     cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &after.done, 5000));
     cr_assert_eq(after.status, 0);
-    cr_assert_eq(env.pool.stats.timeouts, 1);
-    cr_assert_geq(env.pool.stats.replayed, 1);
+    cr_assert_eq(tp_pool_stats(&env.pool)->timeouts, 1);
+    cr_assert_geq(tp_pool_stats(&env.pool)->replayed, 1);
 }
 
 /* Regression: a MULTI whose reply timed out used to fail alone, and the rest of
@@ -139,9 +140,9 @@ Test(reconnect, unit_survives_command_timeout) {
     static const char tx[] = "*1\r\n$5\r\nMULTI\r\n"
                              "*2\r\n$4\r\nINCR\r\n$1\r\nx\r\n"
                              "*1\r\n$4\r\nEXEC\r\n";
-    tp_conn_t *c = env.pool.conns[0];
+    tp_conn_t *c = tp_pool_conn(&env.pool, 0);
     cr_assert_eq(tp_conn_command(c, tp_test_on_reply, &sleep, 3, debug, NULL), 0);
-    cr_assert_eq(tp_conn_send_unit(c, tx, sizeof(tx) - 1, 3, tp_test_on_reply, &unit), 0);
+    cr_assert_eq(tp_conn_send_unit(c, tx, sizeof(tx) - 1, 3, NULL, tp_test_on_reply, &unit), 0);
     cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &unit.done, 8000));
     cr_assert_eq(sleep.status, TP_ETIMEDOUT);
     cr_assert_eq(unit.status, 0, "%d", unit.status);
@@ -162,8 +163,8 @@ Test(reconnect, unit_timeout_while_frozen) {
     static const char tx[] = "*1\r\n$5\r\nMULTI\r\n"
                              "*3\r\n$3\r\nSET\r\n$1\r\ny\r\n$1\r\n7\r\n"
                              "*1\r\n$4\r\nEXEC\r\n";
-    tp_conn_t *c = env.pool.conns[0];
-    cr_assert_eq(tp_conn_send_unit(c, tx, sizeof(tx) - 1, 3, tp_test_on_reply, &unit), 0);
+    tp_conn_t *c = tp_pool_conn(&env.pool, 0);
+    cr_assert_eq(tp_conn_send_unit(c, tx, sizeof(tx) - 1, 3, NULL, tp_test_on_reply, &unit), 0);
     tp_test_run_until(&env.loop, tp_test_flag_set, &unit.done, 700);
     cr_assert_not(unit.done, "a unit must wait through a timeout, not fail");
     tp_test_redis_resume(&srv);
@@ -186,7 +187,7 @@ Test(reconnect, frozen_server_recovers) {
     cr_assert_eq(r.status, TP_ETIMEDOUT);
     tp_test_redis_resume(&srv);
     tp_test_result_t again = tp_test_command(&env, "PING", NULL);
-    cr_assert_eq(again.status, 0, "%d %s", again.status, env.pool.errstr);
+    cr_assert_eq(again.status, 0, "%d %s", again.status, tp_pool_last_error(&env.pool));
 }
 
 typedef struct {
@@ -203,7 +204,7 @@ static void on_ready(tp_pool_t *pool) {
 }
 
 static bool is_down(void *pool) {
-    return ((tp_pool_t *)pool)->down;
+    return tp_pool_is_down(pool);
 }
 
 static bool back_up(void *e) {
@@ -219,9 +220,9 @@ Test(reconnect, down_then_back) {
     env.cfg.redis.max_retries = 3;
     events_t ev = {0};
     env.pool.data = &ev;
-    env.pool.on_down = on_down;
-    env.pool.on_ready = on_ready;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    env.opts.on_down = on_down;
+    env.opts.on_ready = on_ready;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
 
     tp_test_redis_kill(&srv);
     tp_test_result_t queued = {0};
@@ -235,7 +236,7 @@ Test(reconnect, down_then_back) {
 
     cr_assert_eq(tp_test_redis_restart(&srv), 0);
     cr_assert(tp_test_run_until(&env.loop, back_up, &ev, 10000));
-    cr_assert(!env.pool.down);
+    cr_assert(!tp_pool_is_down(&env.pool));
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
 }
 
@@ -312,13 +313,15 @@ Test(reconnect, malformed_replies_end_in_down) {
     tp_test_env_config(&env, &none);
     env.cfg.redis.pool_size = 1;
     env.cfg.redis.max_retries = 3;
-    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis), 0);
+    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis, &env.opts), 0);
+    env.opened = true;
     tp_test_result_t r = {0};
     const char *get[] = {"GET", "k"};
     cr_assert_eq(tp_pool_command(&env.pool, tp_test_on_reply, &r, 2, get, NULL), 0);
     cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &r.done, 10000));
     cr_assert_eq(r.status, TP_EDOWN);
-    cr_assert(strstr(env.pool.errstr, "malformed reply") != NULL, "%s", env.pool.errstr);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "malformed reply") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
     uv_close((uv_handle_t *)&fake.listener, NULL);
     if (fake.accepted)
         uv_close((uv_handle_t *)&fake.client, NULL);
@@ -329,7 +332,7 @@ Test(reconnect, resp_lookalike_payload_is_data) {
     cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
     tp_test_env_config(&env, &srv);
     env.cfg.redis.pool_size = 1;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     tp_test_result_t r = tp_test_command(&env, "ECHO", "+OK\r\n-ERR\r\n*3\r\n", NULL);
     cr_assert_eq(r.status, 0);
     cr_assert_str_eq(r.str, "+OK\r\n-ERR\r\n*3\r\n");

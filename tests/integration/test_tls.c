@@ -55,7 +55,7 @@ TestSuite(tls, .fini = teardown);
 Test(tls, verified_connection) {
     tp_test_redis_opts_t o = {.tls = true};
     start(&o);
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     tp_test_result_t r = tp_test_command(&env, "SET", "k", "over tls", NULL);
     cr_assert_eq(r.status, 0);
     char out[64];
@@ -69,14 +69,14 @@ Test(tls, ip_address_checked_without_server_name) {
     tp_test_redis_opts_t o = {.tls = true};
     start(&o);
     tp_test_set_str(&env.cfg.redis.tls_server_name, NULL);
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
 }
 
 /* A server that requires client certificates accepts ours. */
 Test(tls, mutual_tls) {
     tp_test_redis_opts_t o = {.tls = true, .tls_auth_clients = true};
     start(&o);
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
 }
 
@@ -88,8 +88,10 @@ Test(tls, mutual_tls_without_client_cert) {
     tp_test_set_str(&env.cfg.redis.tls_cert_path, NULL);
     tp_test_set_str(&env.cfg.redis.tls_key_path, NULL);
     cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
-    cr_assert(strstr(env.pool.errstr, "TLS") != NULL, "%s", env.pool.errstr);
-    cr_assert(strstr(env.pool.errstr, "certificate required") != NULL, "%s", env.pool.errstr);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "TLS") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "certificate required") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
 }
 
 /* A server certificate from another CA is refused, and the message says
@@ -98,9 +100,12 @@ Test(tls, unknown_ca_refused) {
     tp_test_redis_opts_t o = {.tls = true, .server_cert_name = "other-server"};
     start(&o);
     cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
-    cr_assert(strstr(env.pool.errstr, "verification failed") != NULL, "%s", env.pool.errstr);
-    cr_assert(strstr(env.pool.errstr, "local issuer") != NULL, "%s", env.pool.errstr);
-    cr_assert(strstr(env.pool.errstr, "REDIS_TLS_CA_PATH") != NULL, "%s", env.pool.errstr);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "verification failed") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "local issuer") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "REDIS_TLS_CA_PATH") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
 }
 
 /* A certificate that does not carry the expected name is refused. */
@@ -109,8 +114,10 @@ Test(tls, hostname_mismatch_refused) {
     start(&o);
     tp_test_set_str(&env.cfg.redis.tls_server_name, "redis.example.com");
     cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
-    cr_assert(strstr(env.pool.errstr, "hostname mismatch") != NULL, "%s", env.pool.errstr);
-    cr_assert(strstr(env.pool.errstr, "REDIS_TLS_SERVER_NAME") != NULL, "%s", env.pool.errstr);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "hostname mismatch") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "REDIS_TLS_SERVER_NAME") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
 }
 
 /* A plain-TCP client against a TLS port gets a clear failure, not a hang. */
@@ -121,7 +128,7 @@ Test(tls, plain_client_against_tls_port) {
     tp_test_set_str(&env.cfg.redis.tls_ca_path, NULL);
     env.cfg.redis.connect_timeout_ms = 500;
     cr_assert(tp_test_env_open_fails(&env), "the pool connected or did not go down");
-    cr_assert(env.pool.errstr[0] != '\0');
+    cr_assert(tp_pool_last_error(&env.pool)[0] != '\0');
 }
 
 /* Unreadable certificate files fail at init, before any socket, naming the setting. */
@@ -130,8 +137,9 @@ Test(tls, bad_ca_file_fails_init) {
     start(&o);
     tp_test_set_str(&env.cfg.redis.tls_ca_path, "/nonexistent/ca.crt");
     uv_loop_init(&env.loop);
-    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis), TP_ECONFIG);
-    cr_assert(strstr(env.pool.errstr, "REDIS_TLS_CA_PATH") != NULL, "%s", env.pool.errstr);
+    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis, NULL), TP_ECONFIG);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "REDIS_TLS_CA_PATH") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
 }
 
 /* A key that does not belong to the certificate fails at init. */
@@ -141,13 +149,14 @@ Test(tls, mismatched_client_key_fails_init) {
     char path[512];
     tp_test_set_str(&env.cfg.redis.tls_key_path, tp_test_cert("server.key", path, sizeof(path)));
     uv_loop_init(&env.loop);
-    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis), TP_ECONFIG);
-    cr_assert(strstr(env.pool.errstr, "REDIS_TLS_KEY_PATH") != NULL, "%s", env.pool.errstr);
+    cr_assert_eq(tp_pool_init(&env.pool, &env.loop, &env.cfg.redis, NULL), TP_ECONFIG);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "REDIS_TLS_KEY_PATH") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
 }
 
 static bool reconnected(void *pool) {
     tp_pool_t *p = pool;
-    return p->stats.reconnects >= (uint64_t)p->size && tp_pool_is_ready(p);
+    return tp_pool_stats(p)->reconnects >= (uint64_t)tp_pool_size(p) && tp_pool_is_ready(p);
 }
 
 /* After the server drops our connections, the reconnect resumes the TLS
@@ -156,12 +165,12 @@ Test(tls, session_resumed_on_reconnect) {
     tp_test_redis_opts_t o = {.tls = true};
     start(&o);
     env.cfg.redis.pool_size = 2;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     /* Let the TLS 1.3 session tickets arrive. */
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
     tp_test_redis_cli(&srv, NULL, 0, "CLIENT", "KILL", "TYPE", "normal", NULL);
     cr_assert(tp_test_run_until(&env.loop, reconnected, &env.pool, 5000));
-    cr_assert_eq(env.pool.stats.tls_resumed, 2);
+    cr_assert_eq(tp_pool_stats(&env.pool)->tls_resumed, 2);
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
 }
 
@@ -256,15 +265,16 @@ typedef struct {
 
 static bool reconnected_to(void *arg) {
     reconnect_goal_t *g = arg;
-    return g->pool->stats.reconnects >= g->reconnects && tp_pool_is_ready(g->pool);
+    return tp_pool_stats(g->pool)->reconnects >= g->reconnects && tp_pool_is_ready(g->pool);
 }
 
 /* Drops every connection of the pool and waits until all are back. */
 static void reconnect_all(void) {
-    reconnect_goal_t goal = {&env.pool, env.pool.stats.reconnects + (uint64_t)env.pool.size};
+    reconnect_goal_t goal = {&env.pool, tp_pool_stats(&env.pool)->reconnects +
+                                            (uint64_t)tp_pool_size(&env.pool)};
     tp_test_redis_cli(&srv, NULL, 0, "CLIENT", "KILL", "TYPE", "normal", NULL);
     cr_assert(tp_test_run_until(&env.loop, reconnected_to, &goal, 5000),
-              "the pool did not reconnect: %s", env.pool.errstr);
+              "the pool did not reconnect: %s", tp_pool_last_error(&env.pool));
 }
 
 static bool tls_refused(void *pool) {
@@ -279,18 +289,19 @@ Test(tls, rotated_client_cert_used_on_reconnect) {
     start(&o);
     secret_create("ca.crt", "client.crt", "client.key");
     env.cfg.redis.pool_size = 2;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     cr_assert_eq(tp_test_command(&env, "SET", "k", "old material", NULL).status, 0);
 
     cr_assert_eq(tp_test_redis_restart_with_certs(&srv, "rot-"), 0);
-    cr_assert(tp_test_run_until(&env.loop, tls_refused, &env.pool, 5000), "%s", env.pool.errstr);
+    cr_assert(tp_test_run_until(&env.loop, tls_refused, &env.pool, 5000), "%s",
+              tp_pool_last_error(&env.pool));
     cr_assert(!tp_pool_is_ready(&env.pool));
 
     secret_publish("rot-ca.crt", "rot-client.crt", "rot-client.key");
-    reconnect_goal_t goal = {&env.pool, (uint64_t)env.pool.size};
+    reconnect_goal_t goal = {&env.pool, (uint64_t)tp_pool_size(&env.pool)};
     cr_assert(tp_test_run_until(&env.loop, reconnected_to, &goal, 5000),
-              "the pool did not pick up the rotated files: %s", env.pool.errstr);
-    cr_assert_eq(env.pool.stats.tls_reloads, 1);
+              "the pool did not pick up the rotated files: %s", tp_pool_last_error(&env.pool));
+    cr_assert_eq(tp_pool_stats(&env.pool)->tls_reloads, 1);
     cr_assert_eq(tp_test_command(&env, "SET", "k", "new material", NULL).status, 0);
     char out[64];
     tp_test_redis_cli(&srv, out, sizeof(out), "GET", "k", NULL);
@@ -305,7 +316,7 @@ Test(tls, bad_rotated_material_keeps_old_ctx) {
     start(&o);
     secret_create("ca.crt", "client.crt", "client.key");
     env.cfg.redis.pool_size = 2;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     tp_log_level = TP_LOG_INFO;
     log_capture_start();
 
@@ -315,8 +326,8 @@ Test(tls, bad_rotated_material_keeps_old_ctx) {
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
     int warnings = log_count("tls material reload failed");
     int key_named = log_count("REDIS_TLS_KEY_PATH");
-    uint64_t reloads = env.pool.stats.tls_reloads;
-    uint64_t failures = env.pool.stats.tls_reload_failures;
+    uint64_t reloads = tp_pool_stats(&env.pool)->tls_reloads;
+    uint64_t failures = tp_pool_stats(&env.pool)->tls_reload_failures;
 
     secret_publish("ca.crt", "client.crt", "client.key");
     reconnect_all();
@@ -327,7 +338,7 @@ Test(tls, bad_rotated_material_keeps_old_ctx) {
     cr_assert_eq(key_named, 1);
     cr_assert_eq(reloads, 0);
     cr_assert_eq(failures, 1);
-    cr_assert_eq(env.pool.stats.tls_reloads, 1);
+    cr_assert_eq(tp_pool_stats(&env.pool)->tls_reloads, 1);
     cr_assert_eq(reloaded, 1);
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
 }
@@ -339,16 +350,16 @@ Test(tls, reload_drops_cached_sessions) {
     start(&o);
     secret_create("ca.crt", "client.crt", "client.key");
     env.cfg.redis.pool_size = 2;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", env.pool.errstr);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
 
     secret_publish("ca.crt", "client.crt", "client.key"); /* same content, new files */
     reconnect_all();
-    cr_assert_eq(env.pool.stats.tls_reloads, 1);
-    cr_assert_eq(env.pool.stats.tls_resumed, 0);
+    cr_assert_eq(tp_pool_stats(&env.pool)->tls_reloads, 1);
+    cr_assert_eq(tp_pool_stats(&env.pool)->tls_resumed, 0);
 
     cr_assert_eq(tp_test_command(&env, "PING", NULL).status, 0);
     reconnect_all();
-    cr_assert_eq(env.pool.stats.tls_reloads, 1);
-    cr_assert_eq(env.pool.stats.tls_resumed, 2);
+    cr_assert_eq(tp_pool_stats(&env.pool)->tls_reloads, 1);
+    cr_assert_eq(tp_pool_stats(&env.pool)->tls_resumed, 2);
 }

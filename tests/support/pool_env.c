@@ -51,11 +51,15 @@ void tp_test_env_stop(tp_test_env_t *env) {
         tp_test_redis_stop(env->srv);
 }
 
+static bool pool_down(void *pool) {
+    return tp_pool_is_down(pool);
+}
+
 bool tp_test_env_open_fails(tp_test_env_t *env) {
     env->cfg.redis.max_retries = 1;
     if (tp_test_env_open(env, 300) == 0)
         return false;
-    return tp_test_run_until(&env->loop, tp_test_flag_set, &env->pool.down, 5000);
+    return tp_test_run_until(&env->loop, pool_down, &env->pool, 5000);
 }
 
 static bool pool_ready(void *pool) {
@@ -64,9 +68,10 @@ static bool pool_ready(void *pool) {
 
 int tp_test_env_open(tp_test_env_t *env, int timeout_ms) {
     uv_loop_init(&env->loop);
-    int rc = tp_pool_init(&env->pool, &env->loop, &env->cfg.redis);
+    int rc = tp_pool_init(&env->pool, &env->loop, &env->cfg.redis, &env->opts);
     if (rc != 0)
         return rc;
+    env->opened = true;
     return tp_test_run_until(&env->loop, pool_ready, &env->pool, timeout_ms) ? 0 : -1;
 }
 
@@ -75,7 +80,8 @@ static void on_pool_closed(tp_pool_t *pool) {
 }
 
 void tp_test_env_close(tp_test_env_t *env) {
-    if (env->pool.conns) {
+    if (env->opened) {
+        env->opened = false;
         env->pool.data = env;
         tp_pool_close(&env->pool, on_pool_closed);
         tp_test_run_until(&env->loop, tp_test_flag_set, &env->closed, 10000);

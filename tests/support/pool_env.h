@@ -12,8 +12,10 @@
 typedef struct {
     uv_loop_t loop;
     tp_config_t cfg;
+    tp_pool_options_t opts; /* given to tp_pool_init by tp_test_env_open */
     tp_pool_t pool;
     tp_test_redis_t *srv;
+    bool opened;
     bool closed;
 } tp_test_env_t;
 
@@ -39,14 +41,14 @@ void tp_test_env_stop(tp_test_env_t *env);
 
 /* Opens a pool that must fail (REDIS_MAX_RETRIES forced to 1): true when it
  * never became ready and reported down within 5 s; the reason is in
- * env->pool.errstr. */
+ * tp_pool_last_error(&env->pool). */
 bool tp_test_env_open_fails(tp_test_env_t *env);
 
 /* Fills env->cfg for srv: host, port, TLS with ca.crt (+ client cert when the
  * server requires one), ACL user or password; short timeouts for tests. */
 void tp_test_env_config(tp_test_env_t *env, tp_test_redis_t *srv);
 
-/* Starts the pool on env->cfg; returns 0 once every connection is ready
+/* Starts the pool on env->cfg and env->opts; returns 0 once every connection is ready
  * within timeout_ms, else the pool's status (the pool stays open). */
 int tp_test_env_open(tp_test_env_t *env, int timeout_ms);
 

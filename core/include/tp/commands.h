@@ -27,6 +27,11 @@ int tp_incrby(tp_pool_t *p, const char *key, long long by, tp_cmd_cb cb, void *d
 /* Hashes: n field/value pairs. */
 int tp_hset(tp_pool_t *p, const char *key, size_t n, const char *const *fields,
             const char *const *values, const size_t *vlens, tp_cmd_cb cb, void *d);
+/* The same, for a write that serves a measured input: origin (may be NULL) gives the queue
+ * and e2e latency stages their start (tp/latency.h). */
+int tp_hset_traced(tp_pool_t *p, const char *key, size_t n, const char *const *fields,
+                   const char *const *values, const size_t *vlens, const tp_origin_t *origin,
+                   tp_cmd_cb cb, void *d);
 int tp_hget(tp_pool_t *p, const char *key, const char *field, tp_cmd_cb cb, void *d);
 int tp_hgetall(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
 int tp_hdel(tp_pool_t *p, const char *key, size_t n, const char *const *fields, tp_cmd_cb cb,

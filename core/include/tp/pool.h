@@ -59,61 +59,33 @@ typedef struct {
     uint64_t fence_failures; /* CLIENT INFO/KILL refused: a replay could not be fenced */
 } tp_pool_stats_t;
 
-/* Private: one TLS file as stat() saw it, so that a rotated file is noticed
- * before the next handshake (core/src/tls.c). */
 typedef struct {
-    uint64_t dev, ino;
-    int64_t size, mtime_s, mtime_ns;
-    int err; /* errno of stat(); 0 when it succeeded */
-} tp__tls_file_id_t;
-
-typedef struct {
-    tp__tls_file_id_t ca, cert, key;
-} tp__tls_files_t;
-
-struct tp_pool_s {
-    void *data; /* for the caller */
-
     /* Called when the pool becomes ready (every connection up) or goes down. */
     tp_pool_cb on_ready;
     tp_pool_cb on_down;
-    /* Called when a connection that refused a command with TP_EBACKPRESSURE has
-     * drained to half of REDIS_MAX_QUEUED_BYTES. */
+    /* Called when a connection that refused a command with TP_EBACKPRESSURE has drained to
+     * half of REDIS_MAX_QUEUED_BYTES. */
     tp_pool_cb on_writable;
-
-    /* Optional, set before init: the redis stage of every reply, and the queue
-     * and e2e stages of commands queued with an origin, are recorded here
-     * (tp/latency.h). */
+    /* The redis stage of every reply, and the queue and e2e stages of commands queued with
+     * an origin, are recorded here (tp/latency.h); NULL records nothing. */
     tp_latency_t *latency;
-    /* The input the commands issued next serve: each command keeps the value
-     * this has when it is queued. Set it before issuing, zero it after. */
-    tp_origin_t origin;
+} tp_pool_options_t;
 
-    /* Private. */
-    uv_loop_t *loop;
-    const tp_redis_config_t *cfg;
-    struct ssl_ctx_st *ssl_ctx;
-    tp__tls_files_t tls_files;   /* the files ssl_ctx was built from */
-    tp__tls_files_t tls_refused; /* the last rotation that failed to load */
-    bool tls_refused_set;
-    uint32_t tls_gen; /* bumped whenever ssl_ctx is replaced */
-    tp_conn_t **conns;
-    int size;
-    int ready;
-    bool down;
-    bool closing;
-    uv_check_t flush_check; /* flushes at the end of each loop iteration */
-    uv_idle_t flush_idle;   /* keeps the loop from blocking while a flush is due */
-    tp_conn_t *dirty_head;  /* connections with unsent commands */
-    int open_handles;
-    tp_pool_cb close_cb;
-    tp_pool_stats_t stats;
-    char errstr[320]; /* the latest connection failure, for the user */
+typedef struct tp__pool_impl_s tp__pool_impl_t;
+
+struct tp_pool_s {
+    void *data; /* the caller's; the pool never touches it */
+
+    /* Private (core/src/pool.c): use the accessors below. */
+    tp__pool_impl_t *impl;
+    tp_pool_stats_t stats; /* kept after the close, for a last report */
+    char errstr[320];      /* the latest connection failure, for the user */
 };
 
 /* Creates the TLS context (when enabled) and starts connecting every
- * connection. Fails with TP_ECONFIG (bad certificate files...) or TP_ENOMEM,
- * leaving a message in pool->errstr; on failure nothing needs closing.
+ * connection; opts (may be NULL) are copied. Fails with TP_ECONFIG (bad certificate
+ * files...) or TP_ENOMEM, leaving a message in tp_pool_last_error(); on failure nothing
+ * needs closing.
  *
  * Rotation. Before each TLS handshake of a (re)connect the pool checks whether
  * REDIS_TLS_CA_PATH, REDIS_TLS_CERT_PATH or REDIS_TLS_KEY_PATH changed (a new
@@ -122,7 +94,8 @@ struct tp_pool_s {
  * connections keep the material they were opened with. Files that do not load
  * (half written, key not matching) leave the previous context in use, log a
  * warning once per change, and are tried again at the next connect. */
-int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg);
+int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg,
+                 const tp_pool_options_t *opts);
 
 /* Loads cfg's TLS material (CA, client certificate and key) as tp_pool_init()
  * would, then frees it; no socket is opened. Returns 0 (also when TLS is off)
@@ -135,6 +108,8 @@ void tp_pool_close(tp_pool_t *pool, tp_pool_cb cb);
 
 /* True once every connection has finished its handshake. */
 bool tp_pool_is_ready(const tp_pool_t *pool);
+/* True from on_down until the connection that went down is ready again. */
+bool tp_pool_is_down(const tp_pool_t *pool);
 
 /* Issues argv on the connection of argv[1]'s hash slot (connection 0 when
  * argc == 1). Arguments are copied before the call returns; cb may be NULL.
@@ -157,11 +132,12 @@ int tp_conn_command(tp_conn_t *conn, tp_cmd_cb cb, void *data, int argc, const c
  * are copied. A unit is written whole, never split across a reconnect, and a
  * command timeout does not fail it: the connection is rebuilt and the unit is
  * sent again, so its commands must be harmless to run twice (absolute writes).
- * It fails only with TP_EDOWN or TP_ECLOSED. Returns 0, TP_EBACKPRESSURE,
+ * It fails only with TP_EDOWN or TP_ECLOSED. origin (may be NULL) is the input the
+ * unit serves, for the latency stages. Returns 0, TP_EBACKPRESSURE,
  * TP_EDOWN, TP_ECLOSED, TP_EINVAL (a unit over REDIS_MAX_QUEUED_BYTES) or
  * TP_ENOMEM; on error cb is not called. */
-int tp_conn_send_unit(tp_conn_t *conn, const char *resp, size_t len, unsigned replies, tp_cmd_cb cb,
-                      void *data);
+int tp_conn_send_unit(tp_conn_t *conn, const char *resp, size_t len, unsigned replies,
+                      const tp_origin_t *origin, tp_cmd_cb cb, void *data);
 
 /* The Redis Cluster hash slot (0..16383) of a key. */
 unsigned tp_key_slot(const char *key, size_t len);
@@ -176,5 +152,18 @@ size_t tp_pool_queued_bytes(const tp_pool_t *pool);
 size_t tp_pool_pending(const tp_pool_t *pool);
 /* Connections that have finished their handshake. */
 int tp_pool_connections_up(const tp_pool_t *pool);
+/* Connections configured, and connection i of them (0 <= i < size): for diagnostics and
+ * tests of the routing. */
+int tp_pool_size(const tp_pool_t *pool);
+tp_conn_t *tp_pool_conn(tp_pool_t *pool, int i);
+
+/* What other modules may read of a pool. The loop and the prefix only while it is open
+ * (between tp_pool_init and the close callback); the statistics and the error stay. */
+uv_loop_t *tp_pool_loop(const tp_pool_t *pool);
+const tp_pool_stats_t *tp_pool_stats(const tp_pool_t *pool);
+/* TP_KEY_PREFIX, "" when unset. */
+const char *tp_pool_key_prefix(const tp_pool_t *pool);
+/* The latest connection failure (or why tp_pool_init failed); "" when none. */
+const char *tp_pool_last_error(const tp_pool_t *pool);
 
 #endif

@@ -28,12 +28,10 @@ typedef struct {
 } tp_sub_entry_t;
 
 struct tp_sub_s {
-    void *data;
-    /* Called whenever every subscription so far has been confirmed by Redis:
-     * after the first SUBSCRIBE and again after each reconnect. */
-    tp_sub_cb on_subscribed;
+    void *data; /* the caller's; tp_sub_init keeps it */
 
     /* Private. */
+    tp_sub_cb on_subscribed;
     tp_pool_t *pool;
     tp_conn_t *conn;
     tp_sub_entry_t *entries;
@@ -43,7 +41,10 @@ struct tp_sub_s {
     tp_sub_cb close_cb;
 };
 
-int tp_sub_init(tp_sub_t *sub, tp_pool_t *pool);
+/* on_subscribed (may be NULL) is called whenever every subscription so far has been
+ * confirmed by Redis: after the first SUBSCRIBE and again after each reconnect. Returns 0,
+ * TP_ECLOSED (the pool is closing) or TP_ENOMEM. */
+int tp_sub_init(tp_sub_t *sub, tp_pool_t *pool, tp_sub_cb on_subscribed);
 void tp_sub_close(tp_sub_t *sub, tp_sub_cb cb);
 
 /* Subscribes now if connected, else on connect. Returns 0, TP_ENOMEM, TP_EINVAL

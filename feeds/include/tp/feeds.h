@@ -81,7 +81,7 @@ typedef struct {
 
 /* When and how the frame arrived: the read that carried it completed at these
  * times; decoded_mono_ns is set by the feeds once the frame is decoded (with
- * f->latency set; otherwise it equals recv_mono_ns). */
+ * a latency recorder given; otherwise it equals recv_mono_ns). */
 typedef struct {
     tp_feed_kind_t kind;
     uint64_t recv_mono_ns;
@@ -96,10 +96,9 @@ typedef struct tp_feed_replay_s tp_feed_replay_t;
 typedef void (*tp_feeds_frame_cb)(tp_feeds_t *f, const tp_frame_t *frame,
                                   const tp_feed_meta_t *meta);
 
-struct tp_feeds_s {
-    void *data; /* for the caller */
-
-    /* An accepted tick, after the price table took it (optional). */
+/* What the feeds call and record, given to tp_feeds_init(). Every member may be NULL. */
+typedef struct {
+    /* An accepted tick, after the price table took it. */
     tp_feeds_frame_cb on_tick;
     /* An accepted order event. The frame's strings point into a read buffer:
      * copy what must outlive the call. */
@@ -109,16 +108,19 @@ struct tp_feeds_s {
     void (*on_gap)(tp_feeds_t *f, uint64_t stream_id, uint64_t expected_seq, uint64_t received_seq);
     /* The replay file was read to its end (status 0) or failed (< 0). */
     void (*on_replay_done)(tp_feeds_t *f, int status);
-
-    /* Optional, set before init: the decode and feed stages are recorded here
-     * (tp/latency.h). */
+    /* The decode and feed stages are recorded here (tp/latency.h). */
     tp_latency_t *latency;
+} tp_feeds_options_t;
+
+struct tp_feeds_s {
+    void *data; /* the caller's; tp_feeds_init keeps it */
 
     tp_price_table_t prices; /* the writer pops dirty symbols from here */
     tp_seq_table_t streams;  /* per-stream sequences and ack state */
     tp_feed_stats_t stats;
 
     /* Private. */
+    tp_feeds_options_t opts;
     uv_loop_t *loop;
     const tp_feed_config_t *cfg;
     tp_wire_builder_t *builder; /* builds FeedAck frames */
@@ -146,7 +148,8 @@ struct tp_feeds_s {
 
 /* Sets up the tables. No socket is touched. Returns 0 or TP_ENOMEM; on failure
  * nothing needs closing. */
-int tp_feeds_init(tp_feeds_t *f, uv_loop_t *loop, const tp_feed_config_t *cfg);
+int tp_feeds_init(tp_feeds_t *f, uv_loop_t *loop, const tp_feed_config_t *cfg,
+                  const tp_feeds_options_t *opts);
 
 /* Binds and starts every configured source. Fails (TP_ECONFIG, a libuv error
  * such as UV_EADDRINUSE) with a message in f->errstr; tp_feeds_close() is needed

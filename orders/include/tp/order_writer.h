@@ -64,26 +64,30 @@ typedef struct {
     uint64_t redis_errors; /* units Redis refused whole (retried) or failed in part (logged) */
 } tp_order_writer_stats_t;
 
-struct tp_order_writer_s {
-    void *data; /* for the caller */
-
+/* What the writer calls, given to tp_order_writer_init(). Every member may be NULL. */
+typedef struct {
     /* Every write of frame (stream_id, seq), and of every frame before it, is
      * acknowledged by Redis. */
     void (*on_ack)(tp_order_writer_t *w, uint64_t stream_id, uint64_t seq);
     void (*on_pause)(tp_order_writer_t *w);
     void (*on_resume)(tp_order_writer_t *w);
     /* The price to mark a position in symbol to after a fill at fill_px
-     * (tp_portfolio_mark_price() of the latest tick). */
+     * (tp_portfolio_mark_price() of the latest tick); NULL marks at fill_px. */
     int64_t (*mark_price)(tp_order_writer_t *w, tp_str_t symbol, int64_t fill_px);
     /* The writer cannot go on (out of memory applying an event): it acks
      * nothing from that event on, and the service should stop. */
     void (*on_fatal)(tp_order_writer_t *w, int code);
+} tp_order_writer_callbacks_t;
+
+struct tp_order_writer_s {
+    void *data; /* the caller's; tp_order_writer_init keeps it */
 
     tp_orders_t orders;
     tp_portfolio_t portfolio;
     tp_order_writer_stats_t stats;
 
     /* Private. */
+    tp_order_writer_callbacks_t cb;
     tp_pool_t *pool;
     const tp_service_config_t *cfg;
     const char *prefix;
@@ -104,7 +108,10 @@ struct tp_order_writer_s {
 };
 
 /* Returns 0 or TP_ENOMEM (nothing to close then). */
-int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg);
+int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg,
+                         const tp_order_writer_callbacks_t *cb);
+/* From now on nothing is acked, paused or resumed (the service is stopping). */
+void tp_order_writer_mute(tp_order_writer_t *w);
 
 /* The feeds' on_order; origin (may be zero) is when the frame arrived and was
  * decoded, for the queue and e2e latency of its unit (tp/latency.h). */
