@@ -141,10 +141,9 @@ static int start_observability(service_t *svc) {
     if (every > 0)
         uv_timer_start(&svc->latency_log, on_latency_log, every, every);
     svc->http.data = svc;
-    svc->http.handler = on_http;
     if (svc->cfg.service.metrics_addr == NULL)
         return 0;
-    int rc = tp_http_start(&svc->http, svc->loop, svc->cfg.service.metrics_addr);
+    int rc = tp_http_start(&svc->http, svc->loop, svc->cfg.service.metrics_addr, on_http);
     if (rc != 0) {
         TP_LOG(TP_LOG_ERROR, "cannot serve metrics", TP_STR("error", svc->http.errstr));
         return rc;
@@ -246,7 +245,7 @@ static void on_drain(uv_timer_t *t) {
     service_t *svc = t->data;
     size_t orders = tp_order_writer_pending(&svc->orders);
     bool prices = tp_price_writer_idle(&svc->prices);
-    if (svc->orders.broken) {
+    if (tp_order_writer_broken(&svc->orders)) {
         uv_timer_stop(t);
         finish(svc);
     } else if (orders == 0 && prices) {

@@ -114,7 +114,8 @@ static void gauges(tp_prom_t *p, const service_view_t *v) {
         {"tickplane_symbols", "Symbols in the price table.", v->feeds->prices.count},
         {"tickplane_dirty_symbols", "Symbols waiting to be written.",
          tp_price_table_dirty_count(&v->feeds->prices)},
-        {"tickplane_feed_connections", "Adapter TCP connections open.", (uint64_t)v->feeds->nconns},
+        {"tickplane_feed_connections", "Adapter TCP connections open.",
+         (uint64_t)tp_feeds_connections(v->feeds)},
     };
     families(p, "gauge", m, sizeof(m) / sizeof(m[0]));
 }

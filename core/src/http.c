@@ -205,8 +205,10 @@ static void on_connection(uv_stream_t *listener, int status) {
 
 /* ---- server ------------------------------------------------------------------------------- */
 
-int tp_http_start(tp_http_server_t *srv, uv_loop_t *loop, const char *addr) {
+int tp_http_start(tp_http_server_t *srv, uv_loop_t *loop, const char *addr,
+                  tp_http_handler handler) {
     struct sockaddr_storage sa;
+    srv->handler = handler;
     srv->loop = loop;
     srv->errstr[0] = '\0';
     uv_tcp_init(loop, &srv->listener);

@@ -329,3 +329,7 @@ int tp__feeds_port_of(const struct sockaddr_storage *sa) {
     return ntohs(sa->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
                                            : ((const struct sockaddr_in *)sa)->sin_port);
 }
+
+int tp_feeds_connections(const tp_feeds_t *f) {
+    return f->nconns;
+}

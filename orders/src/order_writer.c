@@ -564,6 +564,10 @@ int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service
     return 0;
 }
 
+bool tp_order_writer_broken(const tp_order_writer_t *w) {
+    return w->broken;
+}
+
 void tp_order_writer_mute(tp_order_writer_t *w) {
     w->cb.on_ack = NULL;
     w->cb.on_pause = w->cb.on_resume = NULL;

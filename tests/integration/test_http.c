@@ -313,8 +313,7 @@ static void start_server(void) {
     cr_assert_eq(uv_mutex_init(&h.mu), 0);
     cr_assert_eq(uv_cond_init(&h.cv), 0);
     h.srv.data = &h;
-    h.srv.handler = on_request;
-    int rc = tp_http_start(&h.srv, &h.loop, "127.0.0.1:0");
+    int rc = tp_http_start(&h.srv, &h.loop, "127.0.0.1:0", on_request);
     cr_assert_eq(rc, 0, "tp_http_start: %d %s", rc, h.srv.errstr);
     h.port = tp_http_port(&h.srv);
     cr_assert_gt(h.port, 0);
@@ -743,8 +742,8 @@ Test(http_start, a_port_in_use_fails_with_a_message) {
 
     uv_loop_t loop;
     cr_assert_eq(uv_loop_init(&loop), 0);
-    tp_http_server_t srv = {.handler = on_request};
-    int rc = tp_http_start(&srv, &loop, addr);
+    tp_http_server_t srv = {0};
+    int rc = tp_http_start(&srv, &loop, addr, on_request);
     cr_assert_eq(rc, UV_EADDRINUSE, "rc %d (%s)", rc, srv.errstr);
     cr_assert_not_null(strstr(srv.errstr, addr), "errstr \"%s\"", srv.errstr);
     cr_assert_not_null(strstr(srv.errstr, uv_strerror(UV_EADDRINUSE)), "errstr \"%s\"", srv.errstr);
@@ -763,8 +762,8 @@ Test(http_start, a_bad_address_fails_with_econfig) {
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uv_loop_t loop;
         cr_assert_eq(uv_loop_init(&loop), 0);
-        tp_http_server_t srv = {.handler = on_request};
-        int rc = tp_http_start(&srv, &loop, bad[i]);
+        tp_http_server_t srv = {0};
+        int rc = tp_http_start(&srv, &loop, bad[i], on_request);
         cr_assert_eq(rc, TP_ECONFIG, "\"%s\": rc %d", bad[i], rc);
         cr_assert_neq(srv.errstr[0], '\0', "\"%s\": no message", bad[i]);
         cr_assert_not_null(strstr(srv.errstr, bad[i]), "errstr \"%s\"", srv.errstr);
@@ -808,19 +807,19 @@ Test(http_start, port_zero_picks_a_port) {
 
     uv_loop_t loop;
     cr_assert_eq(uv_loop_init(&loop), 0);
-    tp_http_server_t a = {.handler = on_request}, b = {.handler = on_request};
-    cr_assert_eq(tp_http_start(&a, &loop, "127.0.0.1:0"), 0, "%s", a.errstr);
-    cr_assert_eq(tp_http_start(&b, &loop, "127.0.0.1:0"), 0, "%s", b.errstr);
+    tp_http_server_t a = {0}, b = {0};
+    cr_assert_eq(tp_http_start(&a, &loop, "127.0.0.1:0", on_request), 0, "%s", a.errstr);
+    cr_assert_eq(tp_http_start(&b, &loop, "127.0.0.1:0", on_request), 0, "%s", b.errstr);
     int pa = tp_http_port(&a), pb = tp_http_port(&b);
     cr_assert(pa > 0 && pa < 65536 && pb > 0 && pb < 65536, "ports %d and %d", pa, pb);
     cr_assert_neq(pa, pb);
     cr_assert(can_connect(AF_INET, pa), "nothing listens on port %d", pa);
     cr_assert(can_connect(AF_INET, pb), "nothing listens on port %d", pb);
 
-    tp_http_server_t c = {.handler = on_request};
+    tp_http_server_t c = {0};
     bool v6 = have_ipv6_loopback();
     if (v6) {
-        cr_assert_eq(tp_http_start(&c, &loop, "[::1]:0"), 0, "%s", c.errstr);
+        cr_assert_eq(tp_http_start(&c, &loop, "[::1]:0", on_request), 0, "%s", c.errstr);
         int pc = tp_http_port(&c);
         cr_assert_gt(pc, 0);
         cr_assert(can_connect(AF_INET6, pc), "nothing listens on [::1]:%d", pc);

@@ -44,10 +44,10 @@ typedef struct {
 
 struct tp_http_server_s {
     void *data; /* for the caller */
-    tp_http_handler handler;
     tp_http_stats_t stats;
 
     /* Private. */
+    tp_http_handler handler;
     uv_loop_t *loop;
     uv_tcp_t listener;
     tp_http_conn_t *conns;
@@ -61,7 +61,8 @@ struct tp_http_server_s {
 /* Binds addr ("IPv4:port" or "[IPv6]:port"; port 0 picks one) and listens.
  * Returns 0, or TP_ECONFIG / a libuv error with a message in srv->errstr; call
  * tp_http_close() either way. */
-int tp_http_start(tp_http_server_t *srv, uv_loop_t *loop, const char *addr);
+int tp_http_start(tp_http_server_t *srv, uv_loop_t *loop, const char *addr,
+                  tp_http_handler handler);
 
 /* The bound port, 0 when not listening. */
 int tp_http_port(const tp_http_server_t *srv);

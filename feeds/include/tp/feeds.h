@@ -156,6 +156,9 @@ int tp_feeds_init(tp_feeds_t *f, uv_loop_t *loop, const tp_feed_config_t *cfg,
  * either way. */
 int tp_feeds_start(tp_feeds_t *f);
 
+/* Adapter TCP connections open now. */
+int tp_feeds_connections(const tp_feeds_t *f);
+
 /* The bound ports (useful with port 0), or 0 when the source is off. */
 int tp_feeds_tcp_port(const tp_feeds_t *f);
 int tp_feeds_udp_port(const tp_feeds_t *f);

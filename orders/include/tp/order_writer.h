@@ -110,6 +110,8 @@ struct tp_order_writer_s {
 /* Returns 0 or TP_ENOMEM (nothing to close then). */
 int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg,
                          const tp_order_writer_callbacks_t *cb);
+/* True once on_fatal was called: the writer acks nothing any more. */
+bool tp_order_writer_broken(const tp_order_writer_t *w);
 /* From now on nothing is acked, paused or resumed (the service is stopping). */
 void tp_order_writer_mute(tp_order_writer_t *w);
 
