@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """tests/cli/test_settings_invalid.py <tickplane>: every setting, invalid in turn.
 
-The settings are read from `tickplane --help` (the table in core/src/config.c), so a
-setting added there without an invalid case below fails this test. Each invalid value
+The settings are read from `tickplane --help` (every module's group of the one registry,
+core/include/tp/settings.h), so a setting added to any group without an invalid case below
+fails this test. Each invalid value
 is given as the environment variable, as --flag=VALUE and as --flag VALUE, on top of
 an otherwise valid environment whose Redis is a listener this test owns and whose feed
 and metrics ports are held by this test. Every run must:

@@ -3,7 +3,7 @@
  * input on each source, sequence tracking, acks, backpressure and replay files. */
 #include "test_loop.h"
 #include "tp/clock.h"
-#include "tp/config.h"
+#include "tp/feed_config.h"
 #include "tp/feeds.h"
 
 #include <arpa/inet.h>
@@ -31,7 +31,7 @@ typedef struct {
 
 typedef struct {
     uv_loop_t loop;
-    tp_config_t cfg;
+    tp_feed_config_t cfg;
     tp_feeds_t feeds;
     order_rec_t orders[MAX_ORDERS];
     int norders;
@@ -110,11 +110,11 @@ static void setup(void) {
     signal(SIGPIPE, SIG_IGN);
     env = calloc(1, sizeof(*env));
     uv_loop_init(&env->loop);
-    tp_config_init(&env->cfg);
-    free(env->cfg.feeds.tcp_addr);
-    free(env->cfg.feeds.udp_addr);
-    env->cfg.feeds.tcp_addr = strdup("127.0.0.1:0");
-    env->cfg.feeds.udp_addr = strdup("127.0.0.1:0");
+    tp_feed_config_init(&env->cfg);
+    free(env->cfg.tcp_addr);
+    free(env->cfg.udp_addr);
+    env->cfg.tcp_addr = strdup("127.0.0.1:0");
+    env->cfg.udp_addr = strdup("127.0.0.1:0");
 }
 
 static void start(void) {
@@ -123,7 +123,7 @@ static void start(void) {
                                .on_tick = on_tick,
                                .on_gap = on_gap,
                                .on_replay_done = on_replay_done};
-    cr_assert_eq(tp_feeds_init(&env->feeds, &env->loop, &env->cfg.feeds, &opts), 0);
+    cr_assert_eq(tp_feeds_init(&env->feeds, &env->loop, &env->cfg, &opts), 0);
     int rc = tp_feeds_start(&env->feeds);
     cr_assert_eq(rc, 0, "start: %s", env->feeds.errstr);
 }
@@ -132,7 +132,7 @@ static void teardown(void) {
     tp_feeds_close(&env->feeds, on_feeds_closed); /* no-op when a test closed it */
     cr_assert(tp_test_run_until(&env->loop, tp_test_flag_set, &env->closed, 5000));
     cr_assert_eq(uv_loop_close(&env->loop), 0, "a handle was left open");
-    tp_config_close(&env->cfg);
+    tp_feed_config_close(&env->cfg);
     free(env);
 }
 
@@ -396,7 +396,7 @@ Test(feeds, bad_python_input_is_counted_per_reason_and_isolated) {
 }
 
 Test(feeds, tcp_stream_errors_close_only_that_connection) {
-    env->cfg.feeds.max_frame_bytes = 4096;
+    env->cfg.max_frame_bytes = 4096;
     start();
     int healthy = raw_connect();
 
@@ -478,7 +478,7 @@ Test(feeds, paused_order_feeds_hold_frames_until_resumed) {
 }
 
 Test(feeds, connections_over_the_limit_are_refused) {
-    env->cfg.feeds.max_connections = 2;
+    env->cfg.max_connections = 2;
     start();
     int a = raw_connect(), b = raw_connect();
     cr_assert(wait_count(&env->feeds.stats.connections, 2));
@@ -530,11 +530,11 @@ static const char *write_replay(int n, int64_t ts_step_ns, int orders_every) {
 }
 
 static void replay_env(const char *path, double speed) {
-    free(env->cfg.feeds.tcp_addr);
-    free(env->cfg.feeds.udp_addr);
-    env->cfg.feeds.tcp_addr = env->cfg.feeds.udp_addr = NULL;
-    env->cfg.feeds.replay_path = strdup(path);
-    env->cfg.feeds.replay_speed = speed;
+    free(env->cfg.tcp_addr);
+    free(env->cfg.udp_addr);
+    env->cfg.tcp_addr = env->cfg.udp_addr = NULL;
+    env->cfg.replay_path = strdup(path);
+    env->cfg.replay_speed = speed;
 }
 
 Test(feeds, replay_file_at_full_speed_skips_bad_frames) {
@@ -582,9 +582,9 @@ Test(feeds, replay_waits_while_orders_are_paused) {
 }
 
 Test(feeds, udp_multicast_group_is_joined) {
-    free(env->cfg.feeds.udp_addr);
-    env->cfg.feeds.udp_addr = strdup("0.0.0.0:0");
-    env->cfg.feeds.udp_group = strdup("239.255.77.1");
+    free(env->cfg.udp_addr);
+    env->cfg.udp_addr = strdup("0.0.0.0:0");
+    env->cfg.udp_group = strdup("239.255.77.1");
     start();
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     unsigned char loop = 1;
@@ -830,8 +830,8 @@ static void send_split(int fd, const uint8_t *frame, size_t len, int gap_ms) {
  * TP_FEED_MAX_CONNECTIONS forever; they are closed as stalled and the slots go back
  * to real adapters. An idle connection is left alone. */
 Test(feeds, slow_loris_connections_are_closed_as_stalled) {
-    env->cfg.feeds.max_connections = LORIS_LIMIT;
-    env->cfg.feeds.frame_timeout_ms = LORIS_TIMEOUT_MS;
+    env->cfg.max_connections = LORIS_LIMIT;
+    env->cfg.frame_timeout_ms = LORIS_TIMEOUT_MS;
     env->ack_orders = true;
     start();
     int healthy = raw_connect(), idle = raw_connect();
@@ -963,7 +963,7 @@ static tp_feed_bad_t expected_reason(const uint8_t *b, size_t len, size_t max) {
 /* The bad streams of garbage_is_refused_per_connection, with their reasons. */
 static int garbage_cases(garbage_t *g) {
     int n = 0;
-    size_t max = env->cfg.feeds.max_frame_bytes;
+    size_t max = env->cfg.max_frame_bytes;
     uint32_t rng = 0x2545f491;
     uint8_t b[512];
 
@@ -1010,7 +1010,7 @@ static int garbage_cases(garbage_t *g) {
 /* Every kind of garbage at once, each on its own connection: each is closed with its
  * reason counted, nothing from them is dispatched, and a healthy connection carries on. */
 Test(feeds, garbage_is_refused_per_connection) {
-    env->cfg.feeds.frame_timeout_ms = GARBAGE_TIMEOUT_MS;
+    env->cfg.frame_timeout_ms = GARBAGE_TIMEOUT_MS;
     start();
     int healthy = raw_connect();
     send_tick(healthy, 5, 1, 0);
@@ -1055,7 +1055,7 @@ Test(feeds, garbage_is_refused_per_connection) {
 /* Backpressure is tickplane's doing: a partial order frame held while the order
  * feeds are paused is not timed out, and the clock starts again on resume. */
 Test(feeds, paused_order_feeds_do_not_time_out_a_partial_frame) {
-    env->cfg.feeds.frame_timeout_ms = PAUSE_TIMEOUT_MS;
+    env->cfg.frame_timeout_ms = PAUSE_TIMEOUT_MS;
     env->pause_at = 5;
     start();
     int fd = raw_connect();

@@ -1,10 +1,15 @@
-/* Unit tests of the configuration module: defaults, every source, every class of
- * bad value and the whole-config validation. Criterion runs each test in its own
- * process, so setenv() does not leak between tests. */
+/* Unit tests of the settings: the registry through its public API (groups, the
+ * order of the sources, validators, --help and the log over every group), and the
+ * service's registry as tickplane loads it (service_settings_init()): defaults,
+ * every source, every class of bad value and the whole-config validation.
+ * Criterion runs each test in its own process, so setenv() does not leak between
+ * tests. */
 #define _POSIX_C_SOURCE 200809L
 
+#include "service_settings.h"
 #include "tp/config.h"
 #include "tp/error.h"
+#include "tp/settings.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -62,7 +67,7 @@ static void clean_env(void) {
 
 TestSuite(config, .init = clean_env);
 
-static tp_config_t cfg;
+static service_settings_t cfg;
 static char err[512];
 
 /* Loads the environment plus the given flags (NULL-terminated) into cfg. */
@@ -71,9 +76,9 @@ static int load_args(const char *const *flags) {
     int argc = 1;
     for (; flags && flags[argc - 1]; argc++)
         argv[argc] = (char *)flags[argc - 1];
-    tp_config_init(&cfg);
+    service_settings_init(&cfg);
     memset(err, 'x', sizeof(err)); /* Proves that err is always written. */
-    return tp_config_load(&cfg, argc, argv, err, sizeof(err));
+    return tp_settings_load(&cfg.table, argc, argv, err, sizeof(err));
 }
 
 #define LOAD(...) load_args((const char *const[]){__VA_ARGS__, NULL})
@@ -133,8 +138,20 @@ Test(config, defaults) {
     cr_assert_eq(f->max_frame_bytes, 64 * 1024);
     cr_assert_eq(f->max_connections, 64);
     cr_assert_eq(f->frame_timeout_ms, 10000);
-    tp_config_close(&cfg);
-    tp_config_close(&cfg); /* Safe twice: the strings were reset to NULL. */
+    const tp_service_config_t *v = &cfg.service;
+    cr_assert_eq(v->event_format, TP_EVENT_FLATBUFFERS);
+    cr_assert_not(v->md_publish);
+    cr_assert_eq(v->md_history, 0);
+    cr_assert_eq(v->order_queue_max, 16384);
+    cr_assert_eq(v->finished_orders_max, 100000);
+    cr_assert_eq(v->shutdown_timeout_ms, 10000);
+    cr_assert_str_eq(v->metrics_addr, "127.0.0.1:9108");
+    cr_assert_eq(v->latency_log_ms, 10000);
+    tp_settings_close(&cfg.table);
+    cr_assert_null(cfg.redis.host, "every group's strings are freed");
+    cr_assert_null(cfg.feeds.tcp_addr);
+    cr_assert_null(cfg.service.metrics_addr);
+    tp_settings_close(&cfg.table); /* Safe twice: the strings were reset to NULL. */
 }
 
 Test(config, feed_settings) {
@@ -157,7 +174,7 @@ Test(config, feed_settings) {
     cr_expect_eq(f->max_frame_bytes, 1024 * 1024);
     cr_expect_eq(f->max_connections, 500);
     cr_expect_eq(f->frame_timeout_ms, 250);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     unlink(replay);
     free(replay);
 
@@ -167,7 +184,7 @@ Test(config, feed_settings) {
     cr_expect_null(cfg.feeds.tcp_addr, "off turns the source off");
     cr_expect_null(cfg.feeds.udp_addr);
     cr_expect_eq(cfg.feeds.frame_timeout_ms, 0, "0 turns the stall timeout off");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, multicast_group_needs_a_matching_udp_socket) {
@@ -175,19 +192,19 @@ Test(config, multicast_group_needs_a_matching_udp_socket) {
     setenv("TP_FEED_UDP", "off", 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("TP_FEED_UDP_GROUP is set but TP_FEED_UDP is off", NULL);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 
     setenv("TP_FEED_UDP", "[::1]:7401", 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("must both be IPv4 or IPv6", NULL);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, replay_file_must_be_readable) {
     setenv("TP_FEED_REPLAY", "/nonexistent/frames.bin", 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("TP_FEED_REPLAY=/nonexistent/frames.bin: cannot use it", NULL);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, every_env_var_applied) {
@@ -235,7 +252,7 @@ Test(config, every_env_var_applied) {
     cr_assert_str_eq(r->key_prefix, "prod:");
     cr_assert_eq(r->default_ttl_s, 86400);
     cr_assert_eq(cfg.log_level, TP_LOG_DEBUG);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     unlink(cert);
     unlink(key);
     unlink(ca);
@@ -252,7 +269,7 @@ Test(config, empty_env_var_is_unset) {
     cr_assert_eq(cfg.redis.port, 6379);
     cr_assert_str_eq(cfg.redis.key_prefix, "tp:");
     cr_assert_null(cfg.redis.password);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, flag_overrides_env) {
@@ -261,7 +278,7 @@ Test(config, flag_overrides_env) {
     cr_assert_eq(LOAD("--redis-port", "6381"), 0, "%s", err);
     cr_assert_eq(cfg.redis.port, 6381);
     cr_assert_str_eq(cfg.redis.host, "from-env");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, flag_forms) {
@@ -272,7 +289,7 @@ Test(config, flag_forms) {
     cr_assert_str_eq(cfg.redis.host, "h1");
     cr_assert_eq(cfg.log_level, TP_LOG_WARN);
     cr_assert_eq(cfg.redis.pool_size, 8);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, later_flag_wins_and_strings_are_replaced) {
@@ -281,20 +298,20 @@ Test(config, later_flag_wins_and_strings_are_replaced) {
         0, "%s", err);
     cr_assert_str_eq(cfg.redis.host, "b");
     cr_assert_str_eq(cfg.redis.password, "p2");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, key_prefix_may_be_empty_from_flag) {
     setenv("TP_KEY_PREFIX", "env:", 1);
     cr_assert_eq(LOAD("--key-prefix="), 0, "%s", err);
     cr_assert_str_eq(cfg.redis.key_prefix, "");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, value_may_contain_equals_sign) {
     cr_assert_eq(LOAD("--redis-password=a=b"), 0, "%s", err);
     cr_assert_str_eq(cfg.redis.password, "a=b");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 /* ---- value formats ------------------------------------------------------------------------ */
@@ -330,7 +347,7 @@ Test(config, byte_size_suffixes) {
         setenv("REDIS_MAX_QUEUED_BYTES", cases[i].text, 1);
         cr_assert_eq(load_env(), 0, "%s: %s", cases[i].text, err);
         cr_assert_eq(cfg.redis.max_queued_bytes, cases[i].bytes, "%s", cases[i].text);
-        tp_config_close(&cfg);
+        tp_settings_close(&cfg.table);
     }
 }
 
@@ -347,7 +364,7 @@ Test(config, duration_suffixes) {
     /* The cap goes up first so that any first delay is valid. */
     setenv("REDIS_RETRY_MAX_DELAY_MS", "1h", 1);
     cr_assert_eq(load_env(), TP_ECONFIG, "1h is not a documented unit");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     setenv("REDIS_RETRY_MAX_DELAY_MS", "3600s", 1);
     for (size_t v = 0; v < COUNT(vars); v++) {
         for (size_t i = 0; i < COUNT(cases); i++) {
@@ -357,14 +374,14 @@ Test(config, duration_suffixes) {
                       : v == 1 ? cfg.redis.command_timeout_ms
                                : cfg.redis.retry_delay_ms;
             cr_assert_eq(got, cases[i].ms, "%s=%s", vars[v], cases[i].text);
-            tp_config_close(&cfg);
+            tp_settings_close(&cfg.table);
         }
         unsetenv(vars[v]);
     }
     setenv("REDIS_RETRY_MAX_DELAY_MS", "750ms", 1);
     cr_assert_eq(load_env(), 0, "%s", err);
     cr_assert_eq(cfg.redis.retry_max_delay_ms, 750);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, boolean_words) {
@@ -374,12 +391,12 @@ Test(config, boolean_words) {
         setenv("REDIS_TLS_ENABLED", yes[i], 1);
         cr_assert_eq(load_env(), 0, "%s", err);
         cr_assert(cfg.redis.tls, "%s", yes[i]);
-        tp_config_close(&cfg);
+        tp_settings_close(&cfg.table);
     }
     for (size_t i = 0; i < COUNT(no); i++) {
         cr_assert_eq(LOAD("--redis-tls-enabled", no[i]), 0, "%s", err);
         cr_assert_not(cfg.redis.tls, "%s", no[i]);
-        tp_config_close(&cfg);
+        tp_settings_close(&cfg.table);
     }
 }
 
@@ -389,7 +406,7 @@ Test(config, log_levels) {
         setenv("TP_LOG_LEVEL", names[i], 1);
         cr_assert_eq(load_env(), 0, "%s", err);
         cr_assert_eq(cfg.log_level, (tp_log_level_t)i, "%s", names[i]);
-        tp_config_close(&cfg);
+        tp_settings_close(&cfg.table);
     }
 }
 
@@ -402,11 +419,11 @@ Test(config, bounds_are_inclusive) {
     cr_assert_eq(cfg.redis.pool_size, 256);
     cr_assert_eq(cfg.redis.max_retries, 1000000);
     cr_assert_eq(cfg.redis.default_ttl_s, 2147483647);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     cr_assert_eq(LOAD("--redis-port=1", "--redis-pool-max-size=1"), 0, "%s", err);
     cr_assert_eq(cfg.redis.port, 1);
     cr_assert_eq(cfg.redis.pool_size, 1);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 /* ---- bad values --------------------------------------------------------------------------- */
@@ -486,7 +503,7 @@ Test(config, bad_env_values_name_variable_and_value) {
         char want[128];
         snprintf(want, sizeof(want), "%s=%s: expected ", bad_values[i].var, bad_values[i].value);
         assert_err_has(want, NULL);
-        tp_config_close(&cfg);
+        tp_settings_close(&cfg.table);
     }
 }
 
@@ -497,11 +514,11 @@ Test(config, bad_flag_values_name_flag_and_value) {
         snprintf(want, sizeof(want), "%s: expected ", arg);
         cr_assert_eq(LOAD(arg), TP_ECONFIG, "%s accepted", arg);
         assert_err_has(want, NULL);
-        tp_config_close(&cfg);
+        tp_settings_close(&cfg.table);
         /* The separate-value form reports the same way. */
         cr_assert_eq(LOAD(bad_values[i].flag, bad_values[i].value), TP_ECONFIG);
         assert_err_has(want, NULL);
-        tp_config_close(&cfg);
+        tp_settings_close(&cfg.table);
     }
 }
 
@@ -524,10 +541,10 @@ Test(config, host_names_and_addresses) {
     for (size_t i = 0; i < COUNT(good); i++) {
         cr_assert_eq(LOAD("--redis-host", good[i]), 0, "%s: %s", good[i], err);
         cr_assert_str_eq(cfg.redis.host, good[i]);
-        tp_config_close(&cfg);
+        tp_settings_close(&cfg.table);
     }
     cr_assert_eq(LOAD("--redis-host", label64), TP_ECONFIG, "a 64-character label");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     /* 253 characters in all, not 254. */
     size_t n = 0;
     while (n + 64 <= 253) {
@@ -538,93 +555,93 @@ Test(config, host_names_and_addresses) {
     memset(long_name + n, 'b', 253 - n);
     long_name[253] = '\0';
     cr_assert_eq(LOAD("--redis-host", long_name), 0, "%s", err);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     long_name[253] = 'b';
     long_name[254] = '\0';
     cr_assert_eq(LOAD("--redis-host", long_name), TP_ECONFIG);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     /* The host of a URL obeys the same rules. */
     cr_assert_eq(LOAD("--redis-url=redis://redis-0.svc.:6380"), 0, "%s", err);
     cr_assert_str_eq(cfg.redis.host, "redis-0.svc.");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     cr_assert_eq(LOAD("--redis-url=redis://-bad:6380"), TP_ECONFIG);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, message_says_what_is_expected) {
     setenv("REDIS_PORT", "abc", 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     cr_assert_str_eq(err, "REDIS_PORT=abc: expected an integer from 1 to 65535");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, empty_flag_value_for_required_string) {
     cr_assert_eq(LOAD("--redis-host="), TP_ECONFIG);
     assert_err_has("--redis-host=: expected a non-empty value", NULL);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, unknown_flag) {
     cr_assert_eq(LOAD("--redis-prot", "6380"), TP_ECONFIG);
     assert_err_has("unknown option --redis-prot", NULL);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, unknown_flag_never_echoes_its_value) {
     cr_assert_eq(LOAD("--redis-pasword=hunter2"), TP_ECONFIG);
     assert_err_has("--redis-pasword", NULL);
     cr_assert_null(strstr(err, "hunter2"), "%s", err);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, flag_missing_value) {
     cr_assert_eq(LOAD("--redis-port"), TP_ECONFIG);
     assert_err_has("--redis-port", "missing value");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     /* The next flag is not taken as the value. */
     cr_assert_eq(LOAD("--redis-host", "--redis-port=1"), TP_ECONFIG);
     assert_err_has("--redis-host", "missing value");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, positional_argument) {
     cr_assert_eq(LOAD("localhost"), TP_ECONFIG);
     assert_err_has("unexpected argument", "localhost");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, help) {
-    cr_assert_eq(LOAD("--help"), TP_CONFIG_HELP);
-    tp_config_close(&cfg);
-    cr_assert_eq(LOAD("-h"), TP_CONFIG_HELP);
-    tp_config_close(&cfg);
+    cr_assert_eq(LOAD("--help"), TP_SETTINGS_HELP);
+    tp_settings_close(&cfg.table);
+    cr_assert_eq(LOAD("-h"), TP_SETTINGS_HELP);
+    tp_settings_close(&cfg.table);
     /* Help wins over mistakes in flags and in the environment. */
     setenv("REDIS_PORT", "abc", 1);
-    cr_assert_eq(LOAD("--bogus", "--redis-port=0", "--help"), TP_CONFIG_HELP);
-    tp_config_close(&cfg);
+    cr_assert_eq(LOAD("--bogus", "--redis-port=0", "--help"), TP_SETTINGS_HELP);
+    tp_settings_close(&cfg.table);
 }
 
 /* --check-config loads and validates everything as a start would, and only marks
  * the result; a bad setting is still an error. */
 Test(config, check_config) {
     cr_assert_eq(LOAD("--check-config", "--redis-port=7000"), 0);
-    cr_assert(cfg.check_only);
+    cr_assert(cfg.table.check_only);
     cr_assert_eq(cfg.redis.port, 7000);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     cr_assert_eq(LOAD("--redis-port=7000"), 0);
-    cr_assert_not(cfg.check_only);
-    tp_config_close(&cfg);
+    cr_assert_not(cfg.table.check_only);
+    tp_settings_close(&cfg.table);
     setenv("REDIS_PORT", "abc", 1);
     cr_assert_eq(LOAD("--check-config"), TP_ECONFIG);
     assert_err_has("REDIS_PORT=abc", "expected an integer");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, flag_errors_come_before_env_errors) {
     setenv("REDIS_PORT", "abc", 1);
     cr_assert_eq(LOAD("--bogus"), TP_ECONFIG);
     assert_err_has("--bogus", NULL);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 /* ---- secrets ------------------------------------------------------------------------------ */
@@ -632,20 +649,20 @@ Test(config, flag_errors_come_before_env_errors) {
 Test(config, secret_never_in_error) {
     cr_assert_eq(LOAD("--redis-password="), TP_ECONFIG);
     assert_err_has("--redis-password=***", NULL);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 
     setenv("REDIS_URL", "rediss://bob:hunter2@redis.example.com:99999", 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("REDIS_URL=rediss://bob:***@redis.example.com:99999", "port");
     cr_assert_null(strstr(err, "hunter2"), "%s", err);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 
     /* Credentials without ':' may be a password: hidden whole. */
     setenv("REDIS_URL", "redis://hunter2@host", 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("REDIS_URL=redis://***@host", NULL);
     cr_assert_null(strstr(err, "hunter2"), "%s", err);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 
     /* An unencoded '@' in the password still hides all of it. */
     unsetenv("REDIS_URL");
@@ -653,23 +670,23 @@ Test(config, secret_never_in_error) {
     assert_err_has("--redis-url=redis://:***@host:0", NULL);
     cr_assert_null(strstr(err, "hun"), "%s", err);
     cr_assert_null(strstr(err, "ter2"), "%s", err);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 
     /* A bad escape in the password is reported without the password. */
     cr_assert_eq(LOAD("--redis-url=redis://:hunter2%zz@host"), TP_ECONFIG);
     assert_err_has("escape", NULL);
     cr_assert_null(strstr(err, "hunter2"), "%s", err);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
-/* Reads what tp_config_log() wrote to stderr. */
-static char *capture_log(const tp_config_t *c) {
+/* Reads what tp_settings_log() wrote to stderr. */
+static char *capture_log(const tp_settings_t *reg) {
     char path[] = "/tmp/test_config_log_XXXXXX";
     int fd = mkstemp(path);
     cr_assert_geq(fd, 0);
     close(fd);
     cr_assert_not_null(freopen(path, "w", stderr));
-    tp_config_log(c);
+    tp_settings_log(reg);
     fflush(stderr);
     FILE *f = fopen(path, "r");
     cr_assert_not_null(f);
@@ -685,7 +702,7 @@ Test(config, log_redacts_secrets) {
     setenv("REDIS_PASSWORD", "hunter2", 1);
     setenv("REDIS_USERNAME", "bob", 1);
     cr_assert_eq(load_env(), 0, "%s", err);
-    char *line = capture_log(&cfg);
+    char *line = capture_log(&cfg.table);
     cr_assert(strstr(line, "\"msg\":\"configuration\""), "%s", line);
     cr_assert(strstr(line, "\"redis_password\":\"***\""), "%s", line);
     cr_assert(strstr(line, "\"redis_username\":\"bob\""), "%s", line);
@@ -695,7 +712,7 @@ Test(config, log_redacts_secrets) {
     cr_assert(strstr(line, "\"tp_key_prefix\":\"tp:\""), "%s", line);
     cr_assert(strstr(line, "\"tp_log_level\":\"info\""), "%s", line);
     cr_assert_null(strstr(line, "hunter2"), "%s", line);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, usage_lists_every_setting) {
@@ -703,7 +720,8 @@ Test(config, usage_lists_every_setting) {
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
     cr_assert_not_null(out);
-    tp_config_usage(out, "tickplane");
+    service_settings_init(&cfg);
+    tp_settings_usage(&cfg.table, out, "tickplane");
     fclose(out);
     cr_assert(strstr(text, "Usage: tickplane"), "%s", text);
     cr_assert(strstr(text, "--help"), "%s", text);
@@ -714,6 +732,15 @@ Test(config, usage_lists_every_setting) {
     cr_assert(strstr(text, "64MiB"), "%s", text);
     for (size_t i = 0; i < COUNT(all_vars); i++)
         cr_assert(strstr(text, all_vars[i]), "%s missing from usage", all_vars[i]);
+    /* The groups in the order they were added, then the registry's own flags. */
+    static const char *const in_order[] = {
+        "REDIS_URL",       "REDIS_DEFAULT_TTL",       "TP_FEED_TCP",  "TP_FEED_FRAME_TIMEOUT",
+        "TP_EVENT_FORMAT", "TP_LATENCY_LOG_INTERVAL", "TP_LOG_LEVEL", "--check-config",
+        "-h, --help"};
+    for (size_t i = 1; i < COUNT(in_order); i++)
+        cr_assert_lt(strstr(text, in_order[i - 1]), strstr(text, in_order[i]), "%s before %s",
+                     in_order[i - 1], in_order[i]);
+    tp_settings_close(&cfg.table);
     free(text);
 }
 
@@ -728,7 +755,7 @@ Test(config, url_plain) {
     cr_assert_null(cfg.redis.username);
     cr_assert_null(cfg.redis.password);
     cr_assert_not(cfg.redis.tls);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, url_rediss_with_user_password_port_db) {
@@ -740,7 +767,7 @@ Test(config, url_rediss_with_user_password_port_db) {
     cr_assert_str_eq(cfg.redis.username, "trader");
     cr_assert_str_eq(cfg.redis.password, "s3cret");
     cr_assert(cfg.redis.tls);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, url_password_only) {
@@ -750,7 +777,7 @@ Test(config, url_password_only) {
     cr_assert_eq(cfg.redis.port, 7000);
     cr_assert_null(cfg.redis.username);
     cr_assert_str_eq(cfg.redis.password, "s3cret");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, url_ipv6) {
@@ -759,13 +786,13 @@ Test(config, url_ipv6) {
     cr_assert_str_eq(cfg.redis.host, "::1");
     cr_assert_eq(cfg.redis.port, 6390);
     cr_assert_eq(cfg.redis.database, 2);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 
     setenv("REDIS_URL", "rediss://[2001:db8::7]", 1);
     cr_assert_eq(load_env(), 0, "%s", err);
     cr_assert_str_eq(cfg.redis.host, "2001:db8::7");
     cr_assert_eq(cfg.redis.port, 6379);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, url_percent_decoding) {
@@ -775,7 +802,7 @@ Test(config, url_percent_decoding) {
     cr_assert_str_eq(cfg.redis.password, "p:s/s%w@rd");
     cr_assert_str_eq(cfg.redis.host, "host");
     cr_assert_eq(cfg.redis.database, 0);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, url_parts_overridden_by_variables) {
@@ -790,7 +817,7 @@ Test(config, url_parts_overridden_by_variables) {
     cr_assert_str_eq(cfg.redis.username, "trader");
     cr_assert_eq(cfg.redis.database, 5);
     cr_assert_not(cfg.redis.tls);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, url_flag_overrides_env_and_yields_to_flags) {
@@ -799,7 +826,7 @@ Test(config, url_flag_overrides_env_and_yields_to_flags) {
     cr_assert_eq(LOAD("--redis-port=7002", "--redis-url", "redis://flag-host:7003"), 0, "%s", err);
     cr_assert_str_eq(cfg.redis.host, "flag-host");
     cr_assert_eq(cfg.redis.port, 7002);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, bad_urls) {
@@ -838,7 +865,7 @@ Test(config, bad_urls) {
         setenv("REDIS_URL", cases[i].url, 1);
         cr_assert_eq(load_env(), TP_ECONFIG, "%s accepted", cases[i].url);
         assert_err_has("REDIS_URL=", cases[i].why);
-        tp_config_close(&cfg);
+        tp_settings_close(&cfg.table);
     }
 }
 
@@ -883,7 +910,7 @@ Test(config, cert_without_key) {
     setenv("REDIS_TLS_CERT_PATH", cert, 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("REDIS_TLS_CERT_PATH", "REDIS_TLS_KEY_PATH");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     unlink(cert);
     free(cert);
 }
@@ -892,7 +919,7 @@ Test(config, key_without_cert) {
     char *key = temp_file();
     cr_assert_eq(LOAD("--redis-tls-enabled=on", "--redis-tls-key-path", key), TP_ECONFIG);
     assert_err_has("REDIS_TLS_KEY_PATH is set but REDIS_TLS_CERT_PATH is not", NULL);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     unlink(key);
     free(key);
 }
@@ -902,11 +929,11 @@ Test(config, retry_delay_above_cap) {
     setenv("REDIS_RETRY_MAX_DELAY_MS", "1s", 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("REDIS_RETRY_DELAY_MS=2000ms", "REDIS_RETRY_MAX_DELAY_MS=1000ms");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     /* Equal is fine: there is then no growth, but nothing contradicts. */
     setenv("REDIS_RETRY_DELAY_MS", "1s", 1);
     cr_assert_eq(load_env(), 0, "%s", err);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, tls_settings_need_tls) {
@@ -919,7 +946,7 @@ Test(config, tls_settings_need_tls) {
         setenv(vars[i], values[i], 1);
         cr_assert_eq(load_env(), TP_ECONFIG, "%s accepted without TLS", vars[i]);
         assert_err_has(vars[i], "REDIS_TLS_ENABLED is off");
-        tp_config_close(&cfg);
+        tp_settings_close(&cfg.table);
     }
 }
 
@@ -929,7 +956,7 @@ Test(config, rediss_url_turns_tls_on_for_ca) {
     setenv("REDIS_TLS_CA_PATH", ca, 1);
     cr_assert_eq(load_env(), 0, "%s", err);
     cr_assert(cfg.redis.tls);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     unlink(ca);
     free(ca);
 }
@@ -939,7 +966,7 @@ Test(config, tls_path_missing) {
     setenv("REDIS_TLS_CA_PATH", "/nonexistent/ca.pem", 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("REDIS_TLS_CA_PATH=/nonexistent/ca.pem", "No such file");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, tls_path_is_directory) {
@@ -947,7 +974,7 @@ Test(config, tls_path_is_directory) {
     setenv("REDIS_TLS_CA_PATH", "/tmp", 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("REDIS_TLS_CA_PATH=/tmp", "directory");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
 }
 
 Test(config, tls_path_unreadable) {
@@ -960,7 +987,7 @@ Test(config, tls_path_unreadable) {
     setenv("REDIS_TLS_KEY_PATH", key, 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("REDIS_TLS_KEY_PATH=", key);
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
     unlink(key);
     unlink(cert);
     free(key);
@@ -971,5 +998,305 @@ Test(config, username_needs_password) {
     setenv("REDIS_USERNAME", "bob", 1);
     cr_assert_eq(load_env(), TP_ECONFIG);
     assert_err_has("REDIS_USERNAME", "REDIS_PASSWORD");
-    tp_config_close(&cfg);
+    tp_settings_close(&cfg.table);
+}
+
+/* ---- the registry through its public API -------------------------------------------------- */
+
+/* Two groups of a made-up program: "alpha" (a number, a secret, a bundle setting
+ * applied early like REDIS_URL, and a file) and "beta" (a word and an address). */
+typedef struct {
+    int num;
+    int twin; /* set only by T_BUNDLE, and by T_TWIN */
+    char *secret;
+    char *file;
+} alpha_t;
+
+typedef struct {
+    int word;
+    char *addr;
+} beta_t;
+
+/* "N" sets both num and twin to N, as REDIS_URL sets several Redis settings. */
+static int parse_bundle(const tp_setting_t *s, const char *text, void *field, char *why,
+                        size_t whylen) {
+    alpha_t *a = field;
+    int n;
+    if (tp_setting_int.parse(s, text, &n, why, whylen) != 0)
+        return TP_ECONFIG;
+    a->num = a->twin = n;
+    return 0;
+}
+
+static const tp_setting_type_t bundle_type = {parse_bundle, NULL, NULL, false, NULL};
+
+static const tp_setting_t alpha_settings[] = {
+    {"T_BUNDLE", "--bundle", NULL, &bundle_type, 0, 0, 100, TP_SETTING_EARLY, "both numbers"},
+    {"T_NUM", "--num", "1", &tp_setting_int, offsetof(alpha_t, num), 0, 100, 0, "a number"},
+    {"T_TWIN", "--twin", "2", &tp_setting_int, offsetof(alpha_t, twin), 0, 100, 0, "its twin"},
+    {"T_SECRET", "--secret", NULL, &tp_setting_str, offsetof(alpha_t, secret), 1, 0,
+     TP_SETTING_SECRET, "a password"},
+    {"T_FILE", "--file", NULL, &tp_setting_str, offsetof(alpha_t, file), 1, 0, TP_SETTING_READABLE,
+     "a file to read"},
+};
+
+static const char *const words[] = {"red", "green", "blue", NULL};
+static const tp_setting_type_t word_type = TP_SETTING_NAMES(words);
+static const char *const pair[] = {"on", "off", NULL};
+static const tp_setting_type_t pair_type = TP_SETTING_NAMES(pair);
+
+static const tp_setting_t beta_settings[] = {
+    {"T_WORD", "--word", "green", &word_type, offsetof(beta_t, word), 0, 0, TP_SETTING_ANY_CASE,
+     "a colour"},
+    {"T_ADDR", "--addr", "127.0.0.1:1", &tp_setting_addr, offsetof(beta_t, addr), 0, 0, 0,
+     "a listen address"},
+};
+
+static int alpha_calls, beta_calls, order;
+
+/* num may not exceed twin: a rule between the group's own fields. */
+static int validate_alpha(const void *group, char *e, size_t elen) {
+    const alpha_t *a = group;
+    alpha_calls = ++order;
+    if (a->num <= a->twin)
+        return 0;
+    snprintf(e, elen, "%s=%d is greater than %s=%d",
+             tp_settings_find(alpha_settings, COUNT(alpha_settings), offsetof(alpha_t, num))->env,
+             a->num,
+             tp_settings_find(alpha_settings, COUNT(alpha_settings), offsetof(alpha_t, twin))->env,
+             a->twin);
+    return TP_ECONFIG;
+}
+
+static int validate_beta(const void *group, char *e, size_t elen) {
+    const beta_t *b = group;
+    beta_calls = ++order;
+    if (b->word != 2 || b->addr)
+        return 0;
+    snprintf(e, elen, "blue needs an address");
+    return TP_ECONFIG;
+}
+
+static tp_settings_t reg;
+static alpha_t alpha;
+static beta_t beta;
+
+static void clean_test_env(void) {
+    static const char *const vars[] = {"T_BUNDLE", "T_NUM",  "T_TWIN", "T_SECRET",
+                                       "T_FILE",   "T_WORD", "T_ADDR"};
+    for (size_t i = 0; i < COUNT(vars); i++)
+        unsetenv(vars[i]);
+    alpha_calls = beta_calls = order = 0;
+    tp_settings_defaults(alpha_settings, COUNT(alpha_settings), &alpha);
+    tp_settings_defaults(beta_settings, COUNT(beta_settings), &beta);
+    tp_settings_init(&reg);
+    cr_assert_eq(
+        tp_settings_add(&reg, alpha_settings, COUNT(alpha_settings), &alpha, validate_alpha), 0);
+    cr_assert_eq(tp_settings_add(&reg, beta_settings, COUNT(beta_settings), &beta, validate_beta),
+                 0);
+}
+
+static void close_test_env(void) {
+    tp_settings_close(&reg);
+}
+
+TestSuite(registry, .init = clean_test_env, .fini = close_test_env);
+
+static int reg_load(const char *const *flags) {
+    char *argv[16] = {"prog"};
+    int argc = 1;
+    for (; flags && flags[argc - 1]; argc++)
+        argv[argc] = (char *)flags[argc - 1];
+    memset(err, 'x', sizeof(err));
+    return tp_settings_load(&reg, argc, argv, err, sizeof(err));
+}
+
+#define REG_LOAD(...) reg_load((const char *const[]){__VA_ARGS__, NULL})
+
+Test(registry, groups_get_defaults_and_every_source) {
+    cr_assert_eq(alpha.num, 1);
+    cr_assert_eq(alpha.twin, 2);
+    cr_assert_null(alpha.secret);
+    cr_assert_eq(beta.word, 1);
+    cr_assert_str_eq(beta.addr, "127.0.0.1:1");
+    cr_assert_eq(reg.ngroups, 2);
+    cr_assert_eq(reg.nsettings, COUNT(alpha_settings) + COUNT(beta_settings));
+
+    setenv("T_WORD", "RED", 1);
+    cr_assert_eq(REG_LOAD("--secret=s", "--addr", "off"), 0, "%s", err);
+    cr_assert_str_eq(err, "");
+    cr_assert_eq(beta.word, 0, "any case, as the setting allows");
+    cr_assert_null(beta.addr);
+    cr_assert_str_eq(alpha.secret, "s");
+    cr_assert_eq(alpha_calls, 1, "alpha's validator runs first");
+    cr_assert_eq(beta_calls, 2, "then beta's");
+}
+
+/* Defaults, then the EARLY settings of the environment, the rest of it, the EARLY
+ * flags, the rest of the flags: each overrides what came before. */
+Test(registry, override_order) {
+    setenv("T_BUNDLE", "10", 1);
+    cr_assert_eq(REG_LOAD("--secret=x"), 0, "%s", err);
+    cr_assert_eq(alpha.num, 10);
+    cr_assert_eq(alpha.twin, 10);
+
+    setenv("T_TWIN", "20", 1);
+    cr_assert_eq(REG_LOAD("--secret=x"), 0, "%s", err);
+    cr_assert_eq(alpha.num, 10, "from the bundle");
+    cr_assert_eq(alpha.twin, 20, "a variable overrides the bundle of its source");
+
+    cr_assert_eq(REG_LOAD("--twin=40", "--bundle=30"), 0, "%s", err);
+    cr_assert_eq(alpha.num, 30, "the bundle flag overrides every variable");
+    cr_assert_eq(alpha.twin, 40, "a flag overrides the bundle flag, wherever it is written");
+
+    cr_assert_eq(REG_LOAD("--num=5", "--num=7", "--twin=8"), 0, "%s", err);
+    cr_assert_eq(alpha.num, 7, "the later flag wins");
+}
+
+Test(registry, validator_sees_the_group_after_every_source) {
+    setenv("T_NUM", "9", 1);
+    cr_assert_eq(REG_LOAD("--twin=3"), TP_ECONFIG);
+    cr_assert_str_eq(err, "T_NUM=9 is greater than T_TWIN=3");
+    cr_assert_eq(beta_calls, 0, "the first failing validator ends the load");
+
+    cr_assert_eq(REG_LOAD("--twin=9"), 0, "%s", err);
+    cr_assert_eq(REG_LOAD("--word=blue", "--addr=off"), TP_ECONFIG);
+    cr_assert_str_eq(err, "blue needs an address");
+}
+
+Test(registry, files_are_checked_after_the_validators) {
+    cr_assert_eq(REG_LOAD("--file=/nonexistent/x", "--num=50"), TP_ECONFIG);
+    cr_assert_str_eq(err, "T_NUM=50 is greater than T_TWIN=2");
+    cr_assert_eq(REG_LOAD("--file=/nonexistent/x", "--num=1"), TP_ECONFIG);
+    assert_err_has("T_FILE=/nonexistent/x: cannot use it: ", "No such file");
+}
+
+Test(registry, one_error_format_for_every_group) {
+    cr_assert_eq(REG_LOAD("--num=101"), TP_ECONFIG);
+    cr_assert_str_eq(err, "--num=101: expected an integer from 0 to 100");
+    setenv("T_WORD", "purple", 1);
+    cr_assert_eq(reg_load(NULL), TP_ECONFIG);
+    cr_assert_str_eq(err, "T_WORD=purple: expected one of red, green, blue");
+    unsetenv("T_WORD");
+    cr_assert_eq(REG_LOAD("--secret="), TP_ECONFIG);
+    cr_assert_str_eq(err, "--secret=***: expected a non-empty value");
+    cr_assert_eq(REG_LOAD("--redis-port=1"), TP_ECONFIG, "not registered here");
+    cr_assert_str_eq(err, "unknown option --redis-port (see --help)");
+    cr_assert_eq(REG_LOAD("--bogus", "--help"), TP_SETTINGS_HELP);
+}
+
+Test(registry, word_lists) {
+    static const tp_setting_t s = {"T_PAIR", "--pair", NULL, &pair_type, 0, 0, 0, 0, "on or off"};
+    int v = -1;
+    char why[64];
+    cr_assert_eq(s.type->parse(&s, "off", &v, why, sizeof(why)), 0);
+    cr_assert_eq(v, 1);
+    cr_assert_eq(s.type->parse(&s, "OFF", &v, why, sizeof(why)), TP_ECONFIG, "case matters");
+    cr_assert_str_eq(why, "expected on or off");
+    tp_log_field_t f = s.type->show(&s, &v);
+    cr_assert_str_eq(f.str, "off");
+}
+
+Test(registry, each_setting_is_described_once) {
+    static const tp_setting_t clash_env[] = {
+        {"T_NUM", "--other", "1", &tp_setting_int, 0, 0, 9, 0, "same variable"}};
+    static const tp_setting_t clash_flag[] = {
+        {"T_OTHER", "--word", "1", &tp_setting_int, 0, 0, 9, 0, "same flag"}};
+    static const tp_setting_t twice[] = {
+        {"T_X", "--x", "1", &tp_setting_int, 0, 0, 9, 0, "x"},
+        {"T_X", "--y", "1", &tp_setting_int, 0, 0, 9, 0, "x again"},
+    };
+    static const tp_setting_t fresh[] = {{"T_NEW", "--new", "1", &tp_setting_int, 0, 0, 9, 0, "n"}};
+    int n;
+    cr_assert_eq(tp_settings_add(&reg, clash_env, 1, &n, NULL), TP_EINVAL);
+    cr_assert_eq(tp_settings_add(&reg, clash_flag, 1, &n, NULL), TP_EINVAL);
+    cr_assert_eq(tp_settings_add(&reg, twice, 2, &n, NULL), TP_EINVAL);
+    cr_assert_eq(reg.ngroups, 2, "a refused group is not added");
+    while (reg.ngroups < TP_SETTINGS_MAX_GROUPS)
+        reg.groups[reg.ngroups++] = reg.groups[0]; /* fill up without re-checking names */
+    cr_assert_eq(tp_settings_add(&reg, fresh, 1, &n, NULL), TP_ENOMEM);
+    reg.ngroups = 2;
+}
+
+Test(registry, usage_and_log_cover_every_group_in_order) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_not_null(out);
+    tp_settings_usage(&reg, out, "prog");
+    fclose(out);
+    cr_assert(strstr(text, "Usage: prog [--FLAG VALUE | --FLAG=VALUE]..."), "%s", text);
+    const char *bundle = strstr(text, "--bundle"), *file = strstr(text, "--file");
+    const char *word = strstr(text, "--word"), *addr = strstr(text, "127.0.0.1:1");
+    const char *check = strstr(text, "--check-config");
+    cr_assert(bundle && file && word && addr && check, "%s", text);
+    cr_assert(bundle < file && file < word && word < addr && addr < check, "%s", text);
+    free(text);
+
+    setenv("T_SECRET", "hunter2", 1);
+    cr_assert_eq(reg_load(NULL), 0, "%s", err);
+    char *line = capture_log(&reg);
+    cr_assert(strstr(line, "\"t_num\":1,\"t_twin\":2,\"t_secret\":\"***\",\"t_file\":\"\","
+                           "\"t_word\":\"green\",\"t_addr\":\"127.0.0.1:1\"}"),
+              "%s", line);
+    cr_assert_null(strstr(line, "t_bundle"), "a bundle shows through what it sets: %s", line);
+    cr_assert_null(strstr(line, "hunter2"), "%s", line);
+}
+
+Test(registry, check_config_is_the_registrys) {
+    cr_assert_eq(REG_LOAD("--check-config"), 0, "%s", err);
+    cr_assert(reg.check_only);
+}
+
+Test(registry, close_frees_every_group_and_is_safe_twice) {
+    cr_assert_eq(REG_LOAD("--secret=s", "--addr=127.0.0.1:2"), 0, "%s", err);
+    tp_settings_close(&reg);
+    cr_assert_null(alpha.secret);
+    cr_assert_null(beta.addr);
+    cr_assert_eq(reg.ngroups, 0);
+    tp_settings_close(&reg);
+}
+
+Test(registry, find_skips_settings_without_a_field) {
+    /* T_BUNDLE's offset is 0, as num's is: only num stores a field there. */
+    const tp_setting_t *s = tp_settings_find(alpha_settings, COUNT(alpha_settings), 0);
+    cr_assert_not_null(s);
+    cr_assert_str_eq(s->env, "T_NUM");
+    cr_assert_null(tp_settings_find(alpha_settings, COUNT(alpha_settings), 999));
+}
+
+/* ---- core's groups alone, for programs that use the Redis client without the service ---- */
+
+Test(config, core_groups_load_alone) {
+    tp_config_t core;
+    tp_config_init(&core);
+    setenv("REDIS_PORT", "7777", 1);
+    setenv("TP_FEED_TCP", "not an address", 1); /* another module's: not read here */
+    cr_assert_eq(tp_config_load(&core, 1, (char *[]){"prog", NULL}, err, sizeof(err)), 0, "%s",
+                 err);
+    cr_assert_eq(core.redis.port, 7777);
+    cr_assert_eq(core.log_level, TP_LOG_INFO);
+    cr_assert_eq(
+        tp_config_load(&core, 3, (char *[]){"prog", "--feed-tcp", "off", NULL}, err, sizeof(err)),
+        TP_ECONFIG);
+    cr_assert_str_eq(err, "unknown option --feed-tcp (see --help)");
+    tp_config_close(&core);
+    cr_assert_null(core.redis.host);
+}
+
+/* Each module's group alone gets the same defaults as in the service's registry. */
+Test(config, module_groups_init_alone) {
+    tp_feed_config_t feeds;
+    tp_service_config_t service;
+    tp_feed_config_init(&feeds);
+    tp_service_config_init(&service);
+    cr_assert_str_eq(feeds.tcp_addr, "127.0.0.1:7400");
+    cr_assert_eq(feeds.max_frame_bytes, 64 * 1024);
+    cr_assert_eq(service.event_format, TP_EVENT_FLATBUFFERS);
+    cr_assert_eq(service.order_queue_max, 16384);
+    cr_assert_str_eq(service.metrics_addr, "127.0.0.1:9108");
+    tp_feed_config_close(&feeds);
+    tp_service_config_close(&service);
+    cr_assert_null(feeds.tcp_addr);
+    cr_assert_null(service.metrics_addr);
 }

@@ -1,24 +1,23 @@
-/* Configuration: one table of settings, filled from defaults, then REDIS_URL,
- * then the individual environment variables, then command-line flags (each later
- * source overrides the earlier ones). The same table produces --help and the
- * error messages, so a setting is described exactly once (config.c).
+/* Core's settings: the Redis client's (REDIS_URL, REDIS_*, TP_KEY_PREFIX) and the
+ * log level (TP_LOG_LEVEL), as two groups of the settings registry (tp/settings.h),
+ * so that a program lists them where it wants them in --help. The registry's
+ * machinery (parsing, --help, the log line, the error format) is tp/settings.h.
  *
- * A bad value is reported as "REDIS_PORT=abc: expected an integer from 1 to 65535"
- * (or the flag's name when it came from a flag) and tp_config_load() fails before
- * anything touches a socket. Passwords are never printed: tp_config_log() redacts
- * them. */
+ * A program that uses the Redis client alone fills a tp_config_t with
+ * tp_config_init() and tp_config_load(); the service registers the groups beside
+ * its modules' (core/service/service_settings.c). Passwords are never printed. */
 #ifndef TP_CONFIG_H
 #define TP_CONFIG_H
 
 #include "tp/log.h"
+#include "tp/settings.h"
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <sys/socket.h>
 
-/* Everything a Redis connection pool needs. Strings are owned by the config and
- * freed by tp_config_close(); NULL means "not set". */
+/* Everything a Redis connection pool needs. Strings are NULL ("not set") or
+ * malloc'd, owned by the struct and freed by tp_config_close() or, once
+ * registered, tp_settings_close(). */
 typedef struct {
     char *host;              /* REDIS_HOST */
     int port;                /* REDIS_PORT */
@@ -41,22 +40,46 @@ typedef struct {
     int default_ttl_s;       /* REDIS_DEFAULT_TTL: seconds; 0 = keys do not expire */
 } tp_redis_config_t;
 
-/* Feed sources (feeds/). An address is "IPv4:port" or "[IPv6]:port"; port 0
- * picks a free port. NULL means the source is off. */
+/* Core's two groups together, for programs that use the Redis client alone. */
 typedef struct {
-    char *tcp_addr;         /* TP_FEED_TCP: listener for adapters */
-    char *udp_addr;         /* TP_FEED_UDP: one frame per datagram */
-    char *udp_group;        /* TP_FEED_UDP_GROUP: multicast group to join; NULL = unicast */
-    char *replay_path;      /* TP_FEED_REPLAY: a file of size-prefixed frames */
-    double replay_speed;    /* TP_FEED_REPLAY_SPEED: 0 = full speed, 1 = real time, 2 = 2x */
-    size_t max_frame_bytes; /* TP_MAX_FRAME_BYTES: largest frame body */
-    int max_connections;    /* TP_FEED_MAX_CONNECTIONS: TCP adapters at once */
-    int frame_timeout_ms;   /* TP_FEED_FRAME_TIMEOUT: incomplete TCP frame, while read; 0 = off */
-} tp_feed_config_t;
+    tp_redis_config_t redis;
+    tp_log_level_t log_level; /* TP_LOG_LEVEL */
+} tp_config_t;
 
+/* Adds the Redis group (REDIS_URL first, then REDIS_*, TP_KEY_PREFIX,
+ * REDIS_DEFAULT_TTL) over *cfg, with its validator: a user name needs a password,
+ * the first retry delay must not exceed the cap, TLS files and the server name need
+ * TLS on, a client certificate needs its key. Fill *cfg first (tp_config_init()).
+ * Returns tp_settings_add()'s result. */
+int tp_redis_config_register(tp_settings_t *reg, tp_redis_config_t *cfg);
+
+/* Adds TP_LOG_LEVEL over *level, which the caller fills first (tp_config_init()). */
+int tp_log_level_register(tp_settings_t *reg, tp_log_level_t *level);
+
+/* Fills both groups with their defaults. Pair with tp_config_close(). */
+void tp_config_init(tp_config_t *cfg);
+void tp_config_close(tp_config_t *cfg);
+
+/* Applies REDIS_URL, the environment and argv[1..argc-1] to core's groups alone, on
+ * top of the current values: tp_settings_load() over a registry of these two groups
+ * (an unknown flag, such as a feed's, is an error). */
+int tp_config_load(tp_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Parses a redis:// or rediss:// URL into cfg: rediss[s]://[[user]:password@]host[:port][/db].
+ * On failure cfg is left as it was, and err says why without the password. */
+int tp_config_parse_url(tp_redis_config_t *cfg, const char *url, char *err, size_t errlen);
+
+/* ---- options of the service's modules ------------------------------------------------------ */
+
+/* These two types are the service's settings, filled by its group
+ * (core/service/service_settings.c, TP_EVENT_FORMAT ... TP_LATENCY_LOG_INTERVAL).
+ * They are declared here, not there, because orders/ (the order writer) and feeds/
+ * (the price writer) take them and may depend on core only, never on the service.
+ * Core's own code does not read them. */
 typedef enum { TP_EVENT_FLATBUFFERS, TP_EVENT_JSON } tp_event_format_t;
 
-/* The service's own settings (core/main.c, orders/, the price writer). */
+/* The one string, metrics_addr, is NULL ("off") or malloc'd, freed by
+ * tp_service_config_close() or tp_settings_close(). */
 typedef struct {
     tp_event_format_t event_format; /* TP_EVENT_FORMAT: published events and market data */
     bool md_publish;                /* TP_MD_PUBLISH: PUBLISH every tick on <prefix>md:SYM */
@@ -67,39 +90,5 @@ typedef struct {
     char *metrics_addr;             /* TP_METRICS_ADDR: /metrics, /livez, /readyz; NULL = off */
     int latency_log_ms;             /* TP_LATENCY_LOG_INTERVAL: JSON summary period; 0 = off */
 } tp_service_config_t;
-
-typedef struct {
-    tp_redis_config_t redis;
-    tp_feed_config_t feeds;
-    tp_service_config_t service;
-    tp_log_level_t log_level; /* TP_LOG_LEVEL */
-    bool check_only;          /* --check-config: validate, print, exit without starting */
-} tp_config_t;
-
-/* tp_config_load() result when --help was given: the caller prints tp_config_usage(). */
-#define TP_CONFIG_HELP 1
-
-/* Fills every setting with its default. Pair with tp_config_close(). */
-void tp_config_init(tp_config_t *cfg);
-void tp_config_close(tp_config_t *cfg);
-
-/* Applies REDIS_URL, the environment and argv[1..argc-1] on top of the current
- * values. Returns 0, TP_CONFIG_HELP, or TP_ECONFIG with a message for the user in
- * err (always NUL-terminated). Settings are validated together at the end (e.g. a
- * key without a certificate). */
-int tp_config_load(tp_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
-
-/* Parses a redis:// or rediss:// URL into cfg: rediss[s]://[[user]:password@]host[:port][/db]. */
-int tp_config_parse_url(tp_redis_config_t *cfg, const char *url, char *err, size_t errlen);
-
-/* Parses a listen address, "IPv4:port" or "[IPv6]:port", into *out. Returns 0 or
- * TP_EINVAL. */
-int tp_config_parse_addr(const char *text, struct sockaddr_storage *out);
-
-/* Prints every setting: flag, variable, default and help. */
-void tp_config_usage(FILE *out, const char *progname);
-
-/* Logs the effective configuration at info level, with secrets redacted. */
-void tp_config_log(const tp_config_t *cfg);
 
 #endif

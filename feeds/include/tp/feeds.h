@@ -1,7 +1,7 @@
 /* Feed ingestion (feeds/): frames from market-data adapters and execution
  * gateways, on the one libuv loop.
  *
- * Sources (tp_feed_config_t):
+ * Sources (tp_feed_config_t, tp/feed_config.h):
  *   TCP     a listener for adapters, many connections, a byte stream of
  *           size-prefixed frames; tickplane sends FeedAck frames back.
  *   UDP     one frame per datagram, unicast or a joined multicast group; ticks
@@ -32,7 +32,7 @@
 #ifndef TP_FEEDS_H
 #define TP_FEEDS_H
 
-#include "tp/config.h"
+#include "tp/feed_config.h"
 #include "tp/latency.h"
 #include "tp/price_table.h"
 #include "tp/seq.h"

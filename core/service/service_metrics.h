@@ -1,4 +1,4 @@
-/* What the tickplane service shows about itself (core/main.c's helper): the
+/* What the tickplane service shows about itself (core/service/main.c's helper): the
  * Prometheus page behind /metrics and the periodic latency summary in the log.
  * Reads the modules' counters where they are kept; nothing is copied on the
  * hot path. */

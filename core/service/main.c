@@ -17,6 +17,7 @@
  * loop, and the latency of every stage goes to histograms (tp/latency.h),
  * summarised in the log every TP_LATENCY_LOG_INTERVAL. */
 #include "service_metrics.h"
+#include "service_settings.h"
 #include "tp/config.h"
 #include "tp/error.h"
 #include "tp/feeds.h"
@@ -36,7 +37,7 @@
 #define DRAIN_POLL_MS 5
 
 typedef struct {
-    tp_config_t cfg;
+    service_settings_t cfg;
     uv_loop_t *loop;
     tp_pool_t pool;
     tp_feeds_t feeds;
@@ -338,12 +339,12 @@ static int init_modules(service_t *svc) {
 /* --check-config: deploy checks and operators validate a ConfigMap or an
  * environment file with the real parser, and the TLS files by loading them,
  * before a rollout. The log level is forced so the values are always shown. */
-static int check_config(tp_config_t *cfg) {
+static int check_config(service_settings_t *cfg) {
     char err[512];
     tp_log_level = TP_LOG_INFO;
-    tp_config_log(cfg);
+    tp_settings_log(&cfg->table);
     int rc = tp_pool_check_tls(&cfg->redis, err, sizeof(err));
-    tp_config_close(cfg);
+    tp_settings_close(&cfg->table);
     if (rc != 0) {
         fprintf(stderr, "tickplane: %s\n", err);
         return 2;
@@ -355,22 +356,22 @@ static int check_config(tp_config_t *cfg) {
 int main(int argc, char **argv) {
     static service_t svc;
     char err[512];
-    tp_config_init(&svc.cfg);
-    int rc = tp_config_load(&svc.cfg, argc, argv, err, sizeof(err));
-    if (rc == TP_CONFIG_HELP) {
-        tp_config_usage(stdout, argv[0]);
-        tp_config_close(&svc.cfg);
+    service_settings_init(&svc.cfg);
+    int rc = tp_settings_load(&svc.cfg.table, argc, argv, err, sizeof(err));
+    if (rc == TP_SETTINGS_HELP) {
+        tp_settings_usage(&svc.cfg.table, stdout, argv[0]);
+        tp_settings_close(&svc.cfg.table);
         return 0;
     }
     if (rc != 0) {
         fprintf(stderr, "tickplane: %s\n", err);
-        tp_config_close(&svc.cfg);
+        tp_settings_close(&svc.cfg.table);
         return 2;
     }
     tp_log_level = svc.cfg.log_level;
-    if (svc.cfg.check_only)
+    if (svc.cfg.table.check_only)
         return check_config(&svc.cfg);
-    tp_config_log(&svc.cfg);
+    tp_settings_log(&svc.cfg.table);
 
     svc.loop = uv_default_loop();
     svc.pool.data = &svc;
@@ -382,7 +383,7 @@ int main(int argc, char **argv) {
     if (rc != 0) {
         TP_LOG(TP_LOG_ERROR, "cannot start the redis pool",
                TP_STR("error", tp_pool_last_error(&svc.pool)));
-        tp_config_close(&svc.cfg);
+        tp_settings_close(&svc.cfg.table);
         /* Bad certificate files are a configuration error like any other: 2, which
          * supervisors are told not to restart on (tickplane.service). */
         return rc == TP_ECONFIG ? 2 : 1;
@@ -398,7 +399,7 @@ int main(int argc, char **argv) {
 
     uv_run(svc.loop, UV_RUN_DEFAULT);
     uv_loop_close(svc.loop);
-    tp_config_close(&svc.cfg);
+    tp_settings_close(&svc.cfg.table);
     TP_LOG(TP_LOG_INFO, "stopped", TP_INT("status", svc.status));
     return svc.status;
 }

@@ -1,0 +1,66 @@
+/* The service's own settings, and the composition of every module's group into the
+ * one settings registry. */
+#include "service_settings.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FIELD(f) offsetof(tp_service_config_t, f)
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* In tp_event_format_t order. */
+static const char *const event_format_names[] = {"flatbuffers", "json", NULL};
+static const tp_setting_type_t event_format_type = TP_SETTING_NAMES(event_format_names);
+
+static const tp_setting_t service_settings[] = {
+    {"TP_EVENT_FORMAT", "--event-format", "flatbuffers", &event_format_type, FIELD(event_format), 0,
+     0, 0, "published events: flatbuffers (TradingEvent, schemas/event.fbs) or json"},
+    {"TP_MD_PUBLISH", "--md-publish", "false", &tp_setting_bool, FIELD(md_publish), 0, 0, 0,
+     "publish every tick on <prefix>md:SYM (in TP_EVENT_FORMAT)"},
+    {"TP_MD_HISTORY", "--md-history", "0", &tp_setting_int, FIELD(md_history), 0, INT32_MAX, 0,
+     "keep about N ticks per symbol in the stream <prefix>hist:SYM; 0 = off"},
+    {"TP_ORDER_QUEUE_MAX", "--order-queue-max", "16384", &tp_setting_int, FIELD(order_queue_max),
+     16, 1 << 24, 0, "order events awaiting Redis before the order feeds are paused"},
+    {"TP_FINISHED_ORDERS_MAX", "--finished-orders-max", "100000", &tp_setting_int,
+     FIELD(finished_orders_max), 0, 1000000, 0,
+     "finished orders kept in memory (about 0.7 KiB each); older ones are dropped from memory "
+     "only, and an event naming one is refused as final"},
+    {"TP_SHUTDOWN_TIMEOUT", "--shutdown-timeout", "10s", &tp_setting_duration,
+     FIELD(shutdown_timeout_ms), 1, TP_SETTING_HOUR_MS, 0,
+     "on SIGTERM, how long to wait for Redis to acknowledge what is queued"},
+    {"TP_METRICS_ADDR", "--metrics-addr", "127.0.0.1:9108", &tp_setting_addr, FIELD(metrics_addr),
+     0, 0, 0, "HTTP /metrics (Prometheus), /livez and /readyz: IPv4:port, [IPv6]:port or off"},
+    {"TP_LATENCY_LOG_INTERVAL", "--latency-log-interval", "10s", &tp_setting_duration,
+     FIELD(latency_log_ms), 0, TP_SETTING_HOUR_MS, 0,
+     "period of the one-line latency summary in the log; 0 = off"},
+};
+
+void tp_service_config_init(tp_service_config_t *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    tp_settings_defaults(service_settings, COUNT(service_settings), cfg);
+}
+
+void tp_service_config_close(tp_service_config_t *cfg) {
+    tp_settings_free(service_settings, COUNT(service_settings), cfg);
+}
+
+int tp_service_config_register(tp_settings_t *reg, tp_service_config_t *cfg) {
+    return tp_settings_add(reg, service_settings, COUNT(service_settings), cfg, NULL);
+}
+
+void service_settings_init(service_settings_t *s) {
+    tp_config_t core;
+    /* Core's two groups get their defaults together; the strings move with them. */
+    tp_config_init(&core);
+    s->redis = core.redis;
+    s->log_level = core.log_level;
+    tp_feed_config_init(&s->feeds);
+    tp_service_config_init(&s->service);
+    tp_settings_init(&s->table);
+    /* Fixed groups with distinct names always fit; a clash is a bug test_config finds. */
+    if (tp_redis_config_register(&s->table, &s->redis) != 0 ||
+        tp_feed_config_register(&s->table, &s->feeds) != 0 ||
+        tp_service_config_register(&s->table, &s->service) != 0 ||
+        tp_log_level_register(&s->table, &s->log_level) != 0)
+        abort();
+}
