@@ -318,7 +318,7 @@ static int init_modules(service_t *svc) {
     int rc = tp_feeds_init(&svc->feeds, svc->loop, &svc->cfg.feeds, &feed_opts);
     svc->feeds_up = rc == 0;
     if (rc == 0)
-        rc = tp_price_writer_init(&svc->prices, &svc->pool, &svc->feeds, &svc->cfg.service);
+        rc = tp_price_writer_init(&svc->prices, &svc->pool, &svc->feeds, &svc->cfg.prices);
     svc->prices_up = rc == 0;
     svc->orders.data = svc;
     static const tp_order_writer_callbacks_t order_cb = {.on_ack = on_order_ack,
@@ -327,7 +327,7 @@ static int init_modules(service_t *svc) {
                                                          .mark_price = mark_price,
                                                          .on_fatal = on_order_fatal};
     if (rc == 0)
-        rc = tp_order_writer_init(&svc->orders, &svc->pool, &svc->cfg.service, &order_cb);
+        rc = tp_order_writer_init(&svc->orders, &svc->pool, &svc->cfg.orders, &order_cb);
     svc->orders_up = rc == 0;
     if (rc == 0)
         rc = tp_order_restore(&svc->orders, on_restored);
@@ -357,7 +357,7 @@ int main(int argc, char **argv) {
     static service_t svc;
     char err[512];
     service_settings_init(&svc.cfg);
-    int rc = tp_settings_load(&svc.cfg.table, argc, argv, err, sizeof(err));
+    int rc = service_settings_load(&svc.cfg, argc, argv, err, sizeof(err));
     if (rc == TP_SETTINGS_HELP) {
         tp_settings_usage(&svc.cfg.table, stdout, argv[0]);
         tp_settings_close(&svc.cfg.table);

@@ -8,23 +8,7 @@
 #define FIELD(f) offsetof(tp_service_config_t, f)
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-/* In tp_event_format_t order. */
-static const char *const event_format_names[] = {"flatbuffers", "json", NULL};
-static const tp_setting_type_t event_format_type = TP_SETTING_NAMES(event_format_names);
-
 static const tp_setting_t service_settings[] = {
-    {"TP_EVENT_FORMAT", "--event-format", "flatbuffers", &event_format_type, FIELD(event_format), 0,
-     0, 0, "published events: flatbuffers (TradingEvent, schemas/event.fbs) or json"},
-    {"TP_MD_PUBLISH", "--md-publish", "false", &tp_setting_bool, FIELD(md_publish), 0, 0, 0,
-     "publish every tick on <prefix>md:SYM (in TP_EVENT_FORMAT)"},
-    {"TP_MD_HISTORY", "--md-history", "0", &tp_setting_int, FIELD(md_history), 0, INT32_MAX, 0,
-     "keep about N ticks per symbol in the stream <prefix>hist:SYM; 0 = off"},
-    {"TP_ORDER_QUEUE_MAX", "--order-queue-max", "16384", &tp_setting_int, FIELD(order_queue_max),
-     16, 1 << 24, 0, "order events awaiting Redis before the order feeds are paused"},
-    {"TP_FINISHED_ORDERS_MAX", "--finished-orders-max", "100000", &tp_setting_int,
-     FIELD(finished_orders_max), 0, 1000000, 0,
-     "finished orders kept in memory (about 0.7 KiB each); older ones are dropped from memory "
-     "only, and an event naming one is refused as final"},
     {"TP_SHUTDOWN_TIMEOUT", "--shutdown-timeout", "10s", &tp_setting_duration,
      FIELD(shutdown_timeout_ms), 1, TP_SETTING_HOUR_MS, 0,
      "on SIGTERM, how long to wait for Redis to acknowledge what is queued"},
@@ -55,12 +39,22 @@ void service_settings_init(service_settings_t *s) {
     s->redis = core.redis;
     s->log_level = core.log_level;
     tp_feed_config_init(&s->feeds);
+    tp_price_writer_config_init(&s->prices);
+    tp_order_writer_config_init(&s->orders);
     tp_service_config_init(&s->service);
     tp_settings_init(&s->table);
     /* Fixed groups with distinct names always fit; a clash is a bug test_config finds. */
     if (tp_redis_config_register(&s->table, &s->redis) != 0 ||
         tp_feed_config_register(&s->table, &s->feeds) != 0 ||
+        tp_price_writer_config_register(&s->table, &s->prices) != 0 ||
+        tp_order_writer_config_register(&s->table, &s->orders) != 0 ||
         tp_service_config_register(&s->table, &s->service) != 0 ||
         tp_log_level_register(&s->table, &s->log_level) != 0)
         abort();
+}
+
+int service_settings_load(service_settings_t *s, int argc, char **argv, char *err, size_t errlen) {
+    int rc = tp_settings_load(&s->table, argc, argv, err, errlen);
+    s->prices.md_format = s->orders.event_format;
+    return rc;
 }

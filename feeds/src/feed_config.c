@@ -1,6 +1,7 @@
 /* The feeds' settings: one table of rows for the settings registry (tp/settings.h)
  * over tp_feed_config_t, and the rule between its fields. */
 #include "tp/feed_config.h"
+#include "tp/price_writer.h"
 
 #include "tp/error.h"
 
@@ -70,4 +71,24 @@ void tp_feed_config_close(tp_feed_config_t *cfg) {
 
 int tp_feed_config_register(tp_settings_t *reg, tp_feed_config_t *cfg) {
     return tp_settings_add(reg, feed_settings, COUNT(feed_settings), cfg, validate_feeds);
+}
+
+/* ---- the price writer's group ------------------------------------------------------------- */
+
+#define MD_FIELD(f) offsetof(tp_price_writer_config_t, f)
+
+static const tp_setting_t price_writer_settings[] = {
+    {"TP_MD_PUBLISH", "--md-publish", "false", &tp_setting_bool, MD_FIELD(md_publish), 0, 0, 0,
+     "publish every tick on <prefix>md:SYM (in TP_EVENT_FORMAT)"},
+    {"TP_MD_HISTORY", "--md-history", "0", &tp_setting_int, MD_FIELD(md_history), 0, INT32_MAX, 0,
+     "keep about N ticks per symbol in the stream <prefix>hist:SYM; 0 = off"},
+};
+
+void tp_price_writer_config_init(tp_price_writer_config_t *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    tp_settings_defaults(price_writer_settings, COUNT(price_writer_settings), cfg);
+}
+
+int tp_price_writer_config_register(tp_settings_t *reg, tp_price_writer_config_t *cfg) {
+    return tp_settings_add(reg, price_writer_settings, COUNT(price_writer_settings), cfg, NULL);
 }

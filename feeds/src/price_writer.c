@@ -199,7 +199,7 @@ static void publish_md(tp_price_writer_t *w, const tp_frame_t *frame, const pric
     char json[PRICE_FIELDS * (TP_FIXED_TEXT_MAX + 16) + TP_WIRE_SYMBOL_MAX + 32];
     const uint8_t *msg = (const uint8_t *)json;
     size_t len = 0;
-    if (w->cfg->event_format == TP_EVENT_JSON)
+    if (w->cfg->md_format == TP_EVENT_JSON)
         len = md_json(json, tick, pt);
     else if (tp_wire_build_tick(w->builder, frame->stream_id, frame->seq, tick, &msg, &len) != 0)
         len = 0;
@@ -250,7 +250,7 @@ void tp_price_writer_on_tick(tp_price_writer_t *w, const tp_frame_t *frame,
 /* ---- life cycle --------------------------------------------------------------------------- */
 
 int tp_price_writer_init(tp_price_writer_t *w, tp_pool_t *pool, tp_feeds_t *feeds,
-                         const tp_service_config_t *cfg) {
+                         const tp_price_writer_config_t *cfg) {
     memset(w, 0, sizeof(*w));
     w->pool = pool;
     w->feeds = feeds;

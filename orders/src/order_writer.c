@@ -533,7 +533,7 @@ void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t e
 
 /* ---- life cycle --------------------------------------------------------------------------- */
 
-int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg,
+int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_order_writer_config_t *cfg,
                          const tp_order_writer_callbacks_t *cb) {
     void *data = w->data; /* the caller's */
     memset(w, 0, sizeof(*w));

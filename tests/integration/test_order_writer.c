@@ -15,7 +15,7 @@
 static tp_test_redis_t srv;
 static tp_test_env_t env;
 static tp_order_writer_t writer;
-static tp_service_config_t svc_cfg;
+static tp_order_writer_config_t order_cfg;
 
 typedef struct {
     uint64_t acked;   /* highest seq acked */
@@ -54,18 +54,17 @@ static void open_writer(int max_retries, int queue_max) {
     env.cfg.redis.pool_size = 2;
     env.cfg.redis.max_retries = max_retries;
     env.cfg.redis.command_timeout_ms = 300;
-    tp_service_config_init(&svc_cfg);
-    svc_cfg.order_queue_max = queue_max;
+    tp_order_writer_config_init(&order_cfg);
+    order_cfg.order_queue_max = queue_max;
     cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     static const tp_order_writer_callbacks_t cb = {
         .on_ack = on_ack, .on_pause = on_pause, .on_resume = on_resume, .on_fatal = on_fatal};
-    cr_assert_eq(tp_order_writer_init(&writer, &env.pool, &svc_cfg, &cb), 0);
+    cr_assert_eq(tp_order_writer_init(&writer, &env.pool, &order_cfg, &cb), 0);
 }
 
 static void teardown(void) {
     tp_test_env_close(&env);
     tp_order_writer_close(&writer);
-    tp_service_config_close(&svc_cfg);
     tp_test_redis_stop(&srv);
 }
 

@@ -78,7 +78,7 @@ static int load_args(const char *const *flags) {
         argv[argc] = (char *)flags[argc - 1];
     service_settings_init(&cfg);
     memset(err, 'x', sizeof(err)); /* Proves that err is always written. */
-    return tp_settings_load(&cfg.table, argc, argv, err, sizeof(err));
+    return service_settings_load(&cfg, argc, argv, err, sizeof(err));
 }
 
 #define LOAD(...) load_args((const char *const[]){__VA_ARGS__, NULL})
@@ -138,12 +138,12 @@ Test(config, defaults) {
     cr_assert_eq(f->max_frame_bytes, 64 * 1024);
     cr_assert_eq(f->max_connections, 64);
     cr_assert_eq(f->frame_timeout_ms, 10000);
+    cr_assert_eq(cfg.orders.event_format, TP_EVENT_FLATBUFFERS);
+    cr_assert_not(cfg.prices.md_publish);
+    cr_assert_eq(cfg.prices.md_history, 0);
+    cr_assert_eq(cfg.orders.order_queue_max, 16384);
+    cr_assert_eq(cfg.orders.finished_orders_max, 100000);
     const tp_service_config_t *v = &cfg.service;
-    cr_assert_eq(v->event_format, TP_EVENT_FLATBUFFERS);
-    cr_assert_not(v->md_publish);
-    cr_assert_eq(v->md_history, 0);
-    cr_assert_eq(v->order_queue_max, 16384);
-    cr_assert_eq(v->finished_orders_max, 100000);
     cr_assert_eq(v->shutdown_timeout_ms, 10000);
     cr_assert_str_eq(v->metrics_addr, "127.0.0.1:9108");
     cr_assert_eq(v->latency_log_ms, 10000);
@@ -734,9 +734,9 @@ Test(config, usage_lists_every_setting) {
         cr_assert(strstr(text, all_vars[i]), "%s missing from usage", all_vars[i]);
     /* The groups in the order they were added, then the registry's own flags. */
     static const char *const in_order[] = {
-        "REDIS_URL",       "REDIS_DEFAULT_TTL",       "TP_FEED_TCP",  "TP_FEED_FRAME_TIMEOUT",
-        "TP_EVENT_FORMAT", "TP_LATENCY_LOG_INTERVAL", "TP_LOG_LEVEL", "--check-config",
-        "-h, --help"};
+        "REDIS_URL",     "REDIS_DEFAULT_TTL", "TP_FEED_TCP",         "TP_FEED_FRAME_TIMEOUT",
+        "TP_MD_PUBLISH", "TP_EVENT_FORMAT",   "TP_SHUTDOWN_TIMEOUT", "TP_LATENCY_LOG_INTERVAL",
+        "TP_LOG_LEVEL",  "--check-config",    "-h, --help"};
     for (size_t i = 1; i < COUNT(in_order); i++)
         cr_assert_lt(strstr(text, in_order[i - 1]), strstr(text, in_order[i]), "%s before %s",
                      in_order[i - 1], in_order[i]);
@@ -1284,16 +1284,33 @@ Test(config, core_groups_load_alone) {
     cr_assert_null(core.redis.host);
 }
 
+/* Market data is published in the events' format: the price writer's md_format follows
+ * TP_EVENT_FORMAT, which the order writer's group owns. */
+Test(config, market_data_follows_the_event_format) {
+    cr_assert_eq(LOAD("--event-format", "json"), 0, "%s", err);
+    cr_assert_eq(cfg.orders.event_format, TP_EVENT_JSON);
+    cr_assert_eq(cfg.prices.md_format, TP_EVENT_JSON);
+    tp_settings_close(&cfg.table);
+    cr_assert_eq(load_env(), 0, "%s", err);
+    cr_assert_eq(cfg.prices.md_format, TP_EVENT_FLATBUFFERS);
+    tp_settings_close(&cfg.table);
+}
+
 /* Each module's group alone gets the same defaults as in the service's registry. */
 Test(config, module_groups_init_alone) {
     tp_feed_config_t feeds;
+    tp_price_writer_config_t prices;
+    tp_order_writer_config_t orders;
     tp_service_config_t service;
     tp_feed_config_init(&feeds);
+    tp_price_writer_config_init(&prices);
+    tp_order_writer_config_init(&orders);
     tp_service_config_init(&service);
     cr_assert_str_eq(feeds.tcp_addr, "127.0.0.1:7400");
     cr_assert_eq(feeds.max_frame_bytes, 64 * 1024);
-    cr_assert_eq(service.event_format, TP_EVENT_FLATBUFFERS);
-    cr_assert_eq(service.order_queue_max, 16384);
+    cr_assert_not(prices.md_publish);
+    cr_assert_eq(orders.event_format, TP_EVENT_FLATBUFFERS);
+    cr_assert_eq(orders.order_queue_max, 16384);
     cr_assert_str_eq(service.metrics_addr, "127.0.0.1:9108");
     tp_feed_config_close(&feeds);
     tp_service_config_close(&service);

@@ -69,26 +69,4 @@ int tp_config_load(tp_config_t *cfg, int argc, char **argv, char *err, size_t er
  * On failure cfg is left as it was, and err says why without the password. */
 int tp_config_parse_url(tp_redis_config_t *cfg, const char *url, char *err, size_t errlen);
 
-/* ---- options of the service's modules ------------------------------------------------------ */
-
-/* These two types are the service's settings, filled by its group
- * (core/service/service_settings.c, TP_EVENT_FORMAT ... TP_LATENCY_LOG_INTERVAL).
- * They are declared here, not there, because orders/ (the order writer) and feeds/
- * (the price writer) take them and may depend on core only, never on the service.
- * Core's own code does not read them. */
-typedef enum { TP_EVENT_FLATBUFFERS, TP_EVENT_JSON } tp_event_format_t;
-
-/* The one string, metrics_addr, is NULL ("off") or malloc'd, freed by
- * tp_service_config_close() or tp_settings_close(). */
-typedef struct {
-    tp_event_format_t event_format; /* TP_EVENT_FORMAT: published events and market data */
-    bool md_publish;                /* TP_MD_PUBLISH: PUBLISH every tick on <prefix>md:SYM */
-    int md_history;                 /* TP_MD_HISTORY: XADD MAXLEN ~ N per tick; 0 = off */
-    int order_queue_max;            /* TP_ORDER_QUEUE_MAX: unacknowledged order events */
-    int finished_orders_max;        /* TP_FINISHED_ORDERS_MAX: terminal orders kept in memory */
-    int shutdown_timeout_ms;        /* TP_SHUTDOWN_TIMEOUT: drain deadline on SIGTERM */
-    char *metrics_addr;             /* TP_METRICS_ADDR: /metrics, /livez, /readyz; NULL = off */
-    int latency_log_ms;             /* TP_LATENCY_LOG_INTERVAL: JSON summary period; 0 = off */
-} tp_service_config_t;
-
 #endif

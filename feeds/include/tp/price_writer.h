@@ -24,9 +24,9 @@
 #ifndef TP_PRICE_WRITER_H
 #define TP_PRICE_WRITER_H
 
-#include "tp/config.h"
 #include "tp/feeds.h"
 #include "tp/pool.h"
+#include "tp/settings.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -62,13 +62,27 @@ typedef struct {
     tp_stream_seq_t acks[TP_PRICE_WRITER_SLOT_ACKS];
 } tp_price_flush_t;
 
+/* The price writer's settings (feeds/src/feed_config.c), a group of the settings registry:
+ * TP_MD_PUBLISH and TP_MD_HISTORY. md_format is no setting of its own: market data goes out in
+ * the format of the published events, which the service copies in from TP_EVENT_FORMAT. */
+typedef struct {
+    bool md_publish;             /* TP_MD_PUBLISH: PUBLISH every tick on <prefix>md:SYM */
+    int md_history;              /* TP_MD_HISTORY: XADD MAXLEN ~ N per tick; 0 = off */
+    tp_event_format_t md_format; /* how published ticks are encoded */
+} tp_price_writer_config_t;
+
+/* Fills every setting with its default. The group owns no string, so close is not needed. */
+void tp_price_writer_config_init(tp_price_writer_config_t *cfg);
+/* Adds the group over *cfg (filled first). Returns tp_settings_add()'s result. */
+int tp_price_writer_config_register(tp_settings_t *reg, tp_price_writer_config_t *cfg);
+
 struct tp_price_writer_s {
     tp_price_writer_stats_t stats;
 
     /* Private. */
     tp_pool_t *pool;
     tp_feeds_t *feeds;
-    const tp_service_config_t *cfg;
+    const tp_price_writer_config_t *cfg;
     tp_wire_builder_t *builder; /* market data in FlatBuffers */
     uv_check_t check;
     tp_price_flush_t flushes[TP_PRICE_WRITER_FLUSHES]; /* a ring */
@@ -85,7 +99,7 @@ struct tp_price_writer_s {
 
 /* Starts flushing at the end of every loop iteration. Returns 0 or TP_ENOMEM. */
 int tp_price_writer_init(tp_price_writer_t *w, tp_pool_t *pool, tp_feeds_t *feeds,
-                         const tp_service_config_t *cfg);
+                         const tp_price_writer_config_t *cfg);
 
 /* The feeds' on_tick: records the ack the tick needs, publishes market data. */
 void tp_price_writer_on_tick(tp_price_writer_t *w, const tp_frame_t *frame,

@@ -40,6 +40,7 @@
 #include "tp/orders.h"
 #include "tp/pool.h"
 #include "tp/portfolio.h"
+#include "tp/settings.h"
 #include "tp/wire.h"
 
 #include <stdbool.h>
@@ -50,6 +51,19 @@
 
 typedef struct tp_order_writer_s tp_order_writer_t;
 typedef struct tp_order_unit_s tp_order_unit_t;
+
+/* The order writer's settings (orders/src/order_config.c), a group of the settings registry
+ * (tp/settings.h): TP_EVENT_FORMAT, TP_ORDER_QUEUE_MAX, TP_FINISHED_ORDERS_MAX. */
+typedef struct {
+    tp_event_format_t event_format; /* TP_EVENT_FORMAT: published TradingEvents */
+    int order_queue_max;            /* TP_ORDER_QUEUE_MAX: unacknowledged order events */
+    int finished_orders_max;        /* TP_FINISHED_ORDERS_MAX: terminal orders kept in memory */
+} tp_order_writer_config_t;
+
+/* Fills every setting with its default. The group owns no string, so close is not needed. */
+void tp_order_writer_config_init(tp_order_writer_config_t *cfg);
+/* Adds the group over *cfg (filled first). Returns tp_settings_add()'s result. */
+int tp_order_writer_config_register(tp_settings_t *reg, tp_order_writer_config_t *cfg);
 
 typedef struct {
     uint64_t events;       /* order events handled */
@@ -89,7 +103,7 @@ struct tp_order_writer_s {
     /* Private. */
     tp_order_writer_callbacks_t cb;
     tp_pool_t *pool;
-    const tp_service_config_t *cfg;
+    const tp_order_writer_config_t *cfg;
     const char *prefix;
     uint64_t generation, next_event; /* event ids */
     tp_wire_builder_t *builder;
@@ -108,7 +122,7 @@ struct tp_order_writer_s {
 };
 
 /* Returns 0 or TP_ENOMEM (nothing to close then). */
-int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_service_config_t *cfg,
+int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_order_writer_config_t *cfg,
                          const tp_order_writer_callbacks_t *cb);
 /* True once on_fatal was called: the writer acks nothing any more. */
 bool tp_order_writer_broken(const tp_order_writer_t *w);

@@ -138,6 +138,10 @@ int tp_wire_decode(const void *frame, size_t len, tp_frame_t *out, const char **
 
 /* ---- published events --------------------------------------------------------------------- */
 
+/* How TradingEvents (and published market data) are encoded: a TradingEvent FlatBuffer
+ * (schemas/event.fbs), or one JSON object for human consumers (TP_EVENT_FORMAT). */
+typedef enum { TP_EVENT_FLATBUFFERS, TP_EVENT_JSON } tp_event_format_t;
+
 typedef enum {
     TP_EVENT_ORDER_UPDATE = 1,
     TP_EVENT_FILL = 2,
