@@ -2,8 +2,8 @@
  *
  * Three arrays, grown together and only when a new symbol does not fit:
  *   entries  dense, entries_cap quotes; an entry's number never changes;
- *   index    open addressing with linear probing, index_cap >= 2 * entries_cap
- *            slots (load <= 50%), each an entry number + 1 or 0 for empty;
+ *   index    symbol -> entry number (tp/table.h), reserved for entries_cap
+ *            entries, so that only grow() allocates;
  *   dirty    the writer's FIFO of entry numbers, a ring of entries_cap + 1
  *            slots. An entry is queued at most once (its dirty flag), so at
  *            most entries_cap numbers are ever queued and the ring cannot
@@ -15,13 +15,13 @@
 
 #include "tp/error.h"
 #include "tp/hash.h"
+#include "tp/table.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define MIN_ENTRIES 16u
-/* index_cap = 2 * entries_cap must stay a uint32_t power of two. */
-#define MAX_ENTRIES (UINT32_C(1) << 30)
+#define MAX_ENTRIES TP_TABLE_MAX
 
 /* FNV-1a, 64-bit, then mixed with the table's seed: symbols are at most 32
  * bytes, so a byte loop is as fast as anything, and the seeded mix spreads
@@ -39,27 +39,23 @@ static bool valid_symbol(const char *s, size_t len) {
     return s != NULL && len > 0 && len <= TP_WIRE_SYMBOL_MAX;
 }
 
-/* The smallest power of two >= 2 * entries, for an index that stays half empty. */
-static uint32_t index_cap_for(uint32_t entries) {
-    uint32_t cap = 2 * MIN_ENTRIES;
-    while (cap < 2 * entries)
-        cap *= 2;
-    return cap;
+/* A symbol looked up in the index, and the entries it is compared with. */
+typedef struct {
+    const tp_price_t *entries;
+    const char *s;
+    size_t len;
+} symbol_key_t;
+
+static bool symbol_eq(const void *ctx, uint32_t n) {
+    const symbol_key_t *k = ctx;
+    const tp_price_t *e = &k->entries[n];
+    return e->symbol_len == k->len && memcmp(e->symbol, k->s, k->len) == 0;
 }
 
 /* The index slot holding symbol, or the empty slot where it would go. */
 static uint32_t probe(const tp_price_table_t *t, const char *s, size_t len, uint64_t h) {
-    uint32_t mask = t->index_cap - 1;
-    uint32_t i = (uint32_t)h & mask;
-    for (;;) {
-        uint32_t n = t->index[i];
-        if (n == 0)
-            return i;
-        const tp_price_t *e = &t->entries[n - 1];
-        if (e->symbol_len == len && memcmp(e->symbol, s, len) == 0)
-            return i;
-        i = (i + 1) & mask;
-    }
+    symbol_key_t k = {t->entries, s, len};
+    return tp_table_probe(&t->index, h, symbol_eq, &k);
 }
 
 /* Slots in the dirty ring. */
@@ -78,41 +74,38 @@ int tp_price_table_init(tp_price_table_t *t, size_t expected_symbols) {
     if (expected_symbols > MAX_ENTRIES)
         return TP_ENOMEM;
     uint32_t cap = expected_symbols > MIN_ENTRIES ? (uint32_t)expected_symbols : MIN_ENTRIES;
-    uint32_t index_cap = index_cap_for(cap);
     t->entries = malloc((size_t)cap * sizeof(*t->entries));
-    t->index = calloc(index_cap, sizeof(*t->index));
     t->dirty = malloc(((size_t)cap + 1) * sizeof(*t->dirty));
-    if (t->entries == NULL || t->index == NULL || t->dirty == NULL) {
+    if (t->entries == NULL || t->dirty == NULL || tp_table_init(&t->index, cap) != 0) {
         tp_price_table_close(t);
         return TP_ENOMEM;
     }
     t->entries_cap = cap;
-    t->index_cap = index_cap;
     t->seed = tp__hash_seed();
     return 0;
 }
 
 void tp_price_table_close(tp_price_table_t *t) {
     free(t->entries);
-    free(t->index);
+    tp_table_close(&t->index);
     free(t->dirty);
     *t = (tp_price_table_t){0};
 }
 
-/* Doubles all three arrays. Everything that can fail is allocated before
- * anything is changed, so on TP_ENOMEM the table is as it was. */
+/* Doubles all three arrays. Everything that can fail comes before anything
+ * is changed, so on TP_ENOMEM the table is as it was (a grown index is only
+ * roomier: it holds the same entries). */
 static int grow(tp_price_table_t *t) {
     if (t->entries_cap > MAX_ENTRIES / 2)
         return TP_ENOMEM;
     uint32_t cap = t->entries_cap * 2;
-    uint32_t index_cap = index_cap_for(cap);
-    uint32_t *index = calloc(index_cap, sizeof(*index));
+    if (tp_table_reserve(&t->index, cap) != 0)
+        return TP_ENOMEM;
     uint32_t *dirty = malloc(((size_t)cap + 1) * sizeof(*dirty));
     tp_price_t *entries = NULL;
-    if (index != NULL && dirty != NULL)
+    if (dirty != NULL)
         entries = realloc(t->entries, (size_t)cap * sizeof(*entries));
     if (entries == NULL) {
-        free(index);
         free(dirty);
         return TP_ENOMEM;
     }
@@ -121,24 +114,16 @@ static int grow(tp_price_table_t *t) {
     for (uint32_t i = 0, at = t->dirty_head; i < queued; i++, at = (at + 1) % ring_cap(t))
         dirty[i] = t->dirty[at];
     free(t->dirty);
-    free(t->index);
     t->entries = entries;
     t->entries_cap = cap;
-    t->index = index;
-    t->index_cap = index_cap;
     t->dirty = dirty;
     t->dirty_head = 0;
     t->dirty_tail = queued;
-    for (uint32_t n = 0; n < t->count; n++) {
-        const tp_price_t *e = &t->entries[n];
-        uint32_t slot =
-            probe(t, e->symbol, e->symbol_len, symbol_hash(t, e->symbol, e->symbol_len));
-        t->index[slot] = n + 1;
-    }
     return 0;
 }
 
-/* A new, clean entry for symbol, whose index slot (found with hash h) is empty. */
+/* A new, clean entry for symbol, whose index slot (found with hash h) is empty.
+ * The index has room for every entry, so only grow() can fail. */
 static int insert(tp_price_table_t *t, const char *s, size_t len, uint64_t h, uint32_t slot,
                   tp_price_t **out) {
     if (t->count == t->entries_cap) {
@@ -147,10 +132,12 @@ static int insert(tp_price_table_t *t, const char *s, size_t len, uint64_t h, ui
             return rc;
         slot = probe(t, s, len, h);
     }
-    tp_price_t *e = &t->entries[t->count];
+    int rc = tp_table_insert_at(&t->index, slot, h, t->count);
+    if (rc != 0)
+        return rc;
+    tp_price_t *e = &t->entries[t->count++];
     *e = (tp_price_t){.symbol_len = (uint8_t)len};
     memcpy(e->symbol, s, len);
-    t->index[slot] = ++t->count;
     *out = e;
     return 0;
 }
@@ -166,15 +153,16 @@ int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t s
                           uint64_t seq, int64_t recv_ts_ns, tp_origin_t origin) {
     if (tick == NULL || !valid_symbol(tick->symbol.ptr, tick->symbol.len))
         return TP_EINVAL;
-    if (t->index == NULL)
+    if (t->entries == NULL)
         return TP_ENOMEM;
     const char *s = tick->symbol.ptr;
     size_t len = tick->symbol.len;
     uint64_t h = symbol_hash(t, s, len);
     uint32_t slot = probe(t, s, len, h);
+    uint32_t n = tp_table_value_at(&t->index, slot);
     tp_price_t *e;
-    if (t->index[slot] != 0) {
-        e = &t->entries[t->index[slot] - 1];
+    if (n != TP_TABLE_NONE) {
+        e = &t->entries[n];
     } else {
         int rc = insert(t, s, len, h, slot, &e);
         if (rc != 0)
@@ -219,10 +207,11 @@ void tp_price_table_mark_all_dirty(tp_price_table_t *t) {
 }
 
 const tp_price_t *tp_price_table_get(const tp_price_table_t *t, const char *symbol, size_t len) {
-    if (t->index == NULL || !valid_symbol(symbol, len))
+    if (t->entries == NULL || !valid_symbol(symbol, len))
         return NULL;
-    uint32_t n = t->index[probe(t, symbol, len, symbol_hash(t, symbol, len))];
-    return n != 0 ? &t->entries[n - 1] : NULL;
+    symbol_key_t k = {t->entries, symbol, len};
+    uint32_t n = tp_table_find(&t->index, symbol_hash(t, symbol, len), symbol_eq, &k);
+    return n != TP_TABLE_NONE ? &t->entries[n] : NULL;
 }
 
 const tp_price_t *tp_price_table_pop_dirty(tp_price_table_t *t) {

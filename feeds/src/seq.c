@@ -1,68 +1,74 @@
-/* Per-stream sequence tracking (tp/seq.h): an open-addressing table with linear
- * probing, keyed by stream_id. Capacity is a power of two and the load stays
- * below 70%, so a probe always ends at an empty slot and stays short. */
+/* Per-stream sequence tracking (tp/seq.h): the streams in an array, in arrival
+ * order, and an index from stream_id to their slot (tp/table.h). The array is a
+ * power of two and keeps 30% spare, as the probed table it replaced did, so its
+ * capacity and growth points are what they were; streams are few, so the spare
+ * costs nothing that matters. */
 #include "tp/seq.h"
 
 #include "tp/error.h"
 #include "tp/hash.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define MIN_CAP ((size_t)16)
+#define MAX_CAP ((size_t)TP_TABLE_MAX)
 
 /* Grow before the load passes 7/10. */
 static bool over_load(size_t count, size_t cap) {
     return count * 10 > cap * 7;
 }
 
-/* The slot holding stream_id, or the empty slot where it would go. */
-static size_t probe(const tp_stream_t *slots, size_t cap, uint64_t seed, uint64_t stream_id) {
-    size_t mask = cap - 1;
-    size_t i = (size_t)tp__mix64(stream_id ^ seed) & mask;
-    while (slots[i].used && slots[i].stream_id != stream_id)
-        i = (i + 1) & mask;
-    return i;
+static uint64_t stream_hash(const tp_seq_table_t *t, uint64_t stream_id) {
+    return tp__mix64(stream_id ^ t->seed);
+}
+
+/* A stream id looked up in the index, and the slots it is compared with. */
+typedef struct {
+    const tp_stream_t *slots;
+    uint64_t stream_id;
+} stream_key_t;
+
+static bool stream_eq(const void *ctx, uint32_t n) {
+    const stream_key_t *k = ctx;
+    return k->slots[n].stream_id == k->stream_id;
+}
+
+/* Room for cap slots, the new ones zeroed, and an index for as many streams.
+ * On TP_ENOMEM the table holds what it held (its index may be roomier). */
+static int resize(tp_seq_table_t *t, size_t cap) {
+    if (cap > MAX_CAP || tp_table_reserve(&t->index, (uint32_t)cap) != 0)
+        return TP_ENOMEM;
+    tp_stream_t *slots = realloc(t->slots, cap * sizeof(*slots));
+    if (slots == NULL)
+        return TP_ENOMEM;
+    memset(slots + t->cap, 0, (cap - t->cap) * sizeof(*slots));
+    t->slots = slots;
+    t->cap = cap;
+    return 0;
 }
 
 int tp_seq_init(tp_seq_table_t *t, size_t expected_streams) {
     *t = (tp_seq_table_t){0};
-    /* No table of that many slots could be allocated; the bound also keeps
-     * the load arithmetic from overflowing. */
-    if (expected_streams > SIZE_MAX / 10 / sizeof(tp_stream_t))
+    /* The bound also keeps the load arithmetic from overflowing. */
+    if (expected_streams > MAX_CAP)
         return TP_ENOMEM;
     size_t cap = MIN_CAP;
     while (over_load(expected_streams, cap))
         cap *= 2;
-    t->slots = calloc(cap, sizeof(*t->slots));
-    if (t->slots == NULL)
-        return TP_ENOMEM;
-    t->cap = cap;
+    int rc = resize(t, cap);
+    if (rc != 0) {
+        tp_seq_close(t);
+        return rc;
+    }
     t->seed = tp__hash_seed();
     return 0;
 }
 
 void tp_seq_close(tp_seq_table_t *t) {
     free(t->slots);
+    tp_table_close(&t->index);
     *t = (tp_seq_table_t){0};
-}
-
-/* Doubles the table, moving every stream with all of its fields. On failure the
- * table is unchanged. */
-static int grow(tp_seq_table_t *t) {
-    if (t->cap > SIZE_MAX / 20 / sizeof(tp_stream_t))
-        return TP_ENOMEM;
-    size_t cap = t->cap * 2;
-    tp_stream_t *slots = calloc(cap, sizeof(*slots));
-    if (slots == NULL)
-        return TP_ENOMEM;
-    for (size_t i = 0; i < t->cap; i++) {
-        if (t->slots[i].used)
-            slots[probe(slots, cap, t->seed, t->slots[i].stream_id)] = t->slots[i];
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->cap = cap;
-    return 0;
 }
 
 /* Adds stream_id (known to be absent) with last_seq seq. */
@@ -70,13 +76,16 @@ static int add(tp_seq_table_t *t, uint64_t stream_id, uint64_t seq, tp_stream_t 
     if (t->slots == NULL)
         return TP_ENOMEM;
     if (over_load(t->count + 1, t->cap)) {
-        int rc = grow(t);
+        int rc = resize(t, t->cap * 2);
         if (rc != 0)
             return rc;
     }
-    tp_stream_t *s = &t->slots[probe(t->slots, t->cap, t->seed, stream_id)];
+    /* resize() reserved the index for cap streams, so this does not fail. */
+    int rc = tp_table_insert(&t->index, stream_hash(t, stream_id), (uint32_t)t->count);
+    if (rc != 0)
+        return rc;
+    tp_stream_t *s = &t->slots[t->count++];
     *s = (tp_stream_t){.stream_id = stream_id, .last_seq = seq, .used = true};
-    t->count++;
     *out = s;
     return 0;
 }
@@ -84,8 +93,9 @@ static int add(tp_seq_table_t *t, uint64_t stream_id, uint64_t seq, tp_stream_t 
 tp_stream_t *tp_seq_find(tp_seq_table_t *t, uint64_t stream_id) {
     if (t->slots == NULL)
         return NULL;
-    tp_stream_t *s = &t->slots[probe(t->slots, t->cap, t->seed, stream_id)];
-    return s->used ? s : NULL;
+    stream_key_t k = {t->slots, stream_id};
+    uint32_t n = tp_table_find(&t->index, stream_hash(t, stream_id), stream_eq, &k);
+    return n != TP_TABLE_NONE ? &t->slots[n] : NULL;
 }
 
 /* Adds n to a counter that must not wrap: a gap near UINT64_MAX is possible

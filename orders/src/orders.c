@@ -5,13 +5,11 @@
  *           never moved, so the service may keep order pointers. A record's
  *           number (its place across the slabs) never changes either; removed
  *           records go on a free list threaded through next_free.
- *   index   open addressing with linear probing, index_cap >= 2 * count slots
- *           (load <= 50%). A slot holds the low 32 bits of the order id's hash
- *           in its high half and record + 1 in its low half (0 = empty): probes
- *           compare the hash before touching a record, growth rehashes without
- *           reading records, and deletion finds each entry's home slot from the
- *           slot alone. Deletion shifts the rest of the probe chain back instead
- *           of leaving tombstones, so lookups never slow down after removals.
+ *   index   order id -> record number (tp/table.h): at most half full, with
+ *           32 bits of the id's hash in each slot, so probes compare the hash
+ *           before touching a record and growth rehashes without reading
+ *           records; removal shifts the probe chain back (no tombstones), so
+ *           lookups never slow down after orders are dropped.
  *
  * Applying an event is two steps: plan (check the event against the order and
  * work out its new status, terms and fill in a change_t, touching nothing), then
@@ -25,9 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* index_cap = 2 * count must stay a uint32_t power of two. */
-#define MAX_ORDERS (UINT32_C(1) << 30)
-#define MIN_INDEX 64u
+#define MAX_ORDERS TP_TABLE_MAX
 #define MAX_EXEC_IDS (UINT32_C(1) << 30)
 /* Far above any real order (2^120 1e-16 units is 1.3e20 of the currency), far
  * enough below the int128 limit that sums of two never overflow. */
@@ -136,43 +132,33 @@ static const char *check_event(const tp_order_event_t *ev) {
 /* ---- the store --------------------------------------------------------------------------------
  */
 
-static uint64_t slot_of(uint64_t h, uint32_t rec) {
-    return (uint64_t)(uint32_t)h << 32 | (rec + 1);
-}
-
-static uint32_t slot_hash(uint64_t slot) {
-    return (uint32_t)(slot >> 32);
-}
-
-static uint32_t slot_rec(uint64_t slot) {
-    return (uint32_t)slot - 1;
-}
-
 static tp_order_t *record(const tp_orders_t *s, uint32_t rec) {
     return &s->chunks[rec / TP_ORDERS_CHUNK][rec % TP_ORDERS_CHUNK];
 }
 
-/* The smallest power of two >= 2 * orders. */
-static uint32_t index_cap_for(uint32_t orders) {
-    uint32_t cap = MIN_INDEX;
-    while (cap < 2 * orders)
-        cap *= 2;
-    return cap;
+/* An order id looked up in the index, and the store whose records it is compared with. */
+typedef struct {
+    const tp_orders_t *s;
+    const char *id;
+    size_t len;
+} id_key_t;
+
+static bool id_eq(const void *ctx, uint32_t rec) {
+    const id_key_t *k = ctx;
+    const tp_order_t *o = record(k->s, rec);
+    return o->order_id_len == k->len && memcmp(o->order_id, k->id, k->len) == 0;
 }
 
-/* The index slot holding order id, or the empty slot where it would go. */
+/* The index slot holding order id (hashed to h), or the empty slot where it would go. */
 static uint32_t probe(const tp_orders_t *s, const char *id, size_t len, uint64_t h) {
-    uint32_t mask = s->index_cap - 1;
-    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
-        uint64_t slot = s->index[i];
-        if (slot == 0)
-            return i;
-        if (slot_hash(slot) != (uint32_t)h)
-            continue;
-        const tp_order_t *o = record(s, slot_rec(slot));
-        if (o->order_id_len == len && memcmp(o->order_id, id, len) == 0)
-            return i;
-    }
+    id_key_t k = {s, id, len};
+    return tp_table_probe(&s->id_index, h, id_eq, &k);
+}
+
+/* The record of order id (hashed to h), or TP_TABLE_NONE. */
+static uint32_t find_rec(const tp_orders_t *s, const char *id, size_t len, uint64_t h) {
+    id_key_t k = {s, id, len};
+    return tp_table_find(&s->id_index, h, id_eq, &k);
 }
 
 static int add_chunk(tp_orders_t *s) {
@@ -198,9 +184,7 @@ int tp_orders_init(tp_orders_t *s, size_t expected_orders) {
     uint32_t expected = (uint32_t)expected_orders;
     s->seed = tp__hash_seed();
     s->retain_finished = UINT32_MAX;
-    s->index_cap = index_cap_for(expected);
-    s->index = calloc(s->index_cap, sizeof(*s->index));
-    int rc = s->index != NULL ? 0 : TP_ENOMEM;
+    int rc = tp_table_init(&s->id_index, expected);
     while (rc == 0 && (s->chunk_count == 0 || s->chunk_count * TP_ORDERS_CHUNK < expected))
         rc = add_chunk(s);
     if (rc != 0)
@@ -217,31 +201,10 @@ void tp_orders_close(tp_orders_t *s) {
     for (uint32_t i = 0; i < s->chunk_count; i++)
         free(s->chunks[i]);
     free(s->chunks);
-    free(s->index);
+    tp_table_close(&s->id_index);
     free(s->retired);
-    free(s->retired_set);
+    tp_table_close(&s->retired_set);
     *s = (tp_orders_t){0};
-}
-
-/* Doubles the index. On TP_ENOMEM it is as it was. */
-static int grow_index(tp_orders_t *s) {
-    uint32_t cap = s->index_cap * 2;
-    uint64_t *index = calloc(cap, sizeof(*index));
-    if (index == NULL)
-        return TP_ENOMEM;
-    for (uint32_t i = 0; i < s->index_cap; i++) {
-        uint64_t slot = s->index[i];
-        if (slot == 0)
-            continue;
-        uint32_t j = slot_hash(slot) & (cap - 1);
-        while (index[j] != 0)
-            j = (j + 1) & (cap - 1);
-        index[j] = slot;
-    }
-    free(s->index);
-    s->index = index;
-    s->index_cap = cap;
-    return 0;
 }
 
 /* Room for one more order: index capacity and a record. Nothing visible changes,
@@ -249,11 +212,9 @@ static int grow_index(tp_orders_t *s) {
 static int reserve_order(tp_orders_t *s) {
     if (s->count >= MAX_ORDERS)
         return TP_ENOMEM;
-    if (2 * (s->count + 1) > s->index_cap) {
-        int rc = grow_index(s);
-        if (rc != 0)
-            return rc;
-    }
+    int rc = tp_table_reserve(&s->id_index, s->count + 1);
+    if (rc != 0)
+        return rc;
     if (s->free_head == 0 && s->used == s->chunk_count * TP_ORDERS_CHUNK)
         return add_chunk(s);
     return 0;
@@ -274,28 +235,13 @@ static tp_order_t *take_record(tp_orders_t *s, uint32_t *rec) {
     return o;
 }
 
-/* Puts record rec, whose order id hashes to h, into the index and the counts. */
+/* Puts record rec, whose order id hashes to h, into the index and the counts.
+ * reserve_order() made room, so the insert cannot fail. */
 static void link_order(tp_orders_t *s, uint32_t rec, uint64_t h) {
-    tp_order_t *o = record(s, rec);
-    s->index[probe(s, o->order_id, o->order_id_len, h)] = slot_of(h, rec);
+    (void)tp_table_insert(&s->id_index, h, rec);
     s->count++;
-    if (tp_ord_status_is_open(o->status))
+    if (tp_ord_status_is_open(record(s, rec)->status))
         s->open++;
-}
-
-/* Empties slot i and moves later entries of its probe chain back into the gap
- * when their home slot allows, so that every entry stays reachable. */
-static void index_delete(tp_orders_t *s, uint32_t i) {
-    uint32_t mask = s->index_cap - 1;
-    for (uint32_t j = (i + 1) & mask; s->index[j] != 0; j = (j + 1) & mask) {
-        uint32_t home = slot_hash(s->index[j]) & mask;
-        /* The entry may move to i when i lies on its path: home .. j. */
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            s->index[i] = s->index[j];
-            i = j;
-        }
-    }
-    s->index[i] = 0;
 }
 
 /* ---- finished orders ------------------------------------------------------------------------
@@ -327,54 +273,36 @@ static void finished_unlink(tp_orders_t *s, const tp_order_t *o) {
     s->finished--;
 }
 
-/* The retired-id set: linear probing over 2 x retired_cap slots, 0 = empty (a
- * hash of 0 is kept as 1). */
-static uint64_t retired_key(uint64_t h) {
-    return h != 0 ? h : 1;
+/* A retired id hash looked up in the set, and the ring it is compared with:
+ * the set maps each id to its place in the ring. */
+typedef struct {
+    const uint64_t *ring;
+    uint64_t h;
+} retired_key_t;
+
+static bool retired_eq(const void *ctx, uint32_t at) {
+    const retired_key_t *k = ctx;
+    return k->ring[at] == k->h;
 }
 
-static uint32_t retired_probe(const tp_orders_t *s, uint64_t key) {
-    uint32_t mask = 2 * s->retired_cap - 1;
-    uint32_t i = (uint32_t)key & mask;
-    while (s->retired_set[i] != 0 && s->retired_set[i] != key)
-        i = (i + 1) & mask;
-    return i;
-}
-
+/* An empty set (no retention bound, or nothing dropped yet) answers at once. */
 static bool is_retired(const tp_orders_t *s, uint64_t h) {
-    return s->retired_cap > 0 && s->retired_set[retired_probe(s, retired_key(h))] != 0;
+    retired_key_t k = {s->retired, h};
+    return tp_table_find(&s->retired_set, h, retired_eq, &k) != TP_TABLE_NONE;
 }
 
-/* Backward-shift deletion, as index_delete(). */
-static void retired_delete(tp_orders_t *s, uint32_t i) {
-    uint32_t mask = 2 * s->retired_cap - 1;
-    for (uint32_t j = (i + 1) & mask; s->retired_set[j] != 0; j = (j + 1) & mask) {
-        uint32_t home = (uint32_t)s->retired_set[j] & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            s->retired_set[i] = s->retired_set[j];
-            i = j;
-        }
-    }
-    s->retired_set[i] = 0;
-}
-
-/* Remembers the id hash of a dropped order, forgetting the oldest when full. */
+/* Remembers the id hash of a dropped order, forgetting the oldest when full.
+ * The set was reserved for the whole ring, so nothing here allocates. */
 static void retire_id(tp_orders_t *s, uint64_t h) {
-    uint64_t key = retired_key(h);
-    uint32_t i = retired_probe(s, key);
-    if (s->retired_set[i] == key)
+    if (is_retired(s, h))
         return;
-    if (s->retired_count == s->retired_cap) {
-        uint32_t old = retired_probe(s, s->retired[s->retired_next]);
-        if (s->retired_set[old] != 0)
-            retired_delete(s, old);
-        s->retired_count--;
-        i = retired_probe(s, key);
+    if (s->retired_set.count == s->retired_cap) {
+        retired_key_t oldest = {s->retired, s->retired[s->retired_next]};
+        tp_table_remove(&s->retired_set, oldest.h, retired_eq, &oldest);
     }
-    s->retired_set[i] = key;
-    s->retired[s->retired_next] = key;
+    s->retired[s->retired_next] = h;
+    (void)tp_table_insert(&s->retired_set, h, s->retired_next);
     s->retired_next = (s->retired_next + 1) & (s->retired_cap - 1);
-    s->retired_count++;
 }
 
 /* Drops finished orders past the bound, oldest first, remembering their ids. */
@@ -392,41 +320,40 @@ int tp_orders_retain_finished(tp_orders_t *s, uint32_t max) {
     while (cap < 8ull * max && cap < (1u << 28))
         cap *= 2;
     uint64_t *ring = malloc((size_t)cap * sizeof(*ring));
-    uint64_t *set = malloc(2 * (size_t)cap * sizeof(*set));
-    if (ring == NULL || set == NULL) {
+    tp_table_t set;
+    if (ring == NULL || tp_table_init(&set, cap) != 0) {
         free(ring);
-        free(set);
         return TP_ENOMEM;
     }
-    /* Written now, so the memory is resident from the start rather than grown into. */
+    /* Written now, so the ring is resident from the start rather than grown
+     * into; the table makes its own slots resident when it allocates them. */
     memset(ring, 0, (size_t)cap * sizeof(*ring));
-    memset(set, 0, 2 * (size_t)cap * sizeof(*set));
     free(s->retired);
-    free(s->retired_set);
+    tp_table_close(&s->retired_set);
     s->retired = ring;
     s->retired_set = set;
     s->retired_cap = cap;
-    s->retired_count = s->retired_next = 0;
+    s->retired_next = 0;
     s->retain_finished = max;
     return 0;
 }
 
 tp_order_t *tp_orders_find(const tp_orders_t *s, const char *order_id, size_t len) {
-    if (s->index == NULL || order_id == NULL || len == 0 || len > TP_WIRE_ID_MAX)
+    if (s->chunks == NULL || order_id == NULL || len == 0 || len > TP_WIRE_ID_MAX)
         return NULL;
-    uint64_t slot = s->index[probe(s, order_id, len, id_hash(s, order_id, len))];
-    return slot != 0 ? record(s, slot_rec(slot)) : NULL;
+    uint32_t rec = find_rec(s, order_id, len, id_hash(s, order_id, len));
+    return rec != TP_TABLE_NONE ? record(s, rec) : NULL;
 }
 
 int tp_orders_remove(tp_orders_t *s, tp_order_t *order) {
-    if (s->index == NULL || order == NULL || order->order_id_len == 0)
+    if (s->chunks == NULL || order == NULL || order->order_id_len == 0)
         return TP_EINVAL;
     uint64_t h = id_hash(s, order->order_id, order->order_id_len);
     uint32_t i = probe(s, order->order_id, order->order_id_len, h);
-    if (s->index[i] == 0 || record(s, slot_rec(s->index[i])) != order)
+    uint32_t rec = tp_table_value_at(&s->id_index, i);
+    if (rec == TP_TABLE_NONE || record(s, rec) != order)
         return TP_EINVAL;
-    uint32_t rec = slot_rec(s->index[i]);
-    index_delete(s, i);
+    tp_table_remove_at(&s->id_index, i);
     if (is_terminal(order->status))
         finished_unlink(s, order);
     s->count--;
@@ -770,19 +697,19 @@ static int apply_known(tp_orders_t *s, uint32_t rec, const tp_order_event_t *ev,
 
 int tp_orders_apply(tp_orders_t *s, const tp_order_event_t *ev, tp_order_result_t *out) {
     *out = (tp_order_result_t){0};
-    if (s->index == NULL)
+    if (s->chunks == NULL)
         return TP_ENOMEM;
     drop_finished(s);
     if (!valid_id(ev->order_id.ptr, ev->order_id.len, TP_WIRE_ID_MAX))
         return rejected(s, NULL, "invalid order id", out);
     uint64_t h = id_hash(s, ev->order_id.ptr, ev->order_id.len);
-    uint64_t slot = s->index[probe(s, ev->order_id.ptr, ev->order_id.len, h)];
-    tp_order_t *o = slot != 0 ? record(s, slot_rec(slot)) : NULL;
+    uint32_t rec = find_rec(s, ev->order_id.ptr, ev->order_id.len, h);
+    tp_order_t *o = rec != TP_TABLE_NONE ? record(s, rec) : NULL;
     const char *why = check_event(ev);
     if (why != NULL)
         return rejected(s, o, why, out);
     if (o != NULL)
-        return apply_known(s, slot_rec(slot), ev, out);
+        return apply_known(s, rec, ev, out);
     /* A dropped finished order: whatever the event, the order is over. */
     return is_retired(s, h) ? rejected(s, NULL, "order is final", out)
                             : apply_unknown(s, ev, h, out);
@@ -839,13 +766,13 @@ static bool valid_state(const tp_order_t *st) {
 }
 
 int tp_orders_insert(tp_orders_t *s, const tp_order_t *state, tp_order_t **out) {
-    if (s->index == NULL)
+    if (s->chunks == NULL)
         return TP_ENOMEM;
     drop_finished(s);
     if (!valid_state(state))
         return TP_EINVAL;
     uint64_t h = id_hash(s, state->order_id, state->order_id_len);
-    if (s->index[probe(s, state->order_id, state->order_id_len, h)] != 0)
+    if (find_rec(s, state->order_id, state->order_id_len, h) != TP_TABLE_NONE)
         return TP_EINVAL;
     int rc = reserve_order(s);
     if (rc != 0)

@@ -1,11 +1,12 @@
 /* Per-(account, stream) marks restored from <prefix>{ACCT}:seq on a warm
  * restart: the highest frame of the stream already applied for the account.
  * A gateway that resumes from an older ack resends frames at or below a mark;
- * they must not be applied twice. Filled once at start, then only read, so an
- * open-addressing table with no deletion is enough. */
+ * they must not be applied twice. Filled once at start, then only read: an
+ * array of marks and an index into it (tp/table.h), with no removal. */
 #ifndef TP_STREAM_MARKS_H
 #define TP_STREAM_MARKS_H
 
+#include "tp/table.h"
 #include "tp/wire.h"
 
 #include <stdbool.h>
@@ -15,13 +16,14 @@
 typedef struct {
     char account[TP_WIRE_ID_MAX + 1];
     uint8_t account_len;
-    bool used;
     uint64_t stream_id, seq;
 } tp__mark_t;
 
+/* A zeroed tp__marks_t is an empty set of marks; tp__marks_free() frees it. */
 typedef struct tp__marks_s {
-    tp__mark_t *slots; /* cap slots, a power of two, at most half full */
-    size_t cap, count;
+    tp__mark_t *marks; /* count used of cap */
+    uint32_t cap, count;
+    tp_table_t index; /* (account, stream_id) -> mark */
 } tp__marks_t;
 
 /* Raises the mark of (account, stream_id) to seq. Returns 0, TP_EINVAL (an

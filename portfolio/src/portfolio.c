@@ -1,9 +1,9 @@
 /* Positions and PnL (tp/portfolio.h).
  *
- * Storage: positions and account records live in chunks that are allocated
- * whole and never moved or freed before close, so their addresses are stable.
- * Two open-addressing indexes with linear probing, each a power of two and at
- * most half full, find them: positions by (account, symbol), accounts by name.
+ * Storage: positions and account records live in slots of fixed-size chunks
+ * that are allocated whole and never moved or freed before close, so their
+ * addresses are stable; a slot's number (its place across the chunks) names it
+ * in two indexes (tp/table.h): positions by (account, symbol), accounts by name.
  * An account record heads a list of its positions, so per-account work (totals,
  * writes, restore checks) never walks other accounts' positions.
  *
@@ -20,32 +20,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define INDEX_MIN 64u
-#define ACCOUNTS_MIN 16u
-#define CHUNK_MIN 64u
-#define CHUNK_MAX 4096u
-/* Indexes hold at most half their slots, and their size must stay a uint32_t. */
-#define COUNT_MAX (UINT32_C(1) << 30)
+#define INDEX_MIN 32u    /* positions before the index first grows */
+#define ACCOUNTS_MIN 8u  /* accounts before theirs does */
+#define CHUNK_SLOTS 256u /* slots per chunk */
+#define COUNT_MAX TP_TABLE_MAX
 
 struct tp_pf_account_s {
     char name[TP_WIRE_ID_MAX + 1];
     uint8_t len;
-    uint64_t hash;
     tp_position_t *first, *last;
     uint32_t count;
 };
 
 /* A chunk's slot holds a position or an account record. */
-typedef union {
+typedef union tp_pf_slot_u {
     tp_position_t position;
     tp_pf_account_t account;
 } slot_t;
-
-struct tp_pf_chunk_s {
-    struct tp_pf_chunk_s *next;
-    uint32_t cap, used;
-    slot_t slots[];
-};
 
 /* ---- hashing ---------------------------------------------------------------------------- */
 
@@ -70,122 +61,103 @@ static bool str_eq(const char *a, size_t alen, tp_str_t b) {
     return alen == b.len && memcmp(a, b.ptr, alen) == 0;
 }
 
-/* ---- the indexes ------------------------------------------------------------------------ */
+/* ---- storage and the indexes ----------------------------------------------------------- */
 
-/* The position slot holding (account, symbol), or the empty slot where it would go. */
-static uint32_t probe_position(const tp_portfolio_t *pf, tp_str_t account, tp_str_t symbol,
-                               uint64_t h) {
-    uint32_t mask = pf->index_cap - 1;
-    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
-        const tp_position_t *p = pf->index[i];
-        if (p == NULL || (p->hash == h && str_eq(p->account, p->account_len, account) &&
-                          str_eq(p->symbol, p->symbol_len, symbol)))
-            return i;
-    }
+static slot_t *slot(const tp_portfolio_t *pf, uint32_t n) {
+    return &pf->chunks[n / CHUNK_SLOTS][n % CHUNK_SLOTS];
 }
 
-static uint32_t probe_account(const tp_portfolio_t *pf, tp_str_t account, uint64_t h) {
-    uint32_t mask = pf->accounts_cap - 1;
-    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
-        const tp_pf_account_t *a = pf->accounts[i];
-        if (a == NULL || (a->hash == h && str_eq(a->name, a->len, account)))
-            return i;
-    }
+/* A position looked up in the index, and the portfolio whose slots it is compared with. */
+typedef struct {
+    const tp_portfolio_t *pf;
+    tp_str_t account, symbol;
+} position_key_t;
+
+static bool position_eq(const void *ctx, uint32_t n) {
+    const position_key_t *k = ctx;
+    const tp_position_t *p = &slot(k->pf, n)->position;
+    return str_eq(p->account, p->account_len, k->account) &&
+           str_eq(p->symbol, p->symbol_len, k->symbol);
 }
 
-/* Slot for an entry known to be absent, in a table of cap slots. */
-static uint32_t free_slot(void *const *table, uint32_t cap, uint64_t h) {
-    uint32_t mask = cap - 1, i = (uint32_t)h & mask;
-    while (table[i] != NULL)
-        i = (i + 1) & mask;
-    return i;
+typedef struct {
+    const tp_portfolio_t *pf;
+    tp_str_t account;
+} account_key_t;
+
+static bool account_eq(const void *ctx, uint32_t n) {
+    const account_key_t *k = ctx;
+    const tp_pf_account_t *a = &slot(k->pf, n)->account;
+    return str_eq(a->name, a->len, k->account);
 }
 
-/* Doubles the position index; on TP_ENOMEM it is as it was. */
-static int grow_index(tp_portfolio_t *pf) {
-    uint32_t cap = pf->index_cap * 2;
-    tp_position_t **index = calloc(cap, sizeof(*index));
-    if (index == NULL)
-        return TP_ENOMEM;
-    for (uint32_t i = 0; i < pf->index_cap; i++) {
-        tp_position_t *p = pf->index[i];
-        if (p != NULL)
-            index[free_slot((void *const *)index, cap, p->hash)] = p;
-    }
-    free(pf->index);
-    pf->index = index;
-    pf->index_cap = cap;
-    return 0;
+/* The position of (account, symbol), hashed to h, or NULL. */
+static tp_position_t *lookup_position(const tp_portfolio_t *pf, tp_str_t account, tp_str_t symbol,
+                                      uint64_t h) {
+    position_key_t k = {pf, account, symbol};
+    uint32_t n = tp_table_find(&pf->index, h, position_eq, &k);
+    return n != TP_TABLE_NONE ? &slot(pf, n)->position : NULL;
 }
 
-static int grow_accounts(tp_portfolio_t *pf) {
-    uint32_t cap = pf->accounts_cap * 2;
-    tp_pf_account_t **accounts = calloc(cap, sizeof(*accounts));
-    if (accounts == NULL)
-        return TP_ENOMEM;
-    for (uint32_t i = 0; i < pf->accounts_cap; i++) {
-        tp_pf_account_t *a = pf->accounts[i];
-        if (a != NULL)
-            accounts[free_slot((void *const *)accounts, cap, a->hash)] = a;
-    }
-    free(pf->accounts);
-    pf->accounts = accounts;
-    pf->accounts_cap = cap;
-    return 0;
+/* The account's record, the name hashed to h, or NULL. */
+static tp_pf_account_t *lookup_account(const tp_portfolio_t *pf, tp_str_t account, uint64_t h) {
+    account_key_t k = {pf, account};
+    uint32_t n = tp_table_find(&pf->accounts, h, account_eq, &k);
+    return n != TP_TABLE_NONE ? &slot(pf, n)->account : NULL;
 }
 
-/* Makes sure n more slots can be taken from the newest chunk. A chunk that
- * cannot hold all n is left with a spare slot or so: never more than one,
- * since n <= 2. */
+/* Makes sure n more slots can be taken: n is at most 2 (a position and its
+ * account), so one more chunk is always enough. */
 static int reserve_slots(tp_portfolio_t *pf, uint32_t n) {
-    struct tp_pf_chunk_s *c = pf->chunks;
-    if (c != NULL && c->cap - c->used >= n)
+    if (pf->used + n <= pf->chunk_count * CHUNK_SLOTS)
         return 0;
-    uint32_t cap = c == NULL ? CHUNK_MIN : c->cap < CHUNK_MAX ? c->cap * 2 : CHUNK_MAX;
-    struct tp_pf_chunk_s *fresh = malloc(sizeof(*fresh) + (size_t)cap * sizeof(slot_t));
-    if (fresh == NULL)
+    if (pf->chunk_count == pf->chunk_cap) {
+        uint32_t cap = pf->chunk_cap ? pf->chunk_cap * 2 : 4;
+        slot_t **chunks = realloc(pf->chunks, (size_t)cap * sizeof(*chunks));
+        if (chunks == NULL)
+            return TP_ENOMEM;
+        pf->chunks = chunks;
+        pf->chunk_cap = cap;
+    }
+    slot_t *chunk = malloc(CHUNK_SLOTS * sizeof(*chunk));
+    if (chunk == NULL)
         return TP_ENOMEM;
-    fresh->next = c;
-    fresh->cap = cap;
-    fresh->used = 0;
-    pf->chunks = fresh;
+    pf->chunks[pf->chunk_count++] = chunk;
     return 0;
 }
 
-static slot_t *take_slot(tp_portfolio_t *pf) {
-    return &pf->chunks->slots[pf->chunks->used++];
+/* The next free slot, and its number in *n; reserve_slots() came first. */
+static slot_t *take_slot(tp_portfolio_t *pf, uint32_t *n) {
+    *n = pf->used++;
+    return slot(pf, *n);
 }
 
 /* ---- lookup and creation ---------------------------------------------------------------- */
 
 int tp_portfolio_init(tp_portfolio_t *pf) {
     *pf = (tp_portfolio_t){0};
-    pf->index = calloc(INDEX_MIN, sizeof(*pf->index));
-    pf->accounts = calloc(ACCOUNTS_MIN, sizeof(*pf->accounts));
-    if (pf->index == NULL || pf->accounts == NULL) {
+    if (tp_table_init(&pf->index, INDEX_MIN) != 0 ||
+        tp_table_init(&pf->accounts, ACCOUNTS_MIN) != 0) {
         tp_portfolio_close(pf);
         return TP_ENOMEM;
     }
-    pf->index_cap = INDEX_MIN;
-    pf->accounts_cap = ACCOUNTS_MIN;
     pf->seed = tp__hash_seed();
     return 0;
 }
 
 void tp_portfolio_close(tp_portfolio_t *pf) {
-    for (struct tp_pf_chunk_s *c = pf->chunks, *next; c != NULL; c = next) {
-        next = c->next;
-        free(c);
-    }
-    free(pf->index);
-    free(pf->accounts);
+    for (uint32_t i = 0; i < pf->chunk_count; i++)
+        free(pf->chunks[i]);
+    free(pf->chunks);
+    tp_table_close(&pf->index);
+    tp_table_close(&pf->accounts);
     *pf = (tp_portfolio_t){0};
 }
 
 static tp_pf_account_t *find_account(const tp_portfolio_t *pf, tp_str_t account) {
-    if (pf->accounts == NULL || !valid_str(account, TP_WIRE_ID_MAX))
+    if (!valid_str(account, TP_WIRE_ID_MAX))
         return NULL;
-    return pf->accounts[probe_account(pf, account, account_hash(pf, account))];
+    return lookup_account(pf, account, account_hash(pf, account));
 }
 
 /* Everything that can fail, done before anything visible changes: room in both
@@ -193,32 +165,34 @@ static tp_pf_account_t *find_account(const tp_portfolio_t *pf, tp_str_t account)
 static int make_room(tp_portfolio_t *pf, bool new_account) {
     if (pf->count >= COUNT_MAX || pf->account_count >= COUNT_MAX)
         return TP_ENOMEM;
-    int rc = 0;
-    if (2 * (pf->count + 1) > pf->index_cap)
-        rc = grow_index(pf);
-    if (rc == 0 && new_account && 2 * (pf->account_count + 1) > pf->accounts_cap)
-        rc = grow_accounts(pf);
+    int rc = tp_table_reserve(&pf->index, pf->count + 1);
+    if (rc == 0 && new_account)
+        rc = tp_table_reserve(&pf->accounts, pf->account_count + 1);
     if (rc == 0)
         rc = reserve_slots(pf, new_account ? 2 : 1);
     return rc;
 }
 
+/* The two below follow make_room(), so their inserts cannot fail. */
+
 static tp_pf_account_t *add_account(tp_portfolio_t *pf, tp_str_t account, uint64_t h) {
-    tp_pf_account_t *a = &take_slot(pf)->account;
-    *a = (tp_pf_account_t){.len = (uint8_t)account.len, .hash = h};
+    uint32_t n;
+    tp_pf_account_t *a = &take_slot(pf, &n)->account;
+    *a = (tp_pf_account_t){.len = (uint8_t)account.len};
     memcpy(a->name, account.ptr, account.len);
-    pf->accounts[free_slot((void *const *)pf->accounts, pf->accounts_cap, h)] = a;
+    (void)tp_table_insert(&pf->accounts, h, n);
     pf->account_count++;
     return a;
 }
 
 static tp_position_t *add_position(tp_portfolio_t *pf, tp_pf_account_t *a, tp_str_t symbol,
                                    uint64_t h) {
-    tp_position_t *p = &take_slot(pf)->position;
-    *p = (tp_position_t){.account_len = a->len, .symbol_len = (uint8_t)symbol.len, .hash = h};
+    uint32_t n;
+    tp_position_t *p = &take_slot(pf, &n)->position;
+    *p = (tp_position_t){.account_len = a->len, .symbol_len = (uint8_t)symbol.len};
     memcpy(p->account, a->name, a->len);
     memcpy(p->symbol, symbol.ptr, symbol.len);
-    pf->index[free_slot((void *const *)pf->index, pf->index_cap, h)] = p;
+    (void)tp_table_insert(&pf->index, h, n);
     pf->count++;
     if (a->last != NULL)
         a->last->next = p;
@@ -231,15 +205,15 @@ static tp_position_t *add_position(tp_portfolio_t *pf, tp_pf_account_t *a, tp_st
 
 tp_position_t *tp_portfolio_position(tp_portfolio_t *pf, tp_str_t account, tp_str_t symbol,
                                      bool create) {
-    if (pf->index == NULL || !valid_str(account, TP_WIRE_ID_MAX) ||
+    if (pf->index.cap == 0 || !valid_str(account, TP_WIRE_ID_MAX) ||
         !valid_str(symbol, TP_WIRE_SYMBOL_MAX))
         return NULL;
     uint64_t h = position_hash(pf, account, symbol);
-    tp_position_t *p = pf->index[probe_position(pf, account, symbol, h)];
+    tp_position_t *p = lookup_position(pf, account, symbol, h);
     if (p != NULL || !create)
         return p;
     uint64_t ah = account_hash(pf, account);
-    tp_pf_account_t *a = pf->accounts[probe_account(pf, account, ah)];
+    tp_pf_account_t *a = lookup_account(pf, account, ah);
     if (make_room(pf, a == NULL) != 0)
         return NULL;
     if (a == NULL)

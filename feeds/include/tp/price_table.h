@@ -1,7 +1,7 @@
 /* The latest-price table (feeds/src/price_table.c): symbol -> newest quote.
  *
  * Entries live in a dense array (an entry's index never changes) and an
- * open-addressing index of entry numbers finds them by symbol. A tick overwrites
+ * open-addressing index of entry numbers (tp/table.h) finds them by symbol. A tick overwrites
  * its symbol's entry and queues the symbol as dirty once; the writer pops dirty
  * entries when Redis can take them, so under backpressure every symbol is written
  * once with its newest quote (conflation), never a stale quote after a newer one.
@@ -11,6 +11,7 @@
 #define TP_PRICE_TABLE_H
 
 #include "tp/latency.h"
+#include "tp/table.h"
 #include "tp/wire.h"
 
 #include <stdbool.h>
@@ -35,8 +36,8 @@ typedef struct {
     tp_price_t *entries; /* count used of entries_cap */
     uint32_t count;
     uint32_t entries_cap;
-    uint32_t *index; /* index_cap slots (a power of two): entry number + 1, 0 = empty */
-    uint32_t index_cap;
+    /* symbol -> entry number, with room for entries_cap entries; index_cap is its capacity */
+    TP_TABLE_MEMBER(index, index_slots, index_cap);
     uint32_t *dirty; /* ring of entries_cap + 1 slots: dirty[head .. tail) modulo that size */
     uint32_t dirty_head;
     uint32_t dirty_tail;

@@ -2,10 +2,12 @@
  * are duplicates (A/B feed arbitration: both lines carry the same stream_id and
  * seq, the first copy wins) and where sequence numbers are missing.
  *
- * An open-addressing table keyed by stream_id; it allocates only when a new
- * stream appears and the table must grow. */
+ * Streams live in an array found by stream_id through an open-addressing index
+ * (tp/table.h); both allocate only when a new stream appears and they must grow. */
 #ifndef TP_SEQ_H
 #define TP_SEQ_H
+
+#include "tp/table.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,7 +20,7 @@ typedef struct {
     uint64_t ack_sent;  /* highest acked_seq sent back to the adapter */
     void *owner;        /* the source that last delivered this stream (for acks) */
     bool orders;        /* has carried order events: acked by the order writer only */
-    bool used;
+    bool used;          /* a stream: false in the unused tail of the slots */
 } tp_stream_t;
 
 typedef enum {
@@ -29,9 +31,13 @@ typedef enum {
 } tp_seq_result_t;
 
 typedef struct {
-    tp_stream_t *slots; /* cap slots, cap a power of two */
+    /* The streams in slots[0 .. count), in arrival order; cap (a power of two,
+     * with count <= 70% of it) slots, the rest zeroed, so that a walk over all
+     * cap slots may skip those not used. */
+    tp_stream_t *slots;
     size_t cap;
     size_t count;
+    tp_table_t index;    /* stream_id -> slot */
     uint64_t duplicates; /* frames dropped as duplicates */
     uint64_t gaps;       /* gap events */
     uint64_t missing;    /* sequence numbers skipped over by gaps */

@@ -19,6 +19,7 @@
 #define TP_ORDERS_H
 
 #include "tp/fixed.h"
+#include "tp/table.h"
 #include "tp/wire.h"
 
 #include <stdbool.h>
@@ -64,8 +65,8 @@ typedef struct {
     uint32_t chunk_count, chunk_cap;
     uint32_t used;      /* records handed out so far, removed ones included */
     uint32_t free_head; /* first removed record + 1, 0 when none */
-    uint64_t *index;    /* index_cap slots (a power of two): hash << 32 | record + 1; 0 = empty */
-    uint32_t index_cap;
+    /* order id -> record (tp/table.h); index and index_cap are its slots and capacity */
+    TP_TABLE_MEMBER(id_index, index, index_cap);
     uint32_t count; /* orders in the store */
     uint32_t open;  /* of them in an open status */
     uint64_t seed;  /* of the order-id and exec-id hashes, random per store */
@@ -73,10 +74,12 @@ typedef struct {
     /* Finished orders in memory, oldest first (record + 1; 0 = none), and the bound. */
     uint32_t finished_head, finished_tail, finished, retain_finished;
     uint64_t dropped; /* finished orders dropped from memory so far */
-    /* Ids of dropped orders (seeded hashes): a ring, oldest at retired_next once
-     * full, and an open-addressing set of 2 x retired_cap slots for lookups. */
-    uint64_t *retired, *retired_set;
-    uint32_t retired_cap, retired_count, retired_next;
+    /* Ids of dropped orders (seeded hashes): a ring of retired_cap, oldest at
+     * retired_next once full, and an index of them (hash -> ring position),
+     * reserved for retired_cap ids, for lookups. */
+    uint64_t *retired;
+    tp_table_t retired_set;
+    uint32_t retired_cap, retired_next;
 } tp_orders_t;
 
 typedef enum {

@@ -27,6 +27,7 @@
 #define TP_PORTFOLIO_H
 
 #include "tp/fixed.h"
+#include "tp/table.h"
 #include "tp/wire.h"
 
 #include <stdbool.h>
@@ -51,20 +52,21 @@ struct tp_position_s {
     int64_t realized; /* realized PnL, 1e-8 currency */
     int64_t mark;     /* price for unrealized PnL, 1e-8; 0 = none yet */
     /* private */
-    uint64_t hash;       /* of (account, symbol), with the portfolio's seed */
     tp_position_t *next; /* the account's next position, in creation order */
 };
 
 /* Caller-allocated; fields are private. */
 struct tp_portfolio_s {
-    tp_position_t **index; /* open addressing, index_cap (a power of two) slots, NULL = empty */
-    uint32_t index_cap;
-    uint32_t count;             /* positions */
-    tp_pf_account_t **accounts; /* open addressing too, accounts_cap slots */
-    uint32_t accounts_cap;
+    /* (account, symbol) -> the position's slot (tp/table.h); index_cap is its capacity */
+    TP_TABLE_MEMBER(index, index_slots, index_cap);
+    uint32_t count;      /* positions */
+    tp_table_t accounts; /* account -> the slot of its record */
     uint32_t account_count;
-    struct tp_pf_chunk_s *chunks; /* where positions and accounts live; never moved */
-    uint64_t seed;                /* of both hashes, random per portfolio */
+    /* Where positions and account records live: chunk_count chunks of slots, never moved,
+     * numbered across the chunks; used of them taken. */
+    union tp_pf_slot_u **chunks;
+    uint32_t chunk_count, chunk_cap, used;
+    uint64_t seed; /* of both hashes, random per portfolio */
 };
 
 /* Returns 0 or TP_ENOMEM. */
