@@ -977,7 +977,7 @@ Test(orders, hundred_thousand_orders) {
     }
     cr_assert_eq(store.count, N);
     cr_assert_eq(store.open, N);
-    cr_assert_geq(store.index_cap, 2 * N);
+    cr_assert_geq(store.id_index.cap, 2 * N);
     for (int i = 0; i < N; i++) {
         snprintf(oid, sizeof(oid), "ORD-%d", i);
         snprintf(sym, sizeof(sym), "S%d", i % 97);
@@ -1091,7 +1091,7 @@ Test(orders, steady_state_keeps_memory) {
     cr_assert_eq(tp_order_add_exec_id(&store, o, "PRE2", 4), 0);
     cr_assert_eq(tp_order_add_exec_id(&store, o, "PRE3", 4), 0);
     cr_assert_eq(tp_order_add_exec_id(&store, o, "PRE4", 4), 0); /* now on the heap, cap 8 */
-    const uint64_t *index = store.index, *ids = o->exec_ids;
+    const uint64_t *index = store.id_index.slots, *ids = o->exec_ids;
     tp_order_t **chunks = store.chunks;
     uint32_t chunk_count = store.chunk_count, used = store.used;
     for (int i = 0; i < 3; i++) {
@@ -1103,7 +1103,7 @@ Test(orders, steady_state_keeps_memory) {
     expect_reject(&e, "overfill");
     cr_assert_eq(o->exec_count, 8);
     cr_assert_eq(o->exec_ids, ids);
-    cr_assert_eq(store.index, index);
+    cr_assert_eq(store.id_index.slots, index);
     cr_assert_eq(store.chunks, chunks);
     cr_assert_eq(store.chunk_count, chunk_count);
     cr_assert_eq(store.used, used);

@@ -697,7 +697,7 @@ Test(portfolio, thousand_positions_grow_with_stable_pointers) {
     }
     cr_assert_eq(pf.count, ACCOUNTS * SYMBOLS);
     cr_assert_eq(pf.account_count, ACCOUNTS);
-    cr_assert_geq(pf.index_cap, 2 * ACCOUNTS * SYMBOLS);
+    cr_assert_geq(pf.index.cap, 2 * ACCOUNTS * SYMBOLS);
     for (int a = 0; a < ACCOUNTS; a++) {
         snprintf(acct, sizeof(acct), "ACC%d", a);
         for (int s = 0; s < SYMBOLS; s++) {

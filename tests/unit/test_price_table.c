@@ -209,8 +209,8 @@ Test(price_table, growth_keeps_entries_and_queue) {
     }
     cr_assert_eq(table.count, N);
     cr_assert_geq(table.entries_cap, N);
-    cr_assert_geq(table.index_cap, 2 * table.entries_cap);
-    cr_assert_eq(table.index_cap & (table.index_cap - 1), 0);
+    cr_assert_geq(table.index.cap, 2 * table.entries_cap);
+    cr_assert_eq(table.index.cap & (table.index.cap - 1), 0);
     cr_assert_eq(tp_price_table_dirty_count(&table), N - 1);
     for (int i = 0; i < N; i++)
         assert_quote(get(names[i]), names[i], i);

@@ -43,20 +43,6 @@ typedef struct {
     uint32_t count; /* entries; never more than cap / 2 */
 } tp_table_t;
 
-/* A tp_table_t member called name whose slots and capacity can also be read as members
- * slots_name (uint64_t *) and cap_name (uint32_t). Structs that had an index of their own before
- * this table existed keep showing it under the old names this way (their tests check the load
- * bound and the steady-state addresses with them). The two structs of the union share their
- * initial members, so reading either name is defined (C11 6.5.2.3). */
-#define TP_TABLE_MEMBER(name, slots_name, cap_name)                                                \
-    union {                                                                                        \
-        tp_table_t name;                                                                           \
-        struct {                                                                                   \
-            uint64_t *slots_name;                                                                  \
-            uint32_t cap_name;                                                                     \
-        };                                                                                         \
-    }
-
 /* Whether the record with this value holds the key being looked up; ctx (the caller's) carries
  * that key and whatever is needed to reach the record. */
 typedef bool (*tp_table_eq_cb)(const void *ctx, uint32_t value);

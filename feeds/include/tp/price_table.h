@@ -36,9 +36,8 @@ typedef struct {
     tp_price_t *entries; /* count used of entries_cap */
     uint32_t count;
     uint32_t entries_cap;
-    /* symbol -> entry number, with room for entries_cap entries; index_cap is its capacity */
-    TP_TABLE_MEMBER(index, index_slots, index_cap);
-    uint32_t *dirty; /* ring of entries_cap + 1 slots: dirty[head .. tail) modulo that size */
+    tp_table_t index; /* symbol -> entry number, with room for entries_cap entries */
+    uint32_t *dirty;  /* ring of entries_cap + 1 slots: dirty[head .. tail) modulo that size */
     uint32_t dirty_head;
     uint32_t dirty_tail;
     uint64_t ticks;     /* ticks applied */

@@ -63,13 +63,12 @@ typedef struct tp_order {
 typedef struct {
     tp_order_t **chunks; /* chunk_count slabs of TP_ORDERS_CHUNK records */
     uint32_t chunk_count, chunk_cap;
-    uint32_t used;      /* records handed out so far, removed ones included */
-    uint32_t free_head; /* first removed record + 1, 0 when none */
-    /* order id -> record (tp/table.h); index and index_cap are its slots and capacity */
-    TP_TABLE_MEMBER(id_index, index, index_cap);
-    uint32_t count; /* orders in the store */
-    uint32_t open;  /* of them in an open status */
-    uint64_t seed;  /* of the order-id and exec-id hashes, random per store */
+    uint32_t used;       /* records handed out so far, removed ones included */
+    uint32_t free_head;  /* first removed record + 1, 0 when none */
+    tp_table_t id_index; /* order id -> record (tp/table.h) */
+    uint32_t count;      /* orders in the store */
+    uint32_t open;       /* of them in an open status */
+    uint64_t seed;       /* of the order-id and exec-id hashes, random per store */
     uint64_t accepted, fills, duplicates, rejects; /* events, by outcome (fills are accepted too) */
     /* Finished orders in memory, oldest first (record + 1; 0 = none), and the bound. */
     uint32_t finished_head, finished_tail, finished, retain_finished;

@@ -57,8 +57,7 @@ struct tp_position_s {
 
 /* Caller-allocated; fields are private. */
 struct tp_portfolio_s {
-    /* (account, symbol) -> the position's slot (tp/table.h); index_cap is its capacity */
-    TP_TABLE_MEMBER(index, index_slots, index_cap);
+    tp_table_t index;    /* (account, symbol) -> the position's slot (tp/table.h) */
     uint32_t count;      /* positions */
     tp_table_t accounts; /* account -> the slot of its record */
     uint32_t account_count;
