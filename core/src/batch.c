@@ -120,10 +120,9 @@ static void on_mset_part(void *data, int status, const tp_reply_t *r) {
     batch_part_done(part->batch, status);
 }
 
-/* With REDIS_DEFAULT_TTL, an EXPIRE for each key MSET wrote on connection ci. */
-static int expire_part(tp_pool_t *p, batch_t *b, int ci, const char *const *keys) {
-    tp_conn_t *c = tp__router_at(tp__pool_router(p), (size_t)ci);
-    for (size_t i = 0; i < b->n && tp__pool_env(p)->cfg->default_ttl_s > 0; i++) {
+/* An EXPIRE (REDIS_DEFAULT_TTL) for each key MSET wrote on c, connection ci. */
+static int expire_part(batch_t *b, tp_conn_t *c, int ci, const char *const *keys) {
+    for (size_t i = 0; i < b->n; i++) {
         if (b->conn_of[i] != ci)
             continue;
         int rc = tp__conn_default_expire(c, keys[i]);
@@ -139,14 +138,16 @@ static int expire_part(tp_pool_t *p, batch_t *b, int ci, const char *const *keys
 static int batch_send(tp_pool_t *p, batch_t *b, const char *name, const char *const *keys,
                       const char *const *values, const size_t *vlens, tp_cmd_cb part_cb) {
     int rc = 0;
-    int nconns = (int)tp__router_count(tp__pool_router(p));
+    tp__router_t *r = tp__pool_router(p);
+    bool expire = values && tp__pool_env(p)->cfg->default_ttl_s > 0;
+    int nconns = (int)tp__router_count(r);
     for (int ci = 0; ci < nconns && rc == 0; ci++) {
         size_t count = 0;
         for (size_t i = 0; i < b->n; i++)
             count += b->conn_of[i] == ci;
         if (count == 0)
             continue;
-        tp_conn_t *c = tp__router_at(tp__pool_router(p), (size_t)ci);
+        tp_conn_t *c = tp__router_at(r, (size_t)ci);
         rc = tp__conn_begin(c, 1 + count * (values ? 2 : 1));
         if (rc != 0)
             break;
@@ -162,13 +163,13 @@ static int batch_send(tp_pool_t *p, batch_t *b, const char *name, const char *co
         rc = tp__conn_end(c, NULL, part_cb, &b->parts[ci]);
         b->parts[ci].queued = rc == 0;
         b->parts_left += rc == 0;
-        if (rc == 0 && values)
-            rc = expire_part(p, b, ci, keys);
+        if (rc == 0 && expire)
+            rc = expire_part(b, c, ci, keys);
     }
     if (rc != 0)
         for (int ci = 0; ci < nconns; ci++)
             while (b->parts[ci].queued-- > 0)
-                tp__conn_cancel_last(tp__router_at(tp__pool_router(p), (size_t)ci));
+                tp__conn_cancel_last(tp__router_at(r, (size_t)ci));
     return rc;
 }
 

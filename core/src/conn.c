@@ -105,7 +105,7 @@ static void go_down(tp_conn_t *c) {
 
 /* Gives up on the current transport (errstr already says why) and schedules a reconnect, or
  * reports the connection down after REDIS_MAX_RETRIES. */
-void tp__conn_broken(tp_conn_t *c, int code) {
+static void conn_broken(tp_conn_t *c, int code) {
     if (c->state == TP_CONN_CLOSING || c->state == TP_CONN_WAITING)
         return;
     bool was_ready = c->state == TP_CONN_READY;
@@ -137,7 +137,7 @@ void tp__conn_broken(tp_conn_t *c, int code) {
         uv_timer_start(&c->timer, on_timer, backoff_ms(c), 0);
 }
 
-/* Formats the detail into errstr, then tp__conn_broken(). */
+/* Formats the detail into errstr, then conn_broken(). */
 static void conn_fail(tp_conn_t *c, int code, const char *fmt, ...) {
     if (c->state == TP_CONN_CLOSING || c->state == TP_CONN_WAITING)
         return;
@@ -145,7 +145,7 @@ static void conn_fail(tp_conn_t *c, int code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(c->errstr, sizeof(c->errstr), fmt, ap);
     va_end(ap);
-    tp__conn_broken(c, code);
+    conn_broken(c, code);
 }
 
 void tp__conn_arm_timeout(tp_conn_t *c) {
@@ -227,31 +227,32 @@ static void become_ready(tp_conn_t *c) {
         tp__flusher_schedule(c->env->flusher, c);
 }
 
+void tp__conn_transport_failed(tp_conn_t *c, int code) {
+    snprintf(c->errstr, sizeof(c->errstr), "%s", tp__transport_last_error(c->transport));
+    conn_broken(c, code);
+}
+
 /* The transport is open: the handshake goes out before anything in the log. */
 static void on_transport_open(void *owner) {
     tp_conn_t *c = owner;
     tp_buf_t b = {0};
     int rc = tp__handshake_encode(c, &b);
-    if (rc != 0)
-        snprintf(c->errstr, sizeof(c->errstr), "out of memory encoding the handshake");
     c->state = TP_CONN_HANDSHAKE;
-    if (rc == 0) {
-        rc = tp__transport_write(c->transport, tp_buf_ptr(&b), tp_buf_size(&b));
-        if (rc < 0)
-            snprintf(c->errstr, sizeof(c->errstr), "%s", tp__transport_last_error(c->transport));
-    }
+    int w = rc == 0 ? tp__transport_write(c->transport, tp_buf_ptr(&b), tp_buf_size(&b)) : 0;
     /* The buffer held the password: wipe it before it goes back to malloc. */
     if (b.data)
         memset(b.data, 0, b.cap);
     tp_buf_free(&b);
-    if (rc < 0)
-        tp__conn_broken(c, rc);
+    if (rc != 0)
+        conn_fail(c, rc, "out of memory encoding the handshake");
+    else if (w < 0)
+        tp__conn_transport_failed(c, w);
 }
 
 static void on_handshake_reply(tp_conn_t *c, const tp_reply_t *r) {
     int rc = tp__handshake_reply(c, r);
     if (rc < 0)
-        tp__conn_broken(c, rc);
+        conn_broken(c, rc);
     else if (rc == 0)
         become_ready(c);
 }
@@ -311,9 +312,7 @@ static void on_transport_read(void *owner, const char *p, size_t n) {
 }
 
 static void on_transport_error(void *owner, int code) {
-    tp_conn_t *c = owner;
-    snprintf(c->errstr, sizeof(c->errstr), "%s", tp__transport_last_error(c->transport));
-    tp__conn_broken(c, code);
+    tp__conn_transport_failed(owner, code);
 }
 
 static void on_transport_freed(void *owner);

@@ -140,8 +140,9 @@ void tp__conn_flush(tp_conn_t *c);
 
 /* ---- conn.c, for conn_commands.c ---- */
 
-/* The socket broke while writing: errstr holds the detail. */
-void tp__conn_broken(tp_conn_t *c, int code);
+/* The current transport failed (a write, a read, the connect): its detail becomes errstr and
+ * the connection reconnects. */
+void tp__conn_transport_failed(tp_conn_t *c, int code);
 /* Arms the command timeout when written commands await replies. */
 void tp__conn_arm_timeout(tp_conn_t *c);
 

@@ -27,14 +27,12 @@ void tp__conn_flush(tp_conn_t *c) {
     c->sent_cmds = c->fifo.count;
     c->sent_bytes = c->pubsub ? 0 : size;
     int r = tp__transport_write(c->transport, p, n);
-    if (r < 0)
-        snprintf(c->errstr, sizeof(c->errstr), "%s", tp__transport_last_error(c->transport));
     /* Subscriptions are rebuilt from the subscriber's table on reconnect, so a subscriber
      * keeps nothing for replay. */
     if (c->pubsub)
         tp_buf_truncate(&c->log, 0);
     if (r < 0) {
-        tp__conn_broken(c, r);
+        tp__conn_transport_failed(c, r);
         return;
     }
     tp__conn_arm_timeout(c);
