@@ -173,6 +173,7 @@ static void on_pool_writable(tp_pool_t *pool) {
 static void on_tick(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta) {
     service_t *svc = f->data;
     tp_price_writer_on_tick(&svc->prices, frame, meta);
+    tp_order_writer_on_price(&svc->orders, frame->body.tick.symbol);
 }
 
 static void on_order(tp_feeds_t *f, const tp_frame_t *frame, const tp_feed_meta_t *meta) {
@@ -208,10 +209,12 @@ static void on_order_fatal(tp_order_writer_t *w, int code) {
     shutdown_service(w->data, 1);
 }
 
-static int64_t mark_price(tp_order_writer_t *w, tp_str_t symbol, int64_t fill_px) {
+static bool quote(tp_order_writer_t *w, tp_str_t symbol, tp_quote_t *out) {
     service_t *svc = w->data;
     const tp_price_t *p = tp_price_table_get(&svc->feeds.prices, symbol.ptr, symbol.len);
-    return p ? tp_portfolio_mark_price(p->last, p->bid, p->ask, fill_px) : fill_px;
+    if (p != NULL)
+        *out = (tp_quote_t){.last = p->last, .bid = p->bid, .ask = p->ask};
+    return p != NULL;
 }
 
 /* ---- shutdown ----------------------------------------------------------------------------- */
@@ -249,7 +252,7 @@ static void on_drain(uv_timer_t *t) {
     if (tp_order_writer_broken(&svc->orders)) {
         uv_timer_stop(t);
         finish(svc);
-    } else if (orders == 0 && prices) {
+    } else if (tp_order_writer_idle(&svc->orders) && prices) {
         TP_LOG(TP_LOG_INFO, "drained: every write acknowledged");
         uv_timer_stop(t);
         finish(svc);
@@ -324,7 +327,7 @@ static int init_modules(service_t *svc) {
     static const tp_order_writer_callbacks_t order_cb = {.on_ack = on_order_ack,
                                                          .on_pause = on_order_pause,
                                                          .on_resume = on_order_resume,
-                                                         .mark_price = mark_price,
+                                                         .quote = quote,
                                                          .on_fatal = on_order_fatal};
     if (rc == 0)
         rc = tp_order_writer_init(&svc->orders, &svc->pool, &svc->cfg.orders, &order_cb);

@@ -91,6 +91,16 @@ static void redis_counters(tp_prom_t *p, const tp_pool_t *pool, const tp_price_w
         {"tickplane_order_replays_total", "Order transactions sent again.", ow->stats.resent},
         {"tickplane_order_redis_errors_total", "Order transactions Redis refused or failed.",
          ow->stats.redis_errors},
+        {"tickplane_marks_written_total", "Mark writes (an account's new marks) acknowledged.",
+         ow->mark_writer.stats.written},
+        {"tickplane_mark_write_errors_total",
+         "Mark writes refused or lost (their accounts are written again).",
+         ow->mark_writer.stats.failed},
+        {"tickplane_positions_remarked_total", "Position marks changed by price moves.",
+         tp_portfolio_mark_stats(&ow->portfolio)->remarked},
+        {"tickplane_marks_conflated_total",
+         "Position marks replaced by a newer one before they were written.",
+         tp_portfolio_mark_stats(&ow->portfolio)->conflated},
     };
     families(p, "counter", m, sizeof(m) / sizeof(m[0]));
 }

@@ -10,6 +10,9 @@
 /* In tp_event_format_t order. */
 static const char *const event_format_names[] = {"flatbuffers", "json", NULL};
 static const tp_setting_type_t event_format_type = TP_SETTING_NAMES(event_format_names);
+/* In tp_mark_rule_t order. */
+static const char *const mark_rule_names[] = {"last", "mid", "bid_ask", NULL};
+static const tp_setting_type_t mark_rule_type = TP_SETTING_NAMES(mark_rule_names);
 
 static const tp_setting_t order_settings[] = {
     {"TP_EVENT_FORMAT", "--event-format", "flatbuffers", &event_format_type, FIELD(event_format), 0,
@@ -20,6 +23,14 @@ static const tp_setting_t order_settings[] = {
      FIELD(finished_orders_max), 0, 1000000, 0,
      "finished orders kept in memory (about 0.7 KiB each); older ones are dropped from memory "
      "only, and an event naming one is refused as final"},
+    {"TP_MARK_PRICE", "--mark-price", "last", &mark_rule_type, FIELD(mark_rule), 0, 0, 0,
+     "the price positions are marked at: last (the last trade, else the bid/ask mid), mid (the "
+     "mid, else the last trade) or bid_ask (longs at the bid, shorts at the ask, else the last "
+     "trade); with none of these a fill marks at its own price and a tick keeps the old mark"},
+    {"TP_MARK_INTERVAL", "--mark-interval", "0", &tp_setting_duration, FIELD(mark_interval_ms), 0,
+     TP_SETTING_HOUR_MS, 0,
+     "how often price moves re-mark positions and write the marks; 0 = at the end of every loop "
+     "iteration, like prices"},
 };
 
 void tp_order_writer_config_init(tp_order_writer_config_t *cfg) {

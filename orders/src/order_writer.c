@@ -1,5 +1,6 @@
 /* The order write path; see tp/order_writer.h. */
 #include "tp/order_writer.h"
+#include "mark_writer_int.h"
 #include "stream_marks.h"
 #include "tp/clock.h"
 #include "tp/error.h"
@@ -131,9 +132,11 @@ static void start_retry(tp_order_writer_t *w) {
 
 /* Marks u for sending again, and with it every later unit of the same account
  * that is in flight or answered but not retired: sent again after u, they keep
- * the account's writes in order (each is absolute, so a second run is harmless). */
+ * the account's writes in order (each is absolute, so a second run is harmless).
+ * Their marks are older than marks written since, which are written again after them. */
 static void resend_from(tp_order_writer_t *w, tp_order_unit_t *u) {
     bool after = false;
+    tp_portfolio_requeue_marks(&w->portfolio, tp_str(u->account));
     for (size_t i = 0; i < w->count; i++) {
         tp_order_unit_t *v = unit_at(w, i);
         after |= v == u;
@@ -420,8 +423,10 @@ static int apply_fill(tp_order_writer_t *w, const tp_order_event_t *ev, const tp
     int rc = tp_position_fill(p, ev->side, r->fill_qty, r->fill_px);
     if (rc != 0)
         return rc;
-    int64_t mark = w->cb.mark_price ? w->cb.mark_price(w, ev->symbol, r->fill_px) : r->fill_px;
-    tp_position_mark(p, mark);
+    tp_quote_t q;
+    bool quoted = w->cb.quote != NULL && w->cb.quote(w, ev->symbol, &q);
+    tp_position_mark(p, quoted ? tp_mark_price(w->cfg->mark_rule, p->qty, &q, r->fill_px)
+                               : r->fill_px);
     *out = p;
     return 0;
 }
@@ -561,6 +566,7 @@ int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_order_w
     }
     uv_timer_init(tp_pool_loop(pool), &w->retry);
     w->retry.data = w;
+    tp__mark_writer_init(&w->mark_writer, w);
     return 0;
 }
 
@@ -571,10 +577,27 @@ bool tp_order_writer_broken(const tp_order_writer_t *w) {
 void tp_order_writer_mute(tp_order_writer_t *w) {
     w->cb.on_ack = NULL;
     w->cb.on_pause = w->cb.on_resume = NULL;
+    tp__mark_writer_stop(&w->mark_writer);
+}
+
+void tp_order_writer_on_price(tp_order_writer_t *w, tp_str_t symbol) {
+    tp_portfolio_price_moved(&w->portfolio, symbol);
+}
+
+void tp_order_writer_remark_all(tp_order_writer_t *w) {
+    tp_portfolio_all_prices_moved(&w->portfolio);
 }
 
 size_t tp_order_writer_pending(const tp_order_writer_t *w) {
     return w->count;
+}
+
+bool tp_order_writer_idle(const tp_order_writer_t *w) {
+    return w->count == 0 && tp__mark_writer_idle(&w->mark_writer);
+}
+
+bool tp_order_writer_stalled(const tp_order_writer_t *w) {
+    return w->unsent > 0 || w->refused;
 }
 
 static void free_unit(tp_order_unit_t *u) {
@@ -584,6 +607,7 @@ static void free_unit(tp_order_unit_t *u) {
 
 void tp_order_writer_close(tp_order_writer_t *w) {
     uv_close((uv_handle_t *)&w->retry, NULL);
+    tp__mark_writer_close(&w->mark_writer);
     for (size_t i = 0; i < w->count; i++)
         free_unit(unit_at(w, i));
     while (w->spare) {

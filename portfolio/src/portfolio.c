@@ -3,40 +3,30 @@
  * Storage: positions and account records live in slots of fixed-size chunks
  * that are allocated whole and never moved or freed before close, so their
  * addresses are stable; a slot's number (its place across the chunks) names it
- * in two indexes (tp/table.h): positions by (account, symbol), accounts by name.
- * An account record heads a list of its positions, so per-account work (totals,
- * writes, restore checks) never walks other accounts' positions.
+ * in three indexes (tp/table.h): positions by (account, symbol), accounts and
+ * symbols by name. An account record heads a list of its positions, so
+ * per-account work (totals, writes, restore checks) never walks other accounts'
+ * positions; a symbol record heads a list of the positions in it, which a price
+ * move re-marks (marks.c).
  *
  * Arithmetic: every value is bounded so that no intermediate leaves int128:
  * |qty|, px and mark are below 2^63, so a quantity times a price is below 2^126,
  * and |cost| <= 2^120 is kept as an invariant (fills that would break it are
  * refused, restored costs are checked). The one product that could be larger,
  * cost * closed / qty, is computed in two parts (removed_cost()). */
-#include "tp/portfolio.h"
-#include "tp/hash.h"
-
+#include "portfolio_int.h"
 #include "tp/error.h"
+#include "tp/hash.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define INDEX_MIN 32u    /* positions before the index first grows */
-#define ACCOUNTS_MIN 8u  /* accounts before theirs does */
-#define CHUNK_SLOTS 256u /* slots per chunk */
+#define INDEX_MIN 32u   /* positions before the index first grows */
+#define ACCOUNTS_MIN 8u /* accounts before theirs does */
+#define SYMBOLS_MIN 8u  /* symbols before theirs does */
 #define COUNT_MAX TP_TABLE_MAX
 
-struct tp_pf_account_s {
-    char name[TP_WIRE_ID_MAX + 1];
-    uint8_t len;
-    tp_position_t *first, *last;
-    uint32_t count;
-};
-
-/* A chunk's slot holds a position or an account record. */
-typedef union tp_pf_slot_u {
-    tp_position_t position;
-    tp_pf_account_t account;
-} slot_t;
+typedef tp__pf_slot_t slot_t;
 
 /* ---- hashing ---------------------------------------------------------------------------- */
 
@@ -64,7 +54,7 @@ static bool str_eq(const char *a, size_t alen, tp_str_t b) {
 /* ---- storage and the indexes ----------------------------------------------------------- */
 
 static slot_t *slot(const tp_portfolio_t *pf, uint32_t n) {
-    return &pf->chunks[n / CHUNK_SLOTS][n % CHUNK_SLOTS];
+    return tp__pf_slot(pf, n);
 }
 
 /* A position looked up in the index, and the portfolio whose slots it is compared with. */
@@ -106,8 +96,35 @@ static tp_pf_account_t *lookup_account(const tp_portfolio_t *pf, tp_str_t accoun
     return n != TP_TABLE_NONE ? &slot(pf, n)->account : NULL;
 }
 
-/* Makes sure n more slots can be taken: n is at most 2 (a position and its
- * account), so one more chunk is always enough. */
+typedef struct {
+    const tp_portfolio_t *pf;
+    tp_str_t symbol;
+} symbol_key_t;
+
+static bool symbol_eq(const void *ctx, uint32_t n) {
+    const symbol_key_t *k = ctx;
+    const tp_pf_symbol_t *s = &slot(k->pf, n)->symbol;
+    return str_eq(s->name, s->len, k->symbol);
+}
+
+static uint64_t symbol_hash(const tp_portfolio_t *pf, tp_str_t symbol) {
+    return tp__hash_bytes(pf->seed, symbol.ptr, symbol.len);
+}
+
+static tp_pf_symbol_t *lookup_symbol(const tp_portfolio_t *pf, tp_str_t symbol, uint64_t h) {
+    symbol_key_t k = {pf, symbol};
+    uint32_t n = tp_table_find(&pf->symbols, h, symbol_eq, &k);
+    return n != TP_TABLE_NONE ? &slot(pf, n)->symbol : NULL;
+}
+
+tp_pf_symbol_t *tp__pf_find_symbol(const tp_portfolio_t *pf, tp_str_t symbol) {
+    if (pf->symbols.cap == 0 || !valid_str(symbol, TP_WIRE_SYMBOL_MAX))
+        return NULL;
+    return lookup_symbol(pf, symbol, symbol_hash(pf, symbol));
+}
+
+/* Makes sure n more slots can be taken: n is at most 3 (a position, its
+ * account and its symbol), so one more chunk is always enough. */
 static int reserve_slots(tp_portfolio_t *pf, uint32_t n) {
     if (pf->used + n <= pf->chunk_count * CHUNK_SLOTS)
         return 0;
@@ -137,7 +154,8 @@ static slot_t *take_slot(tp_portfolio_t *pf, uint32_t *n) {
 int tp_portfolio_init(tp_portfolio_t *pf) {
     *pf = (tp_portfolio_t){0};
     if (tp_table_init(&pf->index, INDEX_MIN) != 0 ||
-        tp_table_init(&pf->accounts, ACCOUNTS_MIN) != 0) {
+        tp_table_init(&pf->accounts, ACCOUNTS_MIN) != 0 ||
+        tp_table_init(&pf->symbols, SYMBOLS_MIN) != 0) {
         tp_portfolio_close(pf);
         return TP_ENOMEM;
     }
@@ -151,6 +169,7 @@ void tp_portfolio_close(tp_portfolio_t *pf) {
     free(pf->chunks);
     tp_table_close(&pf->index);
     tp_table_close(&pf->accounts);
+    tp_table_close(&pf->symbols);
     *pf = (tp_portfolio_t){0};
 }
 
@@ -160,20 +179,22 @@ static tp_pf_account_t *find_account(const tp_portfolio_t *pf, tp_str_t account)
     return lookup_account(pf, account, account_hash(pf, account));
 }
 
-/* Everything that can fail, done before anything visible changes: room in both
- * indexes and chunk slots for the position and, if new, its account. */
-static int make_room(tp_portfolio_t *pf, bool new_account) {
-    if (pf->count >= COUNT_MAX || pf->account_count >= COUNT_MAX)
+/* Everything that can fail, done before anything visible changes: room in the
+ * indexes and chunk slots for the position and, if new, its account and symbol. */
+static int make_room(tp_portfolio_t *pf, bool new_account, bool new_symbol) {
+    if (pf->count >= COUNT_MAX || pf->account_count >= COUNT_MAX || pf->symbol_count >= COUNT_MAX)
         return TP_ENOMEM;
     int rc = tp_table_reserve(&pf->index, pf->count + 1);
     if (rc == 0 && new_account)
         rc = tp_table_reserve(&pf->accounts, pf->account_count + 1);
+    if (rc == 0 && new_symbol)
+        rc = tp_table_reserve(&pf->symbols, pf->symbol_count + 1);
     if (rc == 0)
-        rc = reserve_slots(pf, new_account ? 2 : 1);
+        rc = reserve_slots(pf, 1 + new_account + new_symbol);
     return rc;
 }
 
-/* The two below follow make_room(), so their inserts cannot fail. */
+/* The three below follow make_room(), so their inserts cannot fail. */
 
 static tp_pf_account_t *add_account(tp_portfolio_t *pf, tp_str_t account, uint64_t h) {
     uint32_t n;
@@ -185,15 +206,29 @@ static tp_pf_account_t *add_account(tp_portfolio_t *pf, tp_str_t account, uint64
     return a;
 }
 
-static tp_position_t *add_position(tp_portfolio_t *pf, tp_pf_account_t *a, tp_str_t symbol,
+static tp_pf_symbol_t *add_symbol(tp_portfolio_t *pf, tp_str_t symbol, uint64_t h) {
+    uint32_t n;
+    tp_pf_symbol_t *s = &take_slot(pf, &n)->symbol;
+    *s = (tp_pf_symbol_t){.len = (uint8_t)symbol.len};
+    memcpy(s->name, symbol.ptr, symbol.len);
+    (void)tp_table_insert(&pf->symbols, h, n);
+    pf->symbol_count++;
+    s->next = pf->symbol_list;
+    pf->symbol_list = s;
+    return s;
+}
+
+static tp_position_t *add_position(tp_portfolio_t *pf, tp_pf_account_t *a, tp_pf_symbol_t *s,
                                    uint64_t h) {
     uint32_t n;
     tp_position_t *p = &take_slot(pf, &n)->position;
-    *p = (tp_position_t){.account_len = a->len, .symbol_len = (uint8_t)symbol.len};
+    *p = (tp_position_t){.account_len = a->len, .symbol_len = s->len, .owner = a};
     memcpy(p->account, a->name, a->len);
-    memcpy(p->symbol, symbol.ptr, symbol.len);
+    memcpy(p->symbol, s->name, s->len);
     (void)tp_table_insert(&pf->index, h, n);
     pf->count++;
+    p->next_in_symbol = s->first;
+    s->first = p;
     if (a->last != NULL)
         a->last->next = p;
     else
@@ -212,13 +247,16 @@ tp_position_t *tp_portfolio_position(tp_portfolio_t *pf, tp_str_t account, tp_st
     tp_position_t *p = lookup_position(pf, account, symbol, h);
     if (p != NULL || !create)
         return p;
-    uint64_t ah = account_hash(pf, account);
+    uint64_t ah = account_hash(pf, account), sh = symbol_hash(pf, symbol);
     tp_pf_account_t *a = lookup_account(pf, account, ah);
-    if (make_room(pf, a == NULL) != 0)
+    tp_pf_symbol_t *s = lookup_symbol(pf, symbol, sh);
+    if (make_room(pf, a == NULL, s == NULL) != 0)
         return NULL;
     if (a == NULL)
         a = add_account(pf, account, ah);
-    return add_position(pf, a, symbol, h);
+    if (s == NULL)
+        s = add_symbol(pf, symbol, sh);
+    return add_position(pf, a, s, h);
 }
 
 tp_position_t *tp_portfolio_first(const tp_portfolio_t *pf, tp_str_t account) {
@@ -310,14 +348,6 @@ void tp_position_mark(tp_position_t *p, int64_t mark) {
     p->mark = mark > 0 ? mark : 0;
 }
 
-int64_t tp_portfolio_mark_price(int64_t last, int64_t bid, int64_t ask, int64_t fill_px) {
-    if (last > 0)
-        return last;
-    if (bid > 0 && ask > 0) /* both positive: half away from zero is half up */
-        return (int64_t)(((tp_i128)bid + ask + 1) / 2);
-    return fill_px;
-}
-
 int64_t tp_position_avg_cost(const tp_position_t *p) {
     return p->qty == 0 ? 0 : saturate64(tp_fixed_div_round(p->cost, p->qty));
 }
@@ -379,6 +409,12 @@ void tp_position_fields(const tp_position_t *p, tp_pf_fields_t *out) {
     put_field(out, p, "upnl", tp_position_unrealized(p), 8);
     put_field(out, p, "cost", p->cost, 16);
     put_field(out, p, "mark", p->mark, 8);
+}
+
+void tp_position_mark_fields(const tp_position_t *p, tp_pf_fields_t *out) {
+    out->count = 0;
+    put_field(out, p, "mark", p->mark, 8);
+    put_field(out, p, "upnl", tp_position_unrealized(p), 8);
 }
 
 void tp_portfolio_totals_fields(const tp_portfolio_t *pf, tp_str_t account, tp_pf_fields_t *out) {

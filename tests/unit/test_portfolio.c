@@ -270,21 +270,6 @@ Test(portfolio, mark_and_unrealized) {
     cr_assert_eq(s->mark, 9950000000);
 }
 
-Test(portfolio, mark_price_rules) {
-    cr_assert_eq(tp_portfolio_mark_price(101 * U, 99 * U, 100 * U, 50 * U), 101 * U);
-    cr_assert_eq(tp_portfolio_mark_price(0, 99 * U, 100 * U, 50 * U), 9950000000);
-    cr_assert_eq(tp_portfolio_mark_price(-1, 99 * U, 100 * U, 50 * U), 9950000000);
-    /* Mid of 1e-8 apart: an exact half, rounded up. */
-    cr_assert_eq(tp_portfolio_mark_price(0, 10000000000, 10000000001, 1), 10000000001);
-    cr_assert_eq(tp_portfolio_mark_price(0, 0, 100 * U, 50 * U), 50 * U);
-    cr_assert_eq(tp_portfolio_mark_price(0, 99 * U, 0, 50 * U), 50 * U);
-    cr_assert_eq(tp_portfolio_mark_price(0, -1, 100 * U, 50 * U), 50 * U);
-    cr_assert_eq(tp_portfolio_mark_price(0, 0, 0, 50 * U), 50 * U);
-    /* No overflow near the top of int64. */
-    cr_assert_eq(tp_portfolio_mark_price(0, INT64_MAX, INT64_MAX, 1), INT64_MAX);
-    cr_assert_eq(tp_portfolio_mark_price(0, INT64_MAX, INT64_MAX - 1, 1), INT64_MAX);
-}
-
 /* ---- accounts --------------------------------------------------------------------------- */
 
 Test(portfolio, totals_over_symbols) {

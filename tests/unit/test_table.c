@@ -7,6 +7,7 @@
  * (tests/CMakeLists.txt links this test with -Wl,--wrap=...): every call from the statically
  * linked tickplane libraries comes here first, and the real allocator (the sanitizer's, in CI)
  * still does the work. */
+#include "alloc_wrap.h"
 #include "tp/error.h"
 #include "tp/hash.h"
 #include "tp/table.h"
@@ -14,39 +15,6 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- counting and failing allocations ---------------------------------------------------- */
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void __real_free(void *p);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-void __wrap_free(void *p);
-
-static unsigned long allocations;
-static bool fail_allocations;
-
-void *__wrap_malloc(size_t n) {
-    allocations++;
-    return fail_allocations ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t size) {
-    allocations++;
-    return fail_allocations ? NULL : __real_calloc(n, size);
-}
-
-void *__wrap_realloc(void *p, size_t n) {
-    allocations++;
-    return fail_allocations ? NULL : __real_realloc(p, n);
-}
-
-void __wrap_free(void *p) {
-    __real_free(p);
-}
 
 /* ---- keys -------------------------------------------------------------------------------- */
 
@@ -90,13 +58,13 @@ static void setup(void) {
     for (uint32_t i = 0; i < KEYS; i++)
         keys[i] = tp__mix64(i + 1) | 1; /* distinct, and never 0 */
     hash = good_hash;
-    allocations = 0;
-    fail_allocations = false;
+    tp_test_allocations = 0;
+    tp_test_fail_allocations = false;
     table = (tp_table_t){0};
 }
 
 static void teardown(void) {
-    fail_allocations = false;
+    tp_test_fail_allocations = false;
     tp_table_close(&table);
 }
 
@@ -167,9 +135,9 @@ Test(table, value_range) {
 Test(table, zeroed_table_is_empty) {
     cr_assert_eq(find(0), TP_TABLE_NONE);
     cr_assert_eq(remove_key(0), TP_TABLE_NONE);
-    cr_assert_eq(allocations, 0);
+    cr_assert_eq(tp_test_allocations, 0);
     cr_assert_eq(insert(0), 0);
-    cr_assert_eq(allocations, 1);
+    cr_assert_eq(tp_test_allocations, 1);
     cr_assert_eq(find(0), 0);
     tp_table_close(&table);
     cr_assert_null(table.slots);
@@ -355,25 +323,25 @@ Test(table, reserve_preallocates) {
     cr_assert_eq(tp_table_reserve(&table, 3000), 0);
     cr_assert_eq(table.cap, 8192);
     const uint64_t *slots = table.slots;
-    allocations = 0;
+    tp_test_allocations = 0;
     for (uint32_t v = 0; v < 3000; v++)
         cr_assert_eq(insert(v), 0);
-    cr_assert_eq(allocations, 0);
+    cr_assert_eq(tp_test_allocations, 0);
     cr_assert_eq(table.slots, slots);
     /* A smaller reserve changes nothing; the next insert past the bound grows. */
     cr_assert_eq(tp_table_reserve(&table, 10), 0);
     cr_assert_eq(table.cap, 8192);
     for (uint32_t v = 3000; v < 4096; v++)
         cr_assert_eq(insert(v), 0);
-    cr_assert_eq(allocations, 0);
+    cr_assert_eq(tp_test_allocations, 0);
     cr_assert_eq(tp_table_insert(&table, 12345, KEYS), 0); /* one more entry, never looked up */
     cr_assert_eq(table.cap, 16384);
-    cr_assert_eq(allocations, 1);
+    cr_assert_eq(tp_test_allocations, 1);
 }
 
 Test(table, reserve_above_max) {
     cr_assert_eq(tp_table_init(&table, 0), 0);
-    allocations = 0;
+    tp_test_allocations = 0;
     uint64_t *slots = table.slots;
     cr_assert_eq(tp_table_reserve(&table, TP_TABLE_MAX + 1), TP_ENOMEM);
     cr_assert_eq(table.slots, slots);
@@ -381,7 +349,7 @@ Test(table, reserve_above_max) {
     tp_table_t other;
     cr_assert_eq(tp_table_init(&other, UINT32_MAX), TP_ENOMEM);
     cr_assert_null(other.slots);
-    cr_assert_eq(allocations, 0);
+    cr_assert_eq(tp_test_allocations, 0);
 }
 
 /* A table at a steady size: removals and inserts, lookups and find-or-inserts, 100,000 of
@@ -391,7 +359,7 @@ Test(table, steady_state_allocates_nothing) {
     cr_assert_eq(tp_table_init(&table, 0), 0);
     for (uint32_t v = 0; v < LIVE; v++)
         cr_assert_eq(insert(v), 0);
-    allocations = 0;
+    tp_test_allocations = 0;
     for (uint32_t i = 0; i < 100000; i++) {
         uint32_t out = i % LIVE, in = LIVE + i % (KEYS - LIVE);
         /* Keep LIVE entries: swap one present key for an absent one and back. */
@@ -404,7 +372,7 @@ Test(table, steady_state_allocates_nothing) {
         cr_assert_eq(remove_key(in), in);
         cr_assert_eq(insert(out), 0);
     }
-    cr_assert_eq(allocations, 0);
+    cr_assert_eq(tp_test_allocations, 0);
     cr_assert_eq(table.count, LIVE);
     assert_invariants(&table);
 }
@@ -421,7 +389,7 @@ Test(table, failed_growth_leaves_table_unchanged) {
     cr_assert_eq(table.cap, 16);
     memcpy(copy, table.slots, sizeof(copy));
 
-    fail_allocations = true;
+    tp_test_fail_allocations = true;
     cr_assert_eq(insert(n), TP_ENOMEM);
     key_ctx_t k = {keys, keys[n]};
     uint32_t pos = tp_table_probe(&table, hash(keys[n]), key_eq, &k);
@@ -438,7 +406,7 @@ Test(table, failed_growth_leaves_table_unchanged) {
     cr_assert_eq(remove_key(0), 0);
     cr_assert_eq(insert(0), 0);
 
-    fail_allocations = false;
+    tp_test_fail_allocations = false;
     cr_assert_eq(insert(n), 0);
     cr_assert_eq(table.cap, 32);
     for (uint32_t v = 0; v <= n; v++)
@@ -447,7 +415,7 @@ Test(table, failed_growth_leaves_table_unchanged) {
 }
 
 Test(table, failed_init_leaves_table_zeroed) {
-    fail_allocations = true;
+    tp_test_fail_allocations = true;
     table = (tp_table_t){.count = 3}; /* whatever was there */
     cr_assert_eq(tp_table_init(&table, 100), TP_ENOMEM);
     cr_assert_null(table.slots);

@@ -37,6 +37,7 @@
 
 #include "tp/buf.h"
 #include "tp/config.h"
+#include "tp/mark_writer.h"
 #include "tp/orders.h"
 #include "tp/pool.h"
 #include "tp/portfolio.h"
@@ -49,15 +50,17 @@
 
 #define TP_EVENT_ID_COUNTER_BITS 40
 
-typedef struct tp_order_writer_s tp_order_writer_t;
 typedef struct tp_order_unit_s tp_order_unit_t;
 
 /* The order writer's settings (orders/src/order_config.c), a group of the settings registry
- * (tp/settings.h): TP_EVENT_FORMAT, TP_ORDER_QUEUE_MAX, TP_FINISHED_ORDERS_MAX. */
+ * (tp/settings.h): TP_EVENT_FORMAT, TP_ORDER_QUEUE_MAX, TP_FINISHED_ORDERS_MAX, TP_MARK_PRICE,
+ * TP_MARK_INTERVAL. */
 typedef struct {
     tp_event_format_t event_format; /* TP_EVENT_FORMAT: published TradingEvents */
     int order_queue_max;            /* TP_ORDER_QUEUE_MAX: unacknowledged order events */
     int finished_orders_max;        /* TP_FINISHED_ORDERS_MAX: terminal orders kept in memory */
+    tp_mark_rule_t mark_rule;       /* TP_MARK_PRICE: how positions are marked */
+    int mark_interval_ms;           /* TP_MARK_INTERVAL: 0 = mark at every loop iteration */
 } tp_order_writer_config_t;
 
 /* Fills every setting with its default. The group owns no string, so close is not needed. */
@@ -85,9 +88,9 @@ typedef struct {
     void (*on_ack)(tp_order_writer_t *w, uint64_t stream_id, uint64_t seq);
     void (*on_pause)(tp_order_writer_t *w);
     void (*on_resume)(tp_order_writer_t *w);
-    /* The price to mark a position in symbol to after a fill at fill_px
-     * (tp_portfolio_mark_price() of the latest tick); NULL marks at fill_px. */
-    int64_t (*mark_price)(tp_order_writer_t *w, tp_str_t symbol, int64_t fill_px);
+    /* The latest quote of symbol (the price table's), into *out; false when there is none.
+     * Fills and price moves are marked by it (TP_MARK_PRICE); NULL marks at fill prices only. */
+    bool (*quote)(tp_order_writer_t *w, tp_str_t symbol, tp_quote_t *out);
     /* The writer cannot go on (out of memory applying an event): it acks
      * nothing from that event on, and the service should stop. */
     void (*on_fatal)(tp_order_writer_t *w, int code);
@@ -99,6 +102,7 @@ struct tp_order_writer_s {
     tp_orders_t orders;
     tp_portfolio_t portfolio;
     tp_order_writer_stats_t stats;
+    tp_mark_writer_t mark_writer; /* its stats are public; the rest is private */
 
     /* Private. */
     tp_order_writer_callbacks_t cb;
@@ -126,7 +130,8 @@ int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_order_w
                          const tp_order_writer_callbacks_t *cb);
 /* True once on_fatal was called: the writer acks nothing any more. */
 bool tp_order_writer_broken(const tp_order_writer_t *w);
-/* From now on nothing is acked, paused or resumed (the service is stopping). */
+/* From now on nothing is acked, paused or resumed, and no mark is written (the service is
+ * stopping). */
 void tp_order_writer_mute(tp_order_writer_t *w);
 
 /* The feeds' on_order; origin (may be zero) is when the frame arrived and was
@@ -140,8 +145,19 @@ void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t e
 /* The pool became ready or writable: send what waits. */
 void tp_order_writer_retry(tp_order_writer_t *w);
 
+/* The feeds' tick for symbol moved its price: its positions are re-marked and written at the
+ * mark writer's next flush (tp/mark_writer.h). */
+void tp_order_writer_on_price(tp_order_writer_t *w, tp_str_t symbol);
+/* Every position is re-marked at the next flush: after a warm restart restored the quotes. */
+void tp_order_writer_remark_all(tp_order_writer_t *w);
+
 /* Units not yet acknowledged by Redis. */
 size_t tp_order_writer_pending(const tp_order_writer_t *w);
+/* True when nothing waits for Redis: no unit and no mark write. */
+bool tp_order_writer_idle(const tp_order_writer_t *w);
+/* True while a unit waits to be sent (again) or Redis refused the last one: a write of an
+ * account issued now could land before that unit. */
+bool tp_order_writer_stalled(const tp_order_writer_t *w);
 
 /* Warm restart (order_restore.c) records what Redis says was applied. */
 int tp_order_writer_set_applied(tp_order_writer_t *w, tp_str_t account, uint64_t stream_id,

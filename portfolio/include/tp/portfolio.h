@@ -14,8 +14,8 @@
  *
  * Every round() here is half away from zero (tp/fixed.h). Average cost is
  * cost / qty and unrealized PnL is (qty * mark - cost), both rounded to 8
- * decimals; mark is the price the service last gave the position
- * (tp_portfolio_mark_price()).
+ * decimals; mark is the price the position was last marked at (tp_mark_price()): at each
+ * fill, and whenever its symbol's price moves (tp_portfolio_remark()).
  *
  * Ownership: the caller allocates tp_portfolio_t and keeps it until
  * tp_portfolio_close(). Positions belong to the portfolio; a position pointer
@@ -39,6 +39,7 @@
 #define TP_POSITION_COST_MAX ((tp_i128)1 << 120)
 
 typedef struct tp_pf_account_s tp_pf_account_t; /* private: an account's position list */
+typedef struct tp_pf_symbol_s tp_pf_symbol_t;   /* private: a symbol's position list */
 typedef struct tp_position_s tp_position_t;
 typedef struct tp_portfolio_s tp_portfolio_t;
 
@@ -52,8 +53,18 @@ struct tp_position_s {
     int64_t realized; /* realized PnL, 1e-8 currency */
     int64_t mark;     /* price for unrealized PnL, 1e-8; 0 = none yet */
     /* private */
-    tp_position_t *next; /* the account's next position, in creation order */
+    tp_position_t *next;           /* the account's next position, in creation order */
+    tp_position_t *next_in_symbol; /* the symbol's next position */
+    tp_position_t *next_marked;    /* the account's next position with a mark to write */
+    tp_pf_account_t *owner;
+    bool marked; /* re-marked since its account's last mark write */
 };
+
+/* Marks moved by prices (tp_portfolio_remark()). */
+typedef struct {
+    uint64_t remarked;  /* position marks changed by a price move */
+    uint64_t conflated; /* ... that replaced a mark not yet written */
+} tp_pf_mark_stats_t;
 
 /* Caller-allocated; fields are private. */
 struct tp_portfolio_s {
@@ -65,7 +76,13 @@ struct tp_portfolio_s {
      * numbered across the chunks; used of them taken. */
     union tp_pf_slot_u **chunks;
     uint32_t chunk_count, chunk_cap, used;
-    uint64_t seed; /* of both hashes, random per portfolio */
+    uint64_t seed;      /* of the hashes, random per portfolio */
+    tp_table_t symbols; /* symbol -> the slot of its record */
+    uint32_t symbol_count;
+    tp_pf_symbol_t *symbol_list;              /* every symbol record */
+    tp_pf_symbol_t *moved;                    /* symbols whose price moved since the last remark */
+    tp_pf_account_t *queue_head, *queue_tail; /* accounts with marks to write, oldest first */
+    tp_pf_mark_stats_t mark_stats;
 };
 
 /* Returns 0 or TP_ENOMEM. */
@@ -91,10 +108,67 @@ int tp_position_fill(tp_position_t *p, tp_side_t side, int64_t qty, int64_t px);
 /* Sets the price unrealized PnL is measured at; mark <= 0 means none (stored as 0). */
 void tp_position_mark(tp_position_t *p, int64_t mark);
 
-/* The price to mark at after a fill: the tick's last when > 0, else the mid of
- * bid and ask (rounded half away from zero) when both are > 0, else the fill's
- * price. Pass 0 for a quote the price table does not have. */
-int64_t tp_portfolio_mark_price(int64_t last, int64_t bid, int64_t ask, int64_t fill_px);
+/* ---- marks ------------------------------------------------------------------------------ */
+
+/* The rule a position is marked by (TP_MARK_PRICE). Each falls back in order; where nothing
+ * applies, the mark is the fallback: the fill's price after a fill, the old mark on a price
+ * move. "mid" is (bid + ask) / 2 rounded half away from zero, when both are > 0. */
+typedef enum {
+    TP_MARK_LAST,    /* the last trade (> 0), else the mid */
+    TP_MARK_MID,     /* the mid, else the last trade */
+    TP_MARK_BID_ASK, /* longs at the bid, shorts at the ask (> 0), else the last trade */
+} tp_mark_rule_t;
+
+/* A symbol's latest quote; 0 = not quoted. */
+typedef struct {
+    int64_t last, bid, ask;
+} tp_quote_t;
+
+/* The price a position of qty (its sign picks bid or ask) is marked at under rule. */
+int64_t tp_mark_price(tp_mark_rule_t rule, int64_t qty, const tp_quote_t *q, int64_t fallback);
+
+/* The symbol's price moved: its open positions are re-marked by the next tp_portfolio_remark().
+ * Returns false (and does nothing) when no position is in the symbol. Allocates nothing: one
+ * lookup, for every tick. */
+bool tp_portfolio_price_moved(tp_portfolio_t *pf, tp_str_t symbol);
+/* Every symbol with positions moved: after a warm restart, marks follow the restored quotes. */
+void tp_portfolio_all_prices_moved(tp_portfolio_t *pf);
+
+/* The latest quote of symbol into *out; false when there is none. */
+typedef bool (*tp_quote_fn)(void *ctx, tp_str_t symbol, tp_quote_t *out);
+
+/* Re-marks the open positions of every symbol that moved, at quote()'s price under rule.
+ * A position whose mark changed waits for a mark write (below), its account queued once;
+ * flat positions keep their mark. Returns the positions re-marked. */
+uint32_t tp_portfolio_remark(tp_portfolio_t *pf, tp_mark_rule_t rule, tp_quote_fn quote, void *ctx);
+
+/* Mark writes, conflated per account. An account is queued (oldest first) when one of its
+ * positions is re-marked; tp_portfolio_marks_sent() takes it off the queue with the positions
+ * it wrote, and until tp_portfolio_marks_done() it is "writing": newer marks wait (conflated)
+ * and queue it again only then, so one mark write per account is in flight at a time, always
+ * carrying the newest marks. */
+
+/* The oldest queued account, or NULL. */
+tp_pf_account_t *tp_portfolio_marks_next(const tp_portfolio_t *pf);
+tp_str_t tp_pf_account_name(const tp_pf_account_t *a);
+/* The account's positions with a mark to write: their number, the first, then the next. */
+uint32_t tp_pf_account_marked(const tp_pf_account_t *a);
+tp_position_t *tp_pf_account_first_marked(const tp_pf_account_t *a);
+static inline tp_position_t *tp_position_next_marked(const tp_position_t *p) {
+    return p->next_marked;
+}
+/* a (the queue's head) is being written with its first n marked positions: it leaves the
+ * queue and is writing; those n positions have no mark to write any more. */
+void tp_portfolio_marks_sent(tp_portfolio_t *pf, tp_pf_account_t *a, uint32_t n);
+/* a's write was answered; when not written (failed), every open position of a is written
+ * again. a is queued again if it has marks to write. */
+void tp_portfolio_marks_done(tp_portfolio_t *pf, tp_pf_account_t *a, bool written);
+/* Every open position of account is to be written again: a write of the account that carried
+ * older marks (a fill's unit sent again) may have landed after the newer ones. */
+void tp_portfolio_requeue_marks(tp_portfolio_t *pf, tp_str_t account);
+/* True while a price move is not re-marked yet or an account waits to be written. */
+bool tp_portfolio_marks_pending(const tp_portfolio_t *pf);
+const tp_pf_mark_stats_t *tp_portfolio_mark_stats(const tp_portfolio_t *pf);
 
 /* Average cost, round(cost / qty), > 0; 0 when flat. Saturates at the int64 limits. */
 int64_t tp_position_avg_cost(const tp_position_t *p);
@@ -144,6 +218,9 @@ typedef struct {
  *   "<SYM>:cost"  the exact cost basis, signed, 16 decimals (for warm restart)
  *   "<SYM>:mark"  the price upnl is marked at, 8 decimals; 0 = none yet (for warm restart) */
 void tp_position_fields(const tp_position_t *p, tp_pf_fields_t *out);
+
+/* The part of them a price move changes: "<SYM>:mark" and "<SYM>:upnl". */
+void tp_position_mark_fields(const tp_position_t *p, tp_pf_fields_t *out);
 
 /* The account's totals, "rpnl" and "upnl" (8 decimals), as
  * tp_portfolio_account_totals() computes them. */

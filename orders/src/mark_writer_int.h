@@ -1,0 +1,16 @@
+/* How the order writer drives its mark writer (tp/mark_writer.h). Private to orders/. */
+#ifndef TP_MARK_WRITER_INT_H
+#define TP_MARK_WRITER_INT_H
+
+#include "tp/order_writer.h"
+
+/* Starts flushing: at every loop iteration, or every cfg->mark_interval_ms. */
+void tp__mark_writer_init(tp_mark_writer_t *m, tp_order_writer_t *w);
+/* Stops flushing; writes in flight still complete. */
+void tp__mark_writer_stop(tp_mark_writer_t *m);
+/* True when no account waits for a mark write and none is in flight. */
+bool tp__mark_writer_idle(const tp_mark_writer_t *m);
+/* Closes the handles and frees the encoding buffer; after tp_pool_close(). */
+void tp__mark_writer_close(tp_mark_writer_t *m);
+
+#endif
