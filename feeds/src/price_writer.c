@@ -81,6 +81,8 @@ static void attach_acks(tp_price_writer_t *w, tp_price_flush_t *f) {
             break;
         f->acks[f->nacks++] = w->pending[i++];
     }
+    if (i == 0)
+        return; /* pending may be NULL (no TCP tick yet), and memmove wants real pointers */
     memmove(w->pending, w->pending + i, (w->npending - i) * sizeof(*w->pending));
     w->npending -= i;
 }
