@@ -203,16 +203,31 @@ int tp_mset(tp_pool_t *p, size_t n, const char *const *keys, const char *const *
 
 /* ---- SCAN --------------------------------------------------------------- */
 
+/* Redis's cursors are 64-bit unsigned decimals: 20 digits and the NUL fit. */
+#define SCAN_CURSOR_MAX 24
+
+/* One iteration (tp_scan) or one page of it (tp_scan_page): exactly one of cb
+ * and page_cb is set. */
 typedef struct {
     tp_pool_t *pool;
     tp_scan_cb cb;
+    tp_scan_page_cb page_cb;
     void *data;
     long long count;
-    char cursor[24];
+    char cursor[SCAN_CURSOR_MAX];
     char pattern[]; /* prefix + pattern */
 } scan_t;
 
 static int scan_next(scan_t *s);
+
+/* A page caller also gets Redis's error reply (a NOPERM says what the ACL lacks). */
+static void scan_failed(scan_t *s, int status, const tp_reply_t *r) {
+    if (s->page_cb)
+        s->page_cb(s->data, status, status == TP_EREPLY ? r : NULL, NULL);
+    else
+        s->cb(s->data, status, NULL, true);
+    free(s);
+}
 
 static void on_scan(void *data, int status, const tp_reply_t *r) {
     scan_t *s = data;
@@ -221,11 +236,15 @@ static void on_scan(void *data, int status, const tp_reply_t *r) {
                        r->element[0]->len < sizeof(s->cursor) &&
                        r->element[1]->type == TP_REPLY_ARRAY;
     if (!well_formed) {
-        s->cb(s->data, status < 0 ? status : TP_EPROTOCOL, NULL, true);
-        free(s);
+        scan_failed(s, status < 0 ? status : TP_EPROTOCOL, r);
         return;
     }
     memcpy(s->cursor, r->element[0]->str, r->element[0]->len + 1);
+    if (s->page_cb) {
+        s->page_cb(s->data, 0, r->element[1], s->cursor);
+        free(s);
+        return;
+    }
     if (r->element[1]->elements > 0)
         s->cb(s->data, 0, r->element[1], false);
     int rc = strcmp(s->cursor, "0") == 0 ? 1 : scan_next(s);
@@ -244,10 +263,13 @@ static int scan_next(scan_t *s) {
     return tp_conn_command(tp__router_at(tp__pool_router(s->pool), 0), on_scan, s, 6, argv, NULL);
 }
 
-int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, void *d) {
+/* Checks the arguments, builds the escaped pattern and sends the first SCAN from cursor. */
+static int scan_start(tp_pool_t *p, const char *cursor, const char *pattern, long long count,
+                      tp_scan_cb cb, tp_scan_page_cb page_cb, void *d) {
     if (tp__pool_closing(p))
         return TP_ECLOSED;
-    if (cb == NULL || count <= 0)
+    if ((cb == NULL) == (page_cb == NULL) || count <= 0 || cursor == NULL ||
+        strlen(cursor) >= SCAN_CURSOR_MAX)
         return TP_EINVAL;
     const char *prefix = tp_pool_key_prefix(p);
     if (pattern == NULL)
@@ -256,7 +278,8 @@ int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, v
     scan_t *s = malloc(sizeof(*s) + 2 * pn + n + 1);
     if (s == NULL)
         return TP_ENOMEM;
-    *s = (scan_t){.pool = p, .cb = cb, .data = d, .count = count, .cursor = "0"};
+    *s = (scan_t){.pool = p, .cb = cb, .page_cb = page_cb, .data = d, .count = count};
+    memcpy(s->cursor, cursor, strlen(cursor) + 1);
     /* The prefix is literal: glob characters in it must not widen the match. */
     size_t k = 0;
     for (size_t i = 0; i < pn; i++) {
@@ -269,4 +292,13 @@ int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, v
     if (rc != 0)
         free(s);
     return rc;
+}
+
+int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, void *d) {
+    return scan_start(p, "0", pattern, count, cb, NULL, d);
+}
+
+int tp_scan_page(tp_pool_t *p, const char *cursor, const char *pattern, long long count,
+                 tp_scan_page_cb cb, void *d) {
+    return scan_start(p, cursor, pattern, count, NULL, cb, d);
 }

@@ -35,8 +35,9 @@ static uint64_t symbol_hash(const tp_price_table_t *t, const char *s, size_t len
     return tp__mix64(h ^ t->seed);
 }
 
+/* The decoder's rule, so that a symbol loaded from Redis is one a tick could carry. */
 static bool valid_symbol(const char *s, size_t len) {
-    return s != NULL && len > 0 && len <= TP_WIRE_SYMBOL_MAX;
+    return tp_wire_id_valid(s, len, TP_WIRE_SYMBOL_MAX);
 }
 
 /* A symbol looked up in the index, and the entries it is compared with. */
@@ -149,8 +150,8 @@ static void queue_dirty(tp_price_table_t *t, tp_price_t *e) {
     t->dirty_tail = (t->dirty_tail + 1) % ring_cap(t);
 }
 
-int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t stream_id,
-                          uint64_t seq, int64_t recv_ts_ns, tp_origin_t origin) {
+/* The tick's symbol's entry, a new clean one when the symbol is new. */
+static int entry_for(tp_price_table_t *t, const tp_tick_t *tick, tp_price_t **out) {
     if (tick == NULL || !valid_symbol(tick->symbol.ptr, tick->symbol.len))
         return TP_EINVAL;
     if (t->entries == NULL)
@@ -160,14 +161,14 @@ int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t s
     uint64_t h = symbol_hash(t, s, len);
     uint32_t slot = probe(t, s, len, h);
     uint32_t n = tp_table_value_at(&t->index, slot);
-    tp_price_t *e;
-    if (n != TP_TABLE_NONE) {
-        e = &t->entries[n];
-    } else {
-        int rc = insert(t, s, len, h, slot, &e);
-        if (rc != 0)
-            return rc;
-    }
+    if (n == TP_TABLE_NONE)
+        return insert(t, s, len, h, slot, out);
+    *out = &t->entries[n];
+    return 0;
+}
+
+static void set_quote(tp_price_t *e, const tp_tick_t *tick, uint64_t stream_id, uint64_t seq,
+                      int64_t recv_ts_ns) {
     e->bid = tick->bid;
     e->ask = tick->ask;
     e->bid_size = tick->bid_size;
@@ -178,6 +179,15 @@ int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t s
     e->recv_ts_ns = recv_ts_ns;
     e->stream_id = stream_id;
     e->seq = seq;
+}
+
+int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t stream_id,
+                          uint64_t seq, int64_t recv_ts_ns, tp_origin_t origin) {
+    tp_price_t *e;
+    int rc = entry_for(t, tick, &e);
+    if (rc != 0)
+        return rc;
+    set_quote(e, tick, stream_id, seq, recv_ts_ns);
     e->updates++;
     t->ticks++;
     if (!e->dirty) {
@@ -189,6 +199,20 @@ int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t s
     if (e->origin.recv_ns == 0)
         e->origin = origin;
     return 0;
+}
+
+/* Only entries no tick has reached take a stored quote: a tick since the start
+ * is newer than what Redis held at the start, whether it is still dirty or
+ * already written (its HSET may even be answered after the read that brought
+ * the older value). A symbol loaded twice (SCAN returns a key twice) takes the
+ * same quote twice. */
+int tp_price_table_load(tp_price_table_t *t, const tp_tick_t *tick, uint64_t seq,
+                        int64_t recv_ts_ns) {
+    tp_price_t *e;
+    int rc = entry_for(t, tick, &e);
+    if (rc == 0 && e->updates == 0)
+        set_quote(e, tick, 0, seq, recv_ts_ns);
+    return rc;
 }
 
 void tp_price_table_mark_dirty(tp_price_table_t *t, const tp_price_t *entry) {

@@ -1,5 +1,6 @@
 /* The conflating price writer; see tp/price_writer.h. */
 #include "tp/price_writer.h"
+#include "price_fields.h"
 #include "tp/commands.h"
 #include "tp/error.h"
 #include "tp/fixed.h"
@@ -9,28 +10,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PRICE_FIELDS 9
+const char *const tp__px_fields[TP__PX_FIELDS] = {"bid",     "ask", "bid_sz",  "ask_sz", "last",
+                                                  "last_sz", "seq", "exch_ts", "recv_ts"};
 
-static const char *const price_fields[PRICE_FIELDS] = {
-    "bid", "ask", "bid_sz", "ask_sz", "last", "last_sz", "seq", "exch_ts", "recv_ts"};
-
-/* One price as the text of its hash fields, in price_fields order. */
+/* One price as the text of its hash fields, in tp__px_fields order. */
 typedef struct {
-    char text[PRICE_FIELDS][TP_FIXED_TEXT_MAX];
-    const char *values[PRICE_FIELDS];
-    size_t lens[PRICE_FIELDS];
+    char text[TP__PX_FIELDS][TP_FIXED_TEXT_MAX];
+    const char *values[TP__PX_FIELDS];
+    size_t lens[TP__PX_FIELDS];
 } price_text_t;
 
 static void price_text(price_text_t *pt, int64_t bid, int64_t ask, int64_t bid_sz, int64_t ask_sz,
                        int64_t last, int64_t last_sz, uint64_t seq, int64_t exch_ts,
                        int64_t recv_ts) {
-    const int64_t fixed[6] = {bid, ask, bid_sz, ask_sz, last, last_sz};
-    for (int i = 0; i < 6; i++)
-        pt->lens[i] = tp_fixed_format(fixed[i], 8, pt->text[i]);
-    pt->lens[6] = tp_fixed_format((tp_i128)seq, 0, pt->text[6]);
-    pt->lens[7] = tp_fixed_format(exch_ts, 0, pt->text[7]);
-    pt->lens[8] = tp_fixed_format(recv_ts, 0, pt->text[8]);
-    for (int i = 0; i < PRICE_FIELDS; i++)
+    const int64_t fixed[TP__PX_FIXED] = {bid, ask, bid_sz, ask_sz, last, last_sz};
+    for (int i = 0; i < TP__PX_FIXED; i++)
+        pt->lens[i] = tp_fixed_format(fixed[i], TP__PX_DECIMALS, pt->text[i]);
+    pt->lens[TP__PX_SEQ] = tp_fixed_format((tp_i128)seq, 0, pt->text[TP__PX_SEQ]);
+    pt->lens[TP__PX_EXCH_TS] = tp_fixed_format(exch_ts, 0, pt->text[TP__PX_EXCH_TS]);
+    pt->lens[TP__PX_RECV_TS] = tp_fixed_format(recv_ts, 0, pt->text[TP__PX_RECV_TS]);
+    for (int i = 0; i < TP__PX_FIELDS; i++)
         pt->values[i] = pt->text[i];
 }
 
@@ -81,6 +80,8 @@ static void attach_acks(tp_price_writer_t *w, tp_price_flush_t *f) {
             break;
         f->acks[f->nacks++] = w->pending[i++];
     }
+    if (i == 0)
+        return; /* pending may be NULL (no TCP tick yet), and memmove wants real pointers */
     memmove(w->pending, w->pending + i, (w->npending - i) * sizeof(*w->pending));
     w->npending -= i;
 }
@@ -131,9 +132,9 @@ static int write_price(tp_price_writer_t *w, const tp_price_t *e, tp_price_flush
     char key[8 + TP_WIRE_SYMBOL_MAX];
     price_text(&pt, e->bid, e->ask, e->bid_size, e->ask_size, e->last, e->last_size, e->seq,
                e->exchange_ts_ns, e->recv_ts_ns);
-    symbol_key(key, "px:", e->symbol, e->symbol_len);
-    return tp_hset_traced(w->pool, key, PRICE_FIELDS, price_fields, pt.values, pt.lens, &e->origin,
-                          on_price_written, f);
+    symbol_key(key, TP__PX_KEY, e->symbol, e->symbol_len);
+    return tp_hset_traced(w->pool, key, TP__PX_FIELDS, tp__px_fields, pt.values, pt.lens,
+                          &e->origin, on_price_written, f);
 }
 
 static void flush_prices(tp_price_writer_t *w) {
@@ -184,9 +185,10 @@ static size_t md_json(char *buf, const tp_tick_t *tick, const price_text_t *pt) 
     size_t n = 0;
     buf[n++] = '{';
     n += (size_t)sprintf(buf + n, "\"symbol\":\"%.*s\"", (int)tick->symbol.len, tick->symbol.ptr);
-    for (int i = 0; i < PRICE_FIELDS - 1; i++) {
-        bool quoted = i < 6; /* decimals as strings keep them exact in every JSON reader */
-        n += (size_t)sprintf(buf + n, ",\"%s\":%s%s%s", price_fields[i], quoted ? "\"" : "",
+    for (int i = 0; i < TP__PX_FIELDS - 1; i++) {
+        bool quoted =
+            i < TP__PX_FIXED; /* decimals as strings keep them exact in every JSON reader */
+        n += (size_t)sprintf(buf + n, ",\"%s\":%s%s%s", tp__px_fields[i], quoted ? "\"" : "",
                              pt->text[i], quoted ? "\"" : "");
     }
     buf[n++] = '}';
@@ -196,7 +198,7 @@ static size_t md_json(char *buf, const tp_tick_t *tick, const price_text_t *pt) 
 static void publish_md(tp_price_writer_t *w, const tp_frame_t *frame, const price_text_t *pt) {
     const tp_tick_t *tick = &frame->body.tick;
     char key[8 + TP_WIRE_SYMBOL_MAX];
-    char json[PRICE_FIELDS * (TP_FIXED_TEXT_MAX + 16) + TP_WIRE_SYMBOL_MAX + 32];
+    char json[TP__PX_FIELDS * (TP_FIXED_TEXT_MAX + 16) + TP_WIRE_SYMBOL_MAX + 32];
     const uint8_t *msg = (const uint8_t *)json;
     size_t len = 0;
     if (w->cfg->md_format == TP_EVENT_JSON)
@@ -215,13 +217,13 @@ static void append_history(tp_price_writer_t *w, const tp_tick_t *tick, const pr
     char maxlen[24];
     int klen =
         snprintf(key, sizeof(key), "%shist:%.*s", prefix, (int)tick->symbol.len, tick->symbol.ptr);
-    const char *argv[7 + 2 * PRICE_FIELDS] = {"XADD", key, "MAXLEN", "~", maxlen, "*"};
-    size_t lens[7 + 2 * PRICE_FIELDS] = {4, (size_t)klen, 6, 1, 0, 1};
+    const char *argv[7 + 2 * TP__PX_FIELDS] = {"XADD", key, "MAXLEN", "~", maxlen, "*"};
+    size_t lens[7 + 2 * TP__PX_FIELDS] = {4, (size_t)klen, 6, 1, 0, 1};
     lens[4] = tp_fixed_format(w->cfg->md_history, 0, maxlen);
     int argc = 6;
-    for (int i = 0; i < PRICE_FIELDS - 1; i++) { /* recv_ts is the entry id's business */
-        argv[argc] = price_fields[i];
-        lens[argc++] = strlen(price_fields[i]);
+    for (int i = 0; i < TP__PX_FIELDS - 1; i++) { /* recv_ts is the entry id's business */
+        argv[argc] = tp__px_fields[i];
+        lens[argc++] = strlen(tp__px_fields[i]);
         argv[argc] = pt->values[i];
         lens[argc++] = pt->lens[i];
     }

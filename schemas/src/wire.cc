@@ -46,17 +46,8 @@ tp_str_t view(const fb::String *s) {
     return v;
 }
 
-// Identifiers become parts of Redis keys, and the account a hash tag
-// ("tp:{ACCT}:..."): no spaces, control bytes or braces, bounded length.
 bool valid_id(const fb::String *s, uint32_t max) {
-    if (!s || s->size() == 0 || s->size() > max)
-        return false;
-    for (uint32_t i = 0; i < s->size(); i++) {
-        unsigned char c = static_cast<unsigned char>(s->Get(i));
-        if (c <= ' ' || c >= 0x7f || c == '{' || c == '}')
-            return false;
-    }
-    return true;
+    return s && tp_wire_id_valid(s->c_str(), s->size(), max);
 }
 
 bool optional_id(const fb::String *s) {
@@ -325,6 +316,19 @@ template <typename Build> int guarded(tp_wire_builder_t *b, Build build) {
 } // namespace
 
 extern "C" {
+
+// Identifiers become parts of Redis keys, and the account a hash tag
+// ("tp:{ACCT}:..."): no spaces, control bytes or braces, bounded length.
+bool tp_wire_id_valid(const char *s, size_t len, size_t max) {
+    if (!s || len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        if (c <= ' ' || c >= 0x7f || c == '{' || c == '}')
+            return false;
+    }
+    return true;
+}
 
 int tp_wire_decode(const void *frame, size_t len, tp_frame_t *out, const char **why) {
     if (!aligned(frame))

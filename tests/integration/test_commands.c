@@ -574,6 +574,40 @@ Test(commands, scan_pattern_under_prefix) {
     }
 }
 
+/* Paged by the caller: each page comes alone and the caller asks for the next with the
+ * cursor it was given, until "0"; together the pages hold every key under the prefix. */
+typedef struct {
+    scan_seen_t seen;
+    char cursor[24];
+} scan_pages_t;
+
+static void on_scan_page(void *data, int status, const tp_reply_t *page, const char *cursor) {
+    scan_pages_t *p = data;
+    p->seen.done = true;
+    p->seen.status = status;
+    if (status != 0)
+        return;
+    on_scan(&p->seen, 0, page, false);
+    snprintf(p->cursor, sizeof(p->cursor), "%s", cursor);
+}
+
+Test(commands, scan_pages_visit_every_key) {
+    make_scan_keys();
+    static scan_pages_t p = {.cursor = "0"};
+    do {
+        p.seen.done = false;
+        await_flag(tp_scan_page(&env.pool, p.cursor, NULL, 10, on_scan_page, &p), &p.seen.done);
+        cr_assert_eq(p.seen.status, 0, "%s", tp_err_name(p.seen.status));
+    } while (strcmp(p.cursor, "0") != 0);
+    cr_assert_gt(p.seen.batches, 1);
+    cr_assert_eq(p.seen.foreign, 0);
+    for (int i = 0; i < NSCAN; i++)
+        cr_assert(p.seen.seen[i], "key s:%d never seen", i);
+    cr_assert_eq(tp_scan_page(&env.pool, "123456789012345678901234", NULL, 10, on_scan_page, &p),
+                 TP_EINVAL);
+    cr_assert_eq(tp_scan_page(&env.pool, "0", NULL, 10, NULL, &p), TP_EINVAL);
+}
+
 /* ---- default TTL ---------------------------------------------------------------------------- */
 
 static void start_with_default_ttl(void) {

@@ -1,5 +1,6 @@
 /* Unit tests of the latest-price table (tp/price_table.h): lookups, newest quote
- * wins, the conflating dirty queue (FIFO, each symbol queued once) and growth. */
+ * wins, the conflating dirty queue (FIFO, each symbol queued once), growth, and
+ * loading quotes back from Redis at a warm restart. */
 #include "tp/error.h"
 #include "tp/price_table.h"
 
@@ -47,7 +48,14 @@ static const tp_price_t *get(const char *symbol) {
     return tp_price_table_get(&table, symbol, strlen(symbol));
 }
 
-static void assert_quote(const tp_price_t *e, const char *symbol, int64_t px) {
+/* Loads a quote at px as read back from Redis, seq and receive time derived as in update(). */
+static int load(const char *symbol, int64_t px) {
+    tp_tick_t t = tick_of(symbol, px);
+    return tp_price_table_load(&table, &t, (uint64_t)px * 100, px * 1000);
+}
+
+/* The fields every quote has, whether it came from a tick or a load. */
+static void assert_fields(const tp_price_t *e, const char *symbol, int64_t px) {
     cr_assert_not_null(e, "%s missing", symbol);
     cr_assert_str_eq(e->symbol, symbol);
     cr_assert_eq(e->symbol_len, strlen(symbol));
@@ -59,9 +67,23 @@ static void assert_quote(const tp_price_t *e, const char *symbol, int64_t px) {
     cr_assert_eq(e->last, px + 4);
     cr_assert_eq(e->last_size, px + 5);
     cr_assert_eq(e->exchange_ts_ns, px + 6);
-    cr_assert_eq(e->stream_id, (uint64_t)px * 10);
     cr_assert_eq(e->seq, (uint64_t)px * 100);
     cr_assert_eq(e->recv_ts_ns, px * 1000);
+}
+
+static void assert_quote(const tp_price_t *e, const char *symbol, int64_t px) {
+    assert_fields(e, symbol, px);
+    cr_assert_eq(e->stream_id, (uint64_t)px * 10);
+}
+
+/* A loaded quote: every field, no stream, no origin, not queued, no tick counted. */
+static void assert_loaded(const tp_price_t *e, const char *symbol, int64_t px) {
+    assert_fields(e, symbol, px);
+    cr_assert_eq(e->stream_id, 0);
+    cr_assert_eq(e->origin.recv_ns, 0);
+    cr_assert_eq(e->origin.decoded_ns, 0);
+    cr_assert_not(e->dirty);
+    cr_assert_eq(e->updates, 0);
 }
 
 /* Latency counts from the oldest tick a write carries: conflation keeps the
@@ -304,4 +326,97 @@ Test(price_table, prefixes_are_distinct_symbols) {
         cr_assert_eq(e->symbol_len, len);
         cr_assert_eq(e->bid, len);
     }
+}
+
+/* ---- loading at a warm restart ------------------------------------------------------------ */
+
+/* A load sets every field but is no tick: Redis has the quote, so nothing is queued for the
+ * writer and no count moves. A tick then replaces it and is queued once, not conflated: the
+ * loaded quote was never waiting for the writer. */
+Test(price_table, load_is_not_queued_or_counted) {
+    cr_assert_eq(load("AAPL", 187), 0);
+    const tp_price_t *e = get("AAPL");
+    assert_loaded(e, "AAPL", 187);
+    cr_assert_eq(table.count, 1);
+    cr_assert_eq(tp_price_table_dirty_count(&table), 0);
+    cr_assert_null(tp_price_table_pop_dirty(&table));
+    cr_assert_eq(table.ticks, 0);
+    cr_assert_eq(table.conflated, 0);
+
+    cr_assert_eq(update("AAPL", 188), 0);
+    assert_quote(e, "AAPL", 188);
+    cr_assert_eq(e->updates, 1);
+    cr_assert_eq(table.conflated, 0);
+    cr_assert_eq(tp_price_table_pop_dirty(&table), e);
+    cr_assert_null(tp_price_table_pop_dirty(&table));
+}
+
+/* A key SCAN returned twice loads twice: the entry stays one, clean, with the quote. */
+Test(price_table, load_twice_is_harmless) {
+    cr_assert_eq(load("AAPL", 187), 0);
+    cr_assert_eq(load("AAPL", 187), 0);
+    assert_loaded(get("AAPL"), "AAPL", 187);
+    cr_assert_eq(table.count, 1);
+    cr_assert_eq(tp_price_table_dirty_count(&table), 0);
+}
+
+/* Newer wins: a tick that arrived first is kept, while it is dirty and after it was written
+ * (popped); the load changes nothing, not even the queue or the counts. */
+Test(price_table, load_keeps_a_tick_that_came_first) {
+    cr_assert_eq(update("MSFT", 400), 0);
+    cr_assert_eq(load("MSFT", 399), 0);
+    const tp_price_t *e = get("MSFT");
+    assert_quote(e, "MSFT", 400);
+    cr_assert(e->dirty);
+    cr_assert_eq(e->origin.recv_ns, 4000000);
+    cr_assert_eq(tp_price_table_dirty_count(&table), 1);
+    cr_assert_eq(tp_price_table_pop_dirty(&table), e);
+    cr_assert_eq(load("MSFT", 398), 0);
+    assert_quote(e, "MSFT", 400);
+    cr_assert_not(e->dirty);
+    cr_assert_eq(tp_price_table_dirty_count(&table), 0);
+    cr_assert_eq(e->updates, 1);
+    cr_assert_eq(table.ticks, 1);
+    cr_assert_eq(table.conflated, 0);
+}
+
+/* A symbol read back from Redis is held to the decoder's rule (a hand-made key may hold
+ * anything): empty, too long, a space, control bytes, DEL, braces or a byte above ASCII are
+ * refused, and the table is unchanged. update() takes the same rule. */
+Test(price_table, load_refuses_bad_symbols) {
+    char longer[TP_WIRE_SYMBOL_MAX + 2];
+    memset(longer, 'Z', TP_WIRE_SYMBOL_MAX + 1);
+    longer[TP_WIRE_SYMBOL_MAX + 1] = '\0';
+    const char *bad[] = {"", longer, "A B", "A\tB", "A\x01", "A\x7f", "{A}", "A}", "A\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(load(bad[i], 1), TP_EINVAL, "bad symbol %zu loaded", i);
+        cr_assert_eq(update(bad[i], 1), TP_EINVAL, "bad symbol %zu updated", i);
+    }
+    tp_tick_t absent = {.symbol = {NULL, 3}};
+    cr_assert_eq(tp_price_table_load(&table, &absent, 0, 0), TP_EINVAL);
+    cr_assert_eq(tp_price_table_load(&table, NULL, 0, 0), TP_EINVAL);
+    cr_assert_eq(table.count, 0);
+    cr_assert_eq(load("A.B-C_D/E:F", 1), 0); /* punctuation is fine */
+    cr_assert_eq(table.count, 1);
+}
+
+/* Loading 100000 symbols grows every array many times: each is found with its quote and
+ * none is queued; ticks that came first, before and across the growth, are kept. */
+Test(price_table, load_grows_the_table) {
+    enum { N = 100000 };
+    static char names[N][16];
+    for (int i = 0; i < N; i++)
+        snprintf(names[i], sizeof(names[i]), "L%d", i);
+    cr_assert_eq(update(names[0], -1), 0);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(load(names[i], i), 0, "load %d", i);
+    cr_assert_eq(table.count, N);
+    cr_assert_geq(table.entries_cap, N);
+    cr_assert_eq(tp_price_table_dirty_count(&table), 1);
+    assert_quote(get(names[0]), names[0], -1);
+    for (int i = 1; i < N; i++)
+        assert_loaded(get(names[i]), names[i], i);
+    assert_quote(tp_price_table_pop_dirty(&table), names[0], -1);
+    cr_assert_null(tp_price_table_pop_dirty(&table));
+    cr_assert_eq(table.ticks, 1);
 }

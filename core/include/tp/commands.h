@@ -80,11 +80,23 @@ int tp_mget(tp_pool_t *p, size_t n, const char *const *keys, tp_cmd_cb cb, void 
 int tp_mset(tp_pool_t *p, size_t n, const char *const *keys, const char *const *values,
             const size_t *vlens, tp_cmd_cb cb, void *d);
 
-/* SCAN iteration over every key matching pattern (prefix added; NULL = all
- * keys under the prefix). cb runs once per batch with done false and the keys
- * (full names, prefix included) as an array reply, then once with done true and
- * a NULL reply; on error once with status < 0 and done true. */
+/* SCAN iteration over every key matching pattern (prefix added, its glob
+ * characters escaped so that they match only themselves; NULL = all keys under
+ * the prefix). cb runs once per batch with done false and the keys (full names,
+ * prefix included) as an array reply, then once with done true and a NULL
+ * reply; on error once with status < 0 and done true. */
 typedef void (*tp_scan_cb)(void *data, int status, const tp_reply_t *keys, bool done);
 int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, void *d);
+
+/* One page of such an iteration, for a caller that paces it (asks for the next page only when it
+ * has dealt with this one, so that reading what it finds stays bounded). cursor is "0" for the
+ * first page, then the one the previous page returned. cb runs once: status 0 with the page's
+ * keys (an array reply, possibly empty) and the cursor to go on from, "0" when the iteration is
+ * complete; or status < 0 with cursor NULL and keys NULL, except for TP_EREPLY, where keys is
+ * Redis's error reply. Both are valid only during the call. The guarantees are SCAN's: a key
+ * present throughout is returned at least once, maybe more often. */
+typedef void (*tp_scan_page_cb)(void *data, int status, const tp_reply_t *keys, const char *cursor);
+int tp_scan_page(tp_pool_t *p, const char *cursor, const char *pattern, long long count,
+                 tp_scan_page_cb cb, void *d);
 
 #endif

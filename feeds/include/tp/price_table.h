@@ -29,7 +29,7 @@ typedef struct {
     int64_t recv_ts_ns;      /* wall clock when tickplane received it */
     tp_origin_t origin;      /* of the oldest tick not yet written; zero after a requeue */
     uint64_t stream_id, seq; /* the frame it came from */
-    uint64_t updates;        /* ticks applied to this symbol */
+    uint64_t updates;        /* ticks applied to this symbol (a load is none) */
 } tp_price_t;
 
 typedef struct {
@@ -50,11 +50,30 @@ int tp_price_table_init(tp_price_table_t *t, size_t expected_symbols);
 void tp_price_table_close(tp_price_table_t *t);
 
 /* Applies a decoded tick (its symbol already validated by tp_wire_decode) and
- * marks the symbol dirty. Returns 0 or TP_ENOMEM (the table is then unchanged). */
+ * marks the symbol dirty. Returns 0, TP_EINVAL for a symbol the decoder would have
+ * refused, or TP_ENOMEM (the table is then unchanged). */
 int tp_price_table_update(tp_price_table_t *t, const tp_tick_t *tick, uint64_t stream_id,
                           uint64_t seq, int64_t recv_ts_ns, tp_origin_t origin);
 
-/* The symbol's entry or NULL. Entry pointers are valid until the next update. */
+/* Applies a quote read back from Redis at a warm restart (feeds/src/price_restore.c):
+ * the fields as tp_price_table_update() sets them, with stream_id 0, but the symbol
+ * is NOT queued for the writer (Redis has it already), its origin stays zero, and
+ * neither the entry's updates nor the table's ticks and conflated counts change.
+ *
+ * Newer wins: a symbol that any tick has updated (updates > 0, whether still dirty
+ * or written since) keeps that tick and the call changes nothing, since a tick that
+ * arrived after the start is newer than anything Redis held at the start. Only new
+ * symbols and those that came from an earlier load take the quote, so loading the
+ * same key twice is harmless. The service loads before the feeds start; the rule
+ * makes any order safe.
+ *
+ * Returns 0 (also when a tick kept the entry), TP_EINVAL for a symbol a tick could
+ * not carry (tp_wire_id_valid() with TP_WIRE_SYMBOL_MAX: empty, too long, spaces,
+ * control bytes, braces) or TP_ENOMEM; on error the table is unchanged. */
+int tp_price_table_load(tp_price_table_t *t, const tp_tick_t *tick, uint64_t seq,
+                        int64_t recv_ts_ns);
+
+/* The symbol's entry or NULL. Entry pointers are valid until the next update or load. */
 const tp_price_t *tp_price_table_get(const tp_price_table_t *t, const char *symbol, size_t len);
 
 /* Dirty symbols waiting for the writer. */
@@ -62,7 +81,7 @@ size_t tp_price_table_dirty_count(const tp_price_table_t *t);
 
 /* The oldest dirty entry, now marked clean, or NULL when none is dirty. The
  * writer takes only as many as Redis can accept; the rest stay queued and keep
- * absorbing newer ticks. Valid until the next update. */
+ * absorbing newer ticks. Valid until the next update or load. */
 const tp_price_t *tp_price_table_pop_dirty(tp_price_table_t *t);
 
 /* Queues an entry (one of this table's) for the writer again, e.g. after its

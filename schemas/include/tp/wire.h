@@ -121,6 +121,13 @@ typedef struct {
     } body;
 } tp_frame_t;
 
+/* True when s[0..len) is an identifier the decoder accepts -- a symbol (max
+ * TP_WIRE_SYMBOL_MAX) or an account, order or exec id (TP_WIRE_ID_MAX): 1 to max
+ * printable ASCII bytes without spaces or braces, since identifiers become parts
+ * of Redis keys and an account a hash tag. For code that takes identifiers from
+ * elsewhere (keys read back from Redis) and must hold them to the same rule. */
+bool tp_wire_id_valid(const char *s, size_t len, size_t max);
+
 /* Verifies frame[0..len) -- one size-prefixed Frame: the 4-byte little-endian
  * length, then the FlatBuffer -- with the FlatBuffers verifier (the prefix must
  * equal len - 4; identifier "TPF1"; alignment; depth and table limits that fit a
