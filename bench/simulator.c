@@ -13,6 +13,13 @@
  * intended time rather than the write keeps the figures free of coordinated omission: when the
  * generator or the socket falls behind, the wait counts.
  *
+ * With --positions N the run starts with a preload on a third stream: N positions opened, each by
+ * a new limit order and its full fill, spread over the accounts and symbols in a fixed layout
+ * (account a holds ceil(N / accounts) consecutive symbols from a * ceil(N / accounts), so every
+ * symbol is held by about N / symbols accounts), long or short at random. These frames go out as
+ * fast as the socket takes them; the schedule starts once every one of them is acked, so a
+ * benchmark can measure ticks against a book of open positions.
+ *
  * The generator keeps its own model of every order, so valid events are valid; with
  * --invalid-every N every Nth order event is deliberately wrong (a fill for a closed or unknown
  * order, an overfill, a new order of quantity 0) and leaves the model untouched.
@@ -52,6 +59,8 @@
 #define MAX_ORDER_RATE 1000000u
 #define MAX_SYMBOLS 100000u
 #define MAX_ACCOUNTS 10000u
+#define MAX_POSITIONS 1000000u
+#define PRELOAD_BURST 256             /* preload frames generated between two writes */
 #define MAX_FRAMES UINT64_C(20000000) /* per run: 16 bytes each for send times and latencies */
 #define MAX_OPEN 32                   /* open orders per account in the model */
 #define CLOSED_RING 64                /* closed orders remembered for invalid fills */
@@ -73,6 +82,7 @@ typedef struct {
     uint64_t seed;
     uint64_t invalid_every;
     uint64_t tick_stream, order_stream;
+    uint64_t positions, position_stream;
     double ack_timeout_s;
     double warmup_s;
     const char *json_path;
@@ -95,6 +105,10 @@ static void usage(FILE *out) {
           "  --invalid-every N     every Nth order event is invalid (0 = never) 0\n"
           "  --tick-stream ID      stream id of the ticks                     1\n"
           "  --order-stream ID     stream id of the order events              2\n"
+          "  --positions N         before the schedule, open N positions (a new order and its\n"
+          "                        full fill each, long or short) over the accounts and\n"
+          "                        symbols, and wait for their acks (0 = none) 0\n"
+          "  --position-stream ID  stream id of the preload's order events    3\n"
           "  --ack-timeout SECONDS wait this long for the last acks           10\n"
           "  --warmup SECONDS      frames due in the first SECONDS are sent and must be\n"
           "                        acked, but their latency is not counted    0\n"
@@ -168,6 +182,8 @@ enum {
     OPT_INVALID_EVERY,
     OPT_TICK_STREAM,
     OPT_ORDER_STREAM,
+    OPT_POSITIONS,
+    OPT_POSITION_STREAM,
     OPT_ACK_TIMEOUT,
     OPT_WARMUP,
     OPT_JSON,
@@ -186,6 +202,8 @@ static const struct option long_opts[] = {
     {"invalid-every", required_argument, NULL, OPT_INVALID_EVERY},
     {"tick-stream", required_argument, NULL, OPT_TICK_STREAM},
     {"order-stream", required_argument, NULL, OPT_ORDER_STREAM},
+    {"positions", required_argument, NULL, OPT_POSITIONS},
+    {"position-stream", required_argument, NULL, OPT_POSITION_STREAM},
     {"ack-timeout", required_argument, NULL, OPT_ACK_TIMEOUT},
     {"warmup", required_argument, NULL, OPT_WARMUP},
     {"json", required_argument, NULL, OPT_JSON},
@@ -226,6 +244,12 @@ static void apply_opt(sim_opts_t *o, int c, const char *flag, const char *arg) {
     case OPT_ORDER_STREAM:
         o->order_stream = parse_uint(flag, arg, 0, UINT64_MAX);
         break;
+    case OPT_POSITIONS:
+        o->positions = parse_uint(flag, arg, 0, MAX_POSITIONS);
+        break;
+    case OPT_POSITION_STREAM:
+        o->position_stream = parse_uint(flag, arg, 0, UINT64_MAX);
+        break;
     case OPT_ACK_TIMEOUT:
         o->ack_timeout_s = parse_seconds(flag, arg, 0, 86400);
         break;
@@ -254,6 +278,7 @@ static void parse_args(sim_opts_t *o, int argc, char **argv) {
                       .seed = (uint64_t)tp_clock_wall_ns() / 1000 % 1000000000,
                       .tick_stream = 1,
                       .order_stream = 2,
+                      .position_stream = 3,
                       .ack_timeout_s = 10};
     opterr = 0; /* our own messages, with the exit status 2 */
     int c, idx;
@@ -275,7 +300,16 @@ static void parse_args(sim_opts_t *o, int argc, char **argv) {
     if (o->tick_stream == o->order_stream)
         usage_error("--tick-stream and --order-stream must differ (both are %" PRIu64 ")",
                     o->tick_stream);
-    if (o->tick_rate == 0 && o->order_rate == 0)
+    if (o->positions > 0 &&
+        (o->position_stream == o->tick_stream || o->position_stream == o->order_stream))
+        usage_error("--position-stream %" PRIu64 " is also the tick or order stream",
+                    o->position_stream);
+    /* Distinct symbols per account: otherwise fills would add to positions already open. */
+    if ((o->positions + o->accounts - 1) / o->accounts > o->symbols)
+        usage_error("--positions %" PRIu64 " over %" PRIu64 " accounts needs at least %" PRIu64
+                    " symbols (one position per account and symbol)",
+                    o->positions, o->accounts, (o->positions + o->accounts - 1) / o->accounts);
+    if (o->tick_rate == 0 && o->order_rate == 0 && o->positions == 0)
         usage_error("--tick-rate and --order-rate are both 0: nothing to send");
 }
 
@@ -597,6 +631,50 @@ static void make_order(model_t *m, uint64_t n, uint64_t invalid_every, tp_order_
     m->counts[kind]++;
 }
 
+/* ---- the positions' preload --------------------------------------------------------------- */
+
+/* Frames 2p + 1 and 2p + 2 of the preload stream open position p (0-based): a new limit order,
+ * then its full fill. The orders stay out of the model's open lists: once filled they are done. */
+typedef struct {
+    uint64_t id;          /* stream id */
+    uint64_t positions;   /* to open */
+    uint64_t per_account; /* ceil(positions / accounts) */
+    uint64_t sent, acked; /* frames; 2 per position */
+    uint64_t longs, shorts;
+    uint64_t send_ns, end_ns; /* last frame written, last ack; ns after the preload began */
+    order_t order;            /* the position being opened */
+} preload_t;
+
+static void position_new(model_t *m, preload_t *pl, uint64_t p, tp_order_event_t *ev) {
+    uint64_t a = p % m->naccounts, j = p / m->naccounts;
+    order_t *o = &pl->order;
+    *o = (order_t){.account = (uint32_t)a,
+                   .symbol = (uint32_t)((a * pl->per_account + j) % m->nsyms),
+                   .side = rnd_below(2) ? TP_SIDE_BUY : TP_SIDE_SELL,
+                   .qty = (int64_t)(1 + rnd_below(100)) * TP_WIRE_SCALE};
+    snprintf(o->id, sizeof(o->id), "S%" PRIu64 "-P%" PRIu64, m->seed, p + 1);
+    next_cl_ord_id(m, o->cl_ord_id);
+    o->price = limit_price(&m->syms[o->symbol], o->side);
+    if (o->side == TP_SIDE_BUY)
+        pl->longs++;
+    else
+        pl->shorts++;
+    fill_event(m, o, TP_EXEC_NEW, TP_ORD_STATUS_NEW, ev);
+}
+
+/* Preload frame number n (1-based). */
+static void make_position_event(model_t *m, preload_t *pl, uint64_t n, tp_order_event_t *ev) {
+    if (n % 2 == 1) {
+        position_new(m, pl, (n - 1) / 2, ev);
+        return;
+    }
+    order_t *o = &pl->order;
+    o->filled = o->qty;
+    fill_event(m, o, TP_EXEC_TRADE, TP_ORD_STATUS_FILLED, ev);
+    ev->last_qty = o->qty;
+    ev->last_px = fill_price(o);
+}
+
 /* ---- streams and latency ------------------------------------------------------------------ */
 
 typedef struct {
@@ -755,6 +833,7 @@ typedef struct {
     sim_opts_t opts;
     model_t model;
     stream_t ticks, orders;
+    preload_t pos;
     lat_t lat;
     conn_t conn;
     tp_wire_builder_t *builder;
@@ -783,6 +862,16 @@ static void ack_frame(sim_t *s, const tp_frame_t *f, uint64_t now) {
         return;
     }
     c->acks++;
+    if (s->pos.positions > 0 && f->stream_id == s->pos.id) {
+        uint64_t seq = f->body.acked_seq;
+        if (seq > s->pos.sent) {
+            c->ack_beyond_sent++;
+            seq = s->pos.sent;
+        }
+        if (seq > s->pos.acked)
+            s->pos.acked = seq;
+        return;
+    }
     stream_t *st = f->stream_id == s->ticks.id    ? &s->ticks
                    : f->stream_id == s->orders.id ? &s->orders
                                                   : NULL;
@@ -901,7 +990,8 @@ static bool schedule_done(const sim_t *s) {
 }
 
 static bool all_acked(const sim_t *s) {
-    return s->ticks.acked == s->ticks.sent && s->orders.acked == s->orders.sent;
+    return s->ticks.acked == s->ticks.sent && s->orders.acked == s->orders.sent &&
+           s->pos.acked == s->pos.sent;
 }
 
 /* Ends the schedule where it is (a signal): what was generated is what was sent. */
@@ -968,6 +1058,68 @@ static void run(sim_t *s) {
         s->send_end_ns = s->end_ns;
 }
 
+static bool preload_frame(sim_t *s) {
+    preload_t *pl = &s->pos;
+    uint64_t seq = pl->sent + 1;
+    tp_order_event_t ev;
+    const uint8_t *frame;
+    size_t len;
+    make_position_event(&s->model, pl, seq, &ev);
+    int rc = tp_wire_build_order(s->builder, pl->id, seq, &ev, &frame, &len);
+    if (rc != 0) {
+        fprintf(stderr, "tp_sim: building frame %" PRIu64 " of stream %" PRIu64 " failed (%d)\n",
+                seq, pl->id, rc);
+        conn_fail(&s->conn, "cannot build frames");
+        return false;
+    }
+    if (!out_append(&s->conn, frame, len)) {
+        conn_fail(&s->conn, "out of memory for the output buffer");
+        return false;
+    }
+    pl->sent++;
+    s->bytes += len;
+    return true;
+}
+
+/* Opens the --positions before the schedule: their frames go out as fast as the socket (and
+ * tickplane's backpressure on order feeds) lets them, in bursts between writes; then every one
+ * must be acked within --ack-timeout of the last one being generated. True when all were
+ * acked. */
+static bool preload(sim_t *s) {
+    preload_t *pl = &s->pos;
+    uint64_t planned = 2 * pl->positions;
+    uint64_t timeout_ns = (uint64_t)(s->opts.ack_timeout_s * (double)NS_PER_S);
+    uint64_t start = tp_clock_mono_ns(), deadline = UINT64_MAX, now = 0;
+    while (s->conn.error[0] == '\0' && signals_seen == 0 && pl->acked < planned) {
+        for (int i = 0; i < PRELOAD_BURST && pl->sent < planned; i++) {
+            if (s->conn.len - s->conn.head + 4096 > OUT_MAX) {
+                s->stalled++;
+                break;
+            }
+            if (!preload_frame(s))
+                break;
+        }
+        out_flush(&s->conn);
+        read_acks(s);
+        now = tp_clock_mono_ns() - start;
+        if (pl->sent == planned && !out_pending(&s->conn) && pl->send_ns == 0)
+            pl->send_ns = now;
+        if (deadline == UINT64_MAX && pl->sent == planned)
+            deadline = now + timeout_ns;
+        if (now >= deadline)
+            break;
+        /* Only a full buffer or the wait for acks needs the socket; otherwise keep building. */
+        if (pl->sent == planned || s->conn.len - s->conn.head + 4096 > OUT_MAX)
+            wait_io(s, deadline - now < MAX_WAIT_NS ? deadline - now : MAX_WAIT_NS);
+    }
+    pl->end_ns = tp_clock_mono_ns() - start;
+    if (pl->send_ns == 0)
+        pl->send_ns = pl->end_ns;
+    if (signals_seen > 0)
+        stop_sending(s);
+    return pl->acked == planned;
+}
+
 /* ---- setup -------------------------------------------------------------------------------- */
 
 static void stream_init(stream_t *st, const char *name, uint64_t id, uint64_t rate,
@@ -998,6 +1150,9 @@ static void sim_init(sim_t *s) {
     s->lat.ns = xcalloc(s->lat.cap + 1, sizeof(*s->lat.ns));
     rng_state = o->seed;
     model_init(&s->model, o);
+    s->pos = (preload_t){.id = o->position_stream,
+                         .positions = o->positions,
+                         .per_account = (o->positions + o->accounts - 1) / o->accounts};
     s->builder = tp_wire_builder_new();
     s->conn.cap = OUT_INITIAL;
     s->conn.out = malloc(s->conn.cap);
@@ -1051,6 +1206,16 @@ static void print_orders(const sim_t *s) {
     printf("\n");
 }
 
+static void print_positions(const sim_t *s) {
+    const preload_t *pl = &s->pos;
+    printf("  positions stream %-3" PRIu64 " %" PRIu64 " positions (%" PRIu64 " long, %" PRIu64
+           " short; %" PRIu64 " per account): %" PRIu64 " frames sent in %.3f s (%.0f/s), acked to "
+           "seq %" PRIu64 " after %.3f s%s\n",
+           pl->id, pl->positions, pl->longs, pl->shorts, pl->per_account, pl->sent,
+           (double)pl->send_ns / 1e9, rate_of(pl->sent, pl->send_ns), pl->acked,
+           (double)pl->end_ns / 1e9, pl->acked == 2 * pl->positions ? "  ok" : "  MISSING");
+}
+
 static void print_latency(const sim_t *s) {
     const lat_t *l = &s->lat;
     if (l->count == 0) {
@@ -1064,6 +1229,11 @@ static void print_latency(const sim_t *s) {
 }
 
 static void print_missing(const sim_t *s) {
+    const preload_t *pl = &s->pos;
+    if (pl->acked < 2 * pl->positions)
+        printf("  missing acks: positions (stream %" PRIu64 ") acked to seq %" PRIu64 " of %" PRIu64
+               " (%" PRIu64 " sent); the schedule did not start\n",
+               pl->id, pl->acked, 2 * pl->positions, pl->sent);
     const stream_t *all[2] = {&s->ticks, &s->orders};
     for (int i = 0; i < 2; i++) {
         const stream_t *st = all[i];
@@ -1091,6 +1261,8 @@ static void print_summary(const sim_t *s) {
     print_stream(s, &s->ticks);
     print_stream(s, &s->orders);
     print_orders(s);
+    if (s->pos.positions > 0)
+        print_positions(s);
     printf("  bytes %" PRIu64 "  ack frames %" PRIu64 "  waited %.1f ms after the last write"
            "  worst send lag %.1f us  socket stalls %" PRIu64 "\n",
            s->bytes, c->acks, (double)(s->end_ns - s->send_end_ns) / 1e6, us(s->max_lag_ns),
@@ -1126,6 +1298,16 @@ static void json_stream(FILE *f, const sim_t *s, const stream_t *st) {
             st->acked == st->sent ? "true" : "false");
 }
 
+static void json_positions(FILE *f, const preload_t *pl) {
+    fprintf(f,
+            "\"positions\":{\"stream\":%" PRIu64 ",\"positions\":%" PRIu64 ",\"long\":%" PRIu64
+            ",\"short\":%" PRIu64 ",\"per_account\":%" PRIu64 ",\"sent\":%" PRIu64
+            ",\"acked_seq\":%" PRIu64 ",\"send_s\":%.3f,\"end_s\":%.3f,\"all_acked\":%s}",
+            pl->id, pl->positions, pl->longs, pl->shorts, pl->per_account, pl->sent, pl->acked,
+            (double)pl->send_ns / 1e9, (double)pl->end_ns / 1e9,
+            pl->acked == 2 * pl->positions ? "true" : "false");
+}
+
 static void json_latency(FILE *f, const lat_t *l) {
     fprintf(f, "\"ack_latency_us\":{\"count\":%zu", l->count);
     for (size_t i = 0; i < sizeof(pct_q) / sizeof(pct_q[0]) && l->count > 0; i++)
@@ -1150,6 +1332,10 @@ static int write_json(const sim_t *s, const char *path) {
     json_stream(f, s, &s->ticks);
     fputc(',', f);
     json_stream(f, s, &s->orders);
+    if (s->pos.positions > 0) {
+        fputc(',', f);
+        json_positions(f, &s->pos);
+    }
     fprintf(f, ",\"order_events\":{");
     for (int k = 0; k < EV_KINDS; k++)
         fprintf(f, "%s\"%s\":%" PRIu64, k ? "," : "", ev_names[k], s->model.counts[k]);
@@ -1194,9 +1380,11 @@ int main(int argc, char **argv) {
         sim_free(&s);
         return 1;
     }
+    bool preloaded = s.pos.positions == 0 || preload(&s);
     s.start_mono = tp_clock_mono_ns();
     s.start_wall = tp_clock_wall_ns();
-    run(&s);
+    if (preloaded && !s.stopped)
+        run(&s);
     close(s.conn.fd);
 
     /* The latencies are not needed in arrival order any more: sort them in place. */
