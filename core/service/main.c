@@ -2,7 +2,8 @@
  * Redis pool, the feeds, the price writer and the order writer (orders and
  * portfolio), in this order:
  *
- *   start     pool connects; warm restart loads the books from Redis; only then
+ *   start     pool connects; warm restart loads the latest prices, then the books
+ *             from Redis, and re-marks the positions at those prices; only then
  *             do the feeds start, so no frame meets a half-loaded book;
  *   run       ticks -> price table -> price writer; order events -> order
  *             writer; Redis answers -> feed acks; a full order queue pauses the
@@ -27,6 +28,7 @@
 #include "tp/order_writer.h"
 #include "tp/pool.h"
 #include "tp/portfolio.h"
+#include "tp/price_restore.h"
 #include "tp/price_writer.h"
 
 #include <stdio.h>
@@ -313,6 +315,27 @@ static void on_restored(tp_order_writer_t *w, int status, const char *errstr,
     }
 }
 
+/* The prices are in: the books next, whose positions are then re-marked at them. */
+static void on_prices_restored(void *data, int status, const char *errstr,
+                               const tp_price_restore_stats_t *st) {
+    service_t *svc = data;
+    if (svc->stopping)
+        return;
+    if (status != 0) {
+        TP_LOG(TP_LOG_ERROR, "warm restart failed", TP_STR("code", tp_err_name(status)),
+               TP_STR("error", errstr));
+        shutdown_service(svc, 1);
+        return;
+    }
+    TP_LOG(TP_LOG_INFO, "prices restored", TP_INT("symbols", st->loaded),
+           TP_INT("skipped", st->skipped));
+    int rc = tp_order_restore(&svc->orders, on_restored);
+    if (rc != 0) {
+        TP_LOG(TP_LOG_ERROR, "cannot restore the books", TP_STR("error", tp_strerror(rc)));
+        shutdown_service(svc, 1);
+    }
+}
+
 /* Everything that allocates, before any frame can arrive. */
 static int init_modules(service_t *svc) {
     svc->feeds.data = svc;
@@ -333,7 +356,7 @@ static int init_modules(service_t *svc) {
         rc = tp_order_writer_init(&svc->orders, &svc->pool, &svc->cfg.orders, &order_cb);
     svc->orders_up = rc == 0;
     if (rc == 0)
-        rc = tp_order_restore(&svc->orders, on_restored);
+        rc = tp_price_restore(&svc->pool, &svc->feeds.prices, on_prices_restored, svc);
     if (rc != 0)
         TP_LOG(TP_LOG_ERROR, "cannot start", TP_STR("error", tp_strerror(rc)));
     return rc;
