@@ -293,20 +293,27 @@ static void on_signal(uv_signal_t *sig, int signum) {
 
 /* ---- start -------------------------------------------------------------------------------- */
 
+/* A step of the warm restart ended; true when the start cannot go on. */
+static bool restore_failed(service_t *svc, int status, const char *errstr) {
+    if (svc->stopping)
+        return true;
+    if (status == 0)
+        return false;
+    TP_LOG(TP_LOG_ERROR, "warm restart failed", TP_STR("code", tp_err_name(status)),
+           TP_STR("error", errstr));
+    shutdown_service(svc, 1);
+    return true;
+}
+
 static void on_restored(tp_order_writer_t *w, int status, const char *errstr,
                         const tp_order_restore_stats_t *st) {
     service_t *svc = w->data;
-    if (svc->stopping)
+    if (restore_failed(svc, status, errstr))
         return;
-    if (status != 0) {
-        TP_LOG(TP_LOG_ERROR, "warm restart failed", TP_STR("code", tp_err_name(status)),
-               TP_STR("error", errstr));
-        shutdown_service(svc, 1);
-        return;
-    }
     TP_LOG(TP_LOG_INFO, "books restored", TP_INT("orders", st->orders),
            TP_INT("position_fields", st->positions), TP_INT("stream_marks", st->streams),
            TP_INT("event_generation", st->generation));
+    tp_order_writer_remark_all(&svc->orders); /* at the quotes restored before the books */
     int rc = tp_feeds_start(&svc->feeds);
     svc->started = true;
     if (rc != 0) {
@@ -319,14 +326,8 @@ static void on_restored(tp_order_writer_t *w, int status, const char *errstr,
 static void on_prices_restored(void *data, int status, const char *errstr,
                                const tp_price_restore_stats_t *st) {
     service_t *svc = data;
-    if (svc->stopping)
+    if (restore_failed(svc, status, errstr))
         return;
-    if (status != 0) {
-        TP_LOG(TP_LOG_ERROR, "warm restart failed", TP_STR("code", tp_err_name(status)),
-               TP_STR("error", errstr));
-        shutdown_service(svc, 1);
-        return;
-    }
     TP_LOG(TP_LOG_INFO, "prices restored", TP_INT("symbols", st->loaded),
            TP_INT("skipped", st->skipped));
     int rc = tp_order_restore(&svc->orders, on_restored);
