@@ -8,7 +8,9 @@
 #include <string.h>
 
 /* Positions one write carries at most: a bigger account goes out in parts, one after another. */
-#define MARKS_PER_WRITE 256u
+#define MARKS_PER_WRITE 64u
+/* Positions re-marked per loop iteration at most (about 100 us of work). */
+#define TP_MARK_REMARK_CHUNK 2048u
 #define KEY_MAX (256 + TP_WIRE_ID_MAX + 8)
 
 static bool quote(void *ctx, tp_str_t symbol, tp_quote_t *out) {
@@ -70,15 +72,22 @@ static int send_part(tp_mark_writer_t *m, tp_pf_account_t *a, uint32_t n) {
         return rc;
     m->free_writes = mw->next_free;
     m->in_flight++;
+    m->positions_in_flight += n;
     mw->account = a;
+    mw->positions = n;
     tp_portfolio_marks_sent(&w->portfolio, a, n);
     return 0;
 }
 
-/* A write over REDIS_MAX_QUEUED_BYTES (TP_EINVAL) is tried again in halves. */
+/* As many of a's positions as one write and the budget in flight take; a write over
+ * REDIS_MAX_QUEUED_BYTES (TP_EINVAL) is tried again in halves. */
 static int send_account(tp_mark_writer_t *m, tp_pf_account_t *a) {
     uint32_t n = tp_pf_account_marked(a);
+    uint32_t budget = TP_MARK_POSITIONS_MAX - m->positions_in_flight;
     n = n < MARKS_PER_WRITE ? n : MARKS_PER_WRITE;
+    n = n < budget ? n : budget;
+    if (n == 0)
+        return TP_EBACKPRESSURE;
     int rc;
     while ((rc = send_part(m, a, n)) == TP_EINVAL && n > 1)
         n /= 2;
@@ -117,17 +126,38 @@ static void on_written(void *data, int status, const tp_reply_t *reply) {
     mw->next_free = m->free_writes;
     m->free_writes = mw;
     m->in_flight--;
+    m->positions_in_flight -= mw->positions;
 }
 
 /* ---- flushing ----------------------------------------------------------------------------- */
 
 static void on_timer(uv_timer_t *h);
 
+/* Marks go out in cycles. A cycle begins once the accounts queued by the one before have all
+ * gone out: it takes the symbols that moved until then (the ticks since only noted each symbol
+ * once), re-marks their positions, TP_MARK_REMARK_CHUNK at most per loop iteration, and only
+ * then lets the accounts go, each with all its new marks in one write. So re-marking and
+ * writing cost what Redis can take, however fast prices tick, and a busy account is written
+ * once per cycle, not once per tick. */
+static void remark(tp_mark_writer_t *m) {
+    tp_order_writer_t *w = m->orders;
+    tp_portfolio_t *pf = &w->portfolio;
+    if (m->cycle == 0) {
+        if (!m->open || tp_portfolio_marks_next(pf) != NULL)
+            return;
+        m->cycle = tp_portfolio_prices_moved(pf);
+        m->open = w->cfg->mark_interval_ms == 0; /* else the timer opens the next cycle */
+    }
+    uint32_t before = tp_portfolio_prices_moved(pf);
+    tp_portfolio_remark(pf, w->cfg->mark_rule, quote, w, m->cycle, TP_MARK_REMARK_CHUNK);
+    m->cycle -= before - tp_portfolio_prices_moved(pf);
+}
+
 static void flush(tp_mark_writer_t *m) {
     tp_order_writer_t *w = m->orders;
     tp_portfolio_t *pf = &w->portfolio;
-    tp_portfolio_remark(pf, w->cfg->mark_rule, quote, w);
-    if (tp_portfolio_marks_next(pf) == NULL)
+    remark(m);
+    if (m->cycle > 0 || tp_portfolio_marks_next(pf) == NULL)
         return;
     /* A unit waiting to go again carries older marks: nothing may land before it (its retry
      * timer wakes the loop). After a refusal, a pause; the timer ends it if nothing else does. */
@@ -151,8 +181,10 @@ static void on_check(uv_check_t *h) {
     flush(h->data);
 }
 
+/* The interval's tick, or the end of a pause: the check phase of this iteration flushes. */
 static void on_timer(uv_timer_t *h) {
-    flush(h->data);
+    tp_mark_writer_t *m = h->data;
+    m->open = true;
 }
 
 /* ---- life cycle --------------------------------------------------------------------------- */
@@ -170,10 +202,10 @@ void tp__mark_writer_init(tp_mark_writer_t *m, tp_order_writer_t *w) {
     m->check.data = m->timer.data = m;
     /* Started after the pool's check handle, so it runs first (newest first): the writes go
      * out in this iteration's flush. */
+    uv_check_start(&m->check, on_check);
     uint64_t every = (uint64_t)w->cfg->mark_interval_ms;
-    if (every == 0)
-        uv_check_start(&m->check, on_check);
-    else
+    m->open = every == 0;
+    if (every > 0)
         uv_timer_start(&m->timer, on_timer, every, every);
     uv_unref((uv_handle_t *)&m->check);
     uv_unref((uv_handle_t *)&m->timer);
@@ -185,7 +217,9 @@ void tp__mark_writer_stop(tp_mark_writer_t *m) {
 }
 
 bool tp__mark_writer_idle(const tp_mark_writer_t *m) {
-    return m->in_flight == 0 && !tp_portfolio_marks_pending(&m->orders->portfolio);
+    const tp_portfolio_t *pf = &m->orders->portfolio;
+    return m->in_flight == 0 && m->cycle == 0 && tp_portfolio_marks_next(pf) == NULL &&
+           tp_portfolio_prices_moved(pf) == 0;
 }
 
 void tp__mark_writer_close(tp_mark_writer_t *m) {

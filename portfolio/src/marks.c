@@ -22,8 +22,23 @@ static void push_moved(tp_portfolio_t *pf, tp_pf_symbol_t *s) {
     if (s->moved)
         return;
     s->moved = true;
-    s->next_moved = pf->moved;
-    pf->moved = s;
+    s->next_moved = NULL;
+    if (pf->moved_tail != NULL)
+        pf->moved_tail->next_moved = s;
+    else
+        pf->moved_head = s;
+    pf->moved_tail = s;
+    pf->moved_count++;
+}
+
+static tp_pf_symbol_t *pop_moved(tp_portfolio_t *pf) {
+    tp_pf_symbol_t *s = pf->moved_head;
+    pf->moved_head = s->next_moved;
+    if (pf->moved_head == NULL)
+        pf->moved_tail = NULL;
+    pf->moved_count--;
+    s->moved = false;
+    return s;
 }
 
 bool tp_portfolio_price_moved(tp_portfolio_t *pf, tp_str_t symbol) {
@@ -71,34 +86,40 @@ static void flag_open_positions(tp_portfolio_t *pf, tp_pf_account_t *a) {
             flag_marked(pf, p);
 }
 
-/* The open positions of s at its quote; returns how many changed. */
+/* The open positions of s at its quote; returns how many changed, and adds the positions
+ * looked at to *seen. */
 static uint32_t remark_symbol(tp_portfolio_t *pf, tp_pf_symbol_t *s, tp_mark_rule_t rule,
-                              const tp_quote_t *q) {
+                              const tp_quote_t *q, uint32_t *seen) {
     uint32_t n = 0;
     for (tp_position_t *p = s->first; p != NULL; p = p->next_in_symbol) {
         int64_t mark = p->qty != 0 ? tp_mark_price(rule, p->qty, q, p->mark) : p->mark;
+        ++*seen;
         if (mark == p->mark)
             continue;
-        p->mark = mark;
+        tp_position_mark(p, mark);
         pf->mark_stats.conflated += !flag_marked(pf, p);
         n++;
     }
     return n;
 }
 
-uint32_t tp_portfolio_remark(tp_portfolio_t *pf, tp_mark_rule_t rule, tp_quote_fn quote,
-                             void *ctx) {
-    uint32_t n = 0;
-    while (pf->moved != NULL) {
-        tp_pf_symbol_t *s = pf->moved;
-        pf->moved = s->next_moved;
-        s->moved = false;
+uint32_t tp_portfolio_remark(tp_portfolio_t *pf, tp_mark_rule_t rule, tp_quote_fn quote, void *ctx,
+                             uint32_t symbols, uint32_t positions) {
+    uint32_t n = 0, seen = 0;
+    if (symbols == 0 || symbols > pf->moved_count)
+        symbols = pf->moved_count;
+    for (; symbols > 0 && (positions == 0 || seen < positions); symbols--) {
+        tp_pf_symbol_t *s = pop_moved(pf);
         tp_quote_t q;
         if (quote(ctx, (tp_str_t){s->name, s->len}, &q))
-            n += remark_symbol(pf, s, rule, &q);
+            n += remark_symbol(pf, s, rule, &q, &seen);
     }
     pf->mark_stats.remarked += n;
     return n;
+}
+
+uint32_t tp_portfolio_prices_moved(const tp_portfolio_t *pf) {
+    return pf->moved_count;
 }
 
 tp_pf_account_t *tp_portfolio_marks_next(const tp_portfolio_t *pf) {
@@ -130,10 +151,6 @@ void tp_portfolio_marks_sent(tp_portfolio_t *pf, tp_pf_account_t *a, uint32_t n)
         a->marked = a->marked->next_marked;
         a->marked_count--;
     }
-}
-
-bool tp_portfolio_marks_pending(const tp_portfolio_t *pf) {
-    return pf->moved != NULL || pf->queue_head != NULL;
 }
 
 void tp_portfolio_marks_done(tp_portfolio_t *pf, tp_pf_account_t *a, bool written) {

@@ -341,11 +341,13 @@ int tp_position_fill(tp_position_t *p, tp_side_t side, int64_t qty, int64_t px) 
     p->qty = s.qty;
     p->cost = s.cost;
     p->realized = s.realized;
+    tp__pf_resum(p);
     return 0;
 }
 
 void tp_position_mark(tp_position_t *p, int64_t mark) {
     p->mark = mark > 0 ? mark : 0;
+    tp__pf_resum(p);
 }
 
 int64_t tp_position_avg_cost(const tp_position_t *p) {
@@ -369,19 +371,21 @@ void tp_position_snapshot(const tp_position_t *p, tp_position_snapshot_t *out) {
     };
 }
 
+void tp__pf_resum(tp_position_t *p) {
+    int64_t upnl = tp_position_unrealized(p);
+    p->owner->unrealized += (tp_i128)upnl - p->summed_upnl;
+    p->owner->realized += (tp_i128)p->realized - p->summed_rpnl;
+    p->summed_upnl = upnl;
+    p->summed_rpnl = p->realized;
+}
+
 int tp_portfolio_account_totals(const tp_portfolio_t *pf, tp_str_t account, int64_t *realized,
                                 int64_t *unrealized) {
     /* int128 sums of at most 2^30 int64 values cannot overflow. */
-    tp_i128 r = 0, u = 0;
-    int n = 0;
-    for (const tp_position_t *p = tp_portfolio_first(pf, account); p != NULL; p = p->next) {
-        r += p->realized;
-        u += tp_position_unrealized(p);
-        n++;
-    }
-    *realized = saturate64(r);
-    *unrealized = saturate64(u);
-    return n;
+    const tp_pf_account_t *a = find_account(pf, account);
+    *realized = a ? saturate64(a->realized) : 0;
+    *unrealized = a ? saturate64(a->unrealized) : 0;
+    return a ? (int)a->count : 0;
 }
 
 /* ---- Redis fields ----------------------------------------------------------------------- */
@@ -498,6 +502,7 @@ int tp_portfolio_restore(tp_portfolio_t *pf, tp_str_t account, const char *field
         p->mark = (int64_t)v; /* without it the totals would drop this position's upnl */
     else
         p->realized = (int64_t)v;
+    tp__pf_resum(p);
     return 0;
 }
 

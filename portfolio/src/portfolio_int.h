@@ -14,6 +14,9 @@ struct tp_pf_account_s {
     bool writing; /* a mark write of it is in flight */
     tp_position_t *first, *last;
     uint32_t count;
+    /* The sums of its positions' realized and unrealized PnL, kept as they change
+     * (tp__pf_resum()), so that totals cost nothing per write. */
+    tp_i128 realized, unrealized;
     tp_position_t *marked; /* positions with a mark to write (their next_marked) */
     uint32_t marked_count;
     tp_pf_account_t *next_queued;
@@ -38,6 +41,9 @@ typedef union tp_pf_slot_u {
 static inline tp__pf_slot_t *tp__pf_slot(const tp_portfolio_t *pf, uint32_t n) {
     return &pf->chunks[n / CHUNK_SLOTS][n % CHUNK_SLOTS];
 }
+
+/* After p's quantity, cost, realized PnL or mark changed: its account's sums follow. */
+void tp__pf_resum(tp_position_t *p);
 
 /* The symbol's record, or NULL. */
 tp_pf_symbol_t *tp__pf_find_symbol(const tp_portfolio_t *pf, tp_str_t symbol);

@@ -154,7 +154,7 @@ static void wait_written(int timeout_ms) {
     cr_assert(tp_test_run_until(&env.loop, written, NULL, timeout_ms),
               "marks still waiting after %d ms: %zu units, %u mark writes in flight, %s",
               timeout_ms, tp_order_writer_pending(&writer), writer.mark_writer.in_flight,
-              tp_portfolio_marks_pending(&writer.portfolio) ? "marks queued" : "no marks queued");
+              tp_portfolio_marks_next(&writer.portfolio) ? "marks queued" : "no marks queued");
 }
 
 static void expect_field(int a, const char *field, const char *want) {

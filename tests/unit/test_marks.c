@@ -54,7 +54,7 @@ static bool quote(void *ctx, tp_str_t symbol, tp_quote_t *out) {
 static uint32_t move_to(const char *symbol, int64_t last, int64_t bid, int64_t ask) {
     the_quote = (tp_quote_t){.last = last, .bid = bid, .ask = ask};
     tp_portfolio_price_moved(&pf, str(symbol));
-    return tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL);
+    return tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL, 0, 0);
 }
 
 static const char *name_of(const tp_pf_account_t *a) {
@@ -128,14 +128,15 @@ Test(marks, only_symbols_with_positions_move) {
     cr_assert(tp_portfolio_price_moved(&pf, str("X")));
     cr_assert_not(tp_portfolio_price_moved(&pf, str("Y")));
     cr_assert_not(tp_portfolio_price_moved(&pf, (tp_str_t){NULL, 0}));
-    cr_assert(tp_portfolio_marks_pending(&pf));
+    cr_assert(tp_portfolio_prices_moved(&pf));
     quotes_asked = 0;
     the_quote = (tp_quote_t){.last = 100 * U};
     /* Moved twice, asked once: the same price, so nothing to write. */
     cr_assert(tp_portfolio_price_moved(&pf, str("X")));
-    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL), 0);
+    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL, 0, 0), 0);
     cr_assert_eq(quotes_asked, 1);
-    cr_assert_not(tp_portfolio_marks_pending(&pf));
+    cr_assert_not(tp_portfolio_prices_moved(&pf));
+    cr_assert_null(tp_portfolio_marks_next(&pf));
 }
 
 Test(marks, open_positions_remarked_flat_ones_kept) {
@@ -164,6 +165,32 @@ Test(marks, open_positions_remarked_flat_ones_kept) {
     cr_assert_null(tp_portfolio_marks_next(&pf));
 }
 
+/* A limit bounds one call's work; the oldest moves go first, so none waits forever. */
+Test(marks, limited_remark_takes_the_oldest_moves_first) {
+    char sym[8];
+    for (int i = 0; i < 6; i++) {
+        snprintf(sym, sizeof(sym), "S%d", i);
+        open_at("A", sym, 10 * U, 100 * U);
+        open_at("B", sym, 10 * U, 100 * U);
+    }
+    the_quote = (tp_quote_t){.last = 101 * U};
+    for (int i = 0; i < 6; i++) {
+        snprintf(sym, sizeof(sym), "S%d", i);
+        tp_portfolio_price_moved(&pf, str(sym));
+    }
+    /* Two positions a symbol: a limit of 3 takes two symbols (the one passing it finishes). */
+    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL, 0, 3), 4);
+    tp_portfolio_price_moved(&pf, str("S0")); /* moved again: to the back */
+    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL, 0, 8), 8); /* S2..S5 */
+    cr_assert_eq(tp_position_unrealized(tp_portfolio_position(&pf, str("A"), str("S5"), false)),
+                 10 * U);
+    cr_assert_eq(tp_portfolio_prices_moved(&pf), 1); /* S0 again */
+    tp_portfolio_price_moved(&pf, str("S1"));
+    /* A limit of symbols: only the oldest, S0, at the same price: nothing changes. */
+    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL, 1, 0), 0);
+    cr_assert_eq(tp_portfolio_prices_moved(&pf), 1);
+}
+
 Test(marks, no_quote_no_change) {
     tp_position_t *p = open_at("A", "NOQUOTE", 10 * U, 100 * U);
     cr_assert_eq(move_to("NOQUOTE", 120 * U, 0, 0), 0);
@@ -180,7 +207,7 @@ Test(marks, bid_ask_rule_marks_each_side) {
     tp_position_t *s = open_at("B", "X", -10 * U, 100 * U);
     the_quote = (tp_quote_t){.last = 105 * U, .bid = 101 * U, .ask = 102 * U};
     tp_portfolio_price_moved(&pf, str("X"));
-    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_BID_ASK, quote, NULL), 2);
+    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_BID_ASK, quote, NULL, 0, 0), 2);
     cr_assert_eq(l->mark, 101 * U);
     cr_assert_eq(s->mark, 102 * U);
 }
@@ -238,7 +265,7 @@ Test(marks, big_account_goes_in_parts) {
         tp_portfolio_price_moved(&pf, str(sym));
     }
     the_quote = (tp_quote_t){.last = 101 * U};
-    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL), 10);
+    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL, 0, 0), 10);
     tp_pf_account_t *a = tp_portfolio_marks_next(&pf);
     cr_assert_eq(tp_pf_account_marked(a), 10);
     tp_portfolio_marks_sent(&pf, a, 4);
@@ -266,7 +293,7 @@ Test(marks, all_prices_moved_after_a_restart) {
     tp_position_t *y = open_at("B", "Y", 10 * U, 100 * U);
     tp_portfolio_all_prices_moved(&pf);
     the_quote = (tp_quote_t){.last = 90 * U};
-    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL), 2);
+    cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL, 0, 0), 2);
     cr_assert_eq(x->mark, 90 * U);
     cr_assert_eq(y->mark, 90 * U);
 }
@@ -300,7 +327,7 @@ Test(marks, no_allocation_per_price_move) {
             cr_assert(tp_portfolio_price_moved(&pf, str(sym)));
         }
         the_quote = (tp_quote_t){.last = (100 + round) * U};
-        cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL), 100 * 100);
+        cr_assert_eq(tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL, 0, 0), 100 * 100);
         tp_pf_account_t *a;
         while ((a = tp_portfolio_marks_next(&pf)) != NULL) {
             tp_portfolio_marks_sent(&pf, a, tp_pf_account_marked(a));
@@ -308,4 +335,49 @@ Test(marks, no_allocation_per_price_move) {
         }
     }
     cr_assert_eq(tp_test_allocations, 0, "%lu allocations", tp_test_allocations);
+}
+
+/* The totals are kept as positions change, not summed per write: after every fill, mark and
+ * re-mark of a random run they equal the sum over the positions. */
+static void expect_totals_are_sums(const char *account) {
+    tp_i128 r = 0, u = 0;
+    for (const tp_position_t *p = tp_portfolio_first(&pf, str(account)); p; p = p->next) {
+        r += p->realized;
+        u += tp_position_unrealized(p);
+    }
+    int64_t realized, unrealized;
+    tp_portfolio_account_totals(&pf, str(account), &realized, &unrealized);
+    cr_assert(realized == r && unrealized == u, "%s: totals %lld %lld, sums %lld %lld", account,
+              (long long)realized, (long long)unrealized, (long long)r, (long long)u);
+}
+
+Test(marks, kept_totals_equal_the_sums) {
+    const char *accounts[2] = {"A", "B"}, *symbols[4] = {"W", "X", "Y", "Z"};
+    unsigned seed = 12345;
+    for (int step = 0; step < 20000; step++) {
+        seed = seed * 1103515245u + 12345u;
+        const char *a = accounts[(seed >> 8) & 1], *s = symbols[(seed >> 9) & 3];
+        int64_t px = (int64_t)(50 + (seed >> 12) % 100) * U + (seed >> 20) % 1000;
+        switch ((seed >> 16) % 3) {
+        case 0: {
+            tp_position_t *p = tp_portfolio_position(&pf, str(a), str(s), true);
+            tp_side_t side = (seed >> 24) & 1 ? TP_SIDE_BUY : TP_SIDE_SELL;
+            cr_assert_eq(tp_position_fill(p, side, (int64_t)(1 + (seed >> 25) % 50) * U, px), 0);
+            tp_position_mark(p, px);
+            break;
+        }
+        case 1:
+            the_quote = (tp_quote_t){.last = px};
+            tp_portfolio_price_moved(&pf, str(s));
+            tp_portfolio_remark(&pf, TP_MARK_LAST, quote, NULL, 0, 0);
+            break;
+        default: {
+            tp_position_t *p = tp_portfolio_position(&pf, str(a), str(s), false);
+            if (p)
+                tp_position_mark(p, (seed >> 24) & 1 ? 0 : px); /* unmarked counts 0 */
+        }
+        }
+        expect_totals_are_sums("A");
+        expect_totals_are_sums("B");
+    }
 }

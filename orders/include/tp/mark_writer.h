@@ -9,9 +9,14 @@
  *     HSET <prefix>{ACCT}:pf <SYM>:mark <SYM>:upnl ... rpnl upnl
  *
  * Conflated like prices: one write per account in flight at a time (newer marks wait, and the
- * next write carries the newest), at most TP_MARK_WRITES_MAX writes in flight in all, and what
- * Redis cannot take (backpressure, Redis down) stays queued; so a busy price never floods Redis,
- * and the marks that go out are always the newest.
+ * next write carries the newest), at most TP_MARK_WRITES_MAX writes carrying at most
+ * TP_MARK_POSITIONS_MAX positions in flight in all, and what Redis cannot take (backpressure,
+ * Redis down) stays queued. Marks go in cycles: once the accounts of one cycle have all gone
+ * out, the symbols that moved since are re-marked (a bounded chunk per loop iteration), then
+ * their accounts are written, each once with all its new marks; ticks in between only note the
+ * symbol, once. So marks cost what Redis can write, however fast prices tick, price and order
+ * writes never queue behind more than the budget in flight, and the marks that go out are
+ * always the newest.
  *
  * Never overtaking a fill. A fill's unit carries its position's mark and the account's totals
  * too, encoded when the fill is applied. Mark writes travel on the account's connection behind
@@ -31,8 +36,14 @@
 #include <stdint.h>
 #include <uv.h>
 
-/* Mark writes in flight at once, across accounts. */
-#define TP_MARK_WRITES_MAX 256
+/* Mark writes in flight at once, across accounts, and the positions they carry: Redis works
+ * through at most these before a price or order write queued behind them. */
+#ifndef TP_MARK_WRITES_MAX
+#define TP_MARK_WRITES_MAX 64
+#endif
+#ifndef TP_MARK_POSITIONS_MAX
+#define TP_MARK_POSITIONS_MAX 512
+#endif
 #define TP_MARK_RETRY_MS 500
 
 typedef struct tp_order_writer_s tp_order_writer_t;
@@ -49,6 +60,7 @@ typedef struct {
 typedef struct tp_mark_write_s {
     tp_mark_writer_t *writer;
     tp_pf_account_t *account;
+    uint32_t positions;
     struct tp_mark_write_s *next_free;
 } tp_mark_write_t;
 
@@ -62,7 +74,9 @@ struct tp_mark_writer_s {
     tp_buf_t resp;    /* the write being encoded */
     tp_mark_write_t writes[TP_MARK_WRITES_MAX];
     tp_mark_write_t *free_writes;
-    uint32_t in_flight;
+    uint32_t in_flight, positions_in_flight;
+    bool open;           /* a cycle may begin: always, or once per interval */
+    uint32_t cycle;      /* moved symbols the current cycle has still to re-mark */
     uint64_t hold_until; /* loop time before which nothing is written (Redis refused) */
     uint64_t log_after;  /* rate limit of the refusal log */
 };

@@ -57,7 +57,8 @@ struct tp_position_s {
     tp_position_t *next_in_symbol; /* the symbol's next position */
     tp_position_t *next_marked;    /* the account's next position with a mark to write */
     tp_pf_account_t *owner;
-    bool marked; /* re-marked since its account's last mark write */
+    int64_t summed_upnl, summed_rpnl; /* what the owner's totals hold of this position */
+    bool marked;                      /* re-marked since its account's last mark write */
 };
 
 /* Marks moved by prices (tp_portfolio_remark()). */
@@ -79,8 +80,9 @@ struct tp_portfolio_s {
     uint64_t seed;      /* of the hashes, random per portfolio */
     tp_table_t symbols; /* symbol -> the slot of its record */
     uint32_t symbol_count;
-    tp_pf_symbol_t *symbol_list;              /* every symbol record */
-    tp_pf_symbol_t *moved;                    /* symbols whose price moved since the last remark */
+    tp_pf_symbol_t *symbol_list;             /* every symbol record */
+    tp_pf_symbol_t *moved_head, *moved_tail; /* symbols whose price moved, oldest first */
+    uint32_t moved_count;
     tp_pf_account_t *queue_head, *queue_tail; /* accounts with marks to write, oldest first */
     tp_pf_mark_stats_t mark_stats;
 };
@@ -137,10 +139,15 @@ void tp_portfolio_all_prices_moved(tp_portfolio_t *pf);
 /* The latest quote of symbol into *out; false when there is none. */
 typedef bool (*tp_quote_fn)(void *ctx, tp_str_t symbol, tp_quote_t *out);
 
-/* Re-marks the open positions of every symbol that moved, at quote()'s price under rule.
- * A position whose mark changed waits for a mark write (below), its account queued once;
- * flat positions keep their mark. Returns the positions re-marked. */
-uint32_t tp_portfolio_remark(tp_portfolio_t *pf, tp_mark_rule_t rule, tp_quote_fn quote, void *ctx);
+/* Re-marks the open positions of at most symbols (0 = all) of the symbols that moved, oldest
+ * move first, at quote()'s price under rule; it stops early after the symbol that brings the
+ * positions looked at to positions (0 = no limit), so one call's work stays bounded. The rest
+ * stay moved, for a later call. A position whose mark changed waits for a mark write (below),
+ * its account queued once; flat positions keep their mark. Returns the positions re-marked. */
+uint32_t tp_portfolio_remark(tp_portfolio_t *pf, tp_mark_rule_t rule, tp_quote_fn quote, void *ctx,
+                             uint32_t symbols, uint32_t positions);
+/* Symbols whose move is not re-marked yet. */
+uint32_t tp_portfolio_prices_moved(const tp_portfolio_t *pf);
 
 /* Mark writes, conflated per account. An account is queued (oldest first) when one of its
  * positions is re-marked; tp_portfolio_marks_sent() takes it off the queue with the positions
@@ -166,8 +173,6 @@ void tp_portfolio_marks_done(tp_portfolio_t *pf, tp_pf_account_t *a, bool writte
 /* Every open position of account is to be written again: a write of the account that carried
  * older marks (a fill's unit sent again) may have landed after the newer ones. */
 void tp_portfolio_requeue_marks(tp_portfolio_t *pf, tp_str_t account);
-/* True while a price move is not re-marked yet or an account waits to be written. */
-bool tp_portfolio_marks_pending(const tp_portfolio_t *pf);
 const tp_pf_mark_stats_t *tp_portfolio_mark_stats(const tp_portfolio_t *pf);
 
 /* Average cost, round(cost / qty), > 0; 0 when flat. Saturates at the int64 limits. */
