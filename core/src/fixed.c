@@ -23,14 +23,26 @@ static tp_i128 negate(u128 mag) {
     return mag == 0 ? 0 : -(tp_i128)(mag - 1) - 1;
 }
 
-size_t tp_fixed_format(tp_i128 v, int decimals, char *buf) {
-    u128 mag = magnitude(v);
-    char tmp[TP_FIXED_TEXT_MAX];
+/* The digits of mag, lowest first, at least min_digits of them; returns how many. Most values
+ * (every price, size and PnL of an int64) fit 64 bits, where dividing by 10 is a multiply;
+ * a 128-bit division is a library call, several times slower, so it only takes the top part. */
+static int digits_reversed(u128 mag, int min_digits, char *tmp) {
     int n = 0;
-    do {
+    while (mag > UINT64_MAX) {
         tmp[n++] = (char)('0' + (int)(mag % 10));
         mag /= 10;
-    } while (mag != 0 || n <= decimals);
+    }
+    uint64_t low = (uint64_t)mag;
+    do {
+        tmp[n++] = (char)('0' + (int)(low % 10));
+        low /= 10;
+    } while (low != 0 || n < min_digits);
+    return n;
+}
+
+size_t tp_fixed_format(tp_i128 v, int decimals, char *buf) {
+    char tmp[TP_FIXED_TEXT_MAX];
+    int n = digits_reversed(magnitude(v), decimals + 1, tmp);
     size_t len = 0;
     if (v < 0)
         buf[len++] = '-';

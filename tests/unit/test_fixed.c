@@ -79,6 +79,20 @@ Test(fixed, format_extremes) {
     cr_assert_lt(tp_fixed_format(I128_MIN, 30, buf), (size_t)TP_FIXED_TEXT_MAX);
 }
 
+/* Formatting takes 64-bit steps below 2^64 and 128-bit ones above: the seam is exact. */
+Test(fixed, format_across_64_bits) {
+    const tp_i128 two64 = (tp_i128)1 << 64;
+    assert_format(two64 - 1, 0, "18446744073709551615");
+    assert_format(two64, 0, "18446744073709551616");
+    assert_format(two64 + 1, 0, "18446744073709551617");
+    assert_format(-(two64 - 1), 8, "-184467440737.09551615");
+    assert_format(-two64, 8, "-184467440737.09551616");
+    assert_format(two64 * 10, 20, "1.84467440737095516160");
+    assert_format(two64, 25, "0.0000018446744073709551616");
+    assert_format((tp_i128)10000000000000000000ull * 10, 0, "100000000000000000000");
+    assert_format(INT64_MIN, 8, "-92233720368.54775808");
+}
+
 Test(fixed, parse_exact_values) {
     assert_parse("0", 8, 0);
     assert_parse("0.00000000", 8, 0);
