@@ -591,14 +591,18 @@ Test(e2e, marks_last_follow_prices_across_a_restart) {
     run("marks", "808");
 }
 
-/* The same with TP_MARK_PRICE=mid. */
-Test(e2e, marks_mid_follow_prices_across_a_restart) {
-    E.mark_price = E.mark_price_2 = "mid";
+/* The same with TP_MARK_PRICE=mid, restarted with bid_ask: the restart re-marks every open
+ * position at the restored quotes by the new rule before any frame arrives. */
+Test(e2e, marks_mid_then_bid_ask_after_a_restart) {
+    E.mark_price = "mid";
+    E.mark_price_2 = "bid_ask";
     run("marks", "809");
 }
 
-/* The same with TP_MARK_PRICE=bid_ask: longs at the bid, shorts at the ask. */
-Test(e2e, marks_bid_ask_follow_prices_across_a_restart) {
-    E.mark_price = E.mark_price_2 = "bid_ask";
+/* The same with TP_MARK_PRICE=bid_ask (longs at the bid, shorts at the ask), restarted with
+ * last. */
+Test(e2e, marks_bid_ask_then_last_after_a_restart) {
+    E.mark_price = "bid_ask";
+    E.mark_price_2 = "last";
     run("marks", "810");
 }
