@@ -1125,6 +1125,20 @@ TICK_KINDS = ("trade", "trade", "quote", "quote", "bid_only", "ask_only", "bid_l
 TWO_SIDED = ("trade", "quote")
 
 
+def walk_tick(rng, mids, sym, kind, exch_ts):
+    """A tick of sym carrying kind (TICK_KINDS) around mids[sym], which walks."""
+    m = mids[sym] = max(SCALE, mids[sym] + rng.randint(-3 * SCALE, 3 * SCALE))
+    bid = m - rng.randint(1, 5 * 10**6)
+    ask = m + rng.randint(1, 5 * 10**6)  # bid + ask odd or even: the mid rounds half up
+    last = rng.randint(bid, ask)
+    bid, ask, last = dict(trade=(bid, ask, last), quote=(bid, ask, 0), bid_only=(bid, 0, 0),
+                          ask_only=(0, ask, 0), bid_last=(bid, 0, last), ask_last=(0, ask, last),
+                          dark=(0, 0, 0))[kind]
+    return dict(symbol=sym, bid=bid, ask=ask, bid_sz=SCALE if bid else 0,
+                ask_sz=2 * SCALE if ask else 0, last=last, last_sz=SCALE if last else 0,
+                exch_ts=exch_ts, sent_ns=0)
+
+
 class MarkFlow:
     """Ticks that move the prices of traded symbols and orders filled between them, each
     applied to an OrderModel (marking by rule) as it is made.
@@ -1149,20 +1163,9 @@ class MarkFlow:
         self.ts = to.EPOCH_NS
 
     def tick(self, sym, kind):
-        """A tick of sym carrying kind; the price walks."""
-        rng = self.rng
-        m = self.mid[sym] = max(SCALE, self.mid[sym] + rng.randint(-3 * SCALE, 3 * SCALE))
-        bid = m - rng.randint(1, 5 * 10**6)
-        ask = m + rng.randint(1, 5 * 10**6)  # bid + ask odd or even: the mid rounds half up
-        last = rng.randint(bid, ask)
-        bid, ask, last = dict(trade=(bid, ask, last), quote=(bid, ask, 0), bid_only=(bid, 0, 0),
-                              ask_only=(0, ask, 0), bid_last=(bid, 0, last),
-                              ask_last=(0, ask, last), dark=(0, 0, 0))[kind]
-        self.ts += rng.randint(1, 10**6)
+        self.ts += self.rng.randint(1, 10**6)
         self.counts["tick:" + kind] += 1
-        return dict(symbol=sym, bid=bid, ask=ask, bid_sz=SCALE if bid else 0,
-                    ask_sz=2 * SCALE if ask else 0, last=last, last_sz=SCALE if last else 0,
-                    exch_ts=self.ts, sent_ns=0)
+        return walk_tick(self.rng, self.mid, sym, kind, self.ts)
 
     def ticks(self, symbols=None, ends=None):
         """One batch over symbols (default: some of the quoted ones), interleaved; ends names
