@@ -313,7 +313,8 @@ static void on_restored(tp_order_writer_t *w, int status, const char *errstr,
     TP_LOG(TP_LOG_INFO, "books restored", TP_INT("orders", st->orders),
            TP_INT("position_fields", st->positions), TP_INT("stream_marks", st->streams),
            TP_INT("event_generation", st->generation));
-    tp_order_writer_remark_all(&svc->orders); /* at the quotes restored before the books */
+    /* At the restored quotes, at the end of this iteration: before any frame can arrive. */
+    tp_order_writer_remark_all(&svc->orders);
     int rc = tp_feeds_start(&svc->feeds);
     svc->started = true;
     if (rc != 0) {

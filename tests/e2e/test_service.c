@@ -8,7 +8,7 @@
  * for the feed acks, reads Redis back with redis-py and compares it with the
  * reference models of tests/support/trading_oracle.py. Python asks this side,
  * over its stdin/stdout, to SIGTERM tickplane ("@@ term" -> "exited <status>") or
- * start a new one on the same Redis ("@@ start" -> "port <feed port>").
+ * start a new one on the same Redis ("@@ start" -> "port <feed port> metrics <port>").
  *
  * Independently of Python, this side checks every tickplane exit status (0 after
  * SIGTERM), and a handful of facts the scenario wrote to an expectations file
@@ -60,6 +60,8 @@ typedef struct {
     tp_test_redis_t srv;
     char dir[64];             /* logs and the expectations file */
     const char *event_format; /* TP_EVENT_FORMAT */
+    const char *mark_price;   /* TP_MARK_PRICE of the first tickplane run */
+    const char *mark_price_2; /* ... of the runs after it (a restart that changes the rule) */
     pid_t tp_pid;             /* the running tickplane, 0 when none */
     int tp_runs;              /* tickplanes started so far */
     int feed_port;            /* of the running tickplane */
@@ -174,6 +176,7 @@ static char **tickplane_env(char *storage, size_t cap) {
         {"TP_LOG_LEVEL", "info"},
         {"TP_METRICS_ADDR", "127.0.0.1:0"},
         {"TP_LATENCY_LOG_INTERVAL", "200ms"},
+        {"TP_MARK_PRICE", E.tp_runs > 1 ? E.mark_price_2 : E.mark_price},
     };
     char port[16];
     snprintf(port, sizeof port, "%d", E.srv.port);
@@ -301,7 +304,7 @@ static void handle_request(const char *req, int to_py) {
         snprintf(out, sizeof out, "exited %d\n", st);
     } else if (strcmp(req, "start") == 0) {
         start_tickplane();
-        snprintf(out, sizeof out, "port %d\n", E.feed_port);
+        snprintf(out, sizeof out, "port %d metrics %d\n", E.feed_port, E.metrics_port);
     } else if (strcmp(req, "freeze") == 0 || strcmp(req, "thaw") == 0) {
         CHECK(kill(E.srv.pid, req[0] == 'f' ? SIGSTOP : SIGCONT) == 0, "%s redis: %s", req,
               strerror(errno));
@@ -352,6 +355,10 @@ static int run_scenario(const char *scenario, const char *seed) {
                     (char *)E.event_format,
                     "--prefix",
                     "tp:",
+                    "--mark-price",
+                    (char *)E.mark_price,
+                    "--restart-mark-price",
+                    (char *)E.mark_price_2,
                     NULL};
     char *envp[] = {"PYTHONPATH=" TP_WIRE_PYTHON_DIR, "PYTHONDONTWRITEBYTECODE=1",
                     "PYTHONUNBUFFERED=1", "LC_ALL=C.UTF-8", NULL};
@@ -482,6 +489,7 @@ static void setup(void) {
     signal(SIGPIPE, SIG_IGN);
     memset(&E, 0, sizeof E);
     E.event_format = "flatbuffers";
+    E.mark_price = E.mark_price_2 = "last";
     snprintf(E.dir, sizeof E.dir, "/tmp/tp-e2e-XXXXXX");
     cr_assert_not_null(mkdtemp(E.dir), "mkdtemp: %s", strerror(errno));
     tp_test_redis_opts_t o = {.tls = true};
@@ -573,4 +581,28 @@ Test(e2e, metrics_probes_and_latency) {
 /* A burst, SIGTERM at once: exit 0 and everything acked is in Redis. */
 Test(e2e, sigterm_loses_nothing_acked) {
     run("sigterm", "606");
+}
+
+/* Marks to market, TP_MARK_PRICE=last: ticks of every kind (a last trade, a bid/ask mid, one
+ * side only, nothing) move traded symbols between fills; every SYM:mark, SYM:upnl and the
+ * totals equal the model's exactly, each fill's event carries its upnl at the latest quote,
+ * and after a restart fills with no new tick mark at the quotes restored from tp:px:*. */
+Test(e2e, marks_last_follow_prices_across_a_restart) {
+    run("marks", "808");
+}
+
+/* The same with TP_MARK_PRICE=mid, restarted with bid_ask: the restart re-marks every open
+ * position at the restored quotes by the new rule before any frame arrives. */
+Test(e2e, marks_mid_then_bid_ask_after_a_restart) {
+    E.mark_price = "mid";
+    E.mark_price_2 = "bid_ask";
+    run("marks", "809");
+}
+
+/* The same with TP_MARK_PRICE=bid_ask (longs at the bid, shorts at the ask), restarted with
+ * last. */
+Test(e2e, marks_bid_ask_then_last_after_a_restart) {
+    E.mark_price = "bid_ask";
+    E.mark_price_2 = "last";
+    run("marks", "810");
 }

@@ -5,7 +5,7 @@ per scenario while order events and ticks stream in. Afterwards the state in
 Redis is compared with an offline oracle computed from the exact frames sent.
 
 usage: fault_suite.py SCENARIO --tickplane BIN --certs DIR --work DIR [--seed N]
-  SCENARIO: redis_kill | redis_stop | proxy | tls_stall | tickplane_kill
+  SCENARIO: redis_kill | redis_stop | proxy | tls_stall | tickplane_kill | marks_freeze
 
 Every scenario then checks:
   * every order hash, open set and portfolio hash equals the reference model of
@@ -52,6 +52,7 @@ from tcp_proxy import Proxy  # noqa: E402
 
 CK, log = ts.CK, ts.log
 TICK_STREAM, ORDER_STREAM = ts.TICK_STREAM, ts.ORDER_STREAM
+MARK_STREAM = 3  # ticks of traded symbols (marks_freeze)
 SCALE = to.SCALE
 PREFIX = "tp:"
 # tickplane runs with REDIS_MAX_QUEUED_BYTES=8MiB on each of 4 connections: its
@@ -243,15 +244,18 @@ class Tickplane:
 class Adapter:
     """One adapter: a TCP connection carrying one stream at a fixed rate. When the
     connection is lost (tickplane killed) it connects again, to whatever port
-    port_fn() names, and resends everything after the last FeedAck it received."""
+    port_fn() names, and resends everything after the last FeedAck it received.
+    With first, frames[:first] were sent and acked already (by another adapter): it
+    goes on from there."""
 
     BATCH = 2000
 
-    def __init__(self, name, stream, frames, rate, port_fn):
+    def __init__(self, name, stream, frames, rate, port_fn, first=0):
         self.name, self.stream, self.frames, self.rate = name, stream, frames, rate
         self.port_fn = port_fn
-        self.acked = 0
-        self.sent_hi = 0
+        self.first = first
+        self.acked = first
+        self.sent_hi = first
         self.resent = 0
         self.connections = 0
         self.ack_regressions = 0
@@ -319,7 +323,7 @@ class Adapter:
                 nxt = self.acked + 1  # resume from the last ack
                 self.resent += max(0, self.sent_hi - nxt + 1)
                 while not dead.is_set() and self.acked < n:
-                    due = min(n, int((time.monotonic() - self.t0) * self.rate))
+                    due = min(n, self.first + int((time.monotonic() - self.t0) * self.rate))
                     if nxt <= due:
                         hi = min(due, nxt + self.BATCH - 1)
                         with self.cv:
@@ -415,8 +419,10 @@ class Workload:
     def __init__(self, seed, n_ticks, n_orders, n_symbols=500):
         rng = random.Random(seed)
         order_syms = ts.SYMBOLS8 + [f"OS{i}" for i in range(12)]
-        # Ticks never mark a traded symbol: which fills a tick precedes depends on how
-        # two connections interleave, and the model marks each position at its fills.
+        # These ticks never move a traded symbol: which fills a tick precedes depends on how
+        # two connections interleave, and so would the mark a flat position keeps (that of
+        # its closing fill) and the upnl each fill event carries. MarkWorkload ticks traded
+        # symbols where no fill can meet the ticks.
         syms = [s for s in ts.symbols_for(n_symbols + 8) if s not in order_syms][:n_symbols]
         mid = {s: rng.randint(10, 5000) * SCALE for s in syms}
         self.ticks, self.last = [], {}
@@ -434,16 +440,66 @@ class Workload:
             self.last[s] = (i + 1, t)
         self.accounts = [f"ACC{i}" for i in range(8)]
         self.gen = to.FlowGen(seed, self.accounts, order_syms, max_live=80)
-        self.orders = self.gen.generate(n_orders)
+        self.orders = self.flow(n_orders)
         self.expected_events = ts.expected_events(self.gen.outcomes, self.orders,
-                                                  range(1, n_orders + 1))
+                                                  range(1, len(self.orders) + 1))
         self.tick_frames = [ts.tick_frame(TICK_STREAM, i + 1, t) for i, t in
                             enumerate(self.ticks)]
         self.order_frames = [ts.order_frame(ORDER_STREAM, i + 1, ev) for i, ev in
                              enumerate(self.orders)]
         kinds = collections.Counter(i.split(":")[0] for i in self.gen.intent)
-        log(f"workload: {n_ticks} ticks on {len(self.last)} symbols, {n_orders} order events "
-            f"{dict(kinds)}")
+        log(f"workload: {n_ticks} ticks on {len(self.last)} symbols, {len(self.orders)} order "
+            f"events {dict(kinds)}")
+
+    def flow(self, n_orders):
+        return self.gen.generate(n_orders)
+
+
+class MarkWorkload(Workload):
+    """The Workload in two phases, and ticks that move traded symbols in the second.
+
+    Phase 1 (order frames [:phase1]): the flow over every traded symbol, ending with a cancel
+    of each order still open in MARKED, whose positions stay open. Phase 2: the flow goes on
+    in the other traded symbols only, while MARK_TICKS ticks of every kind (stream
+    MARK_STREAM) move MARKED, the last tick of each two-sided. Sent after phase 1 is acked,
+    no tick meets a fill of its symbol, so the oracle says every mark exactly: each fill's
+    (and a flat position's) at its fill price, each open MARKED position's at its symbol's
+    last tick, however tickplane conflated the ticks before it."""
+
+    MARKED = ts.SYMBOLS8
+    MARK_TICKS = 6000
+
+    def __init__(self, seed, n_ticks, n_orders):
+        super().__init__(seed, n_ticks, n_orders)
+        rng = random.Random(seed + 1)
+        mids = {s: rng.randint(20, 400) * SCALE for s in self.MARKED}
+        picks = list(self.MARKED) + [rng.choice(self.MARKED)
+                                     for _ in range(self.MARK_TICKS - len(self.MARKED))]
+        rng.shuffle(picks)
+        final = {s: i for i, s in enumerate(picks)}
+        book = self.gen.model.book
+        self.mark_ticks = []
+        for i, sym in enumerate(picks):
+            kind = rng.choice(ts.TWO_SIDED if final[sym] == i else ts.TICK_KINDS)
+            t = ts.walk_tick(rng, mids, sym, kind, to.EPOCH_NS + i)
+            book.tick(sym, t["bid"], t["ask"], t["last"])
+            self.mark_ticks.append(t)
+            self.last[sym] = (i + 1, t)
+        self.mark_frames = [ts.tick_frame(MARK_STREAM, i + 1, t) for i, t in
+                            enumerate(self.mark_ticks)]
+        self.open_marked = sorted(k for k, p in book.pos.items()
+                                  if k[1] in self.MARKED and p.qty != 0)
+        log(f"marks: {len(self.mark_ticks)} ticks on {self.MARKED}, {len(self.open_marked)} "
+            f"open positions in them after phase 1 (of {self.phase1} order frames)")
+
+    def flow(self, n_orders):
+        gen = self.gen
+        gen.generate(n_orders // 2)
+        for o in [o for o in gen.live() if o.symbol in self.MARKED]:
+            gen.cancel(o)
+        self.phase1 = len(gen.events)
+        gen.symbols = [s for s in gen.symbols if s not in self.MARKED]
+        return gen.generate(self.phase1 + n_orders - n_orders // 2)
 
 
 def check_prices(st, w):
@@ -525,11 +581,11 @@ class Run:
     the subscriber and two adapters."""
 
     def __init__(self, a, n_ticks, n_orders, tick_rate, order_rate, proxy=False,
-                 stall_handshake=0, **settings):
+                 stall_handshake=0, workload=None, **settings):
         CLEANUP.append(self.close)
         self.a = a
         self.tp = self.proxy = None
-        self.w = Workload(a.seed, n_ticks, n_orders)
+        self.w = (workload or Workload)(a.seed, n_ticks, n_orders)
         self.redis = Redis(a)
         self.redis.start()
         if proxy:
@@ -739,9 +795,75 @@ def scenario_tickplane_kill(a):
     CK.expect(r.ticks.resent + r.orders.resent > 0, "no frame was resent: the kills hit nothing")
 
 
+def settled(r):
+    """Every portfolio hash equals the oracle's and tickplane is idle."""
+    cl = r.redis.client()
+    want = r.w.gen.model.pf_hashes(PREFIX, r.w.accounts)
+    if any(ts.diff_hash(e, cl.hgetall(k)) for k, e in want.items()):
+        return False
+    m = r.tp.metrics()
+    return (m.value("tickplane_redis_inflight_commands") == 0
+            and m.value("tickplane_order_queue") == 0)
+
+
+def scenario_marks_freeze(a):
+    """Marks to market through a Redis freeze (MarkWorkload): once phase 1 is acked, ticks
+    move the traded symbols that have open positions while the flow goes on in others, and
+    Redis is frozen (SIGSTOP) for 5 s, longer than REDIS_COMMAND_TIMEOUT; the last of those
+    ticks arrive while it is. After SIGCONT, once tickplane is idle, every SYM:mark, SYM:upnl
+    and total equals the oracle at the newest quotes, while tickplane runs and after its
+    SIGTERM."""
+    r = Run(a, 40_000, 6_000, tick_rate=4_000, order_rate=1_000, workload=MarkWorkload,
+            REDIS_COMMAND_TIMEOUT="2s", REDIS_CONNECTION_TIMEOUT="1s")
+    w = r.w
+    CK.expect(w.open_marked, "the workload leaves no open position in a ticked symbol")
+    port = lambda: r.tp.feed_port  # noqa: E731
+    r.orders = Adapter("gateway (phase 1)", ORDER_STREAM, w.order_frames[:w.phase1], 1_000, port)
+    r.go()
+    got = r.orders.wait(120)
+    CK.expect(got == w.phase1, f"phase 1: acked {got} of {w.phase1} order frames")
+    marks = Adapter("md adapter (traded)", MARK_STREAM, w.mark_frames, 1_500, port)
+    r.orders = Adapter("gateway (phase 2)", ORDER_STREAM, w.order_frames, 700, port,
+                       first=w.phase1)
+    marks.start()
+    r.orders.start()
+    time.sleep(1.0)
+    r.redis.signal(signal.SIGSTOP)
+    time.sleep(0.5)  # replies Redis sent before it stopped may still come in
+    held, m0 = marks.acked, r.tp.metrics()
+    time.sleep(4.5)
+    frozen = marks.acked, marks.sent_hi
+    r.redis.signal(signal.SIGCONT)
+    m1 = r.tp.metrics()
+    CK.expect(frozen == (held, len(w.mark_frames)),
+              f"during the freeze: traded ticks acked {held} -> {frozen[0]} (want no change), "
+              f"{frozen[1]} of {len(w.mark_frames)} sent (want all)")
+    conflated = [m.value("tickplane_marks_conflated_total") for m in (m0, m1)]
+    CK.expect(conflated[1] > conflated[0], f"no mark was conflated while Redis was frozen: "
+                                           f"{conflated}")
+    log(f"freeze: traded ticks acked {held}, all {len(w.mark_frames)} sent before SIGCONT")
+    got = marks.wait(120)
+    CK.expect(got == len(w.mark_frames), f"{marks.name}: acked {got} of {len(w.mark_frames)}")
+    for ad in (r.ticks, r.orders):
+        ad.wait(120)
+    t = time.monotonic()
+    ok = wait_for(lambda: settled(r), 60, 0.1)
+    m2 = r.tp.metrics()
+    log(f"marks: settled {ok} {time.monotonic() - t:.1f}s after the last ack; " + ", ".join(
+        f"{k}={m2.value('tickplane_' + k):.0f}" for k in (
+            "positions_remarked_total", "marks_conflated_total", "marks_written_total",
+            "mark_write_errors_total")))
+    written = [m.value("tickplane_marks_written_total") for m in (m1, m2)]
+    CK.expect(written[1] > written[0], f"no mark was written after the thaw: {written}")
+    st = ts.read_state(r.redis.client(), PREFIX)
+    ts.compare_model(w.gen.model, st, PREFIX, w.accounts, "marks after the thaw (running)")
+    r.finish()
+    expect_fenced(r)
+
+
 SCENARIOS = dict(redis_kill=scenario_redis_kill, redis_stop=scenario_redis_stop,
                  proxy=scenario_proxy, tls_stall=scenario_tls_stall,
-                 tickplane_kill=scenario_tickplane_kill)
+                 tickplane_kill=scenario_tickplane_kill, marks_freeze=scenario_marks_freeze)
 
 
 def main():

@@ -7,7 +7,8 @@ Written from the service contract, not from tickplane's code:
                Book) the portfolio hashes tp:{ACCT}:pf, exactly as the contract
                specifies them (integer fixed point, round half away from zero).
 * Book         average-cost positions with the contract's rounding rules, exact
-               to the last unit (1e-8, cost 1e-16).
+               to the last unit (1e-8, cost 1e-16), marked to market by TP_MARK_PRICE
+               (mark_price()) at every fill and whenever a tick moves the symbol.
 * ExactBook    the same positions with fractions.Fraction and no rounding at all:
                the independent oracle that the portfolio test compares to the cent.
 * FlowGen      a seeded random, valid order flow (news, partial fills, fills,
@@ -75,6 +76,29 @@ def pf_key(prefix, account):
 
 # ---- portfolio ------------------------------------------------------------------------------
 
+# TP_MARK_PRICE
+MARK_LAST, MARK_MID, MARK_BID_ASK = "last", "mid", "bid_ask"
+MARK_RULES = (MARK_LAST, MARK_MID, MARK_BID_ASK)
+
+
+def mark_price(rule, qty, quote, fallback):
+    """The price a position of qty is marked at under rule, from quote (last, bid, ask; 0 = not
+    quoted). last: the last trade, else the mid; mid: the mid, else the last trade; bid_ask:
+    longs (and flat) at the bid, shorts at the ask, else the last trade. The mid is (bid + ask)
+    / 2 rounded half away from zero, when both sides are > 0. Where nothing applies: fallback
+    (a fill's price, or the old mark on a tick)."""
+    last, bid, ask = quote
+    mid = div_round(bid + ask, 2) if bid > 0 and ask > 0 else 0
+    if rule == MARK_LAST:
+        first, second = last, mid
+    elif rule == MARK_MID:
+        first, second = mid, last
+    elif rule == MARK_BID_ASK:
+        first, second = ask if qty < 0 else bid, last
+    else:
+        raise ValueError(f"mark rule {rule!r}")
+    return first if first > 0 else second if second > 0 else fallback
+
 
 class Position:
     __slots__ = ("qty", "cost", "rpnl", "upnl", "mark")
@@ -93,25 +117,62 @@ class Position:
 
 
 class Book:
-    """Average-cost positions per (account, symbol), the contract's integer rules."""
+    """Average-cost positions per (account, symbol), the contract's integer rules, marked
+    to market under rule (TP_MARK_PRICE).
 
-    def __init__(self):
+    quotes holds each symbol's latest tick (last, bid, ask): a tick replaces the whole quote.
+    A fill marks its position at the quote (mark_price(), falling back to the fill's price,
+    also when the symbol has no quote); a tick re-marks every open position of its symbol
+    (falling back to the old mark); flat positions keep the mark of their closing fill.
+
+    The service re-marks at the end of the loop iteration that read a tick, at the quote then
+    in the table, so ticks of one symbol read in one iteration count as the last of them only.
+    Applying them here one by one gives the same marks when that last one is two-sided (a
+    price under every rule, whatever the old mark) or alone: a test that sends several ticks
+    of a symbol that tickplane may read together keeps to that."""
+
+    def __init__(self, rule=MARK_LAST):
+        self.rule = rule
         self.pos = {}
-        self.marks = {}  # symbol -> mark from ticks (1e-8), when the test sends any
+        self.quotes = {}  # symbol -> (last, bid, ask) of its latest tick
 
     def copy(self):
-        b = Book()
+        b = Book(self.rule)
         b.pos = {k: p.copy() for k, p in self.pos.items()}
-        b.marks = dict(self.marks)
+        b.quotes = dict(self.quotes)
         return b
 
+    @staticmethod
+    def _mark(p, mark):
+        p.mark = mark
+        p.upnl = div_round(p.qty * p.mark - p.cost, SCALE)
+
+    def _remark(self, symbol):
+        """Re-marks the open positions of symbol at its quote; returns how many changed."""
+        q, n = self.quotes[symbol], 0
+        for (_, sym), p in self.pos.items():
+            if sym == symbol and p.qty != 0:
+                mark = mark_price(self.rule, p.qty, q, p.mark)
+                n += mark != p.mark
+                self._mark(p, mark)
+        return n
+
     def tick(self, symbol, bid, ask, last):
-        if last > 0:
-            self.marks[symbol] = last
-        elif bid > 0 and ask > 0:
-            self.marks[symbol] = (bid + ask) // 2  # tests keep bid + ask even
-        else:
-            self.marks.pop(symbol, None)
+        """A tick: the symbol's new quote; returns the positions whose mark changed."""
+        self.quotes[symbol] = (last, bid, ask)
+        return self._remark(symbol)
+
+    def remark_all(self, rule=None):
+        """A warm restart (under rule, when given): every open position of a quoted symbol is
+        re-marked at its quote, as the service does before its feeds start. Returns how many
+        marks changed (tickplane_positions_remarked_total)."""
+        self.rule = rule or self.rule
+        return sum(self._remark(s) for s in sorted(self.quotes))
+
+    def mark_of(self, symbol, qty, px):
+        """The mark a fill at px leaving qty gets now."""
+        q = self.quotes.get(symbol)
+        return mark_price(self.rule, qty, q, px) if q else px
 
     def fill(self, account, symbol, side, q, px):
         p = self.pos.setdefault((account, symbol), Position())
@@ -131,8 +192,7 @@ class Book:
                 assert p.qty == 0 and p.cost == 0, "flip from a position that is not flat"
                 p.qty = rest if s > 0 else -rest
                 p.cost = p.qty * px
-        p.mark = self.marks.get(symbol) or px
-        p.upnl = div_round(p.qty * p.mark - p.cost, SCALE)
+        self._mark(p, self.mark_of(symbol, p.qty, px))
         return p
 
     def hash_of(self, account):
@@ -271,12 +331,12 @@ class Outcome:
 
 
 class OrderModel:
-    def __init__(self):
+    def __init__(self, rule=MARK_LAST):
         self.orders = {}  # order_id -> Order (ids are unique across accounts)
-        self.book = Book()
+        self.book = Book(rule)
 
     def copy(self):
-        m = OrderModel()
+        m = OrderModel(self.book.rule)
         m.orders = {k: o.copy() for k, o in self.orders.items()}
         m.book = self.book.copy()
         return m

@@ -7,16 +7,19 @@ from schemas/*.fbs (the build's schemas/python directory on PYTHONPATH); Redis i
 read back with redis-py over TLS; expected state comes from trading_oracle.py.
 
 usage: trading_scenario.py SCENARIO --redis-port N --ca FILE --feed-port N
-                           [--expect-out FILE] [--seed N] [--prefix tp:] [--format F]
-  SCENARIO: prices | orders | portfolio | events | restart | sigterm | metrics
+                           [--metrics-port N] [--expect-out FILE] [--seed N] [--prefix tp:]
+                           [--format F] [--mark-price R] [--restart-mark-price R]
+  SCENARIO: prices | orders | portfolio | events | restart | sigterm | metrics | marks
+  --mark-price is the TP_MARK_PRICE tickplane runs with, --restart-mark-price the one
+  of the tickplanes started after it (both default to last).
 
 Control channel (the C test is the other end): standard output carries only
 requests, one line each, "@@ term" (SIGTERM tickplane, wait for it; the reply on
 standard input is "exited <status>") and "@@ start" (start a new tickplane on the
-same Redis; reply "port <feed port>"); the metrics scenario also asks "@@ freeze" /
-"@@ thaw" (SIGSTOP / SIGCONT Redis), "@@ signal" (SIGTERM tickplane, do not wait)
-and "@@ wait" (wait for tickplane to exit; "exited <status>"). Logs go to
-standard error.
+same Redis; reply "port <feed port> metrics <metrics port>"); the metrics scenario
+also asks "@@ freeze" / "@@ thaw" (SIGSTOP / SIGCONT Redis), "@@ signal" (SIGTERM
+tickplane, do not wait) and "@@ wait" (wait for tickplane to exit; "exited
+<status>"). Logs go to standard error.
 
 Exit status: 0 every check passed, 1 a check failed (each failure printed), 2 error.
 --expect-out writes a few expectations for the C side to verify with redis-cli:
@@ -96,11 +99,14 @@ def term_tickplane():
     return reply
 
 
-def start_tickplane():
+def start_tickplane(a):
+    """A new tickplane on the same Redis: returns its feed port; a.metrics_port is its
+    metrics port from then on."""
     reply = request("start")
-    m = re.fullmatch(r"port (\d+)", reply)
+    m = re.fullmatch(r"port (\d+) metrics (\d+)", reply)
     if not m:
         raise RuntimeError(f"start: unexpected reply '{reply}'")
+    a.metrics_port = int(m.group(2))
     return int(m.group(1))
 
 
@@ -945,7 +951,7 @@ def scenario_restart(a):
     term_tickplane()
     feed.wait_eof(10)
     feed.close()
-    port = start_tickplane()
+    port = start_tickplane(a)
     feed = Feed(port)
     send_and_wait(feed, ORDER_STREAM, frames[half - resend:], n, 90,
                   f"second half (+{resend} resent)")
@@ -1107,6 +1113,285 @@ def scenario_metrics(a):
     ex.write(a.expect_out)
 
 
+# ---- marks to market ------------------------------------------------------------------------
+
+MARK_ACCOUNTS = ["MK1", "MK2", "MK3"]
+MARK_QUOTED = ["AAPL", "MSFT", "BRK.B", "ES_Z5", "EUR/USD"]
+MARK_UNQUOTED = ["NOQUOTE"]  # traded, never ticked: marked at its fills' prices
+# What a tick carries: trade (bid, ask, last), quote (bid, ask: the mid), one side with or
+# without a last trade, nothing at all. Weighted by repetition.
+TICK_KINDS = ("trade", "trade", "quote", "quote", "bid_only", "ask_only", "bid_last", "ask_last",
+              "dark")
+TWO_SIDED = ("trade", "quote")
+
+
+def walk_tick(rng, mids, sym, kind, exch_ts):
+    """A tick of sym carrying kind (TICK_KINDS) around mids[sym], which walks."""
+    m = mids[sym] = max(SCALE, mids[sym] + rng.randint(-3 * SCALE, 3 * SCALE))
+    bid = m - rng.randint(1, 5 * 10**6)
+    ask = m + rng.randint(1, 5 * 10**6)  # bid + ask odd or even: the mid rounds half up
+    last = rng.randint(bid, ask)
+    bid, ask, last = dict(trade=(bid, ask, last), quote=(bid, ask, 0), bid_only=(bid, 0, 0),
+                          ask_only=(0, ask, 0), bid_last=(bid, 0, last), ask_last=(0, ask, last),
+                          dark=(0, 0, 0))[kind]
+    return dict(symbol=sym, bid=bid, ask=ask, bid_sz=SCALE if bid else 0,
+                ask_sz=2 * SCALE if ask else 0, last=last, last_sz=SCALE if last else 0,
+                exch_ts=exch_ts, sent_ns=0)
+
+
+class MarkFlow:
+    """Ticks that move the prices of traded symbols and orders filled between them, each
+    applied to an OrderModel (marking by rule) as it is made.
+
+    ticks() is one batch of ticks: per symbol either one tick of any kind, or several of
+    which the last is two-sided, so that marks do not depend on how many of them tickplane
+    reads in one loop iteration (see trading_oracle.Book). orders() is one batch of orders,
+    each a NEW and its fills: opens, adds, partial and exact closes, flips, longs and shorts,
+    quantities with odd 1e-8 digits so that unrealized PnL rounds."""
+
+    def __init__(self, seed, accounts, quoted, unquoted, rule, tag="MK"):
+        self.rng = random.Random(seed)
+        self.accounts, self.quoted = accounts, list(quoted)
+        self.traded = self.quoted + list(unquoted)
+        self.tag = tag
+        self.model = to.OrderModel(rule)
+        self.mid = {s: self.rng.randint(20, 400) * SCALE + self.rng.randint(0, SCALE)
+                    for s in self.traded}
+        self.events, self.outcomes = [], []
+        self.counts = Counter()
+        self.next_order = self.next_exec = 0
+        self.ts = to.EPOCH_NS
+
+    def tick(self, sym, kind):
+        self.ts += self.rng.randint(1, 10**6)
+        self.counts["tick:" + kind] += 1
+        return walk_tick(self.rng, self.mid, sym, kind, self.ts)
+
+    def ticks(self, symbols=None, ends=None):
+        """One batch over symbols (default: some of the quoted ones), interleaved; ends names
+        the kind of a symbol's last tick (default: any, or two-sided after others)."""
+        rng = self.rng
+        if symbols is None:
+            symbols = rng.sample(self.quoted, rng.randint(1, len(self.quoted)))
+        runs = []
+        for sym in symbols:
+            end = (ends or {}).get(sym) or rng.choice(TICK_KINDS)
+            kinds = [end]
+            if end in TWO_SIDED and rng.random() < 0.5:
+                kinds[:0] = [rng.choice(TICK_KINDS) for _ in range(rng.randint(1, 3))]
+            runs.append([self.tick(sym, k) for k in kinds])
+        batch = []
+        while runs:
+            run = rng.choice(runs)
+            batch.append(run.pop(0))
+            if not run:
+                runs.remove(run)
+        for t in batch:
+            self.model.book.tick(t["symbol"], t["bid"], t["ask"], t["last"])
+        return batch
+
+    def _push(self, ev):
+        out = self.model.apply(ev)
+        if out.result != "accepted":
+            raise RuntimeError(f"mark flow: {ev} -> {out.result} {out.reason}")
+        self.events.append(ev)
+        self.outcomes.append(out)
+        return out
+
+    def orders(self, n, symbols=None):
+        """n orders on symbols (default: every traded one), each filled whole, in 1-3 parts."""
+        rng, book = self.rng, self.model.book
+        batch = []
+        for _ in range(n):
+            acct, sym = rng.choice(self.accounts), rng.choice(symbols or self.traded)
+            pos = book.pos.get((acct, sym), to.Position()).qty
+            side = rng.choice((to.BUY, to.SELL))
+            if side == to.SELL and pos <= 0 and rng.random() < 0.5:
+                side = to.SELL_SHORT
+            closing = pos != 0 and (pos > 0) == (side != to.BUY)
+            r = rng.random()
+            qty = rng.randint(1, 500) * 10**6 + rng.randint(0, 99)
+            if closing and r < 0.25:
+                qty, kind = abs(pos), "close"
+            elif closing and r < 0.55:
+                qty, kind = abs(pos) + qty, "flip"
+            else:
+                kind = "reduce" if closing else "open"
+            self.counts[f"order:{kind}"] += 1
+            price = max(SCALE, self.mid[sym] + rng.randint(-SCALE, SCALE))
+            self.next_order += 1
+            oid = f"{self.tag}-{self.next_order}"
+            base = dict(order_id=oid, cl_ord_id=f"C{oid}", account=acct, symbol=sym, side=side,
+                        ord_type=to.LIMIT, price=price, qty=qty)
+            self.ts += rng.randint(1, 1000)
+            self.next_exec += 1
+            batch.append(to.new_event(**base, exec_type=to.ET_NEW, ord_status=to.ST_NEW,
+                                      exec_id=f"X{self.tag}-{self.next_exec}", ts=self.ts))
+            nparts = min(qty, rng.randint(1, 3))
+            cuts = sorted(rng.sample(range(1, qty), nparts - 1)) if nparts > 1 else []
+            filled = 0
+            for q in (b - a_ for a_, b in zip([0] + cuts, cuts + [qty])):
+                filled += q
+                self.ts += rng.randint(1, 1000)
+                self.next_exec += 1
+                batch.append(to.new_event(
+                    **base, exec_type=to.ET_TRADE,
+                    ord_status=to.ST_FILLED if filled == qty else to.ST_PARTIAL, last_qty=q,
+                    last_px=max(1, price + rng.randint(-10**6, 10**6)),
+                    exec_id=f"X{self.tag}-{self.next_exec}", ts=self.ts))
+        outs = [self._push(ev) for ev in batch]
+        return batch, outs
+
+
+class MarkFeed:
+    """One adapter connection carrying the tick and the order stream, batch after batch:
+    each batch is sent, then waited for until acked, so that tickplane reads a batch only
+    after it has finished the one before (see scenario_marks)."""
+
+    def __init__(self, port, tick_seq=0, order_seq=0):
+        self.feed = Feed(port)
+        self.seq = {TICK_STREAM: tick_seq, ORDER_STREAM: order_seq}
+        self.batches = 0
+
+    def send(self, stream, items, timeout=30):
+        if not items:
+            return
+        make = tick_frame if stream == TICK_STREAM else order_frame
+        first = self.seq[stream] + 1
+        self.seq[stream] += len(items)
+        self.feed.send(b"".join(make(stream, first + i, x) for i, x in enumerate(items)),
+                       piece=997 * 7)
+        got = self.feed.wait_ack(stream, self.seq[stream], timeout)
+        if got < self.seq[stream]:
+            raise RuntimeError(f"stream {stream} acked {got}, want {self.seq[stream]} "
+                               f"(eof={self.feed.eof}, error={self.feed.error})")
+        self.batches += 1
+
+    def close(self):
+        self.feed.close()
+
+
+def mark_rounds(flow, mf, n):
+    """n rounds of a batch of ticks, then a batch of orders."""
+    for _ in range(n):
+        mf.send(TICK_STREAM, flow.ticks())
+        mf.send(ORDER_STREAM, flow.orders(flow.rng.randint(1, 4))[0])
+
+
+def idle(a):
+    """tickplane has no Redis command in flight and no order event queued."""
+    m = metrics_client.Scrape(a.metrics_port)
+    return (m.value("tickplane_redis_inflight_commands") == 0
+            and m.value("tickplane_order_queue") == 0)
+
+
+def check_quotes(st, book, prefix, what):
+    for sym, (last, bid, ask) in sorted(book.quotes.items()):
+        got = st["px"].get(f"{prefix}px:{sym}", {})
+        want = dict(bid=to.fmt(bid), ask=to.fmt(ask), last=to.fmt(last))
+        d = diff_hash(want, got)
+        CK.expect(not d, f"{what}: {prefix}px:{sym} is not the last tick: (field: (want, got)) {d}")
+
+
+def settle(a, model, accounts, what, timeout=30):
+    """Waits until every portfolio hash equals the model's and tickplane is idle (mark writes
+    trail the acks: a tick is acked once its price is written), then compares everything:
+    orders, open sets, portfolios (every SYM:mark and SYM:upnl, the totals) and quotes."""
+    r = redis_client(a)
+    want = model.pf_hashes(a.prefix, accounts)
+    t = time.monotonic()
+    while time.monotonic() < t + timeout:
+        if all(not diff_hash(e, r.hgetall(k)) for k, e in want.items()) and idle(a):
+            break
+        time.sleep(0.05)
+    log(f"{what}: settled in {time.monotonic() - t:.2f}s")
+    st = read_state(r, a.prefix)
+    compare_model(model, st, a.prefix, accounts, what)
+    check_quotes(st, model.book, a.prefix, what)
+    return st
+
+
+def scenario_marks(a):
+    """Marks to market through the real tickplane: ticks move the prices of traded symbols
+    between fills, under TP_MARK_PRICE a.mark_price; a restart (under a.restart_mark_price)
+    re-marks at the quotes restored from tp:px:*, and fills with no new tick mark at them.
+
+    Ordering. Ticks (tick stream) and orders (order stream) go in alternate batches, each
+    acked before the next is sent. A tick is acked once its price write is answered, which
+    is after the end of the loop iteration that read it, where its symbol's open positions
+    were re-marked; so a fill of the next batch sees every tick before it in the price table
+    and every mark already moved, as the model applies them. An order batch is acked once its
+    units are answered, so no tick meets a fill of its batch half-applied either."""
+    rule, rule2 = a.mark_price, a.restart_mark_price
+    flow = MarkFlow(a.seed, MARK_ACCOUNTS, MARK_QUOTED, MARK_UNQUOTED, rule)
+    sink = EventSink(a, a.prefix + "events")
+    t_lo = time.time_ns()
+    mf = MarkFeed(a.feed_port)
+    mark_rounds(flow, mf, 150)
+    # The last batch before the restart: every quoted symbol, some ending one-sided, so that
+    # fills after it mark at restored quotes of both kinds.
+    ends = dict(zip(MARK_QUOTED, ("trade", "quote", "trade", "bid_only", "ask_only")))
+    mf.send(TICK_STREAM, flow.ticks(MARK_QUOTED, ends))
+    settle(a, flow.model, MARK_ACCOUNTS, f"marks ({rule}) before the restart")
+    m = metrics_client.Scrape(a.metrics_port)
+    for name in ("tickplane_marks_written_total", "tickplane_positions_remarked_total"):
+        CK.expect(m.value(name) > 0, f"{name}: {m.value(name)}, want > 0")
+    CK.expect(m.value("tickplane_mark_write_errors_total") == 0,
+              f"tickplane_mark_write_errors_total: {m.value('tickplane_mark_write_errors_total')}")
+    log(f"marks: {mf.batches} batches; written {m.value('tickplane_marks_written_total'):.0f}, "
+        f"remarked {m.value('tickplane_positions_remarked_total'):.0f}, conflated "
+        f"{m.value('tickplane_marks_conflated_total'):.0f}; {dict(sorted(flow.counts.items()))}")
+
+    term_tickplane()
+    mf.feed.wait_eof(10)
+    mf.close()
+    changed = flow.model.book.remark_all(rule2)
+    mf = MarkFeed(start_tickplane(a), mf.seq[TICK_STREAM], mf.seq[ORDER_STREAM])
+    settle(a, flow.model, MARK_ACCOUNTS, f"marks after the restart ({rule} -> {rule2})")
+    remarked = metrics_client.Scrape(a.metrics_port).value("tickplane_positions_remarked_total")
+    CK.expect(remarked == changed, f"after the restart ({rule} -> {rule2}): "
+              f"tickplane_positions_remarked_total {remarked}, want {changed} (the open "
+              f"positions whose mark the restored quotes change)")
+
+    # Fills with no tick since the restart: marked at the restored quotes.
+    book = flow.model.book
+    batch, outs = flow.orders(8, MARK_QUOTED)
+    mf.send(ORDER_STREAM, batch)
+    last_fill = {}
+    for ev, out in zip(batch, outs):
+        if out.kind == to.KIND_FILL:
+            last_fill[(ev["account"], ev["symbol"])] = (ev["last_px"], out.position.mark)
+    at_quote = 0
+    r = redis_client(a)
+    for (acct, sym), (px, mark) in sorted(last_fill.items()):
+        got = r.hget(to.pf_key(a.prefix, acct), f"{sym}:mark")
+        CK.expect(got == to.fmt(mark), f"restart fill {acct} {sym} at {to.fmt(px)}: "
+                  f"{sym}:mark {got}, want {to.fmt(mark)} from the restored quote "
+                  f"{book.quotes[sym]} ({rule2})")
+        at_quote += mark != px
+    CK.expect(at_quote > 0, f"no fill after the restart marks away from its own price: "
+                            f"{last_fill}")
+    log(f"marks: {len(last_fill)} positions filled after the restart with no new tick, "
+        f"{at_quote} marked at a restored quote, not the fill price")
+
+    mark_rounds(flow, mf, 50)
+    settle(a, flow.model, MARK_ACCOUNTS, f"marks ({rule2}) at the end")
+    seqs = range(1, len(flow.events) + 1)
+    exp = expected_events(flow.outcomes, flow.events, seqs)
+    raw = sink.wait(len(exp), 30)
+    t_hi = time.time_ns()
+    mf.close()
+    check_events(raw, a.format, exp, [], t_lo - 10**9, t_hi + 10**9, "marks events")
+    ex = Expectations()
+    for acct in MARK_ACCOUNTS:
+        h = book.hash_of(acct)
+        for field in ("rpnl", "upnl") + tuple(f"{s}:{f}" for s in MARK_QUOTED[:2]
+                                              for f in ("mark", "upnl")):
+            if field in h:
+                ex.hget(to.pf_key(a.prefix, acct), field, h[field])
+    ex.write(a.expect_out)
+
+
 def state_equals(m, st, prefix):
     exp = m.order_hashes(prefix)
     if set(exp) != set(st["orders"]):
@@ -1118,7 +1403,7 @@ def state_equals(m, st, prefix):
 
 SCENARIOS = dict(prices=scenario_prices, orders=scenario_orders, portfolio=scenario_portfolio,
                  events=scenario_events, restart=scenario_restart, sigterm=scenario_sigterm,
-                 metrics=scenario_metrics)
+                 metrics=scenario_metrics, marks=scenario_marks)
 
 
 def main():
@@ -1132,6 +1417,8 @@ def main():
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--prefix", default="tp:")
     p.add_argument("--format", default="flatbuffers", choices=("flatbuffers", "json"))
+    p.add_argument("--mark-price", default=to.MARK_LAST, choices=to.MARK_RULES)
+    p.add_argument("--restart-mark-price", default=to.MARK_LAST, choices=to.MARK_RULES)
     a = p.parse_args()
     try:
         SCENARIOS[a.scenario](a)
