@@ -218,8 +218,10 @@ void tp__mark_writer_stop(tp_mark_writer_t *m) {
 
 bool tp__mark_writer_idle(const tp_mark_writer_t *m) {
     const tp_portfolio_t *pf = &m->orders->portfolio;
+    /* Moves a TP_MARK_INTERVAL has not let in yet wait for it, not for a shutdown: the next
+     * start re-marks every position anyway. */
     return m->in_flight == 0 && m->cycle == 0 && tp_portfolio_marks_next(pf) == NULL &&
-           tp_portfolio_prices_moved(pf) == 0;
+           (!m->open || tp_portfolio_prices_moved(pf) == 0);
 }
 
 void tp__mark_writer_close(tp_mark_writer_t *m) {

@@ -8,7 +8,8 @@
 void tp__mark_writer_init(tp_mark_writer_t *m, tp_order_writer_t *w);
 /* Stops flushing; writes in flight still complete. */
 void tp__mark_writer_stop(tp_mark_writer_t *m);
-/* True when no account waits for a mark write and none is in flight. */
+/* True when no mark write is in flight or due: none queued, no cycle under way, and no price
+ * move waiting unless TP_MARK_INTERVAL holds it back until its next tick. */
 bool tp__mark_writer_idle(const tp_mark_writer_t *m);
 /* Closes the handles and frees the encoding buffer; after tp_pool_close(). */
 void tp__mark_writer_close(tp_mark_writer_t *m);

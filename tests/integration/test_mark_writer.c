@@ -246,10 +246,23 @@ Test(mark_writer, interval_writes_marks_conflated) {
     for (int i = 1; i <= 20; i++) {
         move(i % SYMBOLS, (100 + i) * U);
     }
+    tp_test_run_for(&env.loop, 300); /* past the interval: it lets the moves in */
     wait_written(5000);
     expect_marked();
     /* 20 moves of 4 accounts each; a write only every 200 ms. */
     cr_assert_lt(writer.mark_writer.stats.written, 20 * ACCOUNTS / 2);
+}
+
+/* Regression: with a long TP_MARK_INTERVAL, moves the interval has not let in yet kept the
+ * writer from ever being idle, so a SIGTERM drain ran into its deadline and exited 1. */
+Test(mark_writer, moves_held_by_the_interval_do_not_hold_a_shutdown) {
+    open_writer(3600 * 1000);
+    open_book();
+    move(0, 120 * U);
+    cr_assert(tp_order_writer_idle(&writer));
+    tp_test_run_for(&env.loop, 100);
+    cr_assert_eq(writer.mark_writer.stats.written, 0);
+    expect_fixed(0, "S0:mark", 100 * U); /* the fill's mark, until the interval */
 }
 
 /* Redis frozen while prices move and fills arrive: past the command timeout the connections
