@@ -10,7 +10,7 @@
 /* Positions one write carries at most: a bigger account goes out in parts, one after another. */
 #define MARKS_PER_WRITE 64u
 /* Positions re-marked per loop iteration at most (about 100 us of work). */
-#define TP_MARK_REMARK_CHUNK 2048u
+#define REMARK_CHUNK 2048u
 #define KEY_MAX (256 + TP_WIRE_ID_MAX + 8)
 
 static bool quote(void *ctx, tp_str_t symbol, tp_quote_t *out) {
@@ -20,7 +20,7 @@ static bool quote(void *ctx, tp_str_t symbol, tp_quote_t *out) {
 
 /* ---- one account's write ---------------------------------------------------------------- */
 
-static int enc_fields(tp_buf_t *b, const tp_pf_fields_t *f) {
+int tp__pf_fields_resp(tp_buf_t *b, const tp_pf_fields_t *f) {
     int rc = 0;
     for (size_t i = 0; i < f->count && rc == 0; i++) {
         rc = tp_resp_arg(b, f->field[i], f->field_len[i]);
@@ -44,10 +44,10 @@ static int encode(tp_mark_writer_t *m, const tp_pf_account_t *a, const char *key
     const tp_position_t *p = tp_pf_account_first_marked(a);
     for (uint32_t i = 0; i < n && rc == 0; i++, p = tp_position_next_marked(p)) {
         tp_position_mark_fields(p, &f);
-        rc = enc_fields(b, &f);
+        rc = tp__pf_fields_resp(b, &f);
     }
     tp_portfolio_totals_fields(&m->orders->portfolio, tp_pf_account_name(a), &f);
-    return rc == 0 ? enc_fields(b, &f) : rc;
+    return rc == 0 ? tp__pf_fields_resp(b, &f) : rc;
 }
 
 static void on_written(void *data, int status, const tp_reply_t *reply);
@@ -113,15 +113,14 @@ static void on_written(void *data, int status, const tp_reply_t *reply) {
     tp_mark_writer_t *m = mw->writer;
     if (status == TP_ECLOSED)
         return; /* closing: the portfolio goes too */
-    bool ok = status == 0 && reply->type != TP_REPLY_ERROR;
-    if (ok) {
+    if (status == 0) {
         m->stats.written++;
     } else {
         m->stats.failed++;
         if (status != TP_EDOWN) /* down: sends fail at once until it is back, no spin */
-            log_refusal(m, mw->account, status == 0 ? TP_EREPLY : status, reply);
+            log_refusal(m, mw->account, status, reply);
     }
-    tp_portfolio_marks_done(&m->orders->portfolio, mw->account, ok);
+    tp_portfolio_marks_done(&m->orders->portfolio, mw->account, status == 0);
     mw->account = NULL;
     mw->next_free = m->free_writes;
     m->free_writes = mw;
@@ -135,7 +134,7 @@ static void on_timer(uv_timer_t *h);
 
 /* Marks go out in cycles. A cycle begins once the accounts queued by the one before have all
  * gone out: it takes the symbols that moved until then (the ticks since only noted each symbol
- * once), re-marks their positions, TP_MARK_REMARK_CHUNK at most per loop iteration, and only
+ * once), re-marks their positions, REMARK_CHUNK at most per loop iteration, and only
  * then lets the accounts go, each with all its new marks in one write. So re-marking and
  * writing cost what Redis can take, however fast prices tick, and a busy account is written
  * once per cycle, not once per tick. */
@@ -149,7 +148,7 @@ static void remark(tp_mark_writer_t *m) {
         m->open = w->cfg->mark_interval_ms == 0; /* else the timer opens the next cycle */
     }
     uint32_t before = tp_portfolio_prices_moved(pf);
-    tp_portfolio_remark(pf, w->cfg->mark_rule, quote, w, m->cycle, TP_MARK_REMARK_CHUNK);
+    tp_portfolio_remark(pf, w->cfg->mark_rule, quote, w, m->cycle, REMARK_CHUNK);
     m->cycle -= before - tp_portfolio_prices_moved(pf);
 }
 

@@ -4,6 +4,10 @@
 
 #include "tp/order_writer.h"
 
+/* Appends f's field/value pairs to b as RESP arguments: what every HSET of tp:{ACCT}:pf carries,
+ * a fill's unit and a mark write alike. Returns 0 or TP_ENOMEM. */
+int tp__pf_fields_resp(tp_buf_t *b, const tp_pf_fields_t *f);
+
 /* Starts flushing: at every loop iteration, or every cfg->mark_interval_ms. */
 void tp__mark_writer_init(tp_mark_writer_t *m, tp_order_writer_t *w);
 /* Stops flushing; writes in flight still complete. */

@@ -345,10 +345,8 @@ static void enc_order(unit_enc_t *e, const tp_order_t *o, tp_str_t exec_id) {
 }
 
 static void enc_fields(unit_enc_t *e, const tp_pf_fields_t *f) {
-    for (size_t i = 0; i < f->count; i++) {
-        enc_arg(e, f->field[i], f->field_len[i]);
-        enc_arg(e, f->value[i], f->value_len[i]);
-    }
+    if (e->rc == 0)
+        e->rc = tp__pf_fields_resp(&e->u->resp, f);
 }
 
 /* The position and the account's totals, which the fill changed too. */
