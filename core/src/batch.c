@@ -1,6 +1,6 @@
-/* Commands that span connections: MGET/MSET split by connection, and SCAN
- * iteration. They allocate a small context per call; they are for tooling and
- * warm starts, not for the per-tick path. */
+/* Commands that span connections: MGET/MSET split by connection (and, on Redis
+ * Cluster, by slot: a command must not span two), and SCAN iteration. They allocate a small context
+ * per call; they are for tooling and warm starts, not for the per-tick path. */
 #include "pool_internal.h"
 #include "tp/commands.h"
 #include "tp/error.h"
@@ -13,8 +13,10 @@ typedef struct batch_s batch_t;
 
 typedef struct {
     batch_t *batch;
-    int conn;
-    int queued; /* commands queued for this part (MSET + EXPIREs) */
+    int index;
+    tp_conn_t *conn;
+    unsigned slot; /* Cluster only */
+    int queued;    /* commands queued for this part (MSET + EXPIREs) */
 } part_t;
 
 struct batch_s {
@@ -23,8 +25,9 @@ struct batch_s {
     size_t n;
     int parts_left;
     int status;
-    int *conn_of;       /* connection index of each key */
-    part_t *parts;      /* one per connection */
+    int *part_of;  /* the part of each key */
+    part_t *parts; /* one per connection (and slot) used */
+    int nparts;
     tp_reply_t *values; /* tp_mget: copies, in key order */
     tp_reply_t **items;
 };
@@ -36,8 +39,21 @@ static void batch_free(batch_t *b) {
     free(b->values);
     free(b->items);
     free(b->parts);
-    free(b->conn_of);
+    free(b->part_of);
     free(b);
+}
+
+/* The part that carries key: its connection's, and on Cluster its slot's too. */
+static int part_for(tp_pool_t *p, batch_t *b, const char *key) {
+    const char *prefix = tp_pool_key_prefix(p);
+    unsigned slot = tp__key_slot2(prefix, strlen(prefix), key, strlen(key));
+    tp_conn_t *c = tp__router_route(tp__pool_router(p), slot);
+    bool by_slot = tp__pool_env(p)->cluster;
+    for (int k = 0; k < b->nparts; k++)
+        if (b->parts[k].conn == c && (!by_slot || b->parts[k].slot == slot))
+            return k;
+    b->parts[b->nparts] = (part_t){.batch = b, .index = b->nparts, .conn = c, .slot = slot};
+    return b->nparts++;
 }
 
 static batch_t *batch_new(tp_pool_t *p, size_t n, const char *const *keys, bool collect) {
@@ -45,20 +61,20 @@ static batch_t *batch_new(tp_pool_t *p, size_t n, const char *const *keys, bool 
     if (b == NULL)
         return NULL;
     b->n = n;
-    b->conn_of = malloc(n * sizeof(*b->conn_of));
-    b->parts = calloc(tp__router_count(tp__pool_router(p)), sizeof(*b->parts));
+    b->part_of = malloc(n * sizeof(*b->part_of));
+    b->parts = calloc(n, sizeof(*b->parts));
     if (collect) {
         b->values = calloc(n, sizeof(*b->values));
         b->items = malloc(n * sizeof(*b->items));
     }
-    if (b->conn_of == NULL || b->parts == NULL || (collect && (!b->values || !b->items))) {
+    if (b->part_of == NULL || b->parts == NULL || (collect && (!b->values || !b->items))) {
         batch_free(b);
         return NULL;
     }
     for (size_t i = 0; collect && i < n; i++)
         b->items[i] = &b->values[i];
     for (size_t i = 0; i < n; i++)
-        b->conn_of[i] = tp__pool_conn_for_prefixed(p, keys[i])->id;
+        b->part_of[i] = part_for(p, b, keys[i]);
     return b;
 }
 
@@ -87,11 +103,11 @@ static void on_mget_part(void *data, int status, const tp_reply_t *r) {
     batch_t *b = part->batch;
     size_t want = 0;
     for (size_t i = 0; i < b->n; i++)
-        want += b->conn_of[i] == part->conn;
+        want += b->part_of[i] == part->index;
     if (status == 0 && (r->type != TP_REPLY_ARRAY || r->elements != want))
         status = TP_EPROTOCOL;
     for (size_t i = 0, k = 0; status == 0 && i < b->n; i++) {
-        if (b->conn_of[i] != part->conn)
+        if (b->part_of[i] != part->index)
             continue;
         const tp_reply_t *e = r->element[k++];
         tp_reply_t *v = &b->values[i];
@@ -120,56 +136,52 @@ static void on_mset_part(void *data, int status, const tp_reply_t *r) {
     batch_part_done(part->batch, status);
 }
 
-/* An EXPIRE (REDIS_DEFAULT_TTL) for each key MSET wrote on c, connection ci. */
-static int expire_part(batch_t *b, tp_conn_t *c, int ci, const char *const *keys) {
+/* An EXPIRE (REDIS_DEFAULT_TTL) for each key MSET wrote in part. */
+static int expire_part(batch_t *b, part_t *part, const char *const *keys) {
     for (size_t i = 0; i < b->n; i++) {
-        if (b->conn_of[i] != ci)
+        if (b->part_of[i] != part->index)
             continue;
-        int rc = tp__conn_default_expire(c, keys[i]);
+        int rc = tp__conn_default_expire(part->conn, keys[i]);
         if (rc != 0)
             return rc;
-        b->parts[ci].queued++;
+        part->queued++;
     }
     return 0;
 }
 
-/* Queues one command per connection: "<name> k1 [v1] k2 [v2] ...", all parts
- * or none. */
+/* Queues one command per part: "<name> k1 [v1] k2 [v2] ...", all parts or none. */
 static int batch_send(tp_pool_t *p, batch_t *b, const char *name, const char *const *keys,
                       const char *const *values, const size_t *vlens, tp_cmd_cb part_cb) {
     int rc = 0;
-    tp__router_t *r = tp__pool_router(p);
     bool expire = values && tp__pool_env(p)->cfg->default_ttl_s > 0;
-    int nconns = (int)tp__router_count(r);
-    for (int ci = 0; ci < nconns && rc == 0; ci++) {
+    for (int k = 0; k < b->nparts && rc == 0; k++) {
+        part_t *part = &b->parts[k];
         size_t count = 0;
         for (size_t i = 0; i < b->n; i++)
-            count += b->conn_of[i] == ci;
-        if (count == 0)
-            continue;
-        tp_conn_t *c = tp__router_at(r, (size_t)ci);
+            count += b->part_of[i] == k;
+        tp_conn_t *c = part->conn;
         rc = tp__conn_begin(c, 1 + count * (values ? 2 : 1));
         if (rc != 0)
             break;
         tp__conn_arg(c, name, strlen(name));
         for (size_t i = 0; i < b->n; i++) {
-            if (b->conn_of[i] != ci)
+            if (b->part_of[i] != k)
                 continue;
             tp__conn_key(c, keys[i], strlen(keys[i]));
             if (values)
                 tp__conn_arg(c, values[i], vlens ? vlens[i] : strlen(values[i]));
         }
-        b->parts[ci] = (part_t){.batch = b, .conn = ci};
-        rc = tp__conn_end(c, NULL, part_cb, &b->parts[ci]);
-        b->parts[ci].queued = rc == 0;
+        rc = tp__conn_end(c, NULL, part_cb, part);
+        part->queued = rc == 0;
         b->parts_left += rc == 0;
         if (rc == 0 && expire)
-            rc = expire_part(b, c, ci, keys);
+            rc = expire_part(b, part, keys);
     }
+    /* Newest first on each connection: cancel takes back the one queued last. */
     if (rc != 0)
-        for (int ci = 0; ci < nconns; ci++)
-            while (b->parts[ci].queued-- > 0)
-                tp__conn_cancel_last(tp__router_at(r, (size_t)ci));
+        for (int k = b->nparts - 1; k >= 0; k--)
+            while (b->parts[k].queued-- > 0)
+                tp__conn_cancel_last(b->parts[k].conn);
     return rc;
 }
 
@@ -203,19 +215,24 @@ int tp_mset(tp_pool_t *p, size_t n, const char *const *keys, const char *const *
 
 /* ---- SCAN --------------------------------------------------------------- */
 
-/* Redis's cursors are 64-bit unsigned decimals: 20 digits and the NUL fit. */
+/* Redis's cursors are 64-bit unsigned decimals: 20 digits and the NUL fit; the caller's has the
+ * keyspace number in front of them ("<keyspace>:<cursor>"). */
 #define SCAN_CURSOR_MAX 24
+#define CALLER_CURSOR_MAX 40
 
 /* One iteration (tp_scan) or one page of it (tp_scan_page): exactly one of cb
- * and page_cb is set. */
+ * and page_cb is set. On Redis Cluster the iteration visits each master's keyspace in turn:
+ * the caller's cursor is "<keyspace>:<Redis's cursor>" past the first. */
 typedef struct {
     tp_pool_t *pool;
     tp_scan_cb cb;
     tp_scan_page_cb page_cb;
     void *data;
     long long count;
-    char cursor[SCAN_CURSOR_MAX];
-    char pattern[]; /* prefix + pattern */
+    unsigned keyspace;
+    char cursor[SCAN_CURSOR_MAX]; /* Redis's, in keyspace */
+    char next[CALLER_CURSOR_MAX]; /* the caller's, to go on from */
+    char pattern[];               /* prefix + pattern */
 } scan_t;
 
 static int scan_next(scan_t *s);
@@ -229,6 +246,22 @@ static void scan_failed(scan_t *s, int status, const tp_reply_t *r) {
     free(s);
 }
 
+/* Where the next page starts: further in this keyspace, the next one, or "0" for done. */
+static void advance(scan_t *s) {
+    if (strcmp(s->cursor, "0") == 0) {
+        s->keyspace++;
+        tp__router_t *r = tp__pool_router(s->pool);
+        if (r->type->keyspace(r, s->keyspace) == NULL) {
+            strcpy(s->next, "0");
+            return;
+        }
+    }
+    if (s->keyspace == 0)
+        snprintf(s->next, sizeof(s->next), "%s", s->cursor);
+    else
+        snprintf(s->next, sizeof(s->next), "%u:%s", s->keyspace, s->cursor);
+}
+
 static void on_scan(void *data, int status, const tp_reply_t *r) {
     scan_t *s = data;
     bool well_formed = status == 0 && r->type == TP_REPLY_ARRAY && r->elements == 2 &&
@@ -240,27 +273,48 @@ static void on_scan(void *data, int status, const tp_reply_t *r) {
         return;
     }
     memcpy(s->cursor, r->element[0]->str, r->element[0]->len + 1);
+    advance(s);
     if (s->page_cb) {
-        s->page_cb(s->data, 0, r->element[1], s->cursor);
+        s->page_cb(s->data, 0, r->element[1], s->next);
         free(s);
         return;
     }
     if (r->element[1]->elements > 0)
         s->cb(s->data, 0, r->element[1], false);
-    int rc = strcmp(s->cursor, "0") == 0 ? 1 : scan_next(s);
+    int rc = strcmp(s->next, "0") == 0 ? 1 : scan_next(s);
     if (rc != 0) {
         s->cb(s->data, rc < 0 ? rc : 0, NULL, true);
         free(s);
     }
 }
 
-/* A standalone Redis has one keyspace, so every SCAN goes to connection 0. */
+/* The SCAN of the current page, on a connection to its keyspace. */
 static int scan_next(scan_t *s) {
+    tp__router_t *r = tp__pool_router(s->pool);
+    tp_conn_t *c = r->type->keyspace(r, s->keyspace);
+    if (c == NULL)
+        return s->keyspace == 0 ? TP_EDOWN : TP_EINVAL; /* no master known yet, or a bad cursor */
     const char *argv[] = {"SCAN", s->cursor, "MATCH", s->pattern, "COUNT", NULL};
     char count[24];
     snprintf(count, sizeof(count), "%lld", s->count);
     argv[5] = count;
-    return tp_conn_command(tp__router_at(tp__pool_router(s->pool), 0), on_scan, s, 6, argv, NULL);
+    return tp_conn_command(c, on_scan, s, 6, argv, NULL);
+}
+
+/* "<keyspace>:<cursor>" or a plain cursor (keyspace 0) into s. */
+static bool parse_cursor(scan_t *s, const char *cursor) {
+    const char *colon = strchr(cursor, ':');
+    if (colon == NULL) {
+        snprintf(s->cursor, sizeof(s->cursor), "%s", cursor);
+        return true;
+    }
+    char *end;
+    unsigned long k = strtoul(cursor, &end, 10);
+    if (end != colon || k == 0 || k > 1024)
+        return false;
+    s->keyspace = (unsigned)k;
+    snprintf(s->cursor, sizeof(s->cursor), "%s", colon + 1);
+    return true;
 }
 
 /* Checks the arguments, builds the escaped pattern and sends the first SCAN from cursor. */
@@ -269,7 +323,7 @@ static int scan_start(tp_pool_t *p, const char *cursor, const char *pattern, lon
     if (tp__pool_closing(p))
         return TP_ECLOSED;
     if ((cb == NULL) == (page_cb == NULL) || count <= 0 || cursor == NULL ||
-        strlen(cursor) >= SCAN_CURSOR_MAX)
+        strlen(cursor) >= CALLER_CURSOR_MAX)
         return TP_EINVAL;
     const char *prefix = tp_pool_key_prefix(p);
     if (pattern == NULL)
@@ -279,7 +333,10 @@ static int scan_start(tp_pool_t *p, const char *cursor, const char *pattern, lon
     if (s == NULL)
         return TP_ENOMEM;
     *s = (scan_t){.pool = p, .cb = cb, .page_cb = page_cb, .data = d, .count = count};
-    memcpy(s->cursor, cursor, strlen(cursor) + 1);
+    if (!parse_cursor(s, cursor)) {
+        free(s);
+        return TP_EINVAL;
+    }
     /* The prefix is literal: glob characters in it must not widen the match. */
     size_t k = 0;
     for (size_t i = 0; i < pn; i++) {

@@ -5,6 +5,7 @@
 
 #include "tp/config.h"
 
+#include "cluster_seeds.h"
 #include "settings_int.h"
 #include "tp/error.h"
 
@@ -239,9 +240,111 @@ static int parse_url(const tp_setting_t *s, const char *text, void *field, char 
     return 0;
 }
 
+/* ---- REDIS_CLUSTER_NODES ------------------------------------------------------------------- */
+
+/* One seed of n bytes at item: host:port, [v6]:port, or a redis[s]:// URL. */
+static int parse_seed(const char *item, size_t n, int tls, tp__seed_t *out, char *why,
+                      size_t whylen) {
+    char text[300];
+    if (n == 0 || n >= sizeof(text)) {
+        tp__set_err(why, whylen, "expected host:port items separated by commas");
+        return TP_ECONFIG;
+    }
+    memcpy(text, item, n);
+    text[n] = '\0';
+    const char *rest = text;
+    bool url = false;
+    if (strncmp(rest, "rediss://", 9) == 0 || strncmp(rest, "redis://", 8) == 0) {
+        bool s = rest[5] == 's';
+        if (tls >= 0 && s != (tls == 1)) {
+            tp__set_err(why, whylen, "%s is a %s URL but REDIS_TLS_ENABLED is %s", text,
+                        s ? "rediss://" : "redis://", tls ? "on" : "off");
+            return TP_ECONFIG;
+        }
+        rest += s ? 9 : 8;
+        url = true;
+    }
+    if (strchr(rest, '@')) {
+        tp__set_err(why, whylen,
+                    "a seed node carries no credentials: set REDIS_USERNAME and REDIS_PASSWORD");
+        return TP_ECONFIG;
+    }
+    url_t u = {0};
+    u.port = 6379;
+    int rc = url_host(&u, &rest, why, whylen);
+    const char *bad = NULL;
+    if (rc == 0 && *rest == ':')
+        rc = url_port_db(&u, rest, why, whylen);
+    else if (rc == 0 && (*rest != '\0' || !url))
+        bad = "expected host:port";
+    if (rc == 0 && !bad && u.db != 0)
+        bad = "Redis Cluster has only database 0";
+    if (rc == 0 && !bad && strlen(u.host) >= sizeof(out->host))
+        bad = "host name too long";
+    if (rc == 0 && bad) {
+        tp__set_err(why, whylen, "%s: %s", text, bad);
+        rc = TP_ECONFIG;
+    }
+    if (rc == 0) {
+        snprintf(out->host, sizeof(out->host), "%s", u.host);
+        out->port = (uint16_t)u.port;
+    }
+    free(u.host);
+    return rc;
+}
+
+int tp__cluster_seeds_parse(const char *text, int tls, tp__seed_t *out, int max, char *why,
+                            size_t whylen) {
+    int n = 0;
+    for (const char *p = text ? text : ""; *p || n == 0;) {
+        p += strspn(p, " ");
+        size_t len = strcspn(p, ",");
+        while (len > 0 && p[len - 1] == ' ')
+            len--;
+        if (n == max) {
+            tp__set_err(why, whylen, "at most %d seed nodes", max);
+            return TP_ECONFIG;
+        }
+        int rc = parse_seed(p, len, tls, &out[n++], why, whylen);
+        if (rc != 0)
+            return rc;
+        p += strcspn(p, ",");
+        if (*p == ',' && *++p == '\0') {
+            tp__set_err(why, whylen, "expected a seed node after the last comma");
+            return TP_ECONFIG;
+        }
+    }
+    return n;
+}
+
+/* The list's form; whether its schemes match REDIS_TLS_ENABLED is the group's check. */
+static int parse_cluster_nodes(const tp_setting_t *s, const char *text, void *field, char *why,
+                               size_t whylen) {
+    tp__seed_t seeds[TP__SEEDS_MAX];
+    if (tp__cluster_seeds_parse(text, -1, seeds, TP__SEEDS_MAX, why, whylen) < 0)
+        return TP_ECONFIG;
+    return tp_setting_str.parse(s, text, field, why, whylen);
+}
+
 /* ---- the tables ---------------------------------------------------------------------------- */
 
 static const tp_setting_type_t url_type = {parse_url, NULL, redact_url, false, NULL};
+/* Credentials are refused in seeds, but the error still must not show them. */
+static void redact_cluster_nodes(const char *text, char *buf, size_t len) {
+    size_t k = 0;
+    buf[0] = '\0';
+    for (const char *p = text; *p && k + 1 < len;) {
+        size_t n = strcspn(p, ",");
+        char item[300], shown[320];
+        snprintf(item, sizeof(item), "%.*s", (int)n, p);
+        redact_url(item, shown, sizeof(shown));
+        k += (size_t)snprintf(buf + k, len - k, "%s%s", shown, p[n] ? "," : "");
+        p += n + (p[n] != '\0');
+    }
+}
+
+static const tp_setting_type_t cluster_nodes_type = {parse_cluster_nodes, tp__show_str,
+                                                     redact_cluster_nodes, true, NULL};
 
 #define KIB TP_SETTING_KIB
 #define HOUR_MS TP_SETTING_HOUR_MS
@@ -251,6 +354,10 @@ static const tp_setting_type_t url_type = {parse_url, NULL, redact_url, false, N
 static const tp_setting_t redis_settings[] = {
     {"REDIS_URL", "--redis-url", NULL, &url_type, 0, 0, 0, TP_SETTING_EARLY,
      "redis[s]://[[user]:password@]host[:port][/db]; the settings below override it"},
+    {"REDIS_CLUSTER_NODES", "--redis-cluster-nodes", NULL, &cluster_nodes_type,
+     FIELD(cluster_nodes), 1, 0, 0,
+     "Redis Cluster seed nodes, host:port,... (or redis[s]:// URLs); unset = one server, "
+     "REDIS_HOST"},
     {"REDIS_HOST", "--redis-host", "127.0.0.1", &tp_setting_host, FIELD(host), 1, 0, 0,
      "server host name or IP address"},
     {"REDIS_PORT", "--redis-port", "6379", &tp_setting_int, FIELD(port), 1, 65535, 0,
@@ -341,6 +448,23 @@ static int validate_tls(const tp_redis_config_t *r, char *err, size_t errlen) {
     return 0;
 }
 
+static int validate_cluster(const tp_redis_config_t *r, char *err, size_t errlen) {
+    const char *env = redis_setting(FIELD(cluster_nodes))->env;
+    tp__seed_t seeds[TP__SEEDS_MAX];
+    char why[320];
+    if (tp__cluster_seeds_parse(r->cluster_nodes, r->tls, seeds, TP__SEEDS_MAX, why, sizeof(why)) <
+        0) {
+        tp__set_err(err, errlen, "%s=%s: %s", env, r->cluster_nodes, why);
+        return TP_ECONFIG;
+    }
+    if (r->database != 0) {
+        tp__set_err(err, errlen, "%s=%s with %s=%d: Redis Cluster has only database 0", env,
+                    r->cluster_nodes, redis_setting(FIELD(database))->env, r->database);
+        return TP_ECONFIG;
+    }
+    return 0;
+}
+
 /* Rules that involve more than one Redis setting, checked once every source is applied;
  * the TLS files themselves are opened by the registry afterwards (TP_SETTING_READABLE). */
 static int validate_redis(const void *group, char *err, size_t errlen) {
@@ -358,7 +482,10 @@ static int validate_redis(const void *group, char *err, size_t errlen) {
                     redis_setting(FIELD(retry_max_delay_ms))->env, r->retry_max_delay_ms);
         return TP_ECONFIG;
     }
-    return validate_tls(r, err, errlen);
+    int rc = validate_tls(r, err, errlen);
+    if (rc == 0 && r->cluster_nodes)
+        rc = validate_cluster(r, err, errlen);
+    return rc;
 }
 
 /* ---- public API --------------------------------------------------------------------------- */

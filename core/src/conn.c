@@ -63,11 +63,24 @@ static void notify_if_drained(tp_conn_t *c) {
     }
 }
 
+/* The oldest command's outcome: a Cluster owner sees it first and may take the command over
+ * (a redirect); otherwise its completion gets it. */
+static void deliver(tp_conn_t *c, int status, const tp_reply_t *reply) {
+    if (c->events->answered) {
+        tp__pending_t p = *tp__fifo_at(&c->fifo, 0); /* the hook may grow the FIFO */
+        if (c->events->answered(c, &p, tp_buf_ptr(&c->log), status, reply)) {
+            take_oldest(c);
+            return;
+        }
+    }
+    complete(c, take_oldest(c), status, reply);
+}
+
 /* Completes every queued command with code; callbacks may queue new ones. */
 static void fail_all(tp_conn_t *c, int code) {
     size_t n = c->fifo.count;
     while (n-- > 0 && c->fifo.count > 0)
-        complete(c, take_oldest(c), code, NULL);
+        deliver(c, code, NULL);
     notify_if_drained(c);
 }
 
@@ -124,6 +137,7 @@ static void conn_broken(tp_conn_t *c, int code) {
     c->sent_cmds = 0;
     if (c->fifo.count > 0)
         tp__fifo_at(&c->fifo, 0)->answered = 0; /* a unit is sent again whole */
+    c->unit_err_len = 0;
     if (c->pubsub)
         tp_buf_truncate(&c->log, 0);
     c->failures++;
@@ -172,7 +186,7 @@ static void check_command_timeout(tp_conn_t *c) {
     /* A unit is never failed by a timeout: it is replayed whole, so neither half a
      * transaction nor a reordering can reach Redis. */
     if (!tp__fifo_at(&c->fifo, 0)->unit) {
-        complete(c, take_oldest(c), TP_ETIMEDOUT, NULL);
+        deliver(c, TP_ETIMEDOUT, NULL);
         notify_if_drained(c);
     }
     if (c->state == TP_CONN_READY)
@@ -259,6 +273,24 @@ static void on_handshake_reply(tp_conn_t *c, const tp_reply_t *r) {
 
 /* ---- replies ------------------------------------------------------------------------------ */
 
+static bool starts_with(const tp_reply_t *r, const char *word) {
+    size_t n = strlen(word);
+    return r->len >= n && memcmp(r->str, word, n) == 0;
+}
+
+/* A MULTI whose command was redirected ends in EXECABORT, which says nothing of where the slot
+ * went: the unit completes with the first redirect instead (kept until its last reply). */
+static void note_redirect(tp_conn_t *c, const tp_reply_t *r) {
+    if (r->type != TP_REPLY_ERROR || c->unit_err_len > 0 || r->len >= sizeof(c->unit_err))
+        return;
+    if (starts_with(r, "MOVED ") || starts_with(r, "ASK ") || starts_with(r, "TRYAGAIN") ||
+        starts_with(r, "CLUSTERDOWN")) {
+        memcpy(c->unit_err, r->str, r->len);
+        c->unit_err[r->len] = '\0';
+        c->unit_err_len = r->len;
+    }
+}
+
 static void dispatch(tp_conn_t *c, const tp_reply_t *r) {
     if (c->state == TP_CONN_HANDSHAKE) {
         on_handshake_reply(c, r);
@@ -274,12 +306,20 @@ static void dispatch(tp_conn_t *c, const tp_reply_t *r) {
     }
     c->failures = 0;
     /* A unit (tp_conn_send_unit) completes with its last reply; the others (MULTI's +OK,
-     * +QUEUED) only count. */
+     * +QUEUED) only count, unless a Cluster redirect is among them. */
     tp__pending_t *oldest = tp__fifo_at(&c->fifo, 0);
-    if (++oldest->answered < oldest->replies)
+    if (++oldest->answered < oldest->replies) {
+        if (c->events->answered)
+            note_redirect(c, r);
         return;
-    tp__pending_t p = take_oldest(c);
-    complete(c, p, r->type == TP_REPLY_ERROR ? TP_EREPLY : 0, r);
+    }
+    if (c->unit_err_len > 0) {
+        tp_reply_t err = {.type = TP_REPLY_ERROR, .str = c->unit_err, .len = c->unit_err_len};
+        c->unit_err_len = 0;
+        deliver(c, TP_EREPLY, &err);
+    } else {
+        deliver(c, r->type == TP_REPLY_ERROR ? TP_EREPLY : 0, r);
+    }
     notify_if_drained(c);
 }
 
@@ -431,4 +471,81 @@ bool tp__conn_ready(const tp_conn_t *c) {
 
 bool tp__conn_tls_resumed(const tp_conn_t *c) {
     return c->transport && tp__transport_resumed(c->transport);
+}
+
+/* ---- moving commands between connections -------------------------------------------------- */
+
+int tp__conn_adopt(tp_conn_t *to, const char *prefix, size_t prefix_len, unsigned prefix_replies,
+                   const tp__pending_t *p, const char *bytes) {
+    if (to->state == TP_CONN_CLOSING)
+        return TP_ECLOSED;
+    if (to->down)
+        return TP_EDOWN;
+    /* bytes may lie in to's own log, which the reserve may move. */
+    const char *log = tp_buf_ptr(&to->log);
+    bool own = bytes >= log && bytes < log + tp_buf_size(&to->log);
+    size_t off = own ? (size_t)(bytes - log) : 0;
+    size_t mark = tp_buf_size(&to->log);
+    if (tp_buf_reserve(&to->log, prefix_len + p->len) != 0)
+        return TP_ENOMEM;
+    if (own)
+        bytes = tp_buf_ptr(&to->log) + off;
+    tp_buf_append(&to->log, prefix, prefix_len);
+    tp_buf_append(&to->log, bytes, p->len);
+    tp__pending_t q = *p;
+    q.len = prefix_len + p->len;
+    q.replies = p->replies + prefix_replies;
+    q.answered = 0;
+    q.sent_ns = 0;
+    if (tp__fifo_push(&to->fifo, &q) != 0) {
+        tp_buf_truncate(&to->log, mark);
+        return TP_ENOMEM;
+    }
+    if (to->state == TP_CONN_READY)
+        tp__flusher_schedule(to->env->flusher, to);
+    return 0;
+}
+
+const tp__pending_t *tp__conn_front(tp_conn_t *c, const char **bytes) {
+    if (c->fifo.count == 0)
+        return NULL;
+    *bytes = tp_buf_ptr(&c->log);
+    return tp__fifo_at(&c->fifo, 0);
+}
+
+void tp__conn_drop_front(tp_conn_t *c) {
+    take_oldest(c);
+    notify_if_drained(c);
+}
+
+void tp__conn_complete_front(tp_conn_t *c, int status, const tp_reply_t *reply) {
+    complete(c, take_oldest(c), status, reply);
+    notify_if_drained(c);
+}
+
+int tp__conn_extract(tp_conn_t *c,
+                     bool (*take)(void *ctx, const tp__pending_t *p, const char *bytes),
+                     void *ctx) {
+    if (c->sent_cmds > 0)
+        return TP_EINVAL;
+    /* Compacts in place: what is kept moves down over what was taken. */
+    char *base = tp_buf_ptr(&c->log);
+    size_t n = c->fifo.count, kept = 0, rd = 0, wr = 0;
+    for (size_t i = 0; i < n; i++) {
+        tp__pending_t p = *tp__fifo_at(&c->fifo, i);
+        if (!take(ctx, &p, base + rd)) {
+            memmove(base + wr, base + rd, p.len);
+            *tp__fifo_at(&c->fifo, kept++) = p;
+            wr += p.len;
+        }
+        rd += p.len;
+    }
+    tp_buf_truncate(&c->log, wr);
+    c->fifo.count = kept;
+    notify_if_drained(c);
+    return 0;
+}
+
+void tp__conn_fail_queued(tp_conn_t *c, int code) {
+    fail_all(c, code);
 }

@@ -20,6 +20,9 @@
 
 typedef struct tp__flusher_s tp__flusher_t;
 
+/* "MOVED <slot> <host>:<port>" with the longest host name fits. */
+#define TP__REDIRECT_MAX 300
+
 /* What every connection of a pool shares; owned by the pool, outlives its connections. */
 typedef struct {
     uv_loop_t *loop;
@@ -29,6 +32,7 @@ typedef struct {
     tp__flusher_t *flusher;
     tp_pool_stats_t *stats;
     tp_latency_t *latency; /* NULL: nothing recorded */
+    bool cluster;          /* behind the Cluster router: a command must not span slots */
 } tp__conn_env_t;
 
 /* The server a connection talks to. The strings must outlive the connection. */
@@ -39,7 +43,14 @@ typedef struct {
 } tp__endpoint_t;
 
 /* What the owner hears. Only closed is required; push makes a subscriber connection, whose
- * replies all go there instead of to completions. */
+ * replies all go there instead of to completions.
+ *
+ * answered makes a Cluster connection: every command is tagged with its slot when queued
+ * (command_keys.h), a unit completes with the first MOVED/ASK/TRYAGAIN/CLUSTERDOWN among its
+ * replies rather than with EXECABORT, and the owner sees each command's outcome before its
+ * completion does: reply NULL for a failure (status). bytes are the command's, at the front
+ * of the log. Returning true takes the command over: it leaves the log without completing
+ * (the owner re-queued it). The owner may queue on any connection from it, this one too. */
 typedef struct {
     void (*ready)(tp_conn_t *c);                  /* handshake done: commands flow */
     void (*failed)(tp_conn_t *c, bool was_ready); /* an attempt broke; c->errstr says why */
@@ -47,6 +58,8 @@ typedef struct {
     void (*writable)(tp_conn_t *c);               /* drained after a TP_EBACKPRESSURE */
     void (*closed)(tp_conn_t *c);                 /* every handle gone; memory may be freed */
     void (*push)(tp_conn_t *c, const tp_reply_t *reply);
+    bool (*answered)(tp_conn_t *c, const tp__pending_t *p, const char *bytes, int status,
+                     const tp_reply_t *reply);
 } tp__conn_events_t;
 
 typedef enum {
@@ -100,6 +113,10 @@ struct tp_conn_s {
     size_t enc_mark; /* log size when the command being encoded began */
     int enc_err;
 
+    /* Cluster: the first redirect among the replies of the unit being answered. */
+    char unit_err[TP__REDIRECT_MAX];
+    size_t unit_err_len;
+
     uint64_t read_ns; /* when the bytes being parsed arrived (with env->latency) */
     redisReader *reader;
     tp__arena_t arena;
@@ -137,6 +154,28 @@ int tp__conn_default_expire(tp_conn_t *c, const char *key);
 void tp__conn_cancel_last(tp_conn_t *c);
 /* Writes every unsent command (the flusher, at the end of an iteration). */
 void tp__conn_flush(tp_conn_t *c);
+
+/* ---- moving commands between connections (the Cluster router) ---- */
+
+/* Queues a command taken from another connection: prefix (may be empty: ASKING) then bytes,
+ * with p's completion, origin, slot and kind; replies is p's plus prefix_replies. It is
+ * existing work, so no backpressure limit applies. 0 or TP_ENOMEM (nothing queued). bytes may
+ * point into to's own log. */
+int tp__conn_adopt(tp_conn_t *to, const char *prefix, size_t prefix_len, unsigned prefix_replies,
+                   const tp__pending_t *p, const char *bytes);
+/* The oldest command and its bytes; NULL when none. */
+const tp__pending_t *tp__conn_front(tp_conn_t *c, const char **bytes);
+/* Drops the oldest command without completing it (it was adopted elsewhere). */
+void tp__conn_drop_front(tp_conn_t *c);
+/* Completes the oldest command with status and reply (NULL for a failure). */
+void tp__conn_complete_front(tp_conn_t *c, int status, const tp_reply_t *reply);
+/* On a connection with nothing written (not connected, or a queue that never connects):
+ * offers every command to take(ctx, p, bytes) in order and drops those it took, keeping the
+ * rest in order. TP_EINVAL when commands are written and unanswered. */
+int tp__conn_extract(tp_conn_t *c,
+                     bool (*take)(void *ctx, const tp__pending_t *p, const char *bytes), void *ctx);
+/* Completes everything queued with code (a queue that never connects, being dropped). */
+void tp__conn_fail_queued(tp_conn_t *c, int code);
 
 /* ---- conn.c, for conn_commands.c ---- */
 

@@ -2,6 +2,7 @@
  * write at the end of the iteration (conn.h). */
 #include "conn.h"
 
+#include "command_keys.h"
 #include "flush.h"
 #include "tp/clock.h"
 #include "tp/error.h"
@@ -36,6 +37,11 @@ void tp__conn_flush(tp_conn_t *c) {
         return;
     }
     tp__conn_arm_timeout(c);
+}
+
+/* Only a Cluster connection routes by slot, so only its commands pay for finding it. */
+static uint16_t slot_of(const tp_conn_t *c, const char *resp, size_t len) {
+    return (uint16_t)(c->events->answered ? tp__resp_slot(resp, len) : TP__SLOT_ANY);
 }
 
 static void schedule_flush(tp_conn_t *c) {
@@ -90,6 +96,8 @@ int tp__conn_end(tp_conn_t *c, const tp_origin_t *origin, tp_cmd_cb cb, void *da
     tp__pending_t p = {.cb = cb, .data = data, .len = len, .replies = 1};
     if (origin)
         p.origin = *origin;
+    if (rc == 0)
+        p.slot = slot_of(c, tp_buf_ptr(&c->log) + c->enc_mark, len);
     if (rc == 0 && !c->pubsub)
         rc = tp__fifo_push(&c->fifo, &p);
     c->enc_err = 0;
@@ -146,6 +154,7 @@ int tp_conn_send_unit(tp_conn_t *c, const char *resp, size_t len, unsigned repli
     tp__pending_t p = {.cb = cb, .data = data, .len = len, .replies = replies, .unit = true};
     if (origin)
         p.origin = *origin;
+    p.slot = slot_of(c, resp, len);
     rc = tp_buf_append(&c->log, resp, len);
     if (rc == 0)
         rc = tp__fifo_push(&c->fifo, &p);

@@ -20,6 +20,8 @@ typedef struct {
     bool unit;          /* tp_conn_send_unit: replayed, never failed, on a timeout */
     uint32_t answered;  /* replies of a unit received so far on this socket */
     tp_origin_t origin; /* the input it serves, for the latency stages */
+    uint16_t slot;      /* Cluster: the hash slot it is routed by (TP__SLOT_ANY: none) */
+    bool held;          /* Cluster: a held slot's head, sent on its own (router_cluster.c) */
 } tp__pending_t;
 
 typedef struct {

@@ -2,6 +2,8 @@
  * (tp/pool.h). It owns what the connections share -- the loop, the settings, the TLS
  * context, the write batching, the statistics -- and turns the router's events into the
  * caller's callbacks. */
+#include "cluster_seeds.h"
+#include "command_keys.h"
 #include "flush.h"
 #include "pool_internal.h"
 #include "tls_context.h"
@@ -17,6 +19,7 @@ struct tp__pool_impl_s {
     tp_pool_options_t opts;
     tp__conn_env_t env;
     tp__endpoint_t endpoint;
+    tp__seed_t seed; /* Cluster: the first seed, the subscriber's server */
     tp__tls_shared_t tls;
     tp__flusher_t flusher;
     tp__router_t *router;
@@ -47,9 +50,12 @@ static void on_writable(void *owner) {
         p->opts.on_writable(p->pool);
 }
 
-static void on_failed(void *owner, const tp_conn_t *c) {
+static void on_failed(void *owner, int id, const char *detail) {
     tp__pool_impl_t *p = owner;
-    snprintf(p->pool->errstr, sizeof(p->pool->errstr), "redis connection %d: %s", c->id, c->errstr);
+    if (id < 0)
+        snprintf(p->pool->errstr, sizeof(p->pool->errstr), "redis cluster: %s", detail);
+    else
+        snprintf(p->pool->errstr, sizeof(p->pool->errstr), "redis connection %d: %s", id, detail);
 }
 
 static void impl_free(tp__pool_impl_t *p) {
@@ -136,14 +142,30 @@ int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg,
         p->env.transport = &tp__transport_tls;
         p->env.tls = &p->tls;
     }
-    p->router = tp__router_standalone_new(&p->env, &p->endpoint, cfg->pool_size, &router_events, p);
+    if (cfg->cluster_nodes) {
+        char why[256];
+        tp__seed_t seeds[TP__SEEDS_MAX];
+        if (tp__cluster_seeds_parse(cfg->cluster_nodes, cfg->tls, seeds, TP__SEEDS_MAX, why,
+                                    sizeof(why)) < 0) {
+            snprintf(pool->errstr, sizeof(pool->errstr), "REDIS_CLUSTER_NODES: %s", why);
+            return init_failed(pool, p, TP_ECONFIG);
+        }
+        p->seed = seeds[0];
+        p->endpoint = (tp__endpoint_t){p->seed.host, p->seed.port, cfg->tls_server_name};
+        p->env.cluster = true;
+        p->router = tp__router_cluster_new(&p->env, cfg->pool_size, &router_events, p);
+    } else {
+        p->router =
+            tp__router_standalone_new(&p->env, &p->endpoint, cfg->pool_size, &router_events, p);
+    }
     if (p->router == NULL)
         return init_failed(pool, p, TP_ENOMEM);
     pool->impl = p;
     tp__flusher_init(&p->flusher, loop);
     p->flusher.data = p;
     p->router->type->start(p->router);
-    TP_LOG(TP_LOG_INFO, "redis pool starting", TP_STR("host", cfg->host), TP_INT("port", cfg->port),
+    TP_LOG(TP_LOG_INFO, "redis pool starting", TP_STR("router", p->router->type->name),
+           TP_STR("host", p->endpoint.host), TP_INT("port", p->endpoint.port),
            TP_INT("connections", cfg->pool_size), TP_INT("tls", cfg->tls));
     return 0;
 }
@@ -194,7 +216,7 @@ tp_conn_t *tp_pool_conn(tp_pool_t *pool, int i) {
 }
 
 int tp_pool_size(const tp_pool_t *pool) {
-    return pool->impl ? pool->impl->env.cfg->pool_size : 0;
+    return pool->impl ? (int)tp__router_count(pool->impl->router) : 0;
 }
 
 /* Sums f over the router's connections (metrics gauges). */
@@ -251,8 +273,10 @@ int tp_pool_command(tp_pool_t *pool, tp_cmd_cb cb, void *data, int argc, const c
         return TP_ECLOSED;
     if (argc < 1 || argv == NULL)
         return TP_EINVAL;
-    tp_conn_t *c = tp__router_at(pool->impl->router, 0);
-    if (argc > 1)
-        c = tp_pool_conn_for_key(pool, argv[1], argvlen ? argvlen[1] : strlen(argv[1]));
+    tp__arg_t args[64];
+    size_t n = argc < 64 ? (size_t)argc : 64;
+    for (size_t i = 0; i < n; i++)
+        args[i] = (tp__arg_t){argv[i], argvlen ? argvlen[i] : strlen(argv[i])};
+    tp_conn_t *c = tp__router_route(pool->impl->router, tp__command_slot(n, args));
     return tp_conn_command(c, cb, data, argc, argv, argvlen);
 }

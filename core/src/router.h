@@ -18,11 +18,12 @@ typedef struct tp__router_s tp__router_t;
 
 /* What the pool hears, with the owner given at creation. */
 typedef struct {
-    void (*ready)(void *owner);                      /* every connection is ready */
-    void (*down)(void *owner);                       /* a connection is down */
-    void (*writable)(void *owner);                   /* a backpressured connection drained */
-    void (*failed)(void *owner, const tp_conn_t *c); /* c broke; c->errstr says why */
-    void (*closed)(void *owner);                     /* every connection closed and freed */
+    void (*ready)(void *owner);    /* every connection is ready */
+    void (*down)(void *owner);     /* a connection is down */
+    void (*writable)(void *owner); /* a backpressured connection drained */
+    /* connection id broke (-1: not one of the routed ones); detail says why */
+    void (*failed)(void *owner, int id, const char *detail);
+    void (*closed)(void *owner); /* every connection closed and freed */
 } tp__router_events_t;
 
 typedef struct {
@@ -31,6 +32,9 @@ typedef struct {
     tp_conn_t *(*route)(tp__router_t *r, unsigned slot);
     size_t (*count)(const tp__router_t *r); /* connections, for sums and iteration */
     tp_conn_t *(*at)(const tp__router_t *r, size_t i);
+    /* A connection to the i-th keyspace -- the server, or the i-th master -- NULL past the
+     * last: SCAN must visit each. */
+    tp_conn_t *(*keyspace)(const tp__router_t *r, size_t i);
     int (*up)(const tp__router_t *r); /* connections ready */
     bool (*ready)(const tp__router_t *r);
     bool (*down)(const tp__router_t *r); /* reported down and not recovered since */
@@ -48,6 +52,12 @@ struct tp__router_s {
  * unstarted router with tp__router_free(). */
 tp__router_t *tp__router_standalone_new(const tp__conn_env_t *env, const tp__endpoint_t *endpoint,
                                         int size, const tp__router_events_t *events, void *owner);
+
+/* A Redis Cluster router (router_cluster.c): env->cfg->cluster_nodes are the seeds, size
+ * connections per master. NULL on ENOMEM or seeds that do not parse (the settings check them
+ * first). */
+tp__router_t *tp__router_cluster_new(const tp__conn_env_t *env, int size,
+                                     const tp__router_events_t *events, void *owner);
 
 static inline void tp__router_free(tp__router_t *r) {
     r->type->free(r);

@@ -2,6 +2,8 @@
  * hash slot (router.h). */
 #include "router.h"
 
+#include "command_keys.h"
+
 #include <stdlib.h>
 
 typedef struct {
@@ -32,7 +34,7 @@ static void on_conn_ready(tp_conn_t *c) {
 static void on_conn_failed(tp_conn_t *c, bool was_ready) {
     standalone_t *s = c->owner;
     s->ready -= was_ready;
-    s->base.events->failed(s->base.owner, c);
+    s->base.events->failed(s->base.owner, c->id, c->errstr);
 }
 
 static void on_conn_down(tp_conn_t *c) {
@@ -75,7 +77,7 @@ static void start(tp__router_t *r) {
 
 static tp_conn_t *route(tp__router_t *r, unsigned slot) {
     standalone_t *s = of(r);
-    return s->conns[slot % (unsigned)s->size];
+    return s->conns[slot < TP__SLOT_ANY ? slot % (unsigned)s->size : 0];
 }
 
 static size_t count(const tp__router_t *r) {
@@ -84,6 +86,10 @@ static size_t count(const tp__router_t *r) {
 
 static tp_conn_t *at(const tp__router_t *r, size_t i) {
     return of(r)->conns[i];
+}
+
+static tp_conn_t *keyspace(const tp__router_t *r, size_t i) {
+    return i == 0 ? of(r)->conns[0] : NULL;
 }
 
 static int up(const tp__router_t *r) {
@@ -110,6 +116,7 @@ static const tp__router_type_t standalone_type = {
     .route = route,
     .count = count,
     .at = at,
+    .keyspace = keyspace,
     .up = up,
     .ready = ready,
     .down = down,

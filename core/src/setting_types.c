@@ -258,7 +258,7 @@ static int parse_user(const tp_setting_t *s, const char *text, void *field, char
     return parse_str(s, text, field, why, whylen);
 }
 
-static tp_log_field_t show_str(const tp_setting_t *s, const void *field) {
+tp_log_field_t tp__show_str(const tp_setting_t *s, const void *field) {
     const char *v = *(char *const *)field;
     if (v && (s->flags & TP_SETTING_SECRET))
         v = "***";
@@ -405,8 +405,8 @@ const tp_setting_type_t tp_setting_duration = {parse_duration, show_int, NULL, f
 const tp_setting_type_t tp_setting_bytes = {parse_bytes, show_bytes, NULL, false, NULL};
 const tp_setting_type_t tp_setting_bool = {parse_bool, show_bool, NULL, false, NULL};
 const tp_setting_type_t tp_setting_ratio = {parse_ratio, show_ratio, NULL, false, NULL};
-const tp_setting_type_t tp_setting_str = {parse_str, show_str, NULL, true, NULL};
-const tp_setting_type_t tp_setting_host = {parse_host, show_str, NULL, true, NULL};
-const tp_setting_type_t tp_setting_user = {parse_user, show_str, NULL, true, NULL};
+const tp_setting_type_t tp_setting_str = {parse_str, tp__show_str, NULL, true, NULL};
+const tp_setting_type_t tp_setting_host = {parse_host, tp__show_str, NULL, true, NULL};
+const tp_setting_type_t tp_setting_user = {parse_user, tp__show_str, NULL, true, NULL};
 const tp_setting_type_t tp_setting_addr = {parse_addr, show_addr, NULL, true, NULL};
-const tp_setting_type_t tp_setting_group = {parse_group, show_str, NULL, true, NULL};
+const tp_setting_type_t tp_setting_group = {parse_group, tp__show_str, NULL, true, NULL};

@@ -22,6 +22,9 @@ int tp__parse_digits(const char *text, uint64_t *out, const char **end);
 /* A host name or IP address (IPv6 without brackets) of n characters at h. */
 bool tp__host_ok(const char *h, size_t n);
 
+/* A string setting's value as a log field ("***" when secret). */
+tp_log_field_t tp__show_str(const tp_setting_t *s, const void *field);
+
 /* A user name Redis accepts: no spaces or control characters. */
 bool tp__user_ok(const char *u);
 

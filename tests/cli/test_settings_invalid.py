@@ -83,6 +83,14 @@ CASES = {
         Case("redis://hunter2@127.0.0.1:{decoy}", shown="redis://***@127.0.0.1:{decoy}"),
         Case("redis://:hunter2%zz@127.0.0.1:{decoy}", shown="redis://:***@127.0.0.1:{decoy}"),
     ],
+    "REDIS_CLUSTER_NODES": [Case(v) for v in [
+        "localhost", "127.0.0.1:0", "127.0.0.1:65536", "[::1:7000", "host:port", "bad host:7000",
+        ",127.0.0.1:7000", "127.0.0.1:7000,", "127.0.0.1:7000,,127.0.0.1:7001",
+        "http://127.0.0.1:7000", "redis://127.0.0.1:7000/1",
+        "rediss://127.0.0.1:7000"]] + [
+        Case("redis://127.0.0.1:7000", ctx=TLS),
+        Case("redis://user:pw@127.0.0.1:7000", shown="redis://user:***@127.0.0.1:7000"),
+        Case("127.0.0.1:7000", ctx={"REDIS_DATABASE": "2"})],
     "REDIS_HOST": [Case(v) for v in ["bad host", "256.1.1.1", "10.0.0.1.2", "[::1]", "redis:6379",
                                      "a..b", ".a", "-a.b", "a-.b", "host/path", "h\tx",
                                      "x" * 254]],

@@ -821,3 +821,8 @@ const char *tp_test_cert(const char *name, char *buf, size_t len) {
     snprintf(buf, len, "%s/%s", TP_TEST_CERTS_DIR, name);
     return buf;
 }
+
+int tp_test_redis_cliv(tp_test_redis_t *r, char *out, size_t outlen, const char *const *args,
+                       size_t nargs) {
+    return run_cli(r, false, CLI_TIMEOUT_MS, out, outlen, args, nargs);
+}

@@ -132,6 +132,10 @@ __attribute__((sentinel))
 #endif
 int tp_test_redis_cli(tp_test_redis_t *r, char *out, size_t outlen, const char *cmd, ...);
 
+/* tp_test_redis_cli() with the arguments as an array of nargs strings. */
+int tp_test_redis_cliv(tp_test_redis_t *r, char *out, size_t outlen, const char *const *args,
+                       size_t nargs);
+
 /* Writes TP_TEST_CERTS_DIR "/" name into buf and returns buf, e.g. tp_test_cert("ca.crt", ...). */
 const char *tp_test_cert(const char *name, char *buf, size_t len);
 

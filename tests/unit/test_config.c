@@ -19,6 +19,7 @@
 
 static const char *const all_vars[] = {
     "REDIS_URL",
+    "REDIS_CLUSTER_NODES",
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_USERNAME",
@@ -1316,4 +1317,35 @@ Test(config, module_groups_init_alone) {
     tp_service_config_close(&service);
     cr_assert_null(feeds.tcp_addr);
     cr_assert_null(service.metrics_addr);
+}
+
+Test(config, cluster_seed_lists) {
+    const char *const good[] = {"127.0.0.1:7000",
+                                "127.0.0.1:7000,127.0.0.1:7001",
+                                " redis-0.redis:6379 , redis-1.redis:6379 ",
+                                "[::1]:7000",
+                                "redis://10.0.0.1",
+                                "redis://10.0.0.1:7001,10.0.0.2:7002"};
+    for (size_t i = 0; i < COUNT(good); i++) {
+        cr_assert_eq(LOAD("--redis-cluster-nodes", good[i]), 0, "%s: %s", good[i], err);
+        cr_assert_str_eq(cfg.redis.cluster_nodes, good[i]);
+        tp_settings_close(&cfg.table);
+    }
+    /* rediss:// seeds need TLS on; then plain ones are refused. */
+    cr_assert_eq(LOAD("--redis-cluster-nodes", "rediss://a:7000", "--redis-tls-enabled", "true"), 0,
+                 "%s", err);
+    tp_settings_close(&cfg.table);
+    cr_assert_eq(LOAD("--redis-cluster-nodes", "rediss://a:7000"), TP_ECONFIG);
+    assert_err_has("REDIS_TLS_ENABLED is off", "rediss://a:7000");
+    tp_settings_close(&cfg.table);
+    /* 64 seeds at most. */
+    char many[65 * 16] = "";
+    for (int i = 0; i < 64; i++)
+        sprintf(many + strlen(many), "%sh:%d", i ? "," : "", 7000 + i);
+    cr_assert_eq(LOAD("--redis-cluster-nodes", many), 0, "%s", err);
+    tp_settings_close(&cfg.table);
+    strcat(many, ",h:1");
+    cr_assert_eq(LOAD("--redis-cluster-nodes", many), TP_ECONFIG);
+    assert_err_has("--redis-cluster-nodes", "at most 64 seed nodes");
+    tp_settings_close(&cfg.table);
 }

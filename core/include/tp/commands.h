@@ -84,7 +84,8 @@ int tp_mset(tp_pool_t *p, size_t n, const char *const *keys, const char *const *
  * characters escaped so that they match only themselves; NULL = all keys under
  * the prefix). cb runs once per batch with done false and the keys (full names,
  * prefix included) as an array reply, then once with done true and a NULL
- * reply; on error once with status < 0 and done true. */
+ * reply; on error once with status < 0 and done true. On Redis Cluster every
+ * master is scanned. */
 typedef void (*tp_scan_cb)(void *data, int status, const tp_reply_t *keys, bool done);
 int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, void *d);
 
@@ -94,7 +95,8 @@ int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, v
  * keys (an array reply, possibly empty) and the cursor to go on from, "0" when the iteration is
  * complete; or status < 0 with cursor NULL and keys NULL, except for TP_EREPLY, where keys is
  * Redis's error reply. Both are valid only during the call. The guarantees are SCAN's: a key
- * present throughout is returned at least once, maybe more often. */
+ * present throughout is returned at least once, maybe more often. On Redis Cluster the pages
+ * walk each master in turn, and the cursor says which ("2:1234"). */
 typedef void (*tp_scan_page_cb)(void *data, int status, const tp_reply_t *keys, const char *cursor);
 int tp_scan_page(tp_pool_t *p, const char *cursor, const char *pattern, long long count,
                  tp_scan_page_cb cb, void *d);

@@ -19,6 +19,7 @@
  * malloc'd, owned by the struct and freed by tp_config_close() or, once
  * registered, tp_settings_close(). */
 typedef struct {
+    char *cluster_nodes;     /* REDIS_CLUSTER_NODES: Cluster seeds; NULL = one server */
     char *host;              /* REDIS_HOST */
     int port;                /* REDIS_PORT */
     char *username;          /* REDIS_USERNAME: ACL user; NULL for legacy AUTH */

@@ -57,6 +57,13 @@ typedef struct {
     uint64_t tls_reload_failures;
     uint64_t fenced;         /* reconnects that fenced the previous connection (CLIENT KILL) */
     uint64_t fence_failures; /* CLIENT INFO/KILL refused: a replay could not be fenced */
+    /* Redis Cluster (zero for one server). */
+    uint64_t moved;             /* MOVED redirections followed */
+    uint64_t asked;             /* ASK redirections followed */
+    uint64_t cluster_retries;   /* TRYAGAIN and CLUSTERDOWN replies retried after a pause */
+    uint64_t redirect_failures; /* commands failed after too many redirections or retries */
+    uint64_t map_refreshes;     /* slot maps read (CLUSTER SHARDS or CLUSTER SLOTS) */
+    uint64_t map_failures;      /* slot map reads that failed or were refused as malformed */
 } tp_pool_stats_t;
 
 typedef struct {
@@ -111,10 +118,11 @@ bool tp_pool_is_ready(const tp_pool_t *pool);
 /* True from on_down until the connection that went down is ready again. */
 bool tp_pool_is_down(const tp_pool_t *pool);
 
-/* Issues argv on the connection of argv[1]'s hash slot (connection 0 when
- * argc == 1). Arguments are copied before the call returns; cb may be NULL.
- * Returns 0, TP_EBACKPRESSURE, TP_EDOWN, TP_ECLOSED, TP_EINVAL or TP_ENOMEM;
- * on error cb is not called. No key prefix is applied here. */
+/* Issues argv on the connection of its key's hash slot: argv[1] for most
+ * commands, the first key of EVAL/EVALSHA/FCALL and of XREAD/XREADGROUP's
+ * STREAMS, none (connection 0) for MULTI, PING, CLIENT, CLUSTER, SCAN ...'s. Arguments are copied
+ * before the call returns; cb may be NULL. Returns 0, TP_EBACKPRESSURE, TP_EDOWN, TP_ECLOSED,
+ * TP_EINVAL or TP_ENOMEM; on error cb is not called. No key prefix is applied here. */
 int tp_pool_command(tp_pool_t *pool, tp_cmd_cb cb, void *data, int argc, const char **argv,
                     const size_t *argvlen);
 

@@ -1,0 +1,492 @@
+/* The pool on a real Redis Cluster (tests/support/redis_cluster.h): 3 masters + 3 replicas over
+ * TLS. Discovery and routing, MOVED after a reshard, ASK while a slot migrates, per-key order
+ * while slots move under a pipelined load, and seeds that cannot be reached. */
+#include "pool_env.h"
+#include "redis_cluster.h"
+#include "tp/commands.h"
+#include "tp/error.h"
+#include "tp/resp.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static tp_test_cluster_t cl;
+static tp_test_env_t env;
+
+/* The pool's settings for the cluster: env_config for node 0, then every node as a seed. */
+static void config_cluster(void) {
+    char seeds[1024];
+    tp_test_env_config(&env, &cl.nodes[0]);
+    tp_test_set_str(&env.cfg.redis.cluster_nodes, tp_test_cluster_seeds(&cl, seeds, sizeof seeds));
+}
+
+static void setup(void) {
+    cr_assert_eq(tp_test_cluster_start(&cl, 3, 1, true), 0);
+    config_cluster();
+    cr_assert_eq(tp_test_env_open(&env, 10000), 0, "pool not ready: %s",
+                 tp_pool_last_error(&env.pool));
+}
+
+static void teardown(void) {
+    tp_test_env_close(&env);
+    tp_test_cluster_stop(&cl);
+}
+
+TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 120);
+
+static const tp_pool_stats_t *stats(void) {
+    return tp_pool_stats(&env.pool);
+}
+
+/* Keys held by the node's own keyspace, through redis-cli. */
+static long long dbsize(int node) {
+    char out[64];
+    cr_assert_eq(tp_test_redis_cli(&cl.nodes[node], out, sizeof out, "DBSIZE", NULL), 0);
+    return atoll(out);
+}
+
+static tp_test_result_t get(const char *key) {
+    return tp_test_command(&env, "GET", key, NULL);
+}
+
+static void set(const char *key, const char *value) {
+    tp_test_result_t r = tp_test_command(&env, "SET", key, value, NULL);
+    cr_assert(r.done && r.status == 0, "SET %s: %d %s", key, r.status, r.str);
+}
+
+Test(cluster, routes_every_key_to_its_master) {
+    char key[32], value[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "key:%d", i);
+        snprintf(value, sizeof value, "v%d", i);
+        set(key, value);
+    }
+    long long total = 0;
+    for (int m = 0; m < cl.masters; m++) {
+        long long n = dbsize(m);
+        cr_expect_gt(n, 50, "master %d holds %lld keys", m, n);
+        total += n;
+    }
+    cr_expect_eq(total, 300);
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "key:%d", i);
+        snprintf(value, sizeof value, "v%d", i);
+        tp_test_result_t r = get(key);
+        cr_assert(r.done && r.status == 0 && strcmp(r.str, value) == 0, "%s: %s", key, r.str);
+    }
+    /* The map was right: nothing was redirected. */
+    cr_expect_eq(stats()->moved, 0);
+    cr_expect_eq(stats()->asked, 0);
+    cr_expect_geq(stats()->map_refreshes, 1);
+    cr_expect_eq(tp_pool_connections_up(&env.pool), cl.masters * env.cfg.redis.pool_size);
+}
+
+/* MULTI, SET a v, <second> b v, EXEC as one RESP unit. */
+static void encode_unit2(tp_buf_t *resp, const char *a, const char *second, const char *b,
+                         const char *v) {
+    const char *cmds[4][3] = {{"MULTI"}, {"SET", a, v}, {second, b, v}, {"EXEC"}};
+    const size_t argc[4] = {1, 3, 3, 1};
+    for (int i = 0; i < 4; i++) {
+        tp_resp_array(resp, argc[i]);
+        for (size_t j = 0; j < argc[i]; j++)
+            tp_resp_arg(resp, cmds[i][j], strlen(cmds[i][j]));
+    }
+}
+
+static void encode_unit(tp_buf_t *resp, const char *a, const char *b, const char *v) {
+    encode_unit2(resp, a, "SET", b, v);
+}
+
+typedef struct {
+    bool done;
+    int status;
+    int keys;
+    bool seen[300];
+} scan_seen_t;
+
+static void on_scan_batch(void *data, int status, const tp_reply_t *keys, bool done) {
+    scan_seen_t *ss = data;
+    ss->status = status;
+    ss->done = done;
+    for (size_t i = 0; keys && i < keys->elements; i++) {
+        int n = atoi(keys->element[i]->str + strlen("tp:key:"));
+        ss->keys++;
+        if (n >= 0 && n < 300)
+            ss->seen[n] = true;
+    }
+}
+
+typedef struct {
+    bool done;
+    int status;
+    bool right;
+} mget_t;
+
+static void on_mget(void *data, int status, const tp_reply_t *r) {
+    mget_t *m = data;
+    m->done = true;
+    m->status = status;
+    m->right = status == 0 && r->elements == 300;
+    for (size_t i = 0; m->right && i < r->elements; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "m%zu", i);
+        m->right = r->element[i]->type == TP_REPLY_STRING && strcmp(r->element[i]->str, want) == 0;
+    }
+}
+
+/* tp_scan walks every master; tp_mset / tp_mget split by slot (a command must not span two). */
+Test(cluster, scan_visits_every_master_and_batches_split_by_slot) {
+    static char names[300][16], values[300][16];
+    const char *keys[300], *vals[300];
+    for (int i = 0; i < 300; i++) {
+        snprintf(names[i], sizeof names[i], "key:%d", i);
+        snprintf(values[i], sizeof values[i], "m%d", i);
+        keys[i] = names[i];
+        vals[i] = values[i];
+    }
+    mget_t m = {0};
+    cr_assert_eq(tp_mset(&env.pool, 300, keys, vals, NULL, on_mget, &m), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &m.done, 5000));
+    cr_assert_eq(m.status, 0);
+    m = (mget_t){0};
+    cr_assert_eq(tp_mget(&env.pool, 300, keys, on_mget, &m), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &m.done, 5000));
+    cr_assert(m.status == 0 && m.right, "%d", m.status);
+
+    scan_seen_t ss = {0};
+    cr_assert_eq(tp_scan(&env.pool, "key:*", 50, on_scan_batch, &ss), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &ss.done, 10000));
+    cr_assert_eq(ss.status, 0);
+    for (int i = 0; i < 300; i++)
+        cr_expect(ss.seen[i], "SCAN missed key:%d", i);
+    cr_expect_eq(stats()->moved + stats()->asked, 0);
+}
+
+static void on_unit(void *data, int status, const tp_reply_t *r) {
+    tp_test_result_t *res = data;
+    tp_test_on_reply(res, status, r);
+}
+
+/* MULTI SET a v SET b v EXEC on the connection of tag, waited for. */
+static tp_test_result_t unit(const char *tag, const char *a, const char *b, const char *v) {
+    tp_buf_t resp = {0};
+    encode_unit(&resp, a, b, v);
+    tp_test_result_t res = {0};
+    tp_conn_t *c = tp_pool_conn_for_key(&env.pool, tag, strlen(tag));
+    res.status =
+        tp_conn_send_unit(c, tp_buf_ptr(&resp), tp_buf_size(&resp), 4, NULL, on_unit, &res);
+    tp_buf_free(&resp);
+    if (res.status == 0)
+        tp_test_run_until(&env.loop, tp_test_flag_set, &res.done, 10000);
+    return res;
+}
+
+Test(cluster, follows_moved_after_a_reshard) {
+    set("moved:{m}", "before");
+    unsigned slot = tp_key_slot("{m}", 3);
+    int from = tp_test_cluster_owner(&cl, 0, slot);
+    cr_assert_geq(from, 0);
+    int to = (from + 1) % cl.masters;
+    cr_assert_eq(tp_test_cluster_move_slot(&cl, slot, from, to, true), 0);
+    cr_assert_eq(tp_test_cluster_owner(&cl, 0, slot), to);
+
+    tp_test_result_t r = get("moved:{m}");
+    cr_assert(r.done && r.status == 0 && strcmp(r.str, "before") == 0, "%d %s", r.status, r.str);
+    cr_expect_eq(stats()->moved, 1);
+    /* The map learnt the move: the next commands go straight to the new owner. */
+    set("moved:{m}", "after");
+    r = unit("{m}", "a:{m}", "b:{m}", "u");
+    cr_assert(r.done && r.status == 0 && r.type == TP_REPLY_ARRAY, "%d %s", r.status, r.str);
+    cr_expect_eq(stats()->moved, 1);
+    char out[64];
+    tp_test_redis_cli(&cl.nodes[to], out, sizeof out, "GET", "moved:{m}", NULL);
+    cr_expect_str_eq(out, "after");
+}
+
+Test(cluster, follows_ask_while_a_slot_migrates) {
+    set("ask:{a}", "1");
+    set("ask2:{a}", "2");
+    unsigned slot = tp_key_slot("{a}", 3);
+    int from = tp_test_cluster_owner(&cl, 0, slot);
+    int to = (from + 1) % cl.masters;
+    /* The keys move, the slot stays the source's (MIGRATING): each command gets ASK. */
+    cr_assert_eq(tp_test_cluster_move_slot(&cl, slot, from, to, false), 0);
+
+    tp_test_result_t r = get("ask:{a}");
+    cr_assert(r.done && r.status == 0 && strcmp(r.str, "1") == 0, "%d %s", r.status, r.str);
+    cr_expect_geq(stats()->asked, 1);
+    /* A unit is redirected whole: ASKING, MULTI ... EXEC on the target. */
+    r = unit("{a}", "ask:{a}", "ask2:{a}", "unit");
+    cr_assert(r.done && r.status == 0 && r.type == TP_REPLY_ARRAY, "%d %s", r.status, r.str);
+    cr_expect_geq(stats()->asked, 2);
+    /* A new key of a migrating slot is created on the target. */
+    set("new:{a}", "n");
+    cr_expect_eq(stats()->moved, 0);
+
+    cr_assert_eq(tp_test_cluster_finish_slot(&cl, slot, to), 0);
+    r = get("ask2:{a}");
+    cr_assert(r.done && r.status == 0 && strcmp(r.str, "unit") == 0, "%d %s", r.status, r.str);
+    r = get("new:{a}");
+    cr_assert(r.done && r.status == 0 && strcmp(r.str, "n") == 0, "%d %s", r.status, r.str);
+    cr_expect_eq(dbsize(from), 0, "nothing was written to the source");
+}
+
+/* ---- a unit that runs while an older one of its slot is redirected ----------------------- */
+
+typedef struct {
+    unsigned slot;
+    int from, to;
+    int failed;
+} finish_t;
+
+/* After a pause, a:{r} moves too and the slot's migration ends. */
+static void *finish_later(void *arg) {
+    finish_t *f = arg;
+    struct timespec pause = {.tv_nsec = 300 * 1000000L};
+    nanosleep(&pause, NULL);
+    f->failed += tp_test_cluster_migrate_key(&cl, "u:{r}", f->from, f->to) != 0;
+    f->failed += tp_test_cluster_migrate_key(&cl, "a:{r}", f->from, f->to) != 0;
+    f->failed += tp_test_cluster_finish_slot(&cl, f->slot, f->to) != 0;
+    return NULL;
+}
+
+typedef struct {
+    int done;
+    int errors;
+} count_t;
+
+static void on_counted(void *data, int status, const tp_reply_t *r) {
+    count_t *c = data;
+    c->done++;
+    c->errors += status != 0 || r->type != TP_REPLY_ARRAY;
+}
+
+static bool all_counted(void *arg) {
+    return ((count_t *)arg)->done == 10;
+}
+
+Test(cluster, reruns_a_unit_that_overtook_a_redirected_one) {
+    set("a:{r}", "0");
+    tp_test_command(&env, "RPUSH", "l:{r}", "x", NULL);
+    tp_test_command(&env, "RPUSH", "u:{r}", "x", NULL);
+    finish_t f = {.slot = tp_key_slot("{r}", 3)};
+    f.from = tp_test_cluster_owner(&cl, 0, f.slot);
+    f.to = (f.from + 1) % cl.masters;
+    /* l:{r} is on the target, a:{r} and u:{r} still on the source. */
+    cr_assert_eq(tp_test_cluster_begin_move(&cl, f.slot, f.from, f.to), 0);
+    cr_assert_eq(tp_test_cluster_migrate_key(&cl, "l:{r}", f.from, f.to), 0);
+
+    /* Units 1..10 set a:{r}; the odd ones also push to l:{r} (redirected: TRYAGAIN until a:{r}
+     * moves too), the even ones to u:{r} (served by the source at once). */
+    count_t counted = {0};
+    tp_conn_t *c = tp_pool_conn_for_key(&env.pool, "{r}", 3);
+    for (int i = 1; i <= 10; i++) {
+        char v[8];
+        snprintf(v, sizeof v, "%d", i);
+        tp_buf_t resp = {0};
+        encode_unit2(&resp, "a:{r}", "RPUSH", i % 2 ? "l:{r}" : "u:{r}", v);
+        cr_assert_eq(tp_conn_send_unit(c, tp_buf_ptr(&resp), tp_buf_size(&resp), 4, NULL,
+                                       on_counted, &counted),
+                     0);
+        tp_buf_free(&resp);
+    }
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, finish_later, &f), 0);
+    bool ok = tp_test_run_until(&env.loop, all_counted, &counted, 20000);
+    pthread_join(th, NULL);
+    cr_assert(ok && counted.errors == 0 && f.failed == 0, "%d done, %d errors", counted.done,
+              counted.errors);
+    /* Unit 10 ran on the source before unit 9 could run anywhere: it ran again after it. */
+    cr_expect_str_eq(get("a:{r}").str, "10");
+    cr_expect_gt(stats()->cluster_retries, 0);
+}
+
+/* ---- order while slots move under load --------------------------------------------------- */
+
+#define TAGS 8
+#define PUSHES 4000
+
+typedef struct {
+    int moved; /* slots the reshard thread has moved */
+    bool done;
+    int failed;
+} reshard_t;
+
+static void *reshard(void *arg) {
+    reshard_t *rs = arg;
+    for (int t = 0; t < TAGS; t += 2) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "{t%d}", t);
+        unsigned slot = tp_key_slot(tag, strlen(tag));
+        int from = tp_test_cluster_owner(&cl, 0, slot);
+        if (from < 0 || tp_test_cluster_move_slot(&cl, slot, from, (from + 1) % cl.masters, true))
+            rs->failed++;
+        __atomic_add_fetch(&rs->moved, 1, __ATOMIC_SEQ_CST);
+    }
+    __atomic_store_n(&rs->done, true, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+typedef struct {
+    int sent[TAGS];
+    int acked;
+    int errors;
+    uv_timer_t timer;
+    reshard_t rs;
+} load_t;
+
+static void on_push(void *data, int status, const tp_reply_t *r) {
+    load_t *l = data;
+    l->acked++;
+    if (status != 0) {
+        l->errors++;
+        fprintf(stderr, "push failed: %d %s\n", status, r ? r->str : "");
+    }
+}
+
+static void on_unit_done(void *data, int status, const tp_reply_t *r) {
+    load_t *l = data;
+    l->acked++;
+    if (status != 0 || r->type != TP_REPLY_ARRAY) {
+        l->errors++;
+        fprintf(stderr, "unit failed: %d %s\n", status, r ? r->str : "");
+    }
+}
+
+static bool reshard_done(load_t *l) {
+    return __atomic_load_n(&l->rs.done, __ATOMIC_SEQ_CST);
+}
+
+/* Every tick: RPUSH l n and a unit SET a n, RPUSH u n per tag, pipelined; until the reshard is over
+ * and every tag has PUSHES. */
+static void on_load(uv_timer_t *t) {
+    load_t *l = t->data;
+    char key[32], a[32], b[32], v[16], tag[16];
+    for (int tg = 0; tg < TAGS; tg++) {
+        for (int k = 0; k < 10 && (!reshard_done(l) || l->sent[tg] < PUSHES); k++) {
+            snprintf(key, sizeof key, "l:{t%d}", tg);
+            snprintf(v, sizeof v, "%d", l->sent[tg]);
+            const char *argv[] = {"RPUSH", key, v};
+            cr_assert_eq(tp_pool_command(&env.pool, on_push, l, 3, argv, NULL), 0);
+            snprintf(tag, sizeof tag, "{t%d}", tg);
+            snprintf(a, sizeof a, "a:{t%d}", tg);
+            snprintf(b, sizeof b, "u:{t%d}", tg);
+            tp_buf_t resp = {0};
+            encode_unit2(&resp, a, "RPUSH", b, v);
+            tp_conn_t *c = tp_pool_conn_for_key(&env.pool, tag, strlen(tag));
+            cr_assert_eq(tp_conn_send_unit(c, tp_buf_ptr(&resp), tp_buf_size(&resp), 4, NULL,
+                                           on_unit_done, l),
+                         0);
+            tp_buf_free(&resp);
+            l->sent[tg]++;
+        }
+    }
+}
+
+static bool load_finished(void *arg) {
+    load_t *l = arg;
+    int sent = 0;
+    bool all = true;
+    for (int tg = 0; tg < TAGS; tg++) {
+        sent += l->sent[tg];
+        all &= l->sent[tg] >= PUSHES;
+    }
+    return reshard_done(l) && all && l->acked == 2 * sent;
+}
+
+typedef struct {
+    bool done;
+    int want;
+    int bad_at; /* the first index that is not its number; -1 when none */
+} list_check_t;
+
+/* A unit may run twice (tp_conn_send_unit), but its last run must come after the last run of
+ * every older one: the positions of the last occurrences of 0..n-1 in u increase. */
+static void on_unit_log(void *data, int status, const tp_reply_t *r) {
+    list_check_t *lc = data;
+    lc->done = true;
+    lc->bad_at = status != 0 || r->type != TP_REPLY_ARRAY ? 0 : -1;
+    int *last = calloc((size_t)lc->want, sizeof(*last));
+    for (size_t i = 0; lc->bad_at < 0 && i < r->elements; i++) {
+        int v = atoi(r->element[i]->str);
+        if (v < 0 || v >= lc->want)
+            lc->bad_at = (int)i;
+        else
+            last[v] = (int)i + 1;
+    }
+    for (int v = 0; lc->bad_at < 0 && v < lc->want; v++)
+        if (last[v] == 0 || (v > 0 && last[v] < last[v - 1]))
+            lc->bad_at = v;
+    fprintf(stderr, "unit log: %zu runs of %d units\n", r ? r->elements : 0, lc->want);
+    free(last);
+}
+
+static void on_lrange(void *data, int status, const tp_reply_t *r) {
+    list_check_t *lc = data;
+    lc->done = true;
+    lc->bad_at = status != 0 || r->type != TP_REPLY_ARRAY || (int)r->elements != lc->want ? 0 : -1;
+    for (size_t i = 0; lc->bad_at < 0 && i < r->elements; i++)
+        if (atoi(r->element[i]->str) != (int)i)
+            lc->bad_at = (int)i;
+}
+
+Test(cluster, keeps_per_key_order_while_slots_move) {
+    static load_t l;
+    memset(&l, 0, sizeof l);
+    uv_timer_init(&env.loop, &l.timer);
+    l.timer.data = &l;
+    uv_timer_start(&l.timer, on_load, 1, 1);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, reshard, &l.rs), 0);
+    bool ok = tp_test_run_until(&env.loop, load_finished, &l, 90000);
+    pthread_join(th, NULL);
+    uv_close((uv_handle_t *)&l.timer, NULL);
+    cr_assert(ok, "acked %d", l.acked);
+    cr_assert_eq(l.rs.failed, 0);
+    cr_expect_eq(l.errors, 0);
+    cr_expect_gt(stats()->moved, 0);
+    fprintf(stderr, "reshard under load: moved %llu asked %llu retries %llu refreshes %llu\n",
+            (unsigned long long)stats()->moved, (unsigned long long)stats()->asked,
+            (unsigned long long)stats()->cluster_retries,
+            (unsigned long long)stats()->map_refreshes);
+
+    /* Every list holds 0..n-1 in order: nothing lost, doubled or overtaken. */
+    for (int tg = 0; tg < TAGS; tg++) {
+        char key[32], a[32], b[32], want[16];
+        snprintf(key, sizeof key, "l:{t%d}", tg);
+        list_check_t lc = {.want = l.sent[tg]};
+        const char *argv[] = {"LRANGE", key, "0", "-1"};
+        cr_assert_eq(tp_pool_command(&env.pool, on_lrange, &lc, 4, argv, NULL), 0);
+        cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &lc.done, 5000));
+        cr_expect_eq(lc.bad_at, -1, "%s is not 0..%d in order from %d", key, l.sent[tg] - 1,
+                     lc.bad_at);
+        snprintf(a, sizeof a, "a:{t%d}", tg);
+        snprintf(b, sizeof b, "u:{t%d}", tg);
+        snprintf(want, sizeof want, "%d", l.sent[tg] - 1);
+        cr_expect_str_eq(get(a).str, want, "the last unit of %s is the newest", a);
+        list_check_t uc = {.want = l.sent[tg]};
+        const char *uargv[] = {"LRANGE", b, "0", "-1"};
+        cr_assert_eq(tp_pool_command(&env.pool, on_unit_log, &uc, 4, uargv, NULL), 0);
+        cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &uc.done, 5000));
+        cr_expect_eq(uc.bad_at, -1, "units of %s ran out of order at %d", b, uc.bad_at);
+    }
+}
+
+/* ---- seeds that cannot be reached -------------------------------------------------------- */
+
+Test(cluster_seeds, unreachable_seeds_are_named) {
+    tp_test_redis_t none = {.port = 1};
+    tp_test_env_config(&env, &none);
+    tp_test_set_str(&env.cfg.redis.cluster_nodes, "127.0.0.1:1,127.0.0.1:2");
+    cr_assert(tp_test_env_open_fails(&env));
+    const char *err = tp_pool_last_error(&env.pool);
+    cr_expect(strstr(err, "127.0.0.1:1") && strstr(err, "127.0.0.1:2"), "%s", err);
+    /* A command waits for the map, and fails once the pool is down. */
+    tp_test_result_t r = tp_test_command(&env, "GET", "k", NULL);
+    cr_expect(r.status == TP_EDOWN || (r.done && r.status == TP_EDOWN), "%d", r.status);
+    tp_test_env_close(&env);
+}
