@@ -301,19 +301,21 @@ static int scan_next(scan_t *s) {
     return tp_conn_command(c, on_scan, s, 6, argv, NULL);
 }
 
-/* "<keyspace>:<cursor>" or a plain cursor (keyspace 0) into s. */
+/* "<keyspace>:<cursor>" or a plain cursor (keyspace 0) into s; false when either part is not
+ * one this pool could have handed out. */
 static bool parse_cursor(scan_t *s, const char *cursor) {
     const char *colon = strchr(cursor, ':');
-    if (colon == NULL) {
-        snprintf(s->cursor, sizeof(s->cursor), "%s", cursor);
-        return true;
-    }
-    char *end;
-    unsigned long k = strtoul(cursor, &end, 10);
-    if (end != colon || k == 0 || k > 1024)
+    const char *redis = colon ? colon + 1 : cursor;
+    if (strlen(redis) >= sizeof(s->cursor))
         return false;
-    s->keyspace = (unsigned)k;
-    snprintf(s->cursor, sizeof(s->cursor), "%s", colon + 1);
+    if (colon) {
+        char *end;
+        unsigned long k = strtoul(cursor, &end, 10);
+        if (end != colon || k == 0 || k > 1024)
+            return false;
+        s->keyspace = (unsigned)k;
+    }
+    memcpy(s->cursor, redis, strlen(redis) + 1);
     return true;
 }
 
