@@ -70,6 +70,23 @@ static void redis_counters(tp_prom_t *p, const tp_pool_t *pool, const tp_price_w
         {"tickplane_redis_fence_failures_total",
          "CLIENT INFO or CLIENT KILL refused: replays after a reconnect run unfenced.",
          s->fence_failures},
+        {"tickplane_redis_moved_total", "Redis Cluster MOVED redirections followed.", s->moved},
+        {"tickplane_redis_ask_total", "Redis Cluster ASK redirections followed.", s->asked},
+        {"tickplane_redis_cluster_retries_total",
+         "Redis Cluster TRYAGAIN and CLUSTERDOWN replies retried after a pause.",
+         s->cluster_retries},
+        {"tickplane_redis_redirect_failures_total",
+         "Commands failed after too many Redis Cluster redirections or retries.",
+         s->redirect_failures},
+        {"tickplane_redis_slot_map_refreshes_total", "Redis Cluster slot maps read.",
+         s->map_refreshes},
+        {"tickplane_redis_slot_map_failures_total",
+         "Redis Cluster slot map reads that failed or were malformed.", s->map_failures},
+        {"tickplane_redis_waits_total",
+         "Order writes whose WAIT saw TP_ACK_REPLICAS replicas (then acked).", s->waits},
+        {"tickplane_redis_waits_short_total",
+         "Order writes whose WAIT saw fewer replicas in TP_ACK_TIMEOUT (not acked, written again).",
+         s->waits_short},
         {"tickplane_price_writes_total", "Price HSETs acknowledged.", pw->stats.written},
         {"tickplane_price_write_errors_total", "Price HSETs failed or refused.", pw->stats.errors},
         {"tickplane_price_rewrites_total", "Full price rewrites after failed writes.",
@@ -130,11 +147,27 @@ static void gauges(tp_prom_t *p, const service_view_t *v) {
     families(p, "gauge", m, sizeof(m) / sizeof(m[0]));
 }
 
+/* Connections up per Redis node (one for a single server; each Cluster node the pool opened). */
+static void node_gauges(tp_prom_t *p, const tp_pool_t *pool) {
+    enum { NODES_SHOWN = 64 };
+    tp_pool_node_t nodes[NODES_SHOWN];
+    int n = tp_pool_nodes(pool, nodes, NODES_SHOWN);
+    tp_prom_family(p, "tickplane_redis_node_connections_up", "gauge",
+                   "Redis connections ready, per node; serving=\"true\" for a master of slots.");
+    for (int i = 0; i < n && i < NODES_SHOWN; i++) {
+        char label[320];
+        snprintf(label, sizeof(label), "node=\"%s\",serving=\"%s\"", nodes[i].addr,
+                 nodes[i].serving ? "true" : "false");
+        tp_prom_int(p, "tickplane_redis_node_connections_up", label, (uint64_t)nodes[i].up);
+    }
+}
+
 int service_metrics_render(tp_buf_t *out, const service_view_t *v) {
     tp_prom_t p = {.out = out};
     feed_counters(&p, v->feeds);
     redis_counters(&p, v->pool, v->prices, v->orders);
     gauges(&p, v);
+    node_gauges(&p, v->pool);
     tp_prom_family(&p, "tickplane_latency_seconds", "histogram",
                    "Latency of each stage: decode, queue, redis, e2e, feed.");
     for (int i = 0; i < TP_STAGE_COUNT; i++) {

@@ -1,6 +1,7 @@
 /* Commands that span connections: MGET/MSET split by connection (and, on Redis
  * Cluster, by slot: a command must not span two), and SCAN iteration. They allocate a small context
  * per call; they are for tooling and warm starts, not for the per-tick path. */
+#include "command_keys.h"
 #include "pool_internal.h"
 #include "tp/commands.h"
 #include "tp/error.h"
@@ -292,8 +293,12 @@ static void on_scan(void *data, int status, const tp_reply_t *r) {
 static int scan_next(scan_t *s) {
     tp__router_t *r = tp__pool_router(s->pool);
     tp_conn_t *c = r->type->keyspace(r, s->keyspace);
+    /* Before the first slot map, the first page waits with everything else: it will go to the
+     * first master, which is keyspace 0. */
+    if (c == NULL && s->keyspace == 0)
+        c = tp__router_route(r, TP__SLOT_ANY);
     if (c == NULL)
-        return s->keyspace == 0 ? TP_EDOWN : TP_EINVAL; /* no master known yet, or a bad cursor */
+        return TP_EINVAL; /* a cursor past the last keyspace */
     const char *argv[] = {"SCAN", s->cursor, "MATCH", s->pattern, "COUNT", NULL};
     char count[24];
     snprintf(count, sizeof(count), "%lld", s->count);

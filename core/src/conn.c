@@ -138,6 +138,7 @@ static void conn_broken(tp_conn_t *c, int code) {
     if (c->fifo.count > 0)
         tp__fifo_at(&c->fifo, 0)->answered = 0; /* a unit is sent again whole */
     c->unit_err_len = 0;
+    c->unit_reply = NULL;
     if (c->pubsub)
         tp_buf_truncate(&c->log, 0);
     c->failures++;
@@ -291,6 +292,22 @@ static void note_redirect(tp_conn_t *c, const tp_reply_t *r) {
     }
 }
 
+/* A unit with WAIT: its own outcome, unless WAIT counted fewer replicas than it asked for. */
+static int check_wait(tp_conn_t *c, const tp__pending_t *p, const tp_reply_t *wait,
+                      const tp_reply_t **result) {
+    *result = c->unit_reply;
+    if (c->unit_reply->type == TP_REPLY_ERROR)
+        return TP_EREPLY;
+    if (wait->type != TP_REPLY_INTEGER)
+        return TP_EPROTOCOL;
+    if (wait->integer < (long long)p->replicas) {
+        c->env->stats->waits_short++;
+        return TP_EREPLICAS;
+    }
+    c->env->stats->waits++;
+    return 0;
+}
+
 static void dispatch(tp_conn_t *c, const tp_reply_t *r) {
     if (c->state == TP_CONN_HANDSHAKE) {
         on_handshake_reply(c, r);
@@ -311,14 +328,22 @@ static void dispatch(tp_conn_t *c, const tp_reply_t *r) {
     if (++oldest->answered < oldest->replies) {
         if (c->events->answered)
             note_redirect(c, r);
+        /* The unit's own reply comes just before WAIT's: the arena keeps it until then. */
+        if (oldest->replicas > 0 && oldest->answered == oldest->replies - 1)
+            c->unit_reply = r;
         return;
     }
+    const tp_reply_t *result = r;
+    int status = r->type == TP_REPLY_ERROR ? TP_EREPLY : 0;
+    if (oldest->replicas > 0 && c->unit_reply != NULL && status == 0)
+        status = check_wait(c, oldest, r, &result);
+    c->unit_reply = NULL;
     if (c->unit_err_len > 0) {
         tp_reply_t err = {.type = TP_REPLY_ERROR, .str = c->unit_err, .len = c->unit_err_len};
         c->unit_err_len = 0;
         deliver(c, TP_EREPLY, &err);
     } else {
-        deliver(c, r->type == TP_REPLY_ERROR ? TP_EREPLY : 0, r);
+        deliver(c, status, result);
     }
     notify_if_drained(c);
 }
@@ -345,7 +370,8 @@ static void on_transport_read(void *owner, const char *p, size_t n) {
         if (reply == NULL)
             return;
         dispatch(c, reply);
-        tp__arena_reset(&c->arena);
+        if (c->unit_reply == NULL)
+            tp__arena_reset(&c->arena);
         if (c->transport != t)
             return;
     }

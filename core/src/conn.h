@@ -113,6 +113,8 @@ struct tp_conn_s {
     size_t enc_mark; /* log size when the command being encoded began */
     int enc_err;
 
+    /* A unit with WAIT: its own reply, kept in the arena until WAIT's arrives. */
+    const tp_reply_t *unit_reply;
     /* Cluster: the first redirect among the replies of the unit being answered. */
     char unit_err[TP__REDIRECT_MAX];
     size_t unit_err_len;

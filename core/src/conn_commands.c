@@ -139,9 +139,11 @@ int tp_conn_command(tp_conn_t *c, tp_cmd_cb cb, void *data, int argc, const char
     return tp__conn_end(c, NULL, cb, data);
 }
 
-int tp_conn_send_unit(tp_conn_t *c, const char *resp, size_t len, unsigned replies,
-                      const tp_origin_t *origin, tp_cmd_cb cb, void *data) {
-    if (c->pubsub || replies == 0 || len == 0)
+/* The unit's bytes, then WAIT when replicas > 0, as one entry of the log. */
+static int send_unit(tp_conn_t *c, const char *resp, size_t len, unsigned replies,
+                     unsigned replicas, unsigned timeout_ms, const tp_origin_t *origin,
+                     tp_cmd_cb cb, void *data) {
+    if (c->pubsub || replies == 0 || len == 0 || replicas > UINT16_MAX)
         return TP_EINVAL;
     if (c->state == TP_CONN_CLOSING)
         return TP_ECLOSED;
@@ -151,20 +153,42 @@ int tp_conn_send_unit(tp_conn_t *c, const char *resp, size_t len, unsigned repli
     int rc = check_room(c, mark, len);
     if (rc != 0)
         return rc;
-    tp__pending_t p = {.cb = cb, .data = data, .len = len, .replies = replies, .unit = true};
+    tp__pending_t p = {.cb = cb, .data = data, .replies = replies, .unit = true};
     if (origin)
         p.origin = *origin;
     p.slot = slot_of(c, resp, len);
     rc = tp_buf_append(&c->log, resp, len);
+    if (rc == 0 && replicas > 0) {
+        p.replicas = (uint16_t)replicas;
+        p.replies++;
+        rc = tp_resp_array(&c->log, 3);
+        rc = rc ? rc : tp_resp_arg(&c->log, "WAIT", 4);
+        rc = rc ? rc : tp_resp_arg_ll(&c->log, replicas);
+        rc = rc ? rc : tp_resp_arg_ll(&c->log, timeout_ms);
+    }
+    p.len = tp_buf_size(&c->log) - mark;
     if (rc == 0)
         rc = tp__fifo_push(&c->fifo, &p);
     if (rc != 0) {
         tp_buf_truncate(&c->log, mark);
         return rc;
     }
-    c->env->stats->commands += replies;
+    c->env->stats->commands += p.replies;
     schedule_flush(c);
     return 0;
+}
+
+int tp_conn_send_unit(tp_conn_t *c, const char *resp, size_t len, unsigned replies,
+                      const tp_origin_t *origin, tp_cmd_cb cb, void *data) {
+    return send_unit(c, resp, len, replies, 0, 0, origin, cb, data);
+}
+
+int tp_conn_send_unit_wait(tp_conn_t *c, const char *resp, size_t len, unsigned replies,
+                           unsigned replicas, unsigned timeout_ms, const tp_origin_t *origin,
+                           tp_cmd_cb cb, void *data) {
+    if (replicas == 0)
+        return TP_EINVAL;
+    return send_unit(c, resp, len, replies, replicas, timeout_ms, origin, cb, data);
 }
 
 size_t tp_conn_queued_bytes(const tp_conn_t *c) {

@@ -22,6 +22,7 @@ typedef struct {
     tp_origin_t origin; /* the input it serves, for the latency stages */
     uint16_t slot;      /* Cluster: the hash slot it is routed by (TP__SLOT_ANY: none) */
     bool held;          /* Cluster: a held slot's head, sent on its own (router_cluster.c) */
+    uint16_t replicas;  /* > 0: the last reply is WAIT's, the one before it the completion's */
 } tp__pending_t;
 
 typedef struct {

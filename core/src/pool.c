@@ -211,6 +211,13 @@ bool tp_pool_is_down(const tp_pool_t *pool) {
     return !tp__pool_closing(pool) && pool->impl->router->type->down(pool->impl->router);
 }
 
+int tp_pool_nodes(const tp_pool_t *pool, tp_pool_node_t *out, int max) {
+    if (tp__pool_closing(pool))
+        return 0;
+    const tp__router_t *r = pool->impl->router;
+    return r->type->nodes(r, out, max);
+}
+
 tp_conn_t *tp_pool_conn(tp_pool_t *pool, int i) {
     return tp__router_at(pool->impl->router, (size_t)i);
 }

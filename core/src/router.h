@@ -35,7 +35,8 @@ typedef struct {
     /* A connection to the i-th keyspace -- the server, or the i-th master -- NULL past the
      * last: SCAN must visit each. */
     tp_conn_t *(*keyspace)(const tp__router_t *r, size_t i);
-    int (*up)(const tp__router_t *r); /* connections ready */
+    int (*nodes)(const tp__router_t *r, tp_pool_node_t *out, int max); /* tp_pool_nodes */
+    int (*up)(const tp__router_t *r);                                  /* connections ready */
     bool (*ready)(const tp__router_t *r);
     bool (*down)(const tp__router_t *r); /* reported down and not recovered since */
     void (*close)(tp__router_t *r);      /* it frees itself, then events->closed follows */

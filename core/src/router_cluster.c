@@ -857,6 +857,16 @@ static tp_conn_t *at(const tp__router_t *base, size_t i) {
     return i < r->nconns ? r->conns[i] : r->limbo;
 }
 
+static int nodes(const tp__router_t *base, tp_pool_node_t *out, int max) {
+    const cluster_t *r = of(base);
+    for (int i = 0; i < r->nnodes && i < max; i++) {
+        const node_t *n = r->nodes[i];
+        out[i] = (tp_pool_node_t){.connections = r->size, .up = n->ready, .serving = n->serving};
+        snprintf(out[i].addr, sizeof(out[i].addr), "%s:%u", n->host, n->port);
+    }
+    return r->nnodes;
+}
+
 static int up(const tp__router_t *base) {
     const cluster_t *r = of(base);
     int n = 0;
@@ -920,6 +930,7 @@ static const tp__router_type_t cluster_type = {
     .count = count,
     .at = at,
     .keyspace = keyspace,
+    .nodes = nodes,
     .up = up,
     .ready = ready,
     .down = down,

@@ -4,6 +4,7 @@
 
 #include "command_keys.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 typedef struct {
@@ -88,6 +89,16 @@ static tp_conn_t *at(const tp__router_t *r, size_t i) {
     return of(r)->conns[i];
 }
 
+static int nodes(const tp__router_t *r, tp_pool_node_t *out, int max) {
+    const standalone_t *s = of(r);
+    if (max > 0) {
+        const tp__endpoint_t *ep = &s->conns[0]->endpoint;
+        out[0] = (tp_pool_node_t){.connections = s->size, .up = s->ready, .serving = true};
+        snprintf(out[0].addr, sizeof(out[0].addr), "%s:%d", ep->host, ep->port);
+    }
+    return 1;
+}
+
 static tp_conn_t *keyspace(const tp__router_t *r, size_t i) {
     return i == 0 ? of(r)->conns[0] : NULL;
 }
@@ -117,6 +128,7 @@ static const tp__router_type_t standalone_type = {
     .count = count,
     .at = at,
     .keyspace = keyspace,
+    .nodes = nodes,
     .up = up,
     .ready = ready,
     .down = down,

@@ -31,6 +31,13 @@ static const tp_setting_t order_settings[] = {
      TP_SETTING_HOUR_MS, 0,
      "how often price moves re-mark positions and write the marks; 0 = at the end of every loop "
      "iteration, like prices"},
+    {"TP_ACK_REPLICAS", "--ack-replicas", "0", &tp_setting_int, FIELD(ack_replicas), 0, 16, 0,
+     "replicas that must confirm an order event's writes (WAIT) before its feed ack; 0 = ack "
+     "once the master applied them"},
+    {"TP_ACK_TIMEOUT", "--ack-timeout", "1s", &tp_setting_duration, FIELD(ack_timeout_ms), 1,
+     TP_SETTING_HOUR_MS, 0,
+     "how long WAIT waits for TP_ACK_REPLICAS (keep it below REDIS_COMMAND_TIMEOUT); fewer "
+     "replicas in time: the event is not acked and is written again"},
 };
 
 void tp_order_writer_config_init(tp_order_writer_config_t *cfg) {

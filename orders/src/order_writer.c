@@ -222,9 +222,16 @@ static tp_conn_t *conn_of(tp_order_writer_t *w, const char *account) {
     return tp_pool_conn_for_key(w->pool, tag, n + 2);
 }
 
+/* With TP_ACK_REPLICAS the unit carries its WAIT: acked only once replicas have it too. */
 static int send_unit(tp_order_writer_t *w, tp_order_unit_t *u) {
-    int rc = tp_conn_send_unit(conn_of(w, u->account), tp_buf_ptr(&u->resp), tp_buf_size(&u->resp),
-                               u->replies, &u->origin, on_unit_done, u);
+    tp_conn_t *c = conn_of(w, u->account);
+    const char *resp = tp_buf_ptr(&u->resp);
+    size_t len = tp_buf_size(&u->resp);
+    int rc =
+        w->cfg->ack_replicas > 0
+            ? tp_conn_send_unit_wait(c, resp, len, u->replies, (unsigned)w->cfg->ack_replicas,
+                                     (unsigned)w->cfg->ack_timeout_ms, &u->origin, on_unit_done, u)
+            : tp_conn_send_unit(c, resp, len, u->replies, &u->origin, on_unit_done, u);
     if (rc == 0) {
         u->state = UNIT_SENT;
         w->unsent--;

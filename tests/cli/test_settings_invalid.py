@@ -152,6 +152,8 @@ CASES = {
     "TP_FINISHED_ORDERS_MAX": cases_for_ints(0, 1000000, ["1e6"]),
     "TP_MARK_PRICE": [Case(v) for v in ["bid", "ask", "LAST", "mid price", "bidask", "vwap"]],
     "TP_MARK_INTERVAL": cases_for_durations(0, 3600000),
+    "TP_ACK_REPLICAS": cases_for_ints(0, 16, ["one"]),
+    "TP_ACK_TIMEOUT": cases_for_durations(1, 3600000),
     "TP_SHUTDOWN_TIMEOUT": cases_for_durations(1, 3600000),
     "TP_METRICS_ADDR": [Case(v) for v in ["localhost:9108", ":9108", "127.0.0.1:", "[::1]:99999",
                                           "http://127.0.0.1:9108", "on"]],

@@ -18,6 +18,7 @@
  * the tails are printed and the directory is kept (TP_E2E_KEEP=1 keeps it always). */
 #define _GNU_SOURCE
 
+#include "redis_cluster.h"
 #include "redis_server.h"
 
 #include <criterion/criterion.h>
@@ -58,6 +59,10 @@ extern char **environ;
 
 typedef struct {
     tp_test_redis_t srv;
+    tp_test_cluster_t cl; /* the e2e_cluster suite's, instead of srv */
+    bool cluster;
+    const char *ack_replicas; /* TP_ACK_REPLICAS */
+    char seeds[512];          /* REDIS_CLUSTER_NODES of cl */
     char dir[64];             /* logs and the expectations file */
     const char *event_format; /* TP_EVENT_FORMAT */
     const char *mark_price;   /* TP_MARK_PRICE of the first tickplane run */
@@ -73,6 +78,11 @@ typedef struct {
 } e2e_t;
 
 static e2e_t E;
+
+/* The server the scenario and redis-cli talk to: on a cluster, its first master. */
+static tp_test_redis_t *redis_node(void) {
+    return E.cluster ? &E.cl.nodes[0] : &E.srv;
+}
 
 static long long now_ms(void) {
     struct timespec ts;
@@ -177,15 +187,21 @@ static char **tickplane_env(char *storage, size_t cap) {
         {"TP_METRICS_ADDR", "127.0.0.1:0"},
         {"TP_LATENCY_LOG_INTERVAL", "200ms"},
         {"TP_MARK_PRICE", E.tp_runs > 1 ? E.mark_price_2 : E.mark_price},
+        {"TP_ACK_REPLICAS", E.ack_replicas ? E.ack_replicas : "0"},
     };
     char port[16];
-    snprintf(port, sizeof port, "%d", E.srv.port);
+    snprintf(port, sizeof port, "%d", redis_node()->port);
     for (size_t i = 0; i < sizeof fmt / sizeof fmt[0]; i++) {
         const char *v = fmt[i][1] ? fmt[i][1] : port;
         int k = snprintf(storage + used, cap - used, "%s=%s", fmt[i][0], v);
         cr_assert(k > 0 && (size_t)k < cap - used);
         envp[n++] = storage + used;
         used += (size_t)k + 1;
+    }
+    if (E.cluster) {
+        int k = snprintf(storage + used, cap - used, "REDIS_CLUSTER_NODES=%s", E.seeds);
+        cr_assert(k > 0 && (size_t)k < cap - used);
+        envp[n++] = storage + used;
     }
     envp[n] = NULL;
     return envp;
@@ -306,7 +322,7 @@ static void handle_request(const char *req, int to_py) {
         start_tickplane();
         snprintf(out, sizeof out, "port %d metrics %d\n", E.feed_port, E.metrics_port);
     } else if (strcmp(req, "freeze") == 0 || strcmp(req, "thaw") == 0) {
-        CHECK(kill(E.srv.pid, req[0] == 'f' ? SIGSTOP : SIGCONT) == 0, "%s redis: %s", req,
+        CHECK(kill(redis_node()->pid, req[0] == 'f' ? SIGSTOP : SIGCONT) == 0, "%s redis: %s", req,
               strerror(errno));
         /* A literal: gcc -O2 cannot bound req and fails -Werror=format-truncation. */
         snprintf(out, sizeof out, "%s\n", req[0] == 'f' ? "freeze" : "thaw");
@@ -331,7 +347,7 @@ static void handle_request(const char *req, int to_py) {
  * exits; returns its exit status. The expectations file is dir/expect.txt. */
 static int run_scenario(const char *scenario, const char *seed) {
     char redis_port[16], feed_port[16], metrics[16], ca[256], expect[128];
-    snprintf(redis_port, sizeof redis_port, "%d", E.srv.port);
+    snprintf(redis_port, sizeof redis_port, "%d", redis_node()->port);
     snprintf(feed_port, sizeof feed_port, "%d", E.feed_port);
     snprintf(metrics, sizeof metrics, "%d", E.metrics_port);
     snprintf(expect, sizeof expect, "%s/expect.txt", E.dir);
@@ -359,6 +375,8 @@ static int run_scenario(const char *scenario, const char *seed) {
                     (char *)E.mark_price,
                     "--restart-mark-price",
                     (char *)E.mark_price_2,
+                    "--redis-cluster",
+                    E.seeds,
                     NULL};
     char *envp[] = {"PYTHONPATH=" TP_WIRE_PYTHON_DIR, "PYTHONDONTWRITEBYTECODE=1",
                     "PYTHONUNBUFFERED=1", "LC_ALL=C.UTF-8", NULL};
@@ -443,10 +461,10 @@ static int check_expectations(void) {
             want = "";
         char got[512];
         int rc;
-        if (strcmp(cmd, "EXISTS") == 0 || strcmp(cmd, "SCARD") == 0)
-            rc = tp_test_redis_cli(&E.srv, got, sizeof got, cmd, key, NULL);
-        else
-            rc = tp_test_redis_cli(&E.srv, got, sizeof got, cmd, key, arg, NULL);
+        /* -c: on a cluster, redis-cli follows the key to its master. */
+        const char *argv[] = {"-c", cmd, key, arg};
+        bool one = strcmp(cmd, "EXISTS") == 0 || strcmp(cmd, "SCARD") == 0;
+        rc = tp_test_redis_cliv(redis_node(), got, sizeof got, argv, one ? 3 : 4);
         CHECK(rc == 0, "redis-cli %s %s %s: exit %d", cmd, key, arg, rc);
         CHECK(strcmp(got, want) == 0, "redis-cli %s %s %s: got '%s', want '%s'", cmd, key, arg, got,
               want);
@@ -512,6 +530,7 @@ static void teardown(void) {
         keep = true;
     }
     tp_test_redis_stop(&E.srv);
+    tp_test_cluster_stop(&E.cl);
     if (keep)
         fprintf(stderr, "test_service: logs kept in %s\n", E.dir);
     else
@@ -519,6 +538,41 @@ static void teardown(void) {
 }
 
 TestSuite(e2e, .init = setup, .fini = teardown, .timeout = 200);
+
+/* The same service against a Redis Cluster of 3 masters + 3 replicas over TLS. */
+static void setup_cluster(void) {
+    signal(SIGPIPE, SIG_IGN);
+    memset(&E, 0, sizeof E);
+    E.event_format = "flatbuffers";
+    E.mark_price = E.mark_price_2 = "last";
+    snprintf(E.dir, sizeof E.dir, "/tmp/tp-e2e-XXXXXX");
+    cr_assert_not_null(mkdtemp(E.dir), "mkdtemp: %s", strerror(errno));
+    cr_assert_eq(tp_test_cluster_start(&E.cl, 3, 1, true), 0, "the TLS cluster did not start");
+    E.cluster = true;
+    tp_test_cluster_seeds(&E.cl, E.seeds, sizeof E.seeds);
+}
+
+TestSuite(e2e_cluster, .init = setup_cluster, .fini = teardown, .timeout = 200);
+
+/* Ticks, orders and portfolios over 3 accounts land on their masters and equal the models;
+ * every event is published once; a restart restores from every master. */
+Test(e2e_cluster, prices_equal_the_last_tick_per_symbol) {
+    run("prices", "101");
+}
+
+/* With TP_ACK_REPLICAS=1 every order event's writes reach a replica before its ack. */
+Test(e2e_cluster, orders_equal_the_reference_model) {
+    E.ack_replicas = "1";
+    run("orders", "7");
+}
+
+Test(e2e_cluster, events_flatbuffers_exactly_once) {
+    run("events", "5");
+}
+
+Test(e2e_cluster, restart_resumes_without_double_applying) {
+    run("restart", "11");
+}
 
 /* 2,000 ticks over 50 symbols; every tp:px:SYM is the last tick of its symbol. */
 Test(e2e, prices_equal_the_last_tick_per_symbol) {

@@ -579,3 +579,26 @@ Test(conn, mget_of_the_wrong_shape_is_a_protocol_error) {
     cr_assert_eq(m.status, TP_EPROTOCOL);
     cr_assert(!m.reply);
 }
+
+/* tp_conn_send_unit_wait on a server without replicas: the unit is applied, but WAIT 1 sees no
+ * replica, so the completion says TP_EREPLICAS (with EXEC's reply) and counts a short wait. */
+Test(conn, unit_wait_without_replicas_is_short, .init = start_plain) {
+    const char resp[] = "*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$2\r\nuw\r\n$1\r\n1\r\n"
+                        "*1\r\n$4\r\nEXEC\r\n";
+    tp_test_result_t r = {0};
+    tp_conn_t *c = tp_pool_conn_for_key(&env.pool, "uw", 2);
+    cr_assert_eq(
+        tp_conn_send_unit_wait(c, resp, sizeof(resp) - 1, 3, 1, 50, NULL, tp_test_on_reply, &r), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &r.done, 5000));
+    cr_expect_eq(r.status, TP_EREPLICAS, "%s", tp_err_name(r.status));
+    cr_expect_eq(r.type, TP_REPLY_ARRAY, "the unit's own reply: EXEC's");
+    cr_expect_eq(r.elements, 1);
+    cr_expect_eq(tp_pool_stats(&env.pool)->waits_short, 1);
+    r = (tp_test_result_t){0};
+    cr_assert_eq(
+        tp_conn_send_unit_wait(c, resp, sizeof(resp) - 1, 3, 0, 50, NULL, tp_test_on_reply, &r),
+        TP_EINVAL, "0 replicas: use tp_conn_send_unit");
+    char out[16];
+    tp_test_redis_cli(&srv, out, sizeof(out), "GET", "uw", NULL);
+    cr_expect_str_eq(out, "1");
+}

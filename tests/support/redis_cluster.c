@@ -42,8 +42,8 @@ static int free_port(void) {
 
 /* Over TLS the bus and replication links authenticate both ends, and a node connects with
  * its client certificate (the server one is for serverAuth only). */
-static int start_node(tp_test_redis_t *n, bool tls) {
-    char conf[1024], tls_conf[640] = "", cert[400], key[400];
+static int start_node(tp_test_redis_t *n, bool tls, bool aof) {
+    char conf[2048], tls_conf[640] = "", cert[400], key[400];
     if (tls)
         snprintf(tls_conf, sizeof tls_conf,
                  "tls-cluster yes\ntls-replication yes\n"
@@ -57,8 +57,8 @@ static int start_node(tp_test_redis_t *n, bool tls) {
              "cluster-port %d\n"
              "cluster-replica-validity-factor 0\n"
              "shutdown-timeout 0\n"
-             "%s",
-             free_port(), tls_conf);
+             "%s%s",
+             free_port(), tls_conf, aof ? "appendonly yes\nappendfsync always\n" : "");
     tp_test_redis_opts_t o = {.tls = tls, .extra_conf = conf};
     return tp_test_redis_start(n, &o);
 }
@@ -87,7 +87,30 @@ int tp_test_cluster_wait_ok(tp_test_cluster_t *c, int timeout_ms) {
     }
 }
 
-int tp_test_cluster_start(tp_test_cluster_t *c, int masters, int replicas, bool tls) {
+/* Until every master has its replicas online (synchronised): WAIT counts only those. */
+static int wait_replicas(tp_test_cluster_t *c, int replicas, int timeout_ms) {
+    long long deadline = now_ms() + timeout_ms;
+    char out[4096];
+    for (int m = 0; m < c->masters; m++) {
+        for (;;) {
+            int online = 0;
+            if (tp_test_redis_cli(&c->nodes[m], out, sizeof out, "INFO", "replication", NULL) == 0)
+                for (const char *p = out; (p = strstr(p, "state=online")) != NULL; p++)
+                    online++;
+            if (online >= replicas)
+                break;
+            if (now_ms() > deadline) {
+                fprintf(stderr, "tp_test_cluster: master %d has %d of %d replicas online\n", m,
+                        online, replicas);
+                return -1;
+            }
+            sleep_ms(50);
+        }
+    }
+    return 0;
+}
+
+static int start(tp_test_cluster_t *c, int masters, int replicas, bool tls, bool aof) {
     memset(c, 0, sizeof *c);
     c->masters = masters;
     c->tls = tls;
@@ -97,7 +120,7 @@ int tp_test_cluster_start(tp_test_cluster_t *c, int masters, int replicas, bool 
         return -1;
     }
     for (; c->count < total; c->count++)
-        if (start_node(&c->nodes[c->count], tls) != 0) {
+        if (start_node(&c->nodes[c->count], tls, aof) != 0) {
             tp_test_cluster_stop(c);
             return -1;
         }
@@ -121,11 +144,19 @@ int tp_test_cluster_start(tp_test_cluster_t *c, int masters, int replicas, bool 
         tp_test_cluster_stop(c);
         return -1;
     }
-    if (tp_test_cluster_wait_ok(c, 30000) != 0) {
+    if (tp_test_cluster_wait_ok(c, 30000) != 0 || wait_replicas(c, replicas, 30000) != 0) {
         tp_test_cluster_stop(c);
         return -1;
     }
     return 0;
+}
+
+int tp_test_cluster_start(tp_test_cluster_t *c, int masters, int replicas, bool tls) {
+    return start(c, masters, replicas, tls, false);
+}
+
+int tp_test_cluster_start_aof(tp_test_cluster_t *c, int masters, int replicas, bool tls) {
+    return start(c, masters, replicas, tls, true);
 }
 
 void tp_test_cluster_stop(tp_test_cluster_t *c) {

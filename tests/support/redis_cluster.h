@@ -25,8 +25,12 @@ typedef struct {
 } tp_test_cluster_t;
 
 /* Starts masters * (1 + replicas) nodes and joins them; returns 0 once every node reports
- * cluster_state:ok (within ~30 s), or -1 after printing why (then nothing is left running). */
+ * cluster_state:ok and every master has its replicas online (within ~30 s each), or -1 after
+ * printing why (then nothing is left running). */
 int tp_test_cluster_start(tp_test_cluster_t *c, int masters, int replicas, bool tls);
+/* The same with AOF on and fsync'ed on every write (appendfsync always): a node that is killed
+ * and restarted (tp_test_redis_restart) comes back with every write it acknowledged. */
+int tp_test_cluster_start_aof(tp_test_cluster_t *c, int masters, int replicas, bool tls);
 void tp_test_cluster_stop(tp_test_cluster_t *c);
 
 /* "127.0.0.1:p1,127.0.0.1:p2,..." of every node, for REDIS_CLUSTER_NODES. */

@@ -41,6 +41,7 @@ from fractions import Fraction
 
 import flatbuffers
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 from tp.wire import Body, OrderEvent, OrdStatus, OrdType, Side, Tick, TradingEvent
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -246,9 +247,15 @@ def send_and_wait(feed, stream, frames, last_seq, timeout, what):
 
 
 def redis_client(a, decode=True):
-    return redis.Redis(host="127.0.0.1", port=a.redis_port, ssl=True, ssl_ca_certs=a.ca,
-                       ssl_cert_reqs="required", decode_responses=decode,
-                       socket_timeout=30, socket_connect_timeout=10)
+    opts = dict(ssl=True, ssl_ca_certs=a.ca, ssl_cert_reqs="required", decode_responses=decode,
+                socket_timeout=30, socket_connect_timeout=10)
+    if a.redis_cluster:
+        # Its SCAN visits every master, its pipeline splits by slot, and its pub/sub
+        # subscribes on one node, which hears what is published on any.
+        nodes = [ClusterNode(h, int(p)) for h, p in
+                 (n.rsplit(":", 1) for n in a.redis_cluster.split(","))]
+        return RedisCluster(startup_nodes=nodes, **opts)
+    return redis.Redis(host="127.0.0.1", port=a.redis_port, **opts)
 
 
 ORDER_KEY_RE = re.compile(r"\{([^}]+)\}:ord:([^:]+)")
@@ -1410,6 +1417,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=sorted(SCENARIOS))
     p.add_argument("--redis-port", type=int, required=True)
+    p.add_argument("--redis-cluster", default="",
+                   help="host:port,... of a Redis Cluster (then --redis-port is one of them)")
     p.add_argument("--ca", required=True)
     p.add_argument("--feed-port", type=int, required=True)
     p.add_argument("--metrics-port", type=int, default=0)

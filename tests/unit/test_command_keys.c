@@ -67,8 +67,13 @@ Test(command_keys, a_unit_routes_by_its_first_key) {
 }
 
 Test(command_keys, bytes_that_are_not_commands_route_anywhere) {
-    const char *bad[] = {"", "*", "*1\r\n", "*2\r\n$3\r\nGET\r\n$5\r\nab\r\n", "+OK\r\n",
-                         "*1\r\n$99\r\nGET\r\n", "$3\r\nGET\r\n"};
+    const char *bad[] = {"",
+                         "*",
+                         "*1\r\n",
+                         "*2\r\n$3\r\nGET\r\n$5\r\nab\r\n",
+                         "+OK\r\n",
+                         "*1\r\n$99\r\nGET\r\n",
+                         "$3\r\nGET\r\n"};
     for (size_t i = 0; i < COUNT(bad); i++)
         cr_expect_eq(tp__resp_slot(bad[i], strlen(bad[i])), TP__SLOT_ANY, "case %zu", i);
 }

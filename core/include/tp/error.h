@@ -28,6 +28,7 @@
     XX(BACKPRESSURE, "queue full, back off")                                                       \
     XX(DOWN, "Redis unreachable, retries exhausted")                                               \
     XX(CLOSED, "handle closed")                                                                    \
+    XX(REPLICAS, "fewer replicas acknowledged the write than required")                            \
     XX(NOTFOUND, "not found")                                                                      \
     XX(FRAME_VERIFY, "frame failed FlatBuffers verification")                                      \
     XX(FRAME_TYPE, "frame of an unknown or unexpected type")                                       \

@@ -64,6 +64,8 @@ typedef struct {
     uint64_t redirect_failures; /* commands failed after too many redirections or retries */
     uint64_t map_refreshes;     /* slot maps read (CLUSTER SHARDS or CLUSTER SLOTS) */
     uint64_t map_failures;      /* slot map reads that failed or were refused as malformed */
+    uint64_t waits;             /* units whose WAIT saw enough replicas */
+    uint64_t waits_short;       /* units whose WAIT saw fewer: TP_EREPLICAS */
 } tp_pool_stats_t;
 
 typedef struct {
@@ -147,6 +149,16 @@ int tp_conn_command(tp_conn_t *conn, tp_cmd_cb cb, void *data, int argc, const c
 int tp_conn_send_unit(tp_conn_t *conn, const char *resp, size_t len, unsigned replies,
                       const tp_origin_t *origin, tp_cmd_cb cb, void *data);
 
+/* tp_conn_send_unit, then "WAIT replicas timeout_ms" on the same connection, carried with the
+ * unit wherever it goes (a reconnect, a Cluster redirection): the completion gets the unit's
+ * reply (EXEC's array) with status 0 once at least `replicas` replicas acknowledged it, or
+ * TP_EREPLICAS when fewer did within timeout_ms (the write is applied on the master but may be
+ * lost in a failover: send it again). WAIT holds the connection's later commands until it
+ * returns, so a unit costs a replication round trip. stats: waits, waits_short. */
+int tp_conn_send_unit_wait(tp_conn_t *conn, const char *resp, size_t len, unsigned replies,
+                           unsigned replicas, unsigned timeout_ms, const tp_origin_t *origin,
+                           tp_cmd_cb cb, void *data);
+
 /* The Redis Cluster hash slot (0..16383) of a key. */
 unsigned tp_key_slot(const char *key, size_t len);
 
@@ -164,6 +176,18 @@ int tp_pool_connections_up(const tp_pool_t *pool);
  * tests of the routing. */
 int tp_pool_size(const tp_pool_t *pool);
 tp_conn_t *tp_pool_conn(tp_pool_t *pool, int i);
+
+/* A server the pool has connections to: the one server, or each Redis Cluster node the
+ * router has opened (masters, and an ASK target until it is idle). */
+typedef struct {
+    char addr[272]; /* host:port */
+    int connections;
+    int up;       /* connections ready */
+    bool serving; /* a master of some slot in the current map (always, for one server) */
+} tp_pool_node_t;
+
+/* Fills out[0..max) and returns how many nodes there are (which may exceed max). */
+int tp_pool_nodes(const tp_pool_t *pool, tp_pool_node_t *out, int max);
 
 /* What other modules may read of a pool. The loop and the prefix only while it is open
  * (between tp_pool_init and the close callback); the statistics and the error stay. */

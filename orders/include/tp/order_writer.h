@@ -54,13 +54,15 @@ typedef struct tp_order_unit_s tp_order_unit_t;
 
 /* The order writer's settings (orders/src/order_config.c), a group of the settings registry
  * (tp/settings.h): TP_EVENT_FORMAT, TP_ORDER_QUEUE_MAX, TP_FINISHED_ORDERS_MAX, TP_MARK_PRICE,
- * TP_MARK_INTERVAL. */
+ * TP_MARK_INTERVAL, TP_ACK_REPLICAS, TP_ACK_TIMEOUT. */
 typedef struct {
     tp_event_format_t event_format; /* TP_EVENT_FORMAT: published TradingEvents */
     int order_queue_max;            /* TP_ORDER_QUEUE_MAX: unacknowledged order events */
     int finished_orders_max;        /* TP_FINISHED_ORDERS_MAX: terminal orders kept in memory */
     tp_mark_rule_t mark_rule;       /* TP_MARK_PRICE: how positions are marked */
     int mark_interval_ms;           /* TP_MARK_INTERVAL: 0 = mark at every loop iteration */
+    int ack_replicas;               /* TP_ACK_REPLICAS: replicas a unit waits for; 0 = none */
+    int ack_timeout_ms;             /* TP_ACK_TIMEOUT: how long WAIT waits for them */
 } tp_order_writer_config_t;
 
 /* Fills every setting with its default. The group owns no string, so close is not needed. */
