@@ -503,13 +503,17 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
-static void setup(void) {
+static void setup_common(void) {
     signal(SIGPIPE, SIG_IGN);
     memset(&E, 0, sizeof E);
     E.event_format = "flatbuffers";
     E.mark_price = E.mark_price_2 = "last";
     snprintf(E.dir, sizeof E.dir, "/tmp/tp-e2e-XXXXXX");
     cr_assert_not_null(mkdtemp(E.dir), "mkdtemp: %s", strerror(errno));
+}
+
+static void setup(void) {
+    setup_common();
     tp_test_redis_opts_t o = {.tls = true};
     cr_assert_eq(tp_test_redis_start(&E.srv, &o), 0, "TLS redis-server did not start");
 }
@@ -541,12 +545,7 @@ TestSuite(e2e, .init = setup, .fini = teardown, .timeout = 200);
 
 /* The same service against a Redis Cluster of 3 masters + 3 replicas over TLS. */
 static void setup_cluster(void) {
-    signal(SIGPIPE, SIG_IGN);
-    memset(&E, 0, sizeof E);
-    E.event_format = "flatbuffers";
-    E.mark_price = E.mark_price_2 = "last";
-    snprintf(E.dir, sizeof E.dir, "/tmp/tp-e2e-XXXXXX");
-    cr_assert_not_null(mkdtemp(E.dir), "mkdtemp: %s", strerror(errno));
+    setup_common();
     cr_assert_eq(tp_test_cluster_start(&E.cl, 3, 1, true), 0, "the TLS cluster did not start");
     E.cluster = true;
     tp_test_cluster_seeds(&E.cl, E.seeds, sizeof E.seeds);

@@ -487,13 +487,17 @@ Test(cluster, keeps_per_key_order_while_slots_move) {
     }
 }
 
-/* ---- failover with WAIT ---------------------------------------------------------------------- */
+/* ---- failover with WAIT, and a majority of masters down ---------------------------------------
+ */
 
 #define FO_TAGS 6
 #define FO_MAX 200000
 
-/* Units SET a:{fN} n, RPUSH u:{fN} n + WAIT 1: each acked one is on a replica too. */
+/* Units SET a:{fN} n, RPUSH u:{fN} n (with WAIT replicas when replicas > 0), at most 50 in flight
+ * per tag, so that the tags of dead masters do not starve the others. A unit that is not acked
+ * is written again (a unit is absolute), as the order writer does. */
 typedef struct {
+    unsigned replicas;
     int next[FO_TAGS];
     int inflight;
     int tag_inflight[FO_TAGS];
@@ -501,33 +505,32 @@ typedef struct {
     int acked, short_acks, failures;
     uint8_t *acked_at[FO_TAGS]; /* acked_at[tag][n]: unit n was acked */
     uv_timer_t timer;
-} failover_t;
+} load2_t;
 
 typedef struct {
-    failover_t *f;
+    load2_t *f;
     int tag, n;
-} fo_unit_t;
+} unit_ref_t;
 
-static int send_fo_unit(failover_t *f, int tag, int n);
+static int send_load_unit(load2_t *f, int tag, int n);
 
-static void on_fo_unit(void *data, int status, const tp_reply_t *r) {
-    fo_unit_t *u = data;
-    failover_t *f = u->f;
+static void on_load_unit(void *data, int status, const tp_reply_t *r) {
+    unit_ref_t *u = data;
+    load2_t *f = u->f;
     f->inflight--;
+    f->tag_inflight[u->tag]--;
     if (status == 0 && r->type == TP_REPLY_ARRAY) {
         f->acked++;
         f->acked_at[u->tag][u->n] = 1;
-    } else {
-        /* Not acked: written again (a unit is absolute), as the order writer does. */
+    } else if (status != TP_ECLOSED) {
         f->short_acks += status == TP_EREPLICAS;
         f->failures += status != TP_EREPLICAS;
-        if (status != TP_ECLOSED)
-            cr_assert_eq(send_fo_unit(f, u->tag, u->n), 0);
+        cr_assert_eq(send_load_unit(f, u->tag, u->n), 0);
     }
     free(u);
 }
 
-static int send_fo_unit(failover_t *f, int tag, int n) {
+static int send_load_unit(load2_t *f, int tag, int n) {
     char a[16], b[16], v[16], t[16];
     snprintf(t, sizeof t, "{f%d}", tag);
     snprintf(a, sizeof a, "a:{f%d}", tag);
@@ -535,51 +538,68 @@ static int send_fo_unit(failover_t *f, int tag, int n) {
     snprintf(v, sizeof v, "%d", n);
     tp_buf_t resp = {0};
     encode_unit2(&resp, a, "RPUSH", b, v);
-    fo_unit_t *u = malloc(sizeof *u);
-    *u = (fo_unit_t){f, tag, n};
+    unit_ref_t *u = malloc(sizeof *u);
+    *u = (unit_ref_t){f, tag, n};
     tp_conn_t *c = tp_pool_conn_for_key(&env.pool, t, strlen(t));
-    int rc = tp_conn_send_unit_wait(c, tp_buf_ptr(&resp), tp_buf_size(&resp), 4, 1, 500, NULL,
-                                    on_fo_unit, u);
+    const char *p = tp_buf_ptr(&resp);
+    size_t len = tp_buf_size(&resp);
+    int rc = f->replicas
+                 ? tp_conn_send_unit_wait(c, p, len, 4, f->replicas, 500, NULL, on_load_unit, u)
+                 : tp_conn_send_unit(c, p, len, 4, NULL, on_load_unit, u);
     tp_buf_free(&resp);
-    if (rc != 0)
+    if (rc != 0) {
         free(u);
-    else
-        f->inflight++;
-    return rc;
+        return rc;
+    }
+    f->inflight++;
+    f->tag_inflight[tag]++;
+    return 0;
 }
 
-static void on_fo_tick(uv_timer_t *t) {
-    failover_t *f = t->data;
+static void on_load2_tick(uv_timer_t *t) {
+    load2_t *f = t->data;
     if (tp_pool_loop(&env.pool) == NULL) { /* closed after a failed assertion */
         uv_timer_stop(t);
         return;
     }
     for (int tag = 0; tag < FO_TAGS && !f->stop; tag++)
-        for (int k = 0; k < 4 && f->next[tag] < FO_MAX && f->inflight < 400; k++)
-            if (send_fo_unit(f, tag, f->next[tag]) == 0)
+        for (int k = 0; k < 4 && f->next[tag] < FO_MAX && f->tag_inflight[tag] < 50; k++)
+            if (send_load_unit(f, tag, f->next[tag]) == 0)
                 f->next[tag]++;
+}
+
+static void load2_start(load2_t *f, unsigned replicas) {
+    memset(f, 0, sizeof *f);
+    f->replicas = replicas;
+    for (int t = 0; t < FO_TAGS; t++)
+        f->acked_at[t] = calloc(FO_MAX, 1);
+    uv_timer_init(&env.loop, &f->timer);
+    f->timer.data = f;
+    uv_timer_start(&f->timer, on_load2_tick, 1, 1);
 }
 
 typedef struct {
     long long until;
 } clock_cond_t;
 
-static bool time_passed(void *arg) {
+static long long mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 >= ((clock_cond_t *)arg)->until;
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool time_passed(void *arg) {
+    return mono_ms() >= ((clock_cond_t *)arg)->until;
 }
 
 /* Runs the loop for ms. */
 static void run_for(int ms) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    clock_cond_t c = {(long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ms};
+    clock_cond_t c = {mono_ms() + ms};
     tp_test_run_until(&env.loop, time_passed, &c, ms + 1000);
 }
 
-static bool fo_drained(void *arg) {
-    return ((failover_t *)arg)->inflight == 0;
+static bool load2_drained(void *arg) {
+    return ((load2_t *)arg)->inflight == 0;
 }
 
 static bool pool_ready(void *arg) {
@@ -587,14 +607,37 @@ static bool pool_ready(void *arg) {
     return tp_pool_is_ready(&env.pool);
 }
 
+/* Stops the load, waits until every unit is acked, then checks each tag's log, read back
+ * through the pool: every acked unit is in it, and so is every unit sent. */
+static void load2_finish(load2_t *f) {
+    f->stop = true;
+    cr_assert(tp_test_run_until(&env.loop, load2_drained, f, 30000), "%d units still in flight",
+              f->inflight);
+    uv_close((uv_handle_t *)&f->timer, NULL);
+    cr_assert(tp_test_run_until(&env.loop, pool_ready, NULL, 10000));
+    for (int tag = 0; tag < FO_TAGS; tag++) {
+        char key[16];
+        snprintf(key, sizeof key, "u:{f%d}", tag);
+        uint8_t *seen = calloc(FO_MAX, 1);
+        list_check_t lc = {.want = f->next[tag], .seen = seen};
+        const char *argv[] = {"LRANGE", key, "0", "-1"};
+        cr_assert_eq(tp_pool_command(&env.pool, on_members, &lc, 4, argv, NULL), 0);
+        cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &lc.done, 10000));
+        int lost = 0, missing = 0;
+        for (int n = 0; n < f->next[tag]; n++) {
+            lost += f->acked_at[tag][n] && !seen[n];
+            missing += !seen[n];
+        }
+        cr_expect_eq(lost, 0, "%s lost %d acked units", key, lost);
+        cr_expect_eq(missing, 0, "%s: %d units never written", key, missing);
+        free(seen);
+        free(f->acked_at[tag]);
+    }
+}
+
 Test(cluster, failover_loses_no_unit_acked_after_wait) {
-    static failover_t f;
-    memset(&f, 0, sizeof f);
-    for (int t = 0; t < FO_TAGS; t++)
-        f.acked_at[t] = calloc(FO_MAX, 1);
-    uv_timer_init(&env.loop, &f.timer);
-    f.timer.data = &f;
-    uv_timer_start(&f.timer, on_fo_tick, 1, 1);
+    static load2_t f;
+    load2_start(&f, 1);
     run_for(1000);
     if (f.acked == 0) {
         f.stop = true;
@@ -602,14 +645,11 @@ Test(cluster, failover_loses_no_unit_acked_after_wait) {
         cr_assert_fail("no unit acked before the failover: %d short, %d failed, %d in flight",
                        f.short_acks, f.failures, f.inflight);
     }
-
     /* The master of {f0} dies; its replica takes over within ~2 cluster-node-timeouts. */
     unsigned slot = tp_key_slot("{f0}", 4);
     int dead = tp_test_cluster_owner(&cl, 0, slot);
     cr_assert_geq(dead, 0);
     tp_test_redis_kill(&cl.nodes[dead]);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     int owner = -1;
     for (int i = 0; i < 100 && (owner < 0 || owner == dead); i++) {
         run_for(100);
@@ -621,40 +661,14 @@ Test(cluster, failover_loses_no_unit_acked_after_wait) {
     run_for(1000);
     cr_assert_eq(tp_test_redis_restart(&cl.nodes[dead]), 0);
     run_for(3000);
-    f.stop = true;
-    cr_assert(tp_test_run_until(&env.loop, fo_drained, &f, 30000), "%d units still in flight",
-              f.inflight);
-    uv_close((uv_handle_t *)&f.timer, NULL);
-    cr_assert(tp_test_run_until(&env.loop, pool_ready, NULL, 10000));
+    load2_finish(&f);
     fprintf(stderr,
             "failover: %d acked, %d not enough replicas (sent again), %d other failures; "
-            "waits %llu short %llu, refreshes %llu, moved %llu\n",
+            "waits %llu short %llu, refreshes %llu\n",
             f.acked, f.short_acks, f.failures, (unsigned long long)stats()->waits,
-            (unsigned long long)stats()->waits_short, (unsigned long long)stats()->map_refreshes,
-            (unsigned long long)stats()->moved);
-
-    /* Every acked unit is in its log, read back from the new masters. */
-    for (int tag = 0; tag < FO_TAGS; tag++) {
-        char key[16];
-        snprintf(key, sizeof key, "u:{f%d}", tag);
-        list_check_t lc = {.want = f.next[tag]};
-        uint8_t *seen = calloc(FO_MAX, 1);
-        lc.seen = seen;
-        const char *argv[] = {"LRANGE", key, "0", "-1"};
-        cr_assert_eq(tp_pool_command(&env.pool, on_members, &lc, 4, argv, NULL), 0);
-        cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &lc.done, 10000));
-        int lost = 0;
-        for (int n = 0; n < f.next[tag]; n++)
-            lost += f.acked_at[tag][n] && !seen[n];
-        cr_expect_eq(lost, 0, "%s lost %d acked units", key, lost);
-        cr_expect(seen[f.next[tag] - 1], "%s: the last unit was written in the end", key);
-        free(seen);
-        free(f.acked_at[tag]);
-    }
+            (unsigned long long)stats()->waits_short, (unsigned long long)stats()->map_refreshes);
     cr_expect_gt(stats()->waits, 0);
 }
-
-/* ---- a majority of masters down (CLUSTERDOWN) ------------------------------------------------ */
 
 static void setup_aof(void) {
     cr_assert_eq(tp_test_cluster_start_aof(&cl, 3, 0, true), 0);
@@ -666,71 +680,12 @@ static void setup_aof(void) {
 TestSuite(cluster_down, .init = setup_aof, .fini = teardown, .timeout = 120);
 
 /* Two of three masters die: the third answers CLUSTERDOWN, the pool is not ready, and nothing
- * is acked that was not applied; when they come back (their AOF intact), everything queued
- * goes through and every acked unit is there. Plain units, no WAIT: these masters have no
- * replicas. */
-static int send_plain_unit(failover_t *f, int tag, int n);
-
-static void on_plain_unit(void *data, int status, const tp_reply_t *r) {
-    fo_unit_t *u = data;
-    failover_t *f = u->f;
-    f->inflight--;
-    f->tag_inflight[u->tag]--;
-    if (status == 0 && r->type == TP_REPLY_ARRAY) {
-        f->acked++;
-        f->acked_at[u->tag][u->n] = 1;
-    } else if (status != TP_ECLOSED) {
-        f->failures++;
-        cr_assert_eq(send_plain_unit(f, u->tag, u->n), 0);
-    }
-    free(u);
-}
-
-static int send_plain_unit(failover_t *f, int tag, int n) {
-    char a[16], b[16], v[16], t[16];
-    snprintf(t, sizeof t, "{f%d}", tag);
-    snprintf(a, sizeof a, "a:{f%d}", tag);
-    snprintf(b, sizeof b, "u:{f%d}", tag);
-    snprintf(v, sizeof v, "%d", n);
-    tp_buf_t resp = {0};
-    encode_unit2(&resp, a, "RPUSH", b, v);
-    fo_unit_t *u = malloc(sizeof *u);
-    *u = (fo_unit_t){f, tag, n};
-    tp_conn_t *c = tp_pool_conn_for_key(&env.pool, t, strlen(t));
-    int rc = tp_conn_send_unit(c, tp_buf_ptr(&resp), tp_buf_size(&resp), 4, NULL, on_plain_unit, u);
-    tp_buf_free(&resp);
-    if (rc != 0) {
-        free(u);
-    } else {
-        f->inflight++;
-        f->tag_inflight[tag]++;
-    }
-    return rc;
-}
-
-static void on_plain_tick(uv_timer_t *t) {
-    failover_t *f = t->data;
-    if (tp_pool_loop(&env.pool) == NULL) {
-        uv_timer_stop(t);
-        return;
-    }
-    /* A bound per tag: the tags of the dead masters must not starve the live one's. */
-    for (int tag = 0; tag < FO_TAGS && !f->stop; tag++)
-        for (int k = 0; k < 4 && f->next[tag] < FO_MAX && f->tag_inflight[tag] < 50; k++)
-            if (send_plain_unit(f, tag, f->next[tag]) == 0)
-                f->next[tag]++;
-}
-
+ * is acked; when they come back (their AOF intact), everything queued goes through and every
+ * acked unit is there. Plain units: these masters have no replicas. */
 Test(cluster_down, majority_down_holds_everything_then_recovers) {
-    static failover_t f;
-    memset(&f, 0, sizeof f);
-    for (int t = 0; t < FO_TAGS; t++)
-        f.acked_at[t] = calloc(FO_MAX, 1);
-    uv_timer_init(&env.loop, &f.timer);
-    f.timer.data = &f;
-    uv_timer_start(&f.timer, on_plain_tick, 1, 1);
+    static load2_t f;
+    load2_start(&f, 0);
     run_for(500);
-
     tp_test_redis_kill(&cl.nodes[0]);
     tp_test_redis_kill(&cl.nodes[1]);
     run_for(3000); /* past cluster-node-timeout: the survivor declares the cluster failed */
@@ -752,35 +707,11 @@ Test(cluster_down, majority_down_holds_everything_then_recovers) {
     cr_assert_eq(tp_test_redis_restart(&cl.nodes[1]), 0);
     cr_assert_eq(tp_test_cluster_wait_ok(&cl, 20000), 0);
     run_for(1000);
-    f.stop = true;
-    cr_assert(tp_test_run_until(&env.loop, fo_drained, &f, 30000), "%d units still in flight",
-              f.inflight);
-    uv_close((uv_handle_t *)&f.timer, NULL);
-    cr_assert(tp_test_run_until(&env.loop, pool_ready, NULL, 10000));
+    load2_finish(&f);
     fprintf(stderr, "majority down: %d acked (%d before the outage settled), %llu retries\n",
             f.acked, acked_down, (unsigned long long)retries);
     cr_expect_gt(f.acked, acked_down, "acks resume after the recovery");
     cr_expect_eq(f.failures, 0, "a unit failed instead of waiting");
-
-    for (int tag = 0; tag < FO_TAGS; tag++) {
-        char key[16];
-        snprintf(key, sizeof key, "u:{f%d}", tag);
-        list_check_t lc = {.want = f.next[tag]};
-        uint8_t *seen = calloc(FO_MAX, 1);
-        lc.seen = seen;
-        const char *argv[] = {"LRANGE", key, "0", "-1"};
-        cr_assert_eq(tp_pool_command(&env.pool, on_members, &lc, 4, argv, NULL), 0);
-        cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &lc.done, 10000));
-        int lost = 0, missing = 0;
-        for (int n = 0; n < f.next[tag]; n++) {
-            lost += f.acked_at[tag][n] && !seen[n];
-            missing += !seen[n];
-        }
-        cr_expect_eq(lost, 0, "%s lost %d acked units", key, lost);
-        cr_expect_eq(missing, 0, "%s: %d units never written", key, missing);
-        free(seen);
-        free(f.acked_at[tag]);
-    }
 }
 
 /* ---- seeds that cannot be reached -------------------------------------------------------- */
