@@ -4,6 +4,7 @@
 #include "tp/error.h"
 #include "tp/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,10 +95,37 @@ static void on_closed(tp_conn_t *c) {
         sub->close_cb(sub);
 }
 
+/* Redis Cluster delivers every PUBLISH on every node: when the subscriber's node fails, its
+ * next attempt goes to another master of the pool's map. */
+static void on_failed(tp_conn_t *c, bool was_ready) {
+    (void)was_ready;
+    tp_sub_t *sub = c->owner;
+    if (!tp__pool_env(sub->pool)->cluster || tp__pool_closing(sub->pool))
+        return;
+    enum { NODES = 64 };
+    tp_pool_node_t nodes[NODES];
+    int n = tp_pool_nodes(sub->pool, nodes, NODES);
+    char here[sizeof(nodes[0].addr)];
+    snprintf(here, sizeof(here), "%s:%d", c->endpoint.host, c->endpoint.port);
+    for (int i = 0; i < n && i < NODES; i++) {
+        char *colon = strrchr(nodes[i].addr, ':');
+        if (!nodes[i].serving || colon == NULL || strcmp(nodes[i].addr, here) == 0)
+            continue;
+        *colon = '\0';
+        snprintf(sub->host, sizeof(sub->host), "%s", nodes[i].addr);
+        c->endpoint.host = sub->host;
+        c->endpoint.port = atoi(colon + 1);
+        TP_LOG(TP_LOG_INFO, "subscriber moves to another cluster node", TP_STR("host", sub->host),
+               TP_INT("port", c->endpoint.port));
+        return;
+    }
+}
+
 /* A subscriber has nothing to replay and never refuses for backpressure, so it needs neither
- * failed, down nor writable: a reconnect subscribes again from the table (on_ready). */
+ * down nor writable: a reconnect subscribes again from the table (on_ready). */
 static const tp__conn_events_t sub_conn_events = {
     .ready = on_ready,
+    .failed = on_failed,
     .closed = on_closed,
     .push = on_push,
 };

@@ -6,6 +6,7 @@
 #include "tp/commands.h"
 #include "tp/error.h"
 #include "tp/resp.h"
+#include "tp/sub.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -712,6 +713,61 @@ Test(cluster_down, majority_down_holds_everything_then_recovers) {
             f.acked, acked_down, (unsigned long long)retries);
     cr_expect_gt(f.acked, acked_down, "acks resume after the recovery");
     cr_expect_eq(f.failures, 0, "a unit failed instead of waiting");
+}
+
+/* ---- the subscriber's node fails ------------------------------------------------------------ */
+
+typedef struct {
+    int subscribed;
+    int messages;
+    bool closed;
+} sub_seen_t;
+
+static void on_subscribed(tp_sub_t *sub) {
+    ((sub_seen_t *)sub->data)->subscribed++;
+}
+
+static void on_sub_message(void *data, const char *pattern, const char *channel, size_t chlen,
+                           const char *msg, size_t len) {
+    (void)pattern, (void)channel, (void)chlen, (void)msg, (void)len;
+    ((sub_seen_t *)data)->messages++;
+}
+
+static bool subscribed_once(void *arg) {
+    return ((sub_seen_t *)arg)->subscribed >= 1;
+}
+
+static bool resubscribed(void *arg) {
+    return ((sub_seen_t *)arg)->subscribed >= 2;
+}
+
+static bool got_message(void *arg) {
+    return ((sub_seen_t *)arg)->messages > 0;
+}
+
+static void on_sub_closed(tp_sub_t *sub) {
+    ((sub_seen_t *)sub->data)->closed = true;
+}
+
+/* The subscriber starts on the first seed; when that node dies it subscribes again on another
+ * master and hears what is published after (on any node). */
+Test(cluster, subscriber_moves_off_a_failed_node) {
+    static tp_sub_t sub;
+    static sub_seen_t seen;
+    sub.data = &seen;
+    cr_assert_eq(tp_sub_init(&sub, &env.pool, on_subscribed), 0);
+    cr_assert_eq(tp_sub_subscribe(&sub, "news", on_sub_message, &seen), 0);
+    cr_assert(tp_test_run_until(&env.loop, subscribed_once, &seen, 5000));
+    tp_test_redis_kill(&cl.nodes[0]);
+    cr_assert(tp_test_run_until(&env.loop, resubscribed, &seen, 15000),
+              "no new subscription after its node died");
+    for (int i = 0; i < 150 && seen.messages == 0; i++) {
+        tp_publish(&env.pool, "news", "hello", 5, NULL, NULL);
+        tp_test_run_until(&env.loop, got_message, &seen, 100);
+    }
+    cr_expect_gt(seen.messages, 0, "nothing heard after the move");
+    tp_sub_close(&sub, on_sub_closed);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &seen.closed, 5000));
 }
 
 /* ---- seeds that cannot be reached -------------------------------------------------------- */

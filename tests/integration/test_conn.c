@@ -602,3 +602,37 @@ Test(conn, unit_wait_without_replicas_is_short, .init = start_plain) {
     tp_test_redis_cli(&srv, out, sizeof(out), "GET", "uw", NULL);
     cr_expect_str_eq(out, "1");
 }
+
+/* A Redis Cluster seed that answers CLUSTER SHARDS with garbage: the map stays empty, the
+ * failure is counted and named (the field that is wrong), nothing crashes, and commands wait
+ * for a map (then fail as down). */
+Test(conn, garbage_cluster_shards_are_refused) {
+    static const char *const garbage[] = {
+        ":5\r\n",
+        "*1\r\n*2\r\n$5\r\nslots\r\n*0\r\n",
+        "*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:99999\r\n$5\r\nnodes\r\n*0\r\n",
+        "*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:16383\r\n$5\r\nnodes\r\n*1\r\n*2\r\n$2\r\nid\r\n"
+        "$3\r\nxyz\r\n",
+    };
+    for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
+        fake_redis_t fake;
+        fake_redis_start(&fake, garbage[i], strlen(garbage[i]));
+        tp_test_redis_t none = {.port = fake.port};
+        tp_test_env_config(&env, &none);
+        char seed[32];
+        snprintf(seed, sizeof(seed), "127.0.0.1:%d", fake.port);
+        tp_test_set_str(&env.cfg.redis.cluster_nodes, seed);
+        env.cfg.redis.connect_timeout_ms = 300;
+        cr_assert(tp_test_env_open_fails(&env), "case %zu: the pool became ready", i);
+        const tp_pool_stats_t *st = tp_pool_stats(&env.pool);
+        cr_expect_geq(st->map_failures, 1, "case %zu", i);
+        cr_expect_eq(st->map_refreshes, 0, "case %zu", i);
+        const char *err = tp_pool_last_error(&env.pool);
+        cr_expect(strstr(err, seed) != NULL, "case %zu: %s", i, err);
+        tp_test_result_t r = tp_test_command(&env, "GET", "k", NULL);
+        cr_expect_eq(r.status, TP_EDOWN, "case %zu: %s", i, tp_err_name(r.status));
+        tp_test_env_close(&env);
+        fake_redis_stop(&fake);
+        fprintf(stderr, "case %zu: %s\n", i, err);
+    }
+}

@@ -2,6 +2,8 @@
  * the pool it is created from), SUBSCRIBE and PSUBSCRIBE with a callback each.
  * After a reconnect it subscribes to everything again by itself; messages
  * published while it was disconnected are lost, as with any Redis pub/sub.
+ * On Redis Cluster it connects to the first seed, and when its node fails it
+ * reconnects to another master of the pool (every node hears every PUBLISH).
  *
  * Channel names and patterns get TP_KEY_PREFIX prepended, like tp_publish().
  * Close the subscriber before its pool; the caller owns tp_sub_t and frees it
@@ -39,6 +41,7 @@ struct tp_sub_s {
     int unconfirmed;
     uint64_t messages;
     tp_sub_cb close_cb;
+    char host[272]; /* Redis Cluster: the node it moved to after its own failed */
 };
 
 /* on_subscribed (may be NULL) is called whenever every subscription so far has been
