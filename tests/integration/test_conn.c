@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -635,4 +636,119 @@ Test(conn, garbage_cluster_shards_are_refused) {
         fake_redis_stop(&fake);
         fprintf(stderr, "case %zu: %s\n", i, err);
     }
+}
+
+/* ---- a fake Cluster node that redirects to a node nobody can reach ------------------------- */
+
+/* Serves every connection (the slot-map reader's and the pool's): no CLUSTER SHARDS (an old
+ * Redis: the router falls back to CLUSTER SLOTS, which maps every slot to itself), and the
+ * first GET is answered "MOVED <slot> 127.0.0.1:1", the next ones with "v". */
+typedef struct {
+    int fd, port;
+    unsigned slot;
+    volatile bool stop;
+    int gets;
+    pthread_t thread;
+} fake_node_t;
+
+static size_t fake_node_answer(fake_node_t *f, const char *name, size_t n, const char *buf,
+                               char *out, size_t cap) {
+    if (n == 4 && memcmp(name, "PING", 4) == 0)
+        return (size_t)snprintf(out, cap, "+PONG\r\n");
+    if (n == 6 && memcmp(name, "CLIENT", 6) == 0) {
+        const char *info = "id=7 addr=127.0.0.1:1 laddr=127.0.0.1:2 name= db=0\n";
+        return (size_t)snprintf(out, cap, "$%zu\r\n%s\r\n", strlen(info), info);
+    }
+    if (n == 7 && memcmp(name, "CLUSTER", 7) == 0) {
+        if (strstr(buf, "SHARDS"))
+            return (size_t)snprintf(out, cap, "-ERR unknown subcommand 'SHARDS'\r\n");
+        return (size_t)snprintf(
+            out, cap,
+            "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n"
+            "%040d\r\n",
+            f->port, 7);
+    }
+    if (n == 3 && memcmp(name, "GET", 3) == 0 && f->gets++ == 0)
+        return (size_t)snprintf(out, cap, "-MOVED %u 127.0.0.1:1\r\n", f->slot);
+    if (n == 3 && memcmp(name, "GET", 3) == 0)
+        return (size_t)snprintf(out, cap, "$1\r\nv\r\n");
+    return (size_t)snprintf(out, cap, "+OK\r\n");
+}
+
+static void *fake_node_run(void *arg) {
+    fake_node_t *f = arg;
+    struct pollfd p[17] = {{.fd = f->fd, .events = POLLIN}};
+    char bufs[16][2048];
+    size_t lens[16] = {0};
+    int nfds = 1;
+    while (!f->stop) {
+        if (poll(p, (nfds_t)nfds, 50) <= 0)
+            continue;
+        if ((p[0].revents & POLLIN) && nfds < 17) {
+            p[nfds] = (struct pollfd){.fd = accept(f->fd, NULL, NULL), .events = POLLIN};
+            lens[nfds - 1] = 0;
+            nfds += p[nfds].fd >= 0;
+        }
+        for (int i = 1; i < nfds; i++) {
+            if (!(p[i].revents & (POLLIN | POLLHUP)) || p[i].fd < 0)
+                continue;
+            char *buf = bufs[i - 1];
+            ssize_t r = read(p[i].fd, buf + lens[i - 1], sizeof(bufs[0]) - 1 - lens[i - 1]);
+            if (r <= 0) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                continue;
+            }
+            lens[i - 1] += (size_t)r;
+            buf[lens[i - 1]] = '\0';
+            size_t used;
+            const char *name;
+            size_t name_len;
+            while (fake_parse(buf, lens[i - 1], &used, &name, &name_len) > 0) {
+                char out[512];
+                size_t len = fake_node_answer(f, name, name_len, buf, out, sizeof(out));
+                if (write(p[i].fd, out, len) != (ssize_t)len)
+                    break;
+                memmove(buf, buf + used, lens[i - 1] - used + 1);
+                lens[i - 1] -= used;
+            }
+        }
+    }
+    for (int i = 1; i < nfds; i++)
+        if (p[i].fd >= 0)
+            close(p[i].fd);
+    return NULL;
+}
+
+/* A MOVED to a node that refuses connections: the command waits, the map is read again, the
+ * slot is the old node's after all, and the command is served there. */
+Test(conn, moved_to_an_unreachable_node_is_served_after_the_next_map) {
+    static fake_node_t f;
+    memset(&f, 0, sizeof(f));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    f.fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(f.fd >= 0 && bind(f.fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+              listen(f.fd, 16) == 0 && getsockname(f.fd, (struct sockaddr *)&a, &alen) == 0);
+    f.port = ntohs(a.sin_port);
+    f.slot = tp_key_slot("k", 1);
+    cr_assert_eq(pthread_create(&f.thread, NULL, fake_node_run, &f), 0);
+
+    tp_test_redis_t none = {.port = f.port};
+    tp_test_env_config(&env, &none);
+    char seed[32];
+    snprintf(seed, sizeof(seed), "127.0.0.1:%d", f.port);
+    tp_test_set_str(&env.cfg.redis.cluster_nodes, seed);
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
+    tp_test_result_t r = tp_test_command(&env, "GET", "k", NULL);
+    cr_expect(r.done && r.status == 0 && strcmp(r.str, "v") == 0, "%s %s", tp_err_name(r.status),
+              r.str);
+    const tp_pool_stats_t *st = tp_pool_stats(&env.pool);
+    cr_expect_eq(st->moved, 1);
+    cr_expect_geq(st->map_refreshes, 2, "the map was read again");
+    cr_expect(tp_pool_is_ready(&env.pool));
+    tp_test_env_close(&env);
+    f.stop = true;
+    pthread_join(f.thread, NULL);
+    close(f.fd);
 }
