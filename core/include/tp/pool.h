@@ -1,9 +1,14 @@
 /* The Redis connection pool: REDIS_POOL_MAX_SIZE pipelined connections on one
- * libuv loop, plain TCP or TLS.
+ * libuv loop, plain TCP or TLS, to one server or to each master of a Redis
+ * Cluster (REDIS_CLUSTER_NODES).
  *
  * Routing. A command goes to the connection chosen by the Redis Cluster hash
  * slot of its key (CRC16, "{tag}" honoured), so every command for one key or
  * one tag travels on one connection and is answered in the order it was issued.
+ * On Redis Cluster that order holds across MOVED, ASK, TRYAGAIN and CLUSTERDOWN
+ * too: a redirected slot is held and its commands resent in order, and a unit
+ * that ran while an older one of its slot was redirected runs again after it
+ * (core/README.md, "Redis Cluster").
  *
  * Pipelining. Commands are encoded into the connection's buffer at once and
  * written at the end of the loop iteration in which they were issued: one write
