@@ -156,7 +156,8 @@ static void node_gauges(tp_prom_t *p, const tp_pool_t *pool) {
                    "Redis connections ready, per node; serving=\"true\" for a master of slots.");
     for (int i = 0; i < n && i < NODES_SHOWN; i++) {
         char label[320];
-        snprintf(label, sizeof(label), "node=\"%s\",serving=\"%s\"", nodes[i].addr,
+        snprintf(label, sizeof(label), "node=\"%.*s\",serving=\"%s\"",
+                 (int)sizeof(nodes[i].addr) - 1, nodes[i].addr,
                  nodes[i].serving ? "true" : "false");
         tp_prom_int(p, "tickplane_redis_node_connections_up", label, (uint64_t)nodes[i].up);
     }

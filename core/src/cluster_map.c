@@ -63,7 +63,7 @@ typedef struct {
     char *err;
     size_t errlen;
     bool noted;     /* err holds the first note about uncovered slots */
-    char where[48]; /* "shard 2 node 1": prefixed to every message */
+    char where[64]; /* "shard 2 node 1": prefixed to every message */
 } parse_t;
 
 __attribute__((format(printf, 3, 0))) static void vput(parse_t *p, bool with_where, const char *fmt,
@@ -160,16 +160,19 @@ static int read_int(parse_t *p, const tp_reply_t *v, long long lo, long long hi,
 }
 
 static int read_port(parse_t *p, const tp_reply_t *v, const char *field, uint16_t *out) {
-    long long port;
+    long long port = 0;
     int rc = read_int(p, v, 1, 65535, field, &port);
     if (rc == 0)
         *out = (uint16_t)port;
     return rc;
 }
 
-/* "" is cluster-preferred-endpoint-type unknown-endpoint; "?" is hostname without one. */
+/* "?" is cluster-preferred-endpoint-type hostname on a node without one: nobody knows where
+ * it is. "" (and SLOTS's NIL) is not unknown: it means the endpoint the reply came from (a node
+ * that has not learnt its own address, or unknown-endpoint behind a load balancer), with the
+ * node's port, which the router fills in. */
 static bool endpoint_known(const char *endpoint) {
-    return endpoint[0] != '\0' && strcmp(endpoint, "?") != 0;
+    return strcmp(endpoint, "?") != 0;
 }
 
 /* ---- the table being built ------------------------------------------------------------- */
@@ -191,7 +194,7 @@ static int append_node(parse_t *p, const tp__cluster_node_t *n) {
 /* Slots are validated before any is assigned, so a bad range names itself, not a neighbour. */
 static int check_range(parse_t *p, const tp_reply_t *lo, const tp_reply_t *hi, unsigned *start,
                        unsigned *end) {
-    long long a, b;
+    long long a = 0, b = 0;
     int rc = read_int(p, lo, 0, TP__CLUSTER_SLOTS - 1, "slot", &a);
     if (rc == 0)
         rc = read_int(p, hi, 0, TP__CLUSTER_SLOTS - 1, "slot", &b);
@@ -356,7 +359,7 @@ static int shard_fields(parse_t *p, const tp_reply_t *r, shard_t *sh) {
     if (!is_type(sh->nodes, TP_REPLY_ARRAY))
         return fail(p, "\"nodes\" is missing or not an array");
     for (size_t i = 0; i < sh->slots->elements; i += 2) {
-        unsigned start, end;
+        unsigned start = 0, end = 0;
         if ((rc = check_range(p, sh->slots->element[i], sh->slots->element[i + 1], &start, &end)) !=
             0)
             return rc;
@@ -471,7 +474,7 @@ static int parse_slots_node(parse_t *p, const tp_reply_t *r, tp__cluster_node_t 
     /* The endpoint is the ip unless the metadata names the ip, and then it is the hostname. */
     if (n->ip[0] == '\0')
         snprintf(n->ip, sizeof(n->ip), "%.*s", TP__CLUSTER_IP_MAX, n->endpoint);
-    else if (n->hostname[0] == '\0' && endpoint_known(n->endpoint))
+    else if (n->hostname[0] == '\0' && n->endpoint[0] != '\0' && endpoint_known(n->endpoint))
         memcpy(n->hostname, n->endpoint, sizeof(n->hostname));
     return 0;
 }
@@ -510,7 +513,7 @@ static int add_slots_node(parse_t *p, tp__cluster_node_t *n, size_t j, int maste
 static int parse_range(parse_t *p, const tp_reply_t *r) {
     if (!is_type(r, TP_REPLY_ARRAY) || r->elements < 3)
         return fail(p, "range is not an array of start, end and master");
-    unsigned start, end;
+    unsigned start = 0, end = 0;
     int rc = check_range(p, r->element[0], r->element[1], &start, &end);
     int master = -1;
     for (size_t j = 2; rc == 0 && j < r->elements; j++) {

@@ -60,9 +60,10 @@ tp__cluster_map_t *tp__cluster_map_new(void);
 void tp__cluster_map_free(tp__cluster_map_t *m);
 
 /* Replace the topology with a RESP2 CLUSTER SHARDS reply. A node's endpoint is its "endpoint"
- * field; "" or "?" (cluster-preferred-endpoint-type unknown-endpoint, or hostname without one)
- * means it cannot be reached: the node is left out, and a shard whose master is left out
- * leaves its slots uncovered. The connect port is "tls-port" when prefer_tls and the node has
+ * field. "" means the endpoint the reply came from (the caller connects there, at the node's
+ * port): Redis answers it for a node that does not know its own address (a one-node cluster)
+ * and for unknown-endpoint. "?" (hostname without one) means it cannot be reached: the node is
+ * left out, and a shard whose master is left out leaves its slots uncovered. The connect port is "tls-port" when prefer_tls and the node has
  * one, else "port"; a node without the port it needs is left out the same way. Only masters
  * whose health is "online" serve slots.
  *
@@ -79,7 +80,7 @@ int tp__cluster_parse_shards(tp__cluster_map_t *m, const tp_reply_t *reply, bool
 
 /* The same from CLUSTER SLOTS, the fallback for servers without SHARDS: [start, end, master,
  * replica...] with each node [endpoint, port, id (3.2+), metadata (7.0+: "ip", "hostname")].
- * A NIL, "" or "?" endpoint is unknown, as above. The port is whatever Redis gives this
+ * A NIL or "" endpoint is stored as "" (the endpoint the reply came from), "?" is unknown. The port is whatever Redis gives this
  * client's connection type (the TLS port over TLS), so it is also the connect port. */
 int tp__cluster_parse_slots(tp__cluster_map_t *m, const tp_reply_t *reply, char *errbuf,
                             size_t errlen);

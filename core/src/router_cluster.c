@@ -89,6 +89,7 @@ struct cluster_s {
     bool use_slots;  /* the node has no CLUSTER SHARDS */
     bool refresh_wanted;
     uint64_t last_refresh;
+    char map_host[TP__CLUSTER_HOST_MAX + 1]; /* where the map came from: a "" endpoint's host */
     char disc_err[600];
 
     uv_timer_t refresh_timer, pump_timer;
@@ -209,7 +210,8 @@ static node_t *node_at(cluster_t *r, int i) {
     if (r->node_of[i] == NULL) {
         const tp__cluster_node_t *m = tp__cluster_map_node(r->map, i);
         if (m != NULL)
-            r->node_of[i] = node_open(r, m->endpoint, m->connect_port);
+            r->node_of[i] =
+                node_open(r, m->endpoint[0] ? m->endpoint : r->map_host, m->connect_port);
     }
     return r->node_of[i];
 }
@@ -673,6 +675,7 @@ static void on_topology(void *data, int status, const tp_reply_t *reply) {
     if (rc > 0)
         TP_LOG(TP_LOG_WARN, "redis cluster slots without a master", TP_INT("slots", rc),
                TP_STR("detail", err));
+    snprintf(r->map_host, sizeof(r->map_host), "%s", ep->host);
     refresh_done(r, true);
     apply_map(r);
 }

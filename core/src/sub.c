@@ -112,7 +112,7 @@ static void on_failed(tp_conn_t *c, bool was_ready) {
         if (!nodes[i].serving || colon == NULL || strcmp(nodes[i].addr, here) == 0)
             continue;
         *colon = '\0';
-        snprintf(sub->host, sizeof(sub->host), "%s", nodes[i].addr);
+        snprintf(sub->host, sizeof(sub->host), "%.*s", (int)sizeof(sub->host) - 1, nodes[i].addr);
         c->endpoint.host = sub->host;
         c->endpoint.port = atoi(colon + 1);
         TP_LOG(TP_LOG_INFO, "subscriber moves to another cluster node", TP_STR("host", sub->host),
