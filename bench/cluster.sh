@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # bench/cluster.sh [--rounds N] [--seconds S] [--rate R] [--out DIR]: tickplane on Redis Cluster,
-# 1 master against 3 masters, over TLS, in alternated rounds (1, 3, 1, 3, ...) on this machine.
+# 1 master against 3 masters, and against one standalone Redis (the reference row: what the
+# Cluster router costs), over TLS, in alternated rounds (0, 1, 3, 0, 1, 3, ...) on this machine.
 #
-# Each round and cluster size:
-#   1. a fresh cluster of redis-server nodes (TLS clients, TLS cluster bus with the test
-#      certificates generated for the run, no persistence, no replicas): one node that holds
-#      every slot (CLUSTER ADDSLOTSRANGE), or three made by redis-cli --cluster create;
+# Each round and size:
+#   1. fresh redis-server nodes (TLS clients, TLS cluster bus with the test certificates
+#      generated for the run, no persistence, no replicas): size 0 is one server without
+#      cluster mode; 1 is one node that holds every slot (CLUSTER ADDSLOTSRANGE); 3 are made by
+#      redis-cli --cluster create;
 #   2. tickplane with REDIS_CLUSTER_NODES over TLS (REDIS_POOL_MAX_SIZE per master, default 4),
 #      tp_sim offering --rate ticks/s (default 100,000) for --seconds over 10,000 symbols, open
 #      loop: p50/p99 ack latency, CPU per acked tick of tickplane and of all redis-servers
@@ -14,7 +16,7 @@
 # Results: DIR/summary.md (also printed), the tp_sim JSON and logs per run. Default DIR:
 # build/bench-results/cluster-<date>. Needs nothing installed beforehand (deploy/install_packages.sh
 # runs first); tickplane and tp_sim are built (Release) in $TP_BENCH_BUILD_DIR (build/bench).
-# Takes about 2 x rounds x (seconds + 15) seconds.
+# Takes about 3 x rounds x (seconds + 15) seconds.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -81,6 +83,11 @@ start_cluster() { # MASTERS
     plain_ports=()
     tls_ports=()
     rm -rf "$work/nodes"
+    local cluster=yes
+    if ((n == 0)); then
+        cluster=no
+        n=1
+    fi
     for i in $(seq "$n"); do
         local d=$work/nodes/$i plain tls bus
         mkdir -p "$d"
@@ -88,7 +95,8 @@ start_cluster() { # MASTERS
         plain_ports+=("$plain")
         tls_ports+=("$tls")
         redis-server --bind 127.0.0.1 --port "$plain" --tls-port "$tls" --cluster-port "$bus" \
-            --cluster-enabled yes --cluster-config-file "$d/nodes.conf" --cluster-node-timeout 5000 \
+            --cluster-enabled "$cluster" --cluster-config-file "$d/nodes.conf" \
+            --cluster-node-timeout 5000 \
             --tls-cluster yes --tls-cert-file "$certs/server.crt" --tls-key-file "$certs/server.key" \
             --tls-client-cert-file "$certs/client.crt" --tls-client-key-file "$certs/client.key" \
             --tls-ca-cert-file "$certs/ca.crt" --tls-auth-clients no \
@@ -101,7 +109,9 @@ start_cluster() { # MASTERS
             sleep 0.05
         done
     done
-    if ((n == 1)); then
+    if [[ $cluster == no ]]; then
+        return 0
+    elif ((n == 1)); then
         redis-cli -p "${plain_ports[0]}" cluster addslotsrange 0 16383 >/dev/null
     else
         local hosts=()
@@ -127,10 +137,15 @@ cpu_ticks() { # PID...: user+sys clock ticks, summed
 
 feed_port=$(free_port)
 metrics_port=$(free_port)
-start_tickplane() { # LOG
-    local seeds=
+start_tickplane() { # LOG MASTERS
+    local seeds= where=()
     for p in "${tls_ports[@]}"; do seeds+="${seeds:+,}127.0.0.1:$p"; done
-    REDIS_CLUSTER_NODES=$seeds REDIS_TLS_ENABLED=true REDIS_TLS_CA_PATH="$certs/ca.crt" \
+    if (($2 == 0)); then
+        where=(REDIS_HOST=127.0.0.1 "REDIS_PORT=${tls_ports[0]}")
+    else
+        where=("REDIS_CLUSTER_NODES=$seeds")
+    fi
+    env "${where[@]}" REDIS_TLS_ENABLED=true REDIS_TLS_CA_PATH="$certs/ca.crt" \
         REDIS_TLS_SERVER_NAME=localhost TP_FEED_UDP=off TP_FEED_TCP=127.0.0.1:$feed_port \
         TP_METRICS_ADDR=127.0.0.1:$metrics_port TP_LATENCY_LOG_INTERVAL=0 \
         "$build/tickplane" >"$1" 2>&1 &
@@ -160,10 +175,10 @@ echo "cluster.sh: results in $out"
 } >"$out/machine.txt"
 
 for round in $(seq "$rounds"); do
-    for masters in 1 3; do
+    for masters in 0 1 3; do
         name=r$round-m$masters
         start_cluster "$masters"
-        start_tickplane "$out/$name.log"
+        start_tickplane "$out/$name.log" "$masters"
         c0=$(cpu_ticks "$sut_pid") r0=$(cpu_ticks "${node_pids[@]}")
         sim "$name-p99" "$rate" "$seconds"
         echo "$(($(cpu_ticks "$sut_pid") - c0)) $(($(cpu_ticks "${node_pids[@]}") - r0))" \
@@ -193,7 +208,7 @@ def med(vals):
     return f"{m:,.1f} ({min(vals):,.1f}-{max(vals):,.1f})" if len(vals) > 1 else f"{m:,.1f}"
 
 rows = {}
-for m in (1, 3):
+for m in (0, 1, 3):
     r = rows[m] = {"p50": [], "p99": [], "sat": [], "tp_cpu": [], "redis_cpu": []}
     for i in range(1, rounds + 1):
         p = load(f"r{i}-m{m}-p99.json")
@@ -208,12 +223,16 @@ for m in (1, 3):
         n = p["ticks"]["acked_seq"] or 1
         r["tp_cpu"].append(tp / hz / n * 1e6)
         r["redis_cpu"].append(rd / hz / n * 1e6)
-print("| masters | p50 us | p99 us | acked ticks/s at saturation | tickplane CPU us/tick | Redis CPU us/tick (all nodes) |")
+print("| Redis | p50 us | p99 us | acked ticks/s at saturation | tickplane CPU us/tick | Redis CPU us/tick (all nodes) |")
 print("| --: | --: | --: | --: | --: | --: |")
-for m in (1, 3):
+for m in (0, 1, 3):
     r = rows[m]
-    print(f"| {m} | {med(r['p50'])} | {med(r['p99'])} | {med(r['sat'])} | {med(r['tp_cpu'])} | {med(r['redis_cpu'])} |")
-ratio = lambda k: statistics.median(rows[3][k]) / statistics.median(rows[1][k])
-print(f"\n3 / 1 masters: p99 {ratio('p99'):.2f}x, saturation {ratio('sat'):.2f}x "
+    label = "standalone" if m == 0 else f"{m} (Cluster)"
+    print(f"| {label} | {med(r['p50'])} | {med(r['p99'])} | {med(r['sat'])} | {med(r['tp_cpu'])} | {med(r['redis_cpu'])} |")
+def ratio(k, a, b):
+    return statistics.median(rows[a][k]) / statistics.median(rows[b][k])
+print(f"\n3 / 1 masters: p99 {ratio('p99', 3, 1):.2f}x, saturation {ratio('sat', 3, 1):.2f}x; "
+      f"1-master Cluster / standalone: p99 {ratio('p99', 1, 0):.2f}x, "
+      f"saturation {ratio('sat', 1, 0):.2f}x, tickplane CPU {ratio('tp_cpu', 1, 0):.2f}x "
       f"(medians of {rounds} alternated rounds; min-max in brackets)")
 EOF
