@@ -1,6 +1,8 @@
-/* The pool on a real Redis Cluster (tests/support/redis_cluster.h): 3 masters + 3 replicas over
- * TLS. Discovery and routing, MOVED after a reshard, ASK while a slot migrates, per-key order
- * while slots move under a pipelined load, and seeds that cannot be reached. */
+/* The pool on a real Redis Cluster (tests/support/redis_cluster.h): 3 masters over TLS, with a
+ * replica each where a master is killed. Discovery and routing, MOVED after a reshard, ASK
+ * while a slot migrates, per-key and per-unit order while slots move under a pipelined load,
+ * SCAN and MGET/MSET across masters, a failover under WAIT, a majority of masters down, the
+ * subscriber moving off a dead node, and seeds that cannot be reached. */
 #include "pool_env.h"
 #include "redis_cluster.h"
 #include "tp/commands.h"
@@ -25,11 +27,21 @@ static void config_cluster(void) {
     tp_test_set_str(&env.cfg.redis.cluster_nodes, tp_test_cluster_seeds(&cl, seeds, sizeof seeds));
 }
 
-static void setup(void) {
-    cr_assert_eq(tp_test_cluster_start(&cl, 3, 1, true), 0);
+static void open_pool(void) {
     config_cluster();
     cr_assert_eq(tp_test_env_open(&env, 10000), 0, "pool not ready: %s",
                  tp_pool_last_error(&env.pool));
+}
+
+/* 3 masters; the suites that kill one have a replica each. */
+static void setup(void) {
+    cr_assert_eq(tp_test_cluster_start(&cl, 3, 0, true), 0);
+    open_pool();
+}
+
+static void setup_replicas(void) {
+    cr_assert_eq(tp_test_cluster_start(&cl, 3, 1, true), 0);
+    open_pool();
 }
 
 static void teardown(void) {
@@ -38,6 +50,7 @@ static void teardown(void) {
 }
 
 TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(cluster_ha, .init = setup_replicas, .fini = teardown, .timeout = 120);
 
 static const tp_pool_stats_t *stats(void) {
     return tp_pool_stats(&env.pool);
@@ -636,7 +649,7 @@ static void load2_finish(load2_t *f) {
     }
 }
 
-Test(cluster, failover_loses_no_unit_acked_after_wait) {
+Test(cluster_ha, failover_loses_no_unit_acked_after_wait) {
     static load2_t f;
     load2_start(&f, 1);
     run_for(1000);
@@ -673,9 +686,7 @@ Test(cluster, failover_loses_no_unit_acked_after_wait) {
 
 static void setup_aof(void) {
     cr_assert_eq(tp_test_cluster_start_aof(&cl, 3, 0, true), 0);
-    config_cluster();
-    cr_assert_eq(tp_test_env_open(&env, 10000), 0, "pool not ready: %s",
-                 tp_pool_last_error(&env.pool));
+    open_pool();
 }
 
 TestSuite(cluster_down, .init = setup_aof, .fini = teardown, .timeout = 120);
@@ -751,7 +762,7 @@ static void on_sub_closed(tp_sub_t *sub) {
 
 /* The subscriber starts on the first seed; when that node dies it subscribes again on another
  * master and hears what is published after (on any node). */
-Test(cluster, subscriber_moves_off_a_failed_node) {
+Test(cluster_ha, subscriber_moves_off_a_failed_node) {
     static tp_sub_t sub;
     static sub_seen_t seen;
     sub.data = &seen;
