@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "support"))
 sys.path.insert(0, HERE)
 
 import redis  # noqa: E402
+from redis.cluster import ClusterNode, RedisCluster  # noqa: E402
 
 import metrics_client  # noqa: E402
 import trading_oracle as to  # noqa: E402
@@ -140,6 +141,98 @@ class Redis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class ClusterRedis:
+    """A Redis Cluster of TLS-only masters on loopback (TLS bus and replication, client
+    certificates for the node links), made by redis-cli --cluster create: the same shape as
+    tests/support/redis_cluster.c. port is the first node's; seeds lists them all."""
+
+    def __init__(self, a, masters=3):
+        self.a = a
+        self.nodes = []
+        for i in range(masters):
+            d = os.path.join(a.work, f"redis-{i}")
+            os.makedirs(d)
+            self.nodes.append(dict(port=free_port(), bus=free_port(), dir=d, proc=None))
+        self.port = self.nodes[0]["port"]
+        self.seeds = ",".join(f"127.0.0.1:{n['port']}" for n in self.nodes)
+
+    def cert(self, name):
+        return os.path.join(self.a.certs, name)
+
+    def cli(self, port, *args, timeout=120):
+        return subprocess.run([shutil.which("redis-cli"), "--tls", "--cacert", self.cert("ca.crt"),
+                               "-h", "127.0.0.1", "-p", str(port), *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self):
+        for n in self.nodes:
+            args = [shutil.which("redis-server"), "--bind", "127.0.0.1", "--port", "0",
+                    "--tls-port", str(n["port"]), "--cluster-port", str(n["bus"]),
+                    "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                    "--cluster-config-file", os.path.join(n["dir"], "nodes.conf"),
+                    "--tls-cluster", "yes", "--tls-replication", "yes",
+                    "--tls-cert-file", self.cert("server.crt"),
+                    "--tls-key-file", self.cert("server.key"),
+                    "--tls-client-cert-file", self.cert("client.crt"),
+                    "--tls-client-key-file", self.cert("client.key"),
+                    "--tls-ca-cert-file", self.cert("ca.crt"), "--tls-auth-clients", "no",
+                    "--dir", n["dir"], "--appendonly", "no", "--save", "",
+                    "--logfile", os.path.join(n["dir"], "redis.log")]
+            n["proc"] = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        for n in self.nodes:
+            if not wait_for(lambda: self.cli(n["port"], "ping").stdout.strip() == "PONG", 30):
+                raise RuntimeError(f"cluster node {n['port']} did not start")
+        r = self.cli(self.port, "--cluster", "create",
+                     *[f"127.0.0.1:{n['port']}" for n in self.nodes], "--cluster-yes")
+        if "[OK] All 16384 slots covered" not in r.stdout:
+            raise RuntimeError(f"redis-cli --cluster create: {r.stdout[-500:]} {r.stderr}")
+        ok = lambda: all("cluster_state:ok" in self.cli(n["port"], "cluster", "info").stdout
+                         for n in self.nodes)  # noqa: E731
+        if not wait_for(ok, 30, 0.1):
+            raise RuntimeError("the cluster did not reach cluster_state:ok")
+
+    def node_id(self, i):
+        return self.cli(self.nodes[i]["port"], "cluster", "myid").stdout.strip()
+
+    def owner(self, key):
+        """The index of the master that serves key's slot (each node's own CLUSTER NODES
+        line lists the slot ranges it serves after its 8th field)."""
+        slot = int(self.cli(self.port, "cluster", "keyslot", key).stdout)
+        for i, n in enumerate(self.nodes):
+            for line in self.cli(n["port"], "cluster", "nodes").stdout.splitlines():
+                f = line.split()
+                if "myself" not in f[2]:
+                    continue
+                for rng in f[8:]:
+                    lo, _, hi = rng.partition("-")
+                    if not rng.startswith("[") and int(lo) <= slot <= int(hi or lo):
+                        return i
+        return -1
+
+    def reshard(self, src, dst, slots):
+        """redis-cli --cluster reshard of `slots` slots from master src to master dst."""
+        return self.cli(self.port, "--cluster", "reshard", f"127.0.0.1:{self.port}",
+                        "--cluster-from", self.node_id(src), "--cluster-to", self.node_id(dst),
+                        "--cluster-slots", str(slots), "--cluster-yes", timeout=300)
+
+    def client(self, decode=True):
+        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", n["port"])
+                                           for n in self.nodes],
+                            ssl=True, ssl_ca_certs=self.cert("ca.crt"), ssl_cert_reqs="required",
+                            decode_responses=decode, socket_timeout=30, socket_connect_timeout=5)
+
+    def stop(self):
+        for n in self.nodes:
+            p = n["proc"]
+            if p and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
 
 
 class Tickplane:
@@ -581,13 +674,15 @@ class Run:
     the subscriber and two adapters."""
 
     def __init__(self, a, n_ticks, n_orders, tick_rate, order_rate, proxy=False,
-                 stall_handshake=0, workload=None, **settings):
+                 stall_handshake=0, workload=None, cluster=False, **settings):
         CLEANUP.append(self.close)
         self.a = a
         self.tp = self.proxy = None
         self.w = (workload or Workload)(a.seed, n_ticks, n_orders)
-        self.redis = Redis(a)
+        self.redis = ClusterRedis(a) if cluster else Redis(a)
         self.redis.start()
+        if cluster:
+            settings["REDIS_CLUSTER_NODES"] = self.redis.seeds
         if proxy:
             self.proxy = Proxy(self.redis.port)
             self.proxy.set(stall_handshake=stall_handshake)
@@ -861,9 +956,37 @@ def scenario_marks_freeze(a):
     expect_fenced(r)
 
 
+def scenario_cluster_reshard(a):
+    """tickplane on a 3-master TLS Redis Cluster while redis-cli --cluster reshard moves every
+    slot of the master that holds ACC0 to another one, and later half of those on to the
+    third, mid-stream: MOVED and ASK reach tickplane, and orders, portfolios, prices and
+    events still equal the oracle (nothing lost, no account's writes reordered)."""
+    r = Run(a, 90_000, 12_000, tick_rate=3_000, order_rate=400, cluster=True)
+    src = r.redis.owner(f"{PREFIX}{{ACC0}}:pf")
+    dst, third = (src + 1) % 3, (src + 2) % 3
+    r.go()
+    r.at(2)
+    out = r.redis.reshard(src, dst, 5461)
+    CK.expect(out.returncode == 0, f"reshard {src} -> {dst}: {out.stdout[-300:]} {out.stderr}")
+    log(f"reshard: every slot of master {src} moved to {dst}, acked {r.acked()}")
+    out = r.redis.reshard(dst, third, 2000)
+    CK.expect(out.returncode == 0, f"reshard {dst} -> {third}: {out.stdout[-300:]} {out.stderr}")
+    log(f"reshard: 2000 slots of master {dst} moved to {third}, acked {r.acked()}")
+    r.finish()
+    m = r.metrics
+    moved, asked = m.value("tickplane_redis_moved_total"), m.value("tickplane_redis_ask_total")
+    log(f"cluster: moved {moved:.0f}, ask {asked:.0f}, "
+        f"retries {m.value('tickplane_redis_cluster_retries_total'):.0f}, "
+        f"maps {m.value('tickplane_redis_slot_map_refreshes_total'):.0f}")
+    CK.expect(moved > 0, "no MOVED reached tickplane: the reshard missed the active slots")
+    CK.expect(m.value("tickplane_redis_redirect_failures_total") == 0,
+              "commands failed after redirections")
+
+
 SCENARIOS = dict(redis_kill=scenario_redis_kill, redis_stop=scenario_redis_stop,
                  proxy=scenario_proxy, tls_stall=scenario_tls_stall,
-                 tickplane_kill=scenario_tickplane_kill, marks_freeze=scenario_marks_freeze)
+                 tickplane_kill=scenario_tickplane_kill, marks_freeze=scenario_marks_freeze,
+                 cluster_reshard=scenario_cluster_reshard)
 
 
 def main():
