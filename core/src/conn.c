@@ -145,8 +145,10 @@ static void conn_broken(tp_conn_t *c, int code) {
     uv_timer_stop(&c->timer);
     if (c->events->failed)
         c->events->failed(c, was_ready);
+    /* Not when the owner closed it on hearing of the failure (a slot-map reader that moves on
+     * to the next node): a closed connection is not down. */
     int max = c->env->cfg->max_retries;
-    if (max > 0 && c->failures >= max && !c->down)
+    if (max > 0 && c->failures >= max && !c->down && c->state != TP_CONN_CLOSING)
         go_down(c);
     if (c->state == TP_CONN_WAITING)
         uv_timer_start(&c->timer, on_timer, backoff_ms(c), 0);
