@@ -140,7 +140,8 @@ static void resend_from(tp_order_writer_t *w, tp_order_unit_t *u) {
     for (size_t i = 0; i < w->count; i++) {
         tp_order_unit_t *v = unit_at(w, i);
         after |= v == u;
-        if (!after || strcmp(v->account, u->account) != 0)
+        /* A duplicate (replies 0) wrote nothing: it stays done. */
+        if (!after || v->replies == 0 || strcmp(v->account, u->account) != 0)
             continue;
         if (v->state == UNIT_DONE || v == u) {
             v->state = UNIT_UNSENT;

@@ -21,6 +21,7 @@ typedef struct {
     uint64_t acked;   /* highest seq acked */
     int out_of_order; /* acks that went backwards */
     int pauses, resumes;
+    int fatal; /* on_fatal calls */
 } seen_t;
 
 static seen_t seen;
@@ -45,6 +46,7 @@ static void on_resume(tp_order_writer_t *w) {
 static void on_fatal(tp_order_writer_t *w, int code) {
     (void)w;
     (void)code;
+    seen.fatal++;
 }
 
 static void open_writer(int max_retries, int queue_max) {
@@ -183,6 +185,27 @@ Test(order_writer, refused_transaction_is_retried_not_acked) {
     cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000));
     cr_assert_eq(seen.out_of_order, 0);
     expect_open_orders((int)n);
+}
+
+/* Regression (fault_cluster_failover, with TP_ACK_REPLICAS): a duplicate waits, done, behind a
+ * unit of its account that Redis then refused; sending the refused unit again also marked the
+ * duplicate, which has nothing to send, so the writer failed with TP_EINVAL and stopped. */
+Test(order_writer, duplicate_behind_a_refused_unit_is_not_sent) {
+    open_writer(10, 1024);
+    char out[64];
+    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "1", NULL);
+    send_new(1, 1);
+    send_new(2, 1); /* the same report again: a duplicate, nothing to write */
+    tp_test_run_for(&env.loop, 700);
+    cr_assert_eq(seen.acked, 0);
+    cr_assert_eq(seen.fatal, 0, "the writer gave up");
+    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "0", NULL);
+    uint64_t n = 2;
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000), "acked %llu",
+              (unsigned long long)seen.acked);
+    cr_assert_eq(seen.fatal, 0);
+    cr_assert_eq(writer.stats.duplicates, 1);
+    expect_open_orders(1);
 }
 
 /* The callbacks are init's argument; the caller's data field is the one thing init keeps. */
