@@ -63,9 +63,9 @@ void tp__cluster_map_free(tp__cluster_map_t *m);
  * field. "" means the endpoint the reply came from (the caller connects there, at the node's
  * port): Redis answers it for a node that does not know its own address (a one-node cluster)
  * and for unknown-endpoint. "?" (hostname without one) means it cannot be reached: the node is
- * left out, and a shard whose master is left out leaves its slots uncovered. The connect port is "tls-port" when prefer_tls and the node has
- * one, else "port"; a node without the port it needs is left out the same way. Only masters
- * whose health is "online" serve slots.
+ * left out, and a shard whose master is left out leaves its slots uncovered. The connect port is
+ * "tls-port" when prefer_tls and the node has one, else "port"; a node without the port it needs is
+ * left out the same way. Only masters whose health is "online" serve slots.
  *
  * Returns the number of slots left uncovered (0 for a healthy cluster), with errbuf holding
  * the first thing left out (a node that cannot be reached, slots without an online master)
@@ -80,8 +80,9 @@ int tp__cluster_parse_shards(tp__cluster_map_t *m, const tp_reply_t *reply, bool
 
 /* The same from CLUSTER SLOTS, the fallback for servers without SHARDS: [start, end, master,
  * replica...] with each node [endpoint, port, id (3.2+), metadata (7.0+: "ip", "hostname")].
- * A NIL or "" endpoint is stored as "" (the endpoint the reply came from), "?" is unknown. The port is whatever Redis gives this
- * client's connection type (the TLS port over TLS), so it is also the connect port. */
+ * A NIL or "" endpoint is stored as "" (the endpoint the reply came from), "?" is unknown. The port
+ * is whatever Redis gives this client's connection type (the TLS port over TLS), so it is also the
+ * connect port. */
 int tp__cluster_parse_slots(tp__cluster_map_t *m, const tp_reply_t *reply, char *errbuf,
                             size_t errlen);
 

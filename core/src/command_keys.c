@@ -3,7 +3,6 @@
 
 #include "pool_internal.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 

@@ -682,9 +682,8 @@ static void on_topology(void *data, int status, const tp_reply_t *reply) {
 
 static void on_disc_ready(tp_conn_t *c) {
     cluster_t *r = c->owner;
-    const char *argv[] = {r->use_slots ? "SLOTS" : "SHARDS"};
-    const char *cmd[] = {"CLUSTER", argv[0]};
-    if (tp_conn_command(c, on_topology, r, 2, cmd, NULL) != 0)
+    const char *argv[] = {"CLUSTER", r->use_slots ? "SLOTS" : "SHARDS"};
+    if (tp_conn_command(c, on_topology, r, 2, argv, NULL) != 0)
         refresh_done(r, false);
 }
 

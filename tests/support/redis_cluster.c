@@ -196,8 +196,7 @@ static bool serves(tp_test_redis_t *node, unsigned slot) {
     return yes;
 }
 
-int tp_test_cluster_owner(tp_test_cluster_t *c, int ask, unsigned slot) {
-    (void)ask;
+int tp_test_cluster_owner(tp_test_cluster_t *c, unsigned slot) {
     for (int i = 0; i < c->count; i++)
         if (c->nodes[i].pid != 0 && serves(&c->nodes[i], slot))
             return i;

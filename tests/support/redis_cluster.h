@@ -36,8 +36,9 @@ void tp_test_cluster_stop(tp_test_cluster_t *c);
 /* "127.0.0.1:p1,127.0.0.1:p2,..." of every node, for REDIS_CLUSTER_NODES. */
 const char *tp_test_cluster_seeds(const tp_test_cluster_t *c, char *buf, size_t len);
 
-/* The index of the node that masters slot (CLUSTER SHARDS as node `ask` sees it), or -1. */
-int tp_test_cluster_owner(tp_test_cluster_t *c, int ask, unsigned slot);
+/* The index of the running node that says it masters slot (its own CLUSTER NODES line), or
+ * -1. */
+int tp_test_cluster_owner(tp_test_cluster_t *c, unsigned slot);
 
 /* Moves slot from master `from` to master `to` as `redis-cli --cluster reshard` does:
  * IMPORTING / MIGRATING, MIGRATE of its keys one at a time, then SETSLOT NODE on every node.
