@@ -184,6 +184,8 @@ static void on_unit_done(void *data, int status, const tp_reply_t *reply) {
         u->state = UNIT_UNSENT; /* an older unit of the account goes again first */
         w->unsent++;
         w->stats.resent++;
+        /* The older one may have been sent again already, which stopped the retry timer. */
+        start_retry(w);
         return;
     }
     if (status != 0 || reply->type != TP_REPLY_ARRAY) {
@@ -259,10 +261,13 @@ static void fail_hard(tp_order_writer_t *w, tp_order_unit_t *u, int rc, const ch
 }
 
 /* Sends waiting units oldest first and stops at the first refusal, so no unit
- * of an account overtakes an older one. */
+ * of an account overtakes an older one. A unit in flight that is to go again
+ * stops it too: what follows waits until that one is answered and sent. */
 static void send_unsent(tp_order_writer_t *w) {
     for (size_t i = 0; i < w->count && w->unsent > 0; i++) {
         tp_order_unit_t *u = unit_at(w, i);
+        if (u->state == UNIT_SENT && u->resend)
+            break;
         if (u->state != UNIT_UNSENT)
             continue;
         int rc = send_unit(w, u);

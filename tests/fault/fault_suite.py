@@ -37,6 +37,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
@@ -119,6 +121,9 @@ class Redis:
                            decode_responses=decode, socket_timeout=30,
                            socket_connect_timeout=5)
 
+    def subscriber_client(self):
+        return self.client(decode=False)
+
     def ping(self):
         try:
             return self.client().ping()
@@ -148,10 +153,12 @@ class ClusterRedis:
     certificates for the node links), made by redis-cli --cluster create: the same shape as
     tests/support/redis_cluster.c. port is the first node's; seeds lists them all."""
 
-    def __init__(self, a, masters=3):
+    def __init__(self, a, masters=3, replicas=0, aof=False):
         self.a = a
+        self.replicas = replicas
+        self.aof = aof  # appendfsync always: a node killed and restarted keeps what it answered
         self.nodes = []
-        for i in range(masters):
+        for i in range(masters * (1 + replicas)):
             d = os.path.join(a.work, f"redis-{i}")
             os.makedirs(d)
             self.nodes.append(dict(port=free_port(), bus=free_port(), dir=d, proc=None))
@@ -166,50 +173,84 @@ class ClusterRedis:
                                "-h", "127.0.0.1", "-p", str(port), *args],
                               capture_output=True, text=True, timeout=timeout)
 
+    def start_node(self, n):
+        args = [shutil.which("redis-server"), "--bind", "127.0.0.1", "--port", "0",
+                "--tls-port", str(n["port"]), "--cluster-port", str(n["bus"]),
+                "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                "--cluster-config-file", os.path.join(n["dir"], "nodes.conf"),
+                "--tls-cluster", "yes", "--tls-replication", "yes",
+                "--tls-cert-file", self.cert("server.crt"),
+                "--tls-key-file", self.cert("server.key"),
+                "--tls-client-cert-file", self.cert("client.crt"),
+                "--tls-client-key-file", self.cert("client.key"),
+                "--tls-ca-cert-file", self.cert("ca.crt"), "--tls-auth-clients", "no",
+                "--dir", n["dir"], "--appendonly", "yes" if self.aof else "no",
+                "--appendfsync", "always", "--save", "",
+                "--logfile", os.path.join(n["dir"], "redis.log")]
+        n["proc"] = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        if not wait_for(lambda: self.cli(n["port"], "ping").stdout.strip() == "PONG", 30):
+            raise RuntimeError(f"cluster node {n['port']} did not start")
+
     def start(self):
         for n in self.nodes:
-            args = [shutil.which("redis-server"), "--bind", "127.0.0.1", "--port", "0",
-                    "--tls-port", str(n["port"]), "--cluster-port", str(n["bus"]),
-                    "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
-                    "--cluster-config-file", os.path.join(n["dir"], "nodes.conf"),
-                    "--tls-cluster", "yes", "--tls-replication", "yes",
-                    "--tls-cert-file", self.cert("server.crt"),
-                    "--tls-key-file", self.cert("server.key"),
-                    "--tls-client-cert-file", self.cert("client.crt"),
-                    "--tls-client-key-file", self.cert("client.key"),
-                    "--tls-ca-cert-file", self.cert("ca.crt"), "--tls-auth-clients", "no",
-                    "--dir", n["dir"], "--appendonly", "no", "--save", "",
-                    "--logfile", os.path.join(n["dir"], "redis.log")]
-            n["proc"] = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-        for n in self.nodes:
-            if not wait_for(lambda: self.cli(n["port"], "ping").stdout.strip() == "PONG", 30):
-                raise RuntimeError(f"cluster node {n['port']} did not start")
+            self.start_node(n)
         r = self.cli(self.port, "--cluster", "create",
-                     *[f"127.0.0.1:{n['port']}" for n in self.nodes], "--cluster-yes")
+                     *[f"127.0.0.1:{n['port']}" for n in self.nodes],
+                     "--cluster-replicas", str(self.replicas), "--cluster-yes")
         if "[OK] All 16384 slots covered" not in r.stdout:
             raise RuntimeError(f"redis-cli --cluster create: {r.stdout[-500:]} {r.stderr}")
-        ok = lambda: all("cluster_state:ok" in self.cli(n["port"], "cluster", "info").stdout
-                         for n in self.nodes)  # noqa: E731
-        if not wait_for(ok, 30, 0.1):
-            raise RuntimeError("the cluster did not reach cluster_state:ok")
+        if not self.wait_healthy(30):
+            raise RuntimeError("the cluster did not reach cluster_state:ok with every replica "
+                               "in sync")
+
+    def wait_healthy(self, timeout):
+        """Every running node says cluster_state:ok and every master that should have a
+        replica has one with its link up."""
+        def healthy():
+            for n in self.nodes:
+                if n["proc"] and n["proc"].poll() is None and \
+                        "cluster_state:ok" not in self.cli(n["port"], "cluster", "info").stdout:
+                    return False
+            for i, n in enumerate(self.nodes):
+                info = self.cli(n["port"], "info", "replication").stdout
+                if "role:master" in info and self.serves_slots(i) and \
+                        self.replicas and "state=online" not in info:
+                    return False
+            return True
+        return wait_for(healthy, timeout, 0.1)
+
+    def serves_slots(self, i):
+        return any(self.own_ranges(i))
+
+    def own_ranges(self, i):
+        """The slot ranges node i serves, from its own CLUSTER NODES line (after its 8th
+        field; importing/migrating markers in brackets are skipped)."""
+        for line in self.cli(self.nodes[i]["port"], "cluster", "nodes").stdout.splitlines():
+            f = line.split()
+            if len(f) > 2 and "myself" in f[2]:
+                for rng in f[8:]:
+                    if not rng.startswith("["):
+                        lo, _, hi = rng.partition("-")
+                        yield int(lo), int(hi or lo)
+
+    def kill(self, i):
+        self.nodes[i]["proc"].send_signal(signal.SIGKILL)
+        self.nodes[i]["proc"].wait()
 
     def node_id(self, i):
         return self.cli(self.nodes[i]["port"], "cluster", "myid").stdout.strip()
 
     def owner(self, key):
-        """The index of the master that serves key's slot (each node's own CLUSTER NODES
-        line lists the slot ranges it serves after its 8th field)."""
-        slot = int(self.cli(self.port, "cluster", "keyslot", key).stdout)
+        """The index of the running master that serves key's slot, or -1."""
+        slot = int(self.cli(self.port_up(), "cluster", "keyslot", key).stdout)
         for i, n in enumerate(self.nodes):
-            for line in self.cli(n["port"], "cluster", "nodes").stdout.splitlines():
-                f = line.split()
-                if "myself" not in f[2]:
-                    continue
-                for rng in f[8:]:
-                    lo, _, hi = rng.partition("-")
-                    if not rng.startswith("[") and int(lo) <= slot <= int(hi or lo):
-                        return i
+            if n["proc"].poll() is None and any(lo <= slot <= hi
+                                                for lo, hi in self.own_ranges(i)):
+                return i
         return -1
+
+    def port_up(self):
+        return next(n["port"] for n in self.nodes if n["proc"].poll() is None)
 
     def reshard(self, src, dst, slots):
         """redis-cli --cluster reshard of `slots` slots from master src to master dst."""
@@ -222,6 +263,14 @@ class ClusterRedis:
                                            for n in self.nodes],
                             ssl=True, ssl_ca_certs=self.cert("ca.crt"), ssl_cert_reqs="required",
                             decode_responses=decode, socket_timeout=30, socket_connect_timeout=5)
+
+    def subscriber_client(self):
+        """A plain client of the last node: pub/sub messages reach every node of a
+        cluster, and with replicas the last node is one that no scenario kills."""
+        n = self.nodes[-1]
+        return redis.Redis(host="127.0.0.1", port=n["port"], ssl=True,
+                           ssl_ca_certs=self.cert("ca.crt"), ssl_cert_reqs="required",
+                           socket_timeout=30, socket_connect_timeout=5)
 
     def stop(self):
         for n in self.nodes:
@@ -329,6 +378,15 @@ class Tickplane:
 
     def metrics(self):
         return metrics_client.Scrape(self.metrics_port)
+
+    def readyz(self):
+        """/readyz's HTTP status."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz",
+                                        timeout=5) as res:
+                return res.status
+        except urllib.error.HTTPError as e:
+            return e.code
 
 
 # ---- adapters and the subscriber ------------------------------------------------------------
@@ -457,7 +515,7 @@ class Subscriber:
     def _run(self):
         while not self.stop:
             try:
-                ps = self.srv.client(decode=False).pubsub()
+                ps = self.srv.subscriber_client().pubsub()
                 ps.subscribe(self.channel)
                 while not self.stop:
                     m = ps.get_message(timeout=0.2)
@@ -674,12 +732,13 @@ class Run:
     the subscriber and two adapters."""
 
     def __init__(self, a, n_ticks, n_orders, tick_rate, order_rate, proxy=False,
-                 stall_handshake=0, workload=None, cluster=False, **settings):
+                 stall_handshake=0, workload=None, cluster=False, replicas=0, aof=False,
+                 **settings):
         CLEANUP.append(self.close)
         self.a = a
         self.tp = self.proxy = None
         self.w = (workload or Workload)(a.seed, n_ticks, n_orders)
-        self.redis = ClusterRedis(a) if cluster else Redis(a)
+        self.redis = ClusterRedis(a, replicas=replicas, aof=aof) if cluster else Redis(a)
         self.redis.start()
         if cluster:
             settings["REDIS_CLUSTER_NODES"] = self.redis.seeds
@@ -983,10 +1042,80 @@ def scenario_cluster_reshard(a):
               "commands failed after redirections")
 
 
+def scenario_cluster_failover(a):
+    """A 3+3 TLS Redis Cluster; the master that holds ACC0 is SIGKILLed while orders flow
+    with TP_ACK_REPLICAS=1, its replica is promoted, and the old master comes back as a
+    replica. Every acked order survives (state equals the oracle) and the feeds resume."""
+    r = Run(a, 60_000, 12_000, tick_rate=2_000, order_rate=400, cluster=True, replicas=1,
+            TP_ACK_REPLICAS="1", TP_ACK_TIMEOUT="500ms")
+    key = f"{PREFIX}{{ACC0}}:pf"
+    src = r.redis.owner(key)
+    r.go()
+    r.at(5)
+    before = r.acked()
+    r.redis.kill(src)
+    r.crash_acks.append(r.orders.acked)  # PUBLISHes the killed master had not relayed yet
+    CK.expect(wait_for(lambda: r.redis.owner(key) not in (-1, src), 30, 0.2),
+              "no replica was promoted")
+    log(f"failover: master {src} killed with acked (ticks, orders) {before}, "
+        f"replica {r.redis.owner(key)} promoted, acked {r.acked()}")
+    r.redis.start_node(r.redis.nodes[src])
+    CK.expect(r.redis.wait_healthy(60), "the old master did not rejoin as a replica")
+    log(f"failover: node {src} back as a replica, acked {r.acked()}")
+    r.finish()
+    m = r.metrics
+    log(f"cluster: moved {m.value('tickplane_redis_moved_total'):.0f}, "
+        f"retries {m.value('tickplane_redis_cluster_retries_total'):.0f}, "
+        f"maps {m.value('tickplane_redis_slot_map_refreshes_total'):.0f}, "
+        f"waits {m.value('tickplane_redis_waits_total'):.0f} "
+        f"({m.value('tickplane_redis_waits_short_total'):.0f} short)")
+    CK.expect(m.value("tickplane_redis_waits_total") > 0, "no order unit carried a WAIT")
+    CK.expect(m.value("tickplane_redis_redirect_failures_total") == 0,
+              "commands failed after redirections")
+
+
+def scenario_cluster_majority_down(a):
+    """3 TLS masters with AOF (appendfsync always); 2 of them SIGKILLed mid-stream, restarted
+    5 s later. The survivor, in a minority, answers CLUSTERDOWN; /readyz is 503, order acks
+    stop (nothing acked that Redis does not have) and the order feed pauses at
+    TP_ORDER_QUEUE_MAX; after the restart everything is written and state equals the oracle."""
+    r = Run(a, 40_000, 8_000, tick_rate=2_000, order_rate=400, cluster=True, aof=True,
+            TP_ORDER_QUEUE_MAX="1000")
+    r.go()
+    r.at(4)
+    for i in (0, 1):  # not the last node: the subscriber listens there
+        r.redis.kill(i)
+    r.crash_acks.append(r.orders.acked)  # PUBLISHes the killed masters had not relayed yet
+    log(f"majority down: masters 0 and 1 killed, acked (ticks, orders) {r.acked()}")
+    time.sleep(1)
+    CK.expect(r.tp.readyz() == 503, "/readyz not 503 with two masters down")
+    paused = r.orders.acked
+    time.sleep(3)
+    CK.expect(r.orders.acked == paused,
+              f"order events acked while the cluster was down: {paused} -> {r.orders.acked}")
+    CK.expect(r.tp.readyz() == 503, "/readyz not 503 with the cluster still down")
+    for i in (0, 1):
+        r.redis.start_node(r.redis.nodes[i])
+    CK.expect(r.redis.wait_healthy(60), "the cluster did not recover")
+    CK.expect(wait_for(lambda: r.tp.readyz() == 200, 30, 0.2), "/readyz not 200 after recovery")
+    log(f"majority down: back after {paused} order events acked, acked {r.acked()}")
+    r.finish()
+    m = r.metrics
+    log(f"cluster: retries {m.value('tickplane_redis_cluster_retries_total'):.0f}, "
+        f"maps {m.value('tickplane_redis_slot_map_refreshes_total'):.0f}, "
+        f"pauses {m.value('tickplane_order_feed_pauses_total'):.0f}")
+    CK.expect(m.value("tickplane_order_feed_pauses_total") > 0,
+              "the order feed was not paused while the cluster was down")
+    CK.expect(m.value("tickplane_redis_redirect_failures_total") == 0,
+              "commands failed after redirections")
+
+
 SCENARIOS = dict(redis_kill=scenario_redis_kill, redis_stop=scenario_redis_stop,
                  proxy=scenario_proxy, tls_stall=scenario_tls_stall,
                  tickplane_kill=scenario_tickplane_kill, marks_freeze=scenario_marks_freeze,
-                 cluster_reshard=scenario_cluster_reshard)
+                 cluster_reshard=scenario_cluster_reshard,
+                 cluster_failover=scenario_cluster_failover,
+                 cluster_majority_down=scenario_cluster_majority_down)
 
 
 def main():

@@ -49,19 +49,23 @@ static void on_fatal(tp_order_writer_t *w, int code) {
     seen.fatal++;
 }
 
-static void open_writer(int max_retries, int queue_max) {
+static void open_writer_timeout(int max_retries, int queue_max, int command_timeout_ms) {
     memset(&seen, 0, sizeof(seen));
     cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
     tp_test_env_config(&env, &srv);
     env.cfg.redis.pool_size = 2;
     env.cfg.redis.max_retries = max_retries;
-    env.cfg.redis.command_timeout_ms = 300;
+    env.cfg.redis.command_timeout_ms = command_timeout_ms;
     tp_order_writer_config_init(&order_cfg);
     order_cfg.order_queue_max = queue_max;
     cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     static const tp_order_writer_callbacks_t cb = {
         .on_ack = on_ack, .on_pause = on_pause, .on_resume = on_resume, .on_fatal = on_fatal};
     cr_assert_eq(tp_order_writer_init(&writer, &env.pool, &order_cfg, &cb), 0);
+}
+
+static void open_writer(int max_retries, int queue_max) {
+    open_writer_timeout(max_retries, queue_max, 300);
 }
 
 static void teardown(void) {
@@ -72,12 +76,12 @@ static void teardown(void) {
 
 TestSuite(order_writer, .fini = teardown);
 
-/* Order i: a NEW for order "O<i>" of account "A<i % 4>", 1 unit at 10.00. */
-static void send_new(uint64_t seq, int i) {
-    char oid[16], acct[16], exec[16];
+/* An execution report of type for order "O<i>" of account "A<i % 4>", 1 unit at 10.00. */
+static void send_exec(uint64_t seq, int i, tp_exec_type_t type) {
+    char oid[16], acct[16], exec[24];
     snprintf(oid, sizeof(oid), "O%d", i);
     snprintf(acct, sizeof(acct), "A%d", i % 4);
-    snprintf(exec, sizeof(exec), "E%d", i);
+    snprintf(exec, sizeof(exec), "E%d-%d", i, (int)type);
     tp_frame_t f = {.stream_id = 9, .seq = seq, .type = TP_BODY_ORDER};
     f.body.order = (tp_order_event_t){.order_id = tp_str(oid),
                                       .account = tp_str(acct),
@@ -85,10 +89,14 @@ static void send_new(uint64_t seq, int i) {
                                       .exec_id = tp_str(exec),
                                       .side = TP_SIDE_BUY,
                                       .ord_type = TP_ORD_TYPE_LIMIT,
-                                      .exec_type = TP_EXEC_NEW,
+                                      .exec_type = type,
                                       .price = 10 * TP_WIRE_SCALE,
                                       .quantity = TP_WIRE_SCALE};
     tp_order_writer_on_order(&writer, &f, (tp_origin_t){0});
+}
+
+static void send_new(uint64_t seq, int i) {
+    send_exec(seq, i, TP_EXEC_NEW);
 }
 
 static bool acked_all(void *n) {
@@ -205,6 +213,57 @@ Test(order_writer, duplicate_behind_a_refused_unit_is_not_sent) {
               (unsigned long long)seen.acked);
     cr_assert_eq(seen.fatal, 0);
     cr_assert_eq(writer.stats.duplicates, 1);
+    expect_open_orders(1);
+}
+
+/* Regression (fault_cluster_failover, with TP_ACK_REPLICAS): a unit in flight behind a refused
+ * unit of its account is marked to go again when answered. When that answer came after the
+ * refused unit had been sent again (and the retry timer had stopped), nothing sent it: the
+ * writer stalled with it unsent and no later event was ever acked. */
+Test(order_writer, unit_answered_after_the_refused_one_went_again_is_sent) {
+    open_writer_timeout(10, 1024, 5000);
+    char out[64];
+    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "1", NULL);
+    send_new(1, 1); /* account A1: refused at once */
+    /* The account's connection answers the next unit only after 1.5 s, long after the refused
+     * one was sent again (REFUSED_RETRY_MS, 500 ms) behind it: WAIT for a replica that does
+     * not exist blocks the connection (a write such as BLPOP would be refused too). */
+    const char *wait[] = {"WAIT", "1", "1500"};
+    cr_assert_eq(
+        tp_conn_command(tp_pool_conn_for_key(&env.pool, "{A1}", 4), NULL, NULL, 3, wait, NULL), 0);
+    send_new(2, 5); /* account A1 too */
+    tp_test_run_for(&env.loop, 900);
+    cr_assert_eq(seen.acked, 0);
+    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "0", NULL);
+    uint64_t n = 2;
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000), "acked %llu",
+              (unsigned long long)seen.acked);
+    cr_assert_eq(seen.fatal, 0);
+    expect_open_orders(2);
+}
+
+/* Regression (fault_cluster_failover): units of an account sent again after a refusal must
+ * reach Redis in their order. One in flight behind the refused unit goes again only once it is
+ * answered; a later one that was waiting to be sent went out before it, so the older write
+ * landed last (here the NEW over the CANCEL: a cancelled order open again). */
+Test(order_writer, units_sent_again_keep_their_order) {
+    open_writer_timeout(10, 1024, 5000);
+    char out[64];
+    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "1", NULL);
+    send_new(1, 1); /* account A1: refused at once */
+    const char *wait[] = {"WAIT", "1", "1500"};
+    cr_assert_eq(
+        tp_conn_command(tp_pool_conn_for_key(&env.pool, "{A1}", 4), NULL, NULL, 3, wait, NULL), 0);
+    send_new(2, 5); /* A1, in flight behind the WAIT when the refusal arrives */
+    tp_test_run_for(&env.loop, 300);
+    send_exec(3, 5, TP_EXEC_CANCELED); /* A1, waits to be sent behind the refused unit */
+    tp_test_run_for(&env.loop, 600);
+    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "0", NULL);
+    uint64_t n = 3;
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000), "acked %llu",
+              (unsigned long long)seen.acked);
+    tp_test_redis_cli(&srv, out, sizeof(out), "HGET", "tp:{A1}:ord:O5", "status", NULL);
+    cr_assert_str_eq(out, "4", "O5 ends cancelled");
     expect_open_orders(1);
 }
 
