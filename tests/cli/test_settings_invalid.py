@@ -26,6 +26,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 BIN = sys.argv[1]
 SECRET = "hunter2-never-shown"
@@ -177,15 +179,17 @@ EMPTY_OK = {
 
 passes = 0
 failures = []
+lock = threading.Lock()  # the cases run on a thread per core
 
 
 def check(ok, what):
     global passes
-    if ok:
-        passes += 1
-    else:
-        failures.append(what)
-        print("FAIL: " + what, flush=True)
+    with lock:
+        if ok:
+            passes += 1
+        else:
+            failures.append(what)
+            print("FAIL: " + what, flush=True)
     return ok
 
 
@@ -205,12 +209,14 @@ def listener(kind=socket.SOCK_STREAM):
 
 
 def connection_attempted(decoy):
-    """True (and the connection dropped) when something connected to the decoy Redis."""
+    """True (and the connection dropped) when something connected to the decoy Redis. With
+    cases running side by side, a connection may be blamed on a neighbour: it still fails."""
     hit = False
-    while select.select([decoy], [], [], 0)[0]:
-        conn, _ = decoy.accept()
-        conn.close()
-        hit = True
+    with lock:
+        while select.select([decoy], [], [], 0)[0]:
+            conn, _ = decoy.accept()
+            conn.close()
+            hit = True
     return hit
 
 
@@ -254,7 +260,7 @@ def run(argv, environ, timeout=RUN_TIMEOUT):
         return None, out, err
 
 
-def one(var, flag, form, case, fill, base, decoy, tmp, use_strace):
+def one(var, flag, form, case, fill, base, decoy, tmp, use_strace, job):
     value = fill(case.value)
     shown = fill(case.shown) if case.shown is not None else value
     environ = dict(base)
@@ -286,7 +292,7 @@ def one(var, flag, form, case, fill, base, decoy, tmp, use_strace):
     check("Sanitizer" not in err and "runtime error" not in err, "%s: sanitizer report" % label)
     check(not connection_attempted(decoy), "%s: connected to REDIS_PORT" % label)
     if use_strace:
-        trace_file = os.path.join(tmp, "trace")
+        trace_file = os.path.join(tmp, "trace-%d" % job)
         targv, tenv = traced(argv, environ, trace_file)
         tcode, _, terr = run(targv, tenv)
         calls = network_calls(trace_file)
@@ -370,7 +376,7 @@ def main():
         for var in sorted(set(CASES) | {v for v, _ in ALLOWED} | set(EMPTY_OK)):
             check(var in known, "%s has cases here but is not in --help (renamed?)" % var)
 
-        runs = 0
+        jobs = []
         for flag, var in rows:
             cases = list(CASES.get(var, []))
             for form in (ENV, FLAG):
@@ -385,9 +391,12 @@ def main():
                 if FLAG in case.forms:
                     forms += ["flag="] + (["flag"] if case.value and not
                                           case.value.startswith("--") else [])
-                for form in forms:
-                    one(var, flag, form, case, fill, base, decoy, tmp, use_strace)
-                    runs += 1
+                jobs += [(var, flag, form, case) for form in forms]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            for f in [pool.submit(one, *job, fill, base, decoy, tmp, use_strace, i)
+                      for i, job in enumerate(jobs)]:
+                f.result()  # an exception in a case is a failure of the test
+        runs = len(jobs)
         for (var, form), why in sorted(ALLOWED.items()):
             print("allowed: %s as %s accepts any value: %s" % (var, form, why))
         for var, why in sorted(EMPTY_OK.items()):
