@@ -12,9 +12,9 @@ usage: check_docker.py --repo DIR --tickplane BIN --certs DIR --work DIR
   mapped into --work). The runtime stage's packages are exactly those owning the libraries that
   binary needs (dpkg -S over its NEEDED entries), plus ca-certificates.
 * The health check script against a live tickplane (200), a dead one and metrics off (1).
-* compose.yaml: `docker-compose config` (the Compose schema) over a copy with dev-secrets.sh's
-  secrets; the tickplane service's resolved environment through `tickplane --check-config`, its
-  container paths mapped through its volumes.
+* compose.yaml and compose-cluster.yaml: `docker-compose config` (the Compose schema) over a
+  copy with dev-secrets.sh's secrets; the tickplane service's resolved environment through
+  `tickplane --check-config`, its container paths mapped through its volumes.
 
 Prints "ok:"/"FAIL:" per check; exits 1 if any failed.
 """
@@ -242,9 +242,14 @@ def check_compose(a):
     docker = os.path.join(root, "deploy", "docker")
     r = subprocess.run([os.path.join(docker, "dev-secrets.sh")], capture_output=True, text=True)
     check("dev-secrets.sh writes the development secrets", r.returncode == 0, r.stderr)
-    r = subprocess.run(["docker-compose", "-f", "compose.yaml", "config"], cwd=docker,
+    for name in ("compose.yaml", "compose-cluster.yaml"):
+        check_compose_file(a, docker, name)
+
+
+def check_compose_file(a, docker, name):
+    r = subprocess.run(["docker-compose", "-f", name, "config"], cwd=docker,
                        capture_output=True, text=True)
-    if not check("compose.yaml is valid (docker-compose config)", r.returncode == 0, r.stderr):
+    if not check(f"{name} is valid (docker-compose config)", r.returncode == 0, r.stderr):
         return
     svc = yaml.safe_load(r.stdout)["services"]["tickplane"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "TP_"))}
@@ -255,9 +260,9 @@ def check_compose(a):
             if val.startswith(dst + "/"):
                 env[k] = src + val[len(dst):]
     r = subprocess.run([a.tickplane, "--check-config"], env=env, capture_output=True, text=True)
-    check("compose: the tickplane service's environment passes tickplane --check-config",
+    check(f"{name}: the tickplane service's environment passes tickplane --check-config",
           r.returncode == 0, (r.stdout + r.stderr).strip()[-400:])
-    check("compose: stop_grace_period is longer than TP_SHUTDOWN_TIMEOUT",
+    check(f"{name}: stop_grace_period is longer than TP_SHUTDOWN_TIMEOUT",
           svc.get("stop_grace_period", "") and
           seconds(svc["stop_grace_period"]) > seconds(svc["environment"]["TP_SHUTDOWN_TIMEOUT"]))
 

@@ -100,9 +100,9 @@ def cert(a, name):
     return os.path.join(a.certs, name)
 
 
-def render_acl(a, work, password, admin_password):
+def render_acl(a, work, password, admin_password, **render_env):
     acl = os.path.join(work, "users.acl")
-    env = dict(os.environ, TICKPLANE_REDIS_PASSWORD=password)
+    env = dict(os.environ, TICKPLANE_REDIS_PASSWORD=password, **render_env)
     subprocess.run([os.path.join(a.deploy, "redis", "render_acl.sh"),
                     os.path.join(a.deploy, "redis", "users.acl.in"), acl], env=env, check=True)
     rendered = open(acl).read()
@@ -139,11 +139,11 @@ def freeze(srv, after, seconds):
     return t
 
 
-def run_tickplane_and_sim(a, work, srv, password, run, seed, freeze_redis=False):
+def run_tickplane_and_sim(a, work, srv, password, run, seed, freeze_redis=False, **settings):
     """One tickplane process and one tp_sim run against it; returns tp_sim's JSON summary."""
     feed = free_port()
     env = tickplane_env(a, srv, password, feed, REDIS_COMMAND_TIMEOUT="500ms",
-                        REDIS_CONNECTION_TIMEOUT="500ms")
+                        REDIS_CONNECTION_TIMEOUT="500ms", **settings)
     log = open(os.path.join(work, f"tickplane-{run}.log"), "w")
     tp = subprocess.Popen([a.tickplane], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
