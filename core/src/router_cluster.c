@@ -306,10 +306,10 @@ static bool take_moved(void *ctx, const tp__pending_t *p, const char *bytes) {
 }
 
 /* After a new map: what waits on a connection that is not connected, for a slot its node no
- * longer serves, goes to the new owner in order (a failover), and limbo empties. */
+ * longer serves, goes to the new owner in order (a failover), and limbo empties -- last: a
+ * slot's commands went to its old master's connection until a map showed the slot without
+ * one, and only then to limbo, so limbo's are the newer. */
 static void move_stranded(cluster_t *r) {
-    move_ctx_t limbo = {r, NULL};
-    tp__conn_extract(r->limbo, take_moved, &limbo);
     for (int i = 0; i < r->nnodes; i++) {
         move_ctx_t m = {r, r->nodes[i]};
         for (int j = 0; j < r->size; j++) {
@@ -318,6 +318,8 @@ static void move_stranded(cluster_t *r) {
                 tp__conn_extract(c, take_moved, &m);
         }
     }
+    move_ctx_t limbo = {r, NULL};
+    tp__conn_extract(r->limbo, take_moved, &limbo);
 }
 
 /* ---- holds -------------------------------------------------------------------------------- */
