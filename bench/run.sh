@@ -8,7 +8,8 @@
 #   peers      the same job and the same tp_sim load: a hiredis async client on libuv (plain
 #              TCP: hiredis 0.14 has no TLS) and ioredis with enableAutoPipelining over TLS,
 #              each one HSET per tick and an ack once it is answered (bench/peer_*);
-#   ceiling    redis-benchmark -P 256 with the same HSET, over TLS and plain TCP.
+#   ceiling    redis-benchmark -P 256 with the same HSET, over TLS and plain TCP;
+#   cluster    bench/cluster.sh, one round: standalone, 1 and 3 Cluster masters, over TLS.
 # Every system is restarted and Redis flushed before each run. Latency is tp_sim's: intended
 # send time -> FeedAck received; the first second of each run (new keys, TLS session caches) is
 # sent and must be acked but is not measured. Results: DIR/*.json, *.hgrm, latency.png,
@@ -16,7 +17,7 @@
 # build/bench-results/<date>.
 #
 # Needs nothing installed beforehand: deploy/install_packages.sh and bench/install_peers.sh run
-# first. Takes about 6 minutes (--quick: about 2).
+# first. Takes about 7 minutes (--quick: about 3).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -220,3 +221,14 @@ for mode in tls plain; do
 done
 
 python3 "$repo/bench/report.py" "$out"
+
+# The cluster row: bench/cluster.sh starts nodes of its own, so this Redis goes first (it would
+# only sit idle, but the run should have the machine to itself).
+kill "$redis_pid" && wait "$redis_pid" 2>/dev/null || true
+redis_pid=
+echo "cluster: tickplane on Redis Cluster, 1 and 3 masters against standalone (bench/cluster.sh)"
+"$repo/bench/cluster.sh" --rounds 1 --seconds "$seconds" --out "$out/cluster" >/dev/null
+{
+    printf '\n## Redis Cluster (bench/cluster.sh --rounds 1; more rounds: run it alone)\n\n'
+    cat "$out/cluster/summary.md"
+} | tee -a "$out/summary.md"
