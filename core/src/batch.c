@@ -79,8 +79,10 @@ static batch_t *batch_new(tp_pool_t *p, size_t n, const char *const *keys, bool 
     return b;
 }
 
+/* The first part's error is the batch's, but for a close: tp_pool_close completes every
+ * command with TP_ECLOSED, a batch whose last part it completed too. */
 static void batch_part_done(batch_t *b, int status) {
-    if (status < 0 && b->status == 0)
+    if (status < 0 && (b->status == 0 || status == TP_ECLOSED))
         b->status = status;
     if (--b->parts_left > 0)
         return;

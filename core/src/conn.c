@@ -511,7 +511,7 @@ int tp__conn_adopt(tp_conn_t *to, const char *prefix, size_t prefix_len, unsigne
         return TP_EDOWN;
     /* bytes may lie in to's own log, which the reserve may move. */
     const char *log = tp_buf_ptr(&to->log);
-    bool own = bytes >= log && bytes < log + tp_buf_size(&to->log);
+    bool own = log != NULL && bytes >= log && bytes < log + tp_buf_size(&to->log);
     size_t off = own ? (size_t)(bytes - log) : 0;
     size_t mark = tp_buf_size(&to->log);
     if (tp_buf_reserve(&to->log, prefix_len + p->len) != 0)

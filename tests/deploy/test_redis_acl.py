@@ -293,7 +293,7 @@ def check_dev_overlay(a, work, acl, password):
         srv.stop()
 
 
-def main():
+def parse_args():
     p = argparse.ArgumentParser()
     for opt in ("--tickplane", "--sim", "--certs", "--deploy"):
         p.add_argument(opt, required=True)
@@ -301,6 +301,11 @@ def main():
     # Absolute: redis-server changes into its data directory before it reads the certificates.
     for k, v in vars(a).items():
         setattr(a, k, os.path.abspath(v))
+    return a
+
+
+def main():
+    a = parse_args()
     work = tempfile.mkdtemp(prefix="tp-acl-")
     password, admin_password = secrets.token_hex(24), secrets.token_hex(24)
     acl = render_acl(a, work, password, admin_password)

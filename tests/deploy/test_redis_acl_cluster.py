@@ -23,7 +23,6 @@ usage: test_redis_acl_cluster.py --tickplane BIN --sim BIN --certs DIR --deploy 
 
 Exit status 0 when every check passed, 1 otherwise; each check prints "ok:" or "FAIL:".
 """
-import argparse
 import os
 import secrets
 import shutil
@@ -162,27 +161,24 @@ def check_least(admins, masters):
     check("no ACL log has a denial", not any(logs.values()), logs)
 
 
+def expect_refused(node, user, password, commands):
+    for cmd in commands:
+        what = f"{user} user: {' '.join(cmd)} refused"
+        try:
+            node.client(user, password).execute_command(*cmd)
+            check(what, False, "it was allowed")
+        except redis.exceptions.NoPermissionError:
+            check(what, True)
+
+
 def check_refused(nodes, password, replication_password):
-    tp = nodes[0].client("tickplane", password)
-    for cmd in (("CLUSTER", "NODES"), ("CLUSTER", "SETSLOT", "0", "STABLE"),
-                ("CLUSTER", "FAILOVER"), ("CLUSTER", "RESET"), ("CLUSTER", "FORGET", "x"),
-                ("CLUSTER", "SLOTS"), ("READONLY",), ("MIGRATE", "h", "1", "k", "0", "1"),
-                ("PSYNC", "?", "-1")):
-        try:
-            tp.execute_command(*cmd)
-            check(f"tickplane user: {' '.join(cmd)} refused", False, "it was allowed")
-        except redis.exceptions.NoPermissionError:
-            check(f"tickplane user: {' '.join(cmd)} refused", True)
-        tp = nodes[0].client("tickplane", password)
-    rep = nodes[0].client("replication", replication_password)
-    for cmd in (("GET", "tp:evgen"), ("HSET", "tp:x", "f", "v"), ("CLUSTER", "SHARDS"),
-                ("PUBLISH", "tp:events", "x")):
-        try:
-            rep.execute_command(*cmd)
-            check(f"replication user: {' '.join(cmd)} refused", False, "it was allowed")
-        except redis.exceptions.NoPermissionError:
-            check(f"replication user: {' '.join(cmd)} refused", True)
-        rep = nodes[0].client("replication", replication_password)
+    expect_refused(nodes[0], "tickplane", password, (
+        ("CLUSTER", "NODES"), ("CLUSTER", "SETSLOT", "0", "STABLE"), ("CLUSTER", "FAILOVER"),
+        ("CLUSTER", "RESET"), ("CLUSTER", "FORGET", "x"), ("CLUSTER", "SLOTS"), ("READONLY",),
+        ("MIGRATE", "h", "1", "k", "0", "1"), ("PSYNC", "?", "-1")))
+    expect_refused(nodes[0], "replication", replication_password, (
+        ("GET", "tp:evgen"), ("HSET", "tp:x", "f", "v"), ("CLUSTER", "SHARDS"),
+        ("PUBLISH", "tp:events", "x")))
 
 
 def check_state(masters, dst):
@@ -196,12 +192,7 @@ def check_state(masters, dst):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    for opt in ("--tickplane", "--sim", "--certs", "--deploy"):
-        p.add_argument(opt, required=True)
-    a = p.parse_args()
-    for k, v in vars(a).items():
-        setattr(a, k, os.path.abspath(v))
+    a = acl.parse_args()
     work = tempfile.mkdtemp(prefix="tp-acl-cluster-")
     password, admin_password, replication_password = (secrets.token_hex(24) for _ in range(3))
     aclfile = acl.render_acl(a, work, password, admin_password, TICKPLANE_REDIS_CLUSTER="yes",

@@ -61,7 +61,16 @@
  * The sanitizers and libFuzzer add: no memory error, no leak per input, no hang.
  *
  * FUZZ_REPLIES_TRACE=1 prints one line per input (ops run, commands, replies, reconnects,
- * timeouts, the last connection error). */
+ * timeouts, the last connection error).
+ *
+ * Built with FUZZ_ROUTER=1 it is fuzz_router: the same against the Cluster router. The fake
+ * Redis is then a one-node cluster: REDIS_CLUSTER_NODES names it, and every CLUSTER SHARDS (on
+ * the router's slot-map connections, which the script never targets) is answered with a map
+ * that gives it every slot. In the script's SEND bytes, '@' stands for its address, so that
+ * the seeds' "-MOVED 1234 @" and "-ASK 1234 @" redirect to it (anything else: to nowhere, or
+ * to an unreachable port), and TRYAGAIN and CLUSTERDOWN are replies like any other. Byte 0's
+ * SELECT bit is ignored (a cluster has database 0 only), and completions need not come in
+ * issue order: commands of a held slot wait while others go on. */
 #include "tp/buf.h"
 #include "tp/commands.h"
 #include "tp/error.h"
@@ -80,13 +89,19 @@
 #include <string.h>
 #include <uv.h>
 
+#ifndef FUZZ_ROUTER
+#define FUZZ_ROUTER 0
+#endif
+static const bool router = FUZZ_ROUTER;
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_replies: %s:%d: ", __FILE__, __LINE__);                          \
+            fprintf(stderr, "%s: %s:%d: ", router ? "fuzz_router" : "fuzz_replies", __FILE__,      \
+                    __LINE__);                                                                     \
             fprintf(stderr, __VA_ARGS__);                                                          \
             fputc('\n', stderr);                                                                   \
             abort();                                                                               \
@@ -133,7 +148,7 @@ typedef struct {
     bool pattern;
 } sub_entry_t;
 
-typedef enum { ROLE_UNKNOWN, ROLE_POOL, ROLE_SUB } role_t;
+typedef enum { ROLE_UNKNOWN, ROLE_POOL, ROLE_SUB, ROLE_MAP } role_t; /* MAP: slot-map reads */
 
 /* One client connection, as the fake Redis sees it. */
 typedef struct peer_s {
@@ -186,7 +201,7 @@ static struct {
 
     /* the client */
     tp_redis_config_t cfg;
-    char password[16], username[16], prefix[8];
+    char password[16], username[16], prefix[8], seeds[32];
     tp_pool_t pool;
     tp_sub_t sub;
     bool sub_on;
@@ -258,7 +273,7 @@ static void completion_called(track_t *t, bool ordered) {
     st.outstanding--;
     CHECK(!st.in_close || t->status == TP_ECLOSED, "tp_pool_close completed a command with %d",
           t->status);
-    if (ordered) {
+    if (ordered && !router) {
         CHECK(t->seq > st.last_seq, "completion %u after %u: out of order", t->seq, st.last_seq);
         st.last_seq = t->seq;
     }
@@ -742,6 +757,21 @@ static void on_handshake_command(peer_t *p, unsigned kind, const char **argv, co
     }
 }
 
+/* fuzz_router: the one-node cluster's map, every slot to this node. */
+static void answer_shards(peer_t *p) {
+    tp_buf_t b = {0};
+    int rc = tp_buf_printf(&b,
+                           "*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:16383\r\n$5\r\nnodes\r\n*1\r\n"
+                           "*14\r\n$2\r\nid\r\n$40\r\n%040d\r\n$4\r\nport\r\n:%d\r\n"
+                           "$2\r\nip\r\n$9\r\n127.0.0.1\r\n$8\r\nendpoint\r\n$9\r\n127.0.0.1\r\n"
+                           "$4\r\nrole\r\n$6\r\nmaster\r\n$18\r\nreplication-offset\r\n:0\r\n"
+                           "$6\r\nhealth\r\n$6\r\nonline\r\n",
+                           1, port);
+    CHECK(rc == 0, "out of memory");
+    peer_send(p, tp_buf_ptr(&b), tp_buf_size(&b));
+    tp_buf_free(&b);
+}
+
 /* Until the fake Redis answers, a connection sends its handshake and nothing else: handshake.c
  * writes it in one piece and waits for the answers. (PING later is an ordinary command.) */
 static void on_command(peer_t *p, const char **argv, const size_t *arglen, size_t argc) {
@@ -751,6 +781,18 @@ static void on_command(peer_t *p, const char **argv, const size_t *arglen, size_
         on_handshake_command(p, kind, argv, arglen, argc);
         return;
     }
+    if (router && argc == 2 && arg_is(argv[0], arglen[0], "CLUSTER") &&
+        (arg_is(argv[1], arglen[1], "SHARDS") || arg_is(argv[1], arglen[1], "SLOTS"))) {
+        CHECK(!p->role_known || p->role == ROLE_MAP, "CLUSTER SHARDS on a data connection");
+        p->role = ROLE_MAP;
+        p->role_known = true;
+        if (arg_is(argv[1], arglen[1], "SHARDS"))
+            answer_shards(p);
+        else
+            peer_send(p, "-ERR unknown subcommand\r\n", 25);
+        return;
+    }
+    CHECK(p->role != ROLE_MAP, "a slot-map connection sent %.*s", (int)arglen[0], argv[0]);
     bool sub = arg_is(argv[0], arglen[0], "SUBSCRIBE") || arg_is(argv[0], arglen[0], "PSUBSCRIBE");
     role_t role = sub ? ROLE_SUB : ROLE_POOL;
     CHECK(!sub || st.sub_on, "SUBSCRIBE without a subscriber");
@@ -945,6 +987,22 @@ static void send_huge(peer_t *p, unsigned shape, size_t m) {
     tp_buf_free(&b);
 }
 
+/* A SEND op's bytes; fuzz_router reads '@' as this node's address. */
+static void send_script(peer_t *p, const uint8_t *data, size_t len) {
+    if (!router || memchr(data, '@', len) == NULL) {
+        peer_send(p, data, len);
+        return;
+    }
+    tp_buf_t b = {0};
+    int rc = 0;
+    for (size_t i = 0; i < len && rc == 0; i++)
+        rc = data[i] == '@' ? tp_buf_printf(&b, "127.0.0.1:%d", port)
+                            : tp_buf_append(&b, (const char *)data + i, 1);
+    CHECK(rc == 0, "out of memory");
+    peer_send(p, tp_buf_ptr(&b), tp_buf_size(&b));
+    tp_buf_free(&b);
+}
+
 static void on_stall_end(uv_timer_t *t) {
     (void)t;
     st.stalled = false;
@@ -1006,7 +1064,7 @@ static bool run_op(bool *young) {
         break;
     default:
         st.at += op_data(at, &data, &len);
-        peer_send(p, data, len);
+        send_script(p, data, len);
         break;
     }
     return true;
@@ -1073,7 +1131,7 @@ static void configure(uint8_t flags) {
         .port = port,
         .username = (flags & 3) == 3 ? st.username : NULL,
         .password = flags & 1 ? st.password : NULL,
-        .database = flags & 4 ? 3 : 0,
+        .database = flags & 4 && !router ? 3 : 0,
         .pool_size = 1,
         .connect_timeout_ms = 6,
         .command_timeout_ms = 3,
@@ -1084,6 +1142,10 @@ static void configure(uint8_t flags) {
         .key_prefix = st.prefix,
         .default_ttl_s = flags & 0x40 ? 60 : 0,
     };
+    if (router) {
+        snprintf(st.seeds, sizeof(st.seeds), "127.0.0.1:%d", port);
+        c->cluster_nodes = st.seeds;
+    }
 }
 
 static void start_client(uint8_t flags, uint8_t cmds) {

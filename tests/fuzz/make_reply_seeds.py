@@ -1,12 +1,13 @@
 #!/usr/bin/python3
-"""Writes the committed seed corpus of fuzz_replies (tests/fuzz/corpus/replies/): scripts for the
-fake Redis of fuzz_replies.c, in the input layout its header comment describes. Each seed is a
-valid exchange or one edge case (corrupt, truncated, wrong type, huge, split, unsolicited,
-late, refused handshake...), named after what it shows.
+"""Writes the committed seed corpora of fuzz_replies and fuzz_router (tests/fuzz/corpus/replies/
+and corpus/router/): scripts for the fake Redis of fuzz_replies.c, in the input layout its
+header comment describes. Each seed is a valid exchange or one edge case (corrupt, truncated,
+wrong type, huge, split, unsolicited, late, refused handshake...; for the router: MOVED, ASK,
+TRYAGAIN, CLUSTERDOWN, redirect loops), named after what it shows.
 
-    /usr/bin/python3 tests/fuzz/make_reply_seeds.py [dir]    default: tests/fuzz/corpus/replies
+    /usr/bin/python3 tests/fuzz/make_reply_seeds.py [replies dir [router dir]]
 
-Files of the directory whose names start with "seed-" are replaced; other files (inputs the
+Files of the directories whose names start with "seed-" are replaced; other files (inputs the
 fuzzer found and someone committed) are left alone.
 """
 import os
@@ -224,17 +225,53 @@ SEEDS = {
 }
 
 
-def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "corpus", "replies")
+# fuzz_router: '@' in SEND bytes is the fake node's address.
+MOVED = b"-MOVED 1234 @\r\n"
+ROUTER_SEEDS = {
+    "valid-all": seed(0, ALL, send(ALL_REPLIES)),
+    "valid-sub": seed(0, SUB | HSETS, send(SUB_CONFIRM, True) + send(R_HSET * 3)),
+    # The first HSET is redirected to the node itself; the next two drain into the hold, then
+    # go again one at a time.
+    "moved-self": seed(0, HSETS, send(MOVED + MOVED * 2) + send(R_HSET) + send(R_HSET * 2)),
+    "moved-then-ran": seed(0, HSETS, send(MOVED + R_HSET * 2) + send(R_HSET)),
+    "moved-unit": seed(0, UNIT | HSETS, send(R_HSET + MOVED + R_HSET * 2 + OK + MOVED + QUEUED * 3 +
+                                             b"-EXECABORT Transaction discarded because of "
+                                             b"previous errors.\r\n") + send(R_UNIT)),
+    "ask-self": seed(0, UNIT, send(OK + b"-ASK 99 @\r\n" + QUEUED * 3 +
+                                   b"-EXECABORT Transaction discarded\r\n") +
+                     send(OK + R_UNIT)),
+    "moved-away": seed(RETRIES_1, HSETS, send(b"-MOVED 5 127.0.0.1:1\r\n" + R_HSET * 2) +
+                       stall(4) + send(R_HSET)),
+    "moved-loop": seed(0, HSETS, send(MOVED * 3) + send(MOVED) * 20),
+    "tryagain": seed(RETRIES_2, HSETS | MGET,
+                     send(b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n" +
+                          R_HSET * 2 + R_MGET) + stall(2) + send(R_HSET)),
+    "clusterdown": seed(RETRIES_4, UNIT | PUBLISH,
+                        send(b"-CLUSTERDOWN The cluster is down\r\n" + R_PUBLISH) + stall(3) +
+                        send(b"-CLUSTERDOWN The cluster is down\r\n") + stall(3) +
+                        send(R_UNIT)),
+    "redirect-then-close": seed(0, HSETS | UNIT, send(MOVED) + op(CLOSE) + send(R_HSET * 3 + R_UNIT)),
+    "scan-masters": seed(0, SCAN, send(arr(bulk("17"), arr(bulk("tp:px:A")))) +
+                         send(arr(bulk("0"), arr()))),
+}
+
+
+def write(out, seeds):
     os.makedirs(out, exist_ok=True)
     for name in os.listdir(out):
         if name.startswith("seed-"):
             os.remove(os.path.join(out, name))
-    for name, data in sorted(SEEDS.items()):
+    for name, data in sorted(seeds.items()):
         with open(os.path.join(out, "seed-" + name), "wb") as f:
             f.write(data)
-    print(len(SEEDS), "seeds in", out)
+    print(len(seeds), "seeds in", out)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    write(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "corpus", "replies"), SEEDS)
+    write(sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "corpus", "router"),
+          ROUTER_SEEDS)
 
 
 if __name__ == "__main__":

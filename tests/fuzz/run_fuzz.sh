@@ -7,7 +7,8 @@
 #                                                   works from any directory
 #
 # Targets: frames (fuzz_frames: frame reassembly + decode), replies (fuzz_replies: the reply
-# path against a fake Redis) and cluster (fuzz_cluster: the Cluster slot-map parsers). The
+# path against a fake Redis), router (fuzz_router: the same against the Cluster router and a
+# one-node fake cluster that redirects) and cluster (fuzz_cluster: the Cluster slot-map parsers). The
 # fuzz_ prefix may be given. A target's dictionary,
 # tests/fuzz/<name>.dict, is passed with -dict when there is one. New inputs stay in
 # <build>/corpus/<name>/; commit one (e.g. a fixed crash) by copying it into the corpus.
@@ -23,7 +24,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 [seconds] [frames|replies|cluster ...]" >&2
+    echo "usage: $0 [seconds] [frames|replies|router|cluster ...]" >&2
     exit 2
 }
 
@@ -34,10 +35,10 @@ if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+$ ]]; then
 fi
 [ "$seconds" -ge 1 ] || usage
 targets=()
-for t in "${@:-frames replies cluster}"; do
+for t in "${@:-frames replies router cluster}"; do
     for name in $t; do
         case ${name#fuzz_} in
-        frames | replies | cluster) targets+=("${name#fuzz_}") ;;
+        frames | replies | router | cluster) targets+=("${name#fuzz_}") ;;
         *) usage ;;
         esac
     done

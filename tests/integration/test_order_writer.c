@@ -114,6 +114,21 @@ static void expect_open_orders(int n) {
     cr_assert_eq(total, n);
 }
 
+/* min-replicas-to-write 1 (no replica here): Redis refuses every transaction with EXECABORT. */
+static void refuse_writes(bool refuse) {
+    char out[64];
+    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write",
+                      refuse ? "1" : "0", NULL);
+}
+
+/* Account A1's connection answers nothing for 1.5 s: WAIT for a replica that does not exist
+ * blocks it (a write such as BLPOP would be refused by refuse_writes too). */
+static void block_a1_connection(void) {
+    const char *wait[] = {"WAIT", "1", "1500"};
+    cr_assert_eq(
+        tp_conn_command(tp_pool_conn_for_key(&env.pool, "{A1}", 4), NULL, NULL, 3, wait, NULL), 0);
+}
+
 /* Writes land, acks come in seq order once Redis answered, events published. */
 Test(order_writer, writes_then_acks_in_order) {
     open_writer(10, 1024);
@@ -179,8 +194,7 @@ Test(order_writer, redis_down_then_back_loses_nothing) {
  * retried, and acked only once Redis has applied it. */
 Test(order_writer, refused_transaction_is_retried_not_acked) {
     open_writer(10, 1024);
-    char out[64];
-    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "1", NULL);
+    refuse_writes(true);
     uint64_t n = 10;
     for (uint64_t i = 1; i <= n; i++)
         send_new(i, (int)i);
@@ -189,7 +203,7 @@ Test(order_writer, refused_transaction_is_retried_not_acked) {
     cr_assert_eq(seen.pauses, 1);
     cr_assert_geq(writer.stats.redis_errors, 1);
     expect_open_orders(0);
-    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "0", NULL);
+    refuse_writes(false);
     cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000));
     cr_assert_eq(seen.out_of_order, 0);
     expect_open_orders((int)n);
@@ -200,14 +214,13 @@ Test(order_writer, refused_transaction_is_retried_not_acked) {
  * duplicate, which has nothing to send, so the writer failed with TP_EINVAL and stopped. */
 Test(order_writer, duplicate_behind_a_refused_unit_is_not_sent) {
     open_writer(10, 1024);
-    char out[64];
-    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "1", NULL);
+    refuse_writes(true);
     send_new(1, 1);
     send_new(2, 1); /* the same report again: a duplicate, nothing to write */
     tp_test_run_for(&env.loop, 700);
     cr_assert_eq(seen.acked, 0);
     cr_assert_eq(seen.fatal, 0, "the writer gave up");
-    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "0", NULL);
+    refuse_writes(false);
     uint64_t n = 2;
     cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000), "acked %llu",
               (unsigned long long)seen.acked);
@@ -222,19 +235,15 @@ Test(order_writer, duplicate_behind_a_refused_unit_is_not_sent) {
  * writer stalled with it unsent and no later event was ever acked. */
 Test(order_writer, unit_answered_after_the_refused_one_went_again_is_sent) {
     open_writer_timeout(10, 1024, 5000);
-    char out[64];
-    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "1", NULL);
+    refuse_writes(true);
     send_new(1, 1); /* account A1: refused at once */
     /* The account's connection answers the next unit only after 1.5 s, long after the refused
-     * one was sent again (REFUSED_RETRY_MS, 500 ms) behind it: WAIT for a replica that does
-     * not exist blocks the connection (a write such as BLPOP would be refused too). */
-    const char *wait[] = {"WAIT", "1", "1500"};
-    cr_assert_eq(
-        tp_conn_command(tp_pool_conn_for_key(&env.pool, "{A1}", 4), NULL, NULL, 3, wait, NULL), 0);
+     * one was sent again (REFUSED_RETRY_MS, 500 ms) behind it. */
+    block_a1_connection();
     send_new(2, 5); /* account A1 too */
     tp_test_run_for(&env.loop, 900);
     cr_assert_eq(seen.acked, 0);
-    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "0", NULL);
+    refuse_writes(false);
     uint64_t n = 2;
     cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000), "acked %llu",
               (unsigned long long)seen.acked);
@@ -248,20 +257,18 @@ Test(order_writer, unit_answered_after_the_refused_one_went_again_is_sent) {
  * landed last (here the NEW over the CANCEL: a cancelled order open again). */
 Test(order_writer, units_sent_again_keep_their_order) {
     open_writer_timeout(10, 1024, 5000);
-    char out[64];
-    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "1", NULL);
+    refuse_writes(true);
     send_new(1, 1); /* account A1: refused at once */
-    const char *wait[] = {"WAIT", "1", "1500"};
-    cr_assert_eq(
-        tp_conn_command(tp_pool_conn_for_key(&env.pool, "{A1}", 4), NULL, NULL, 3, wait, NULL), 0);
+    block_a1_connection();
     send_new(2, 5); /* A1, in flight behind the WAIT when the refusal arrives */
     tp_test_run_for(&env.loop, 300);
     send_exec(3, 5, TP_EXEC_CANCELED); /* A1, waits to be sent behind the refused unit */
     tp_test_run_for(&env.loop, 600);
-    tp_test_redis_cli(&srv, out, sizeof(out), "CONFIG", "SET", "min-replicas-to-write", "0", NULL);
+    refuse_writes(false);
     uint64_t n = 3;
     cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000), "acked %llu",
               (unsigned long long)seen.acked);
+    char out[64];
     tp_test_redis_cli(&srv, out, sizeof(out), "HGET", "tp:{A1}:ord:O5", "status", NULL);
     cr_assert_str_eq(out, "4", "O5 ends cancelled");
     expect_open_orders(1);

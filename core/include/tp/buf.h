@@ -18,8 +18,9 @@ static inline size_t tp_buf_size(const tp_buf_t *b) {
     return b->len - b->head;
 }
 
+/* NULL for a buffer that never held anything: NULL + 0 is undefined behaviour in C. */
 static inline char *tp_buf_ptr(const tp_buf_t *b) {
-    return b->data + b->head;
+    return b->data ? b->data + b->head : NULL;
 }
 
 /* Makes room for n more bytes at the end. Returns 0 or TP_ENOMEM. */

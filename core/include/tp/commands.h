@@ -74,7 +74,8 @@ int tp_publish(tp_pool_t *p, const char *channel, const char *msg, size_t len, t
  * (MSET) each; cb runs once, after the last part has answered.
  *   tp_mget: reply is an array of n values in the order of keys (NIL for a
  *   missing key); on any failure status is that part's error and reply NULL,
- *   TP_EPROTOCOL when a part's answer is not one string or nil per key.
+ *   TP_EPROTOCOL when a part's answer is not one string or nil per key, and
+ *   TP_ECLOSED when tp_pool_close completed the last part.
  *   tp_mset: reply is the status "OK". */
 int tp_mget(tp_pool_t *p, size_t n, const char *const *keys, tp_cmd_cb cb, void *d);
 int tp_mset(tp_pool_t *p, size_t n, const char *const *keys, const char *const *values,
