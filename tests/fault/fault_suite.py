@@ -37,8 +37,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
@@ -121,8 +119,8 @@ class Redis:
                            decode_responses=decode, socket_timeout=30,
                            socket_connect_timeout=5)
 
-    def subscriber_client(self):
-        return self.client(decode=False)
+    def subscriber_clients(self):
+        return [lambda: self.client(decode=False)]
 
     def ping(self):
         try:
@@ -213,14 +211,11 @@ class ClusterRedis:
                     return False
             for i, n in enumerate(self.nodes):
                 info = self.cli(n["port"], "info", "replication").stdout
-                if "role:master" in info and self.serves_slots(i) and \
+                if "role:master" in info and any(self.own_ranges(i)) and \
                         self.replicas and "state=online" not in info:
                     return False
             return True
         return wait_for(healthy, timeout, 0.1)
-
-    def serves_slots(self, i):
-        return any(self.own_ranges(i))
 
     def own_ranges(self, i):
         """The slot ranges node i serves, from its own CLUSTER NODES line (after its 8th
@@ -264,13 +259,17 @@ class ClusterRedis:
                             ssl=True, ssl_ca_certs=self.cert("ca.crt"), ssl_cert_reqs="required",
                             decode_responses=decode, socket_timeout=30, socket_connect_timeout=5)
 
-    def subscriber_client(self):
-        """A plain client of the last node: pub/sub messages reach every node of a
-        cluster, and with replicas the last node is one that no scenario kills."""
-        n = self.nodes[-1]
-        return redis.Redis(host="127.0.0.1", port=n["port"], ssl=True,
-                           ssl_ca_certs=self.cert("ca.crt"), ssl_cert_reqs="required",
-                           socket_timeout=30, socket_connect_timeout=5)
+    def subscriber_clients(self):
+        """A plain client of each node. A node hands what it publishes to its own subscribers
+        at once, but to the other nodes only over its cluster bus links, and a node just
+        restarted serves commands (2 s after its start) before those links may be up: a
+        subscriber on one node alone misses what the other nodes published meanwhile."""
+        def client(n):
+            return lambda: redis.Redis(host="127.0.0.1", port=n["port"], ssl=True,
+                                       ssl_ca_certs=self.cert("ca.crt"),
+                                       ssl_cert_reqs="required", socket_timeout=30,
+                                       socket_connect_timeout=5)
+        return [client(n) for n in self.nodes]
 
     def stop(self):
         for n in self.nodes:
@@ -381,12 +380,7 @@ class Tickplane:
 
     def readyz(self):
         """/readyz's HTTP status."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz",
-                                        timeout=5) as res:
-                return res.status
-        except urllib.error.HTTPError as e:
-            return e.code
+        return metrics_client.get(self.metrics_port, "/readyz")[0]
 
 
 # ---- adapters and the subscriber ------------------------------------------------------------
@@ -500,22 +494,27 @@ class Adapter:
 
 
 class Subscriber:
-    """A subscriber to the events channel that reconnects whenever its connection
-    is lost. ready(gen) tells when a subscription newer than gen is confirmed."""
+    """Subscribers to the events channel, one per client the server names (one Redis: one;
+    a cluster: one per node), each reconnecting whenever its connection is lost. ready(gen)
+    tells when a subscription newer than gen is confirmed."""
 
     def __init__(self, srv, channel):
-        self.srv, self.channel = srv, channel
+        self.channel = channel
         self.msgs = []
         self.generation = 0
         self.stop = False
         self.cv = threading.Condition()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        clients = srv.subscriber_clients()
+        self.subscribed = [0] * len(clients)  # confirmations per client
+        self.threads = [threading.Thread(target=self._run, args=(c, i), daemon=True)
+                        for i, c in enumerate(clients)]
+        for t in self.threads:
+            t.start()
 
-    def _run(self):
+    def _run(self, client, i):
         while not self.stop:
             try:
-                ps = self.srv.subscriber_client().pubsub()
+                ps = client().pubsub()
                 ps.subscribe(self.channel)
                 while not self.stop:
                     m = ps.get_message(timeout=0.2)
@@ -524,6 +523,7 @@ class Subscriber:
                     if m["type"] == b"subscribe" or m["type"] == "subscribe":
                         with self.cv:
                             self.generation += 1
+                            self.subscribed[i] += 1
                             self.cv.notify_all()
                     elif m["type"] in (b"message", "message"):
                         with self.cv:
@@ -537,6 +537,12 @@ class Subscriber:
             if not self.cv.wait_for(lambda: self.generation > after, timeout):
                 raise RuntimeError("the subscriber did not subscribe again")
             return self.generation
+
+    def ready_all(self, timeout=30):
+        """Every client has subscribed once."""
+        with self.cv:
+            if not self.cv.wait_for(lambda: all(self.subscribed), timeout):
+                raise RuntimeError("a subscriber did not subscribe")
 
     def finish(self, want, linger=1.0, timeout=60):
         """Waits until the messages cover every (stream, seq, kind) of want (or the
@@ -558,7 +564,8 @@ class Subscriber:
             time.sleep(0.1)
         time.sleep(linger)
         self.stop = True
-        self.thread.join(10)
+        for t in self.threads:
+            t.join(10)
         with self.cv:
             return list(self.msgs)
 
@@ -714,7 +721,7 @@ def check_events(raw, w, t_lo, t_hi, crash_acks=()):
     for key in lost:
         del exp[key]
     ts.check_events(list(by_id.values()), "flatbuffers", exp, [], t_lo, t_hi, "events")
-    log(f"events: {len(raw)} received, {len(by_id)} distinct ids, {copies} replayed copies, "
+    log(f"events: {len(raw)} received, {len(by_id)} distinct ids, {copies} copies (replays, other nodes), "
         f"{len(w.expected_events)} expected, {len(lost)} undelivered (acked just before a Redis "
         f"SIGKILL: {sorted(k[1] for k in lost)[:10]})")
 
@@ -748,7 +755,7 @@ class Run:
         self.settings = settings
         self.crash_acks = []  # the order feed's acked seq after each Redis SIGKILL
         self.sub = Subscriber(self.redis, PREFIX + "events")
-        self.sub.ready(0)
+        self.sub.ready_all()
         self.tp = Tickplane(a)
         self.start_tickplane()
         self.t_lo = time.time_ns()
@@ -1083,7 +1090,7 @@ def scenario_cluster_majority_down(a):
             TP_ORDER_QUEUE_MAX="1000")
     r.go()
     r.at(4)
-    for i in (0, 1):  # not the last node: the subscriber listens there
+    for i in (0, 1):
         r.redis.kill(i)
     r.crash_acks.append(r.orders.acked)  # PUBLISHes the killed masters had not relayed yet
     log(f"majority down: masters 0 and 1 killed, acked (ticks, orders) {r.acked()}")

@@ -653,6 +653,22 @@ static void load2_finish(load2_t *f) {
     }
 }
 
+/* SIGKILLs the master of {f0}, then runs the loop until another node serves its slot (at most
+ * 10 s; the replica takes over within ~2 cluster-node-timeouts). Returns the dead node; *owner
+ * is the new one, or the dead one or -1 when none took over. */
+static int kill_the_master_of_f0(int *owner) {
+    unsigned slot = tp_key_slot("{f0}", 4);
+    int dead = tp_test_cluster_owner(&cl, slot);
+    cr_assert_geq(dead, 0);
+    tp_test_redis_kill(&cl.nodes[dead]);
+    *owner = -1;
+    for (int i = 0; i < 100 && (*owner < 0 || *owner == dead); i++) {
+        run_for(100);
+        *owner = tp_test_cluster_owner(&cl, slot);
+    }
+    return dead;
+}
+
 Test(cluster_ha, failover_loses_no_unit_acked_after_wait) {
     static load2_t f;
     load2_start(&f, 1);
@@ -663,17 +679,9 @@ Test(cluster_ha, failover_loses_no_unit_acked_after_wait) {
         cr_assert_fail("no unit acked before the failover: %d short, %d failed, %d in flight",
                        f.short_acks, f.failures, f.inflight);
     }
-    /* The master of {f0} dies; its replica takes over within ~2 cluster-node-timeouts. */
-    unsigned slot = tp_key_slot("{f0}", 4);
-    int dead = tp_test_cluster_owner(&cl, slot);
-    cr_assert_geq(dead, 0);
-    tp_test_redis_kill(&cl.nodes[dead]);
-    int owner = -1;
-    for (int i = 0; i < 100 && (owner < 0 || owner == dead); i++) {
-        run_for(100);
-        owner = tp_test_cluster_owner(&cl, slot);
-    }
-    cr_assert(owner >= 0 && owner != dead, "no replica took over slot %u", slot);
+    int owner;
+    int dead = kill_the_master_of_f0(&owner);
+    cr_assert(owner >= 0 && owner != dead, "no replica took over the slot of {f0}");
     /* The new master has no replica until the old one comes back as its replica: WAIT 1 holds
      * the acks of its slots until then. */
     run_for(1000);
@@ -728,18 +736,11 @@ Test(cluster_ha, failover_keeps_the_order_of_waiting_commands) {
     p.timer.data = &p;
     uv_timer_start(&p.timer, on_push_tick, 1, 1);
     run_for(300);
-    unsigned slot = tp_key_slot("{f0}", 4);
-    int dead = tp_test_cluster_owner(&cl, slot);
-    cr_assert_geq(dead, 0);
-    tp_test_redis_kill(&cl.nodes[dead]);
-    int owner = -1;
-    for (int i = 0; i < 100 && (owner < 0 || owner == dead); i++) {
-        run_for(100);
-        owner = tp_test_cluster_owner(&cl, slot);
-    }
+    int owner;
+    int dead = kill_the_master_of_f0(&owner);
     p.stop = true;
     uv_close((uv_handle_t *)&p.timer, NULL);
-    cr_assert(owner >= 0 && owner != dead, "no replica took over slot %u", slot);
+    cr_assert(owner >= 0 && owner != dead, "no replica took over the slot of {f0}");
     cr_assert(tp_test_run_until(&env.loop, pushes_answered, &p, 30000), "%d of %d answered",
               p.answered, p.next);
     list_check_t lc = {.want = p.next};
