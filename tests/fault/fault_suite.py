@@ -353,6 +353,12 @@ class Tickplane:
                 except ValueError:
                     continue
 
+    def saw_hang_up(self, port):
+        """Whether the log says the adapter connected from this local port closed it."""
+        return any(r.get("msg") == "feed connection closed"
+                   and r.get("peer") == f"127.0.0.1:{port}"
+                   and r.get("reason") == "closed by the adapter" for r in self.log_records())
+
     def log_tail(self, n=15):
         with open(self.logs[-1], "rb") as f:
             return b"".join(f.readlines()[-n:]).decode(errors="replace")
@@ -386,6 +392,20 @@ class Tickplane:
 # ---- adapters and the subscriber ------------------------------------------------------------
 
 
+def hang_up(sock, reader):
+    """Closes a connection that reader (a thread) receives on. shutdown() wakes the reader with
+    EOF, and the fd is closed only once it has returned: closed earlier, its number could go to
+    the next fd this process opens (curl's stdout pipe, say) while the reader is about to
+    poll() it, and a poll holds the file it polls, here the pipe's write end, so curl's output
+    would not end until the poll timed out. Until then the socket itself stayed open too."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    reader.join()
+    sock.close()
+
+
 class Adapter:
     """One adapter: a TCP connection carrying one stream at a fixed rate. When the
     connection is lost (tickplane killed) it connects again, to whatever port
@@ -403,6 +423,7 @@ class Adapter:
         self.sent_hi = first
         self.resent = 0
         self.connections = 0
+        self.local_port = None  # of the latest connection
         self.ack_regressions = 0
         self.error = None
         self.done = threading.Event()
@@ -463,8 +484,10 @@ class Adapter:
             while self.acked < n:
                 sock = self._connect()
                 self.connections += 1
+                self.local_port = sock.getsockname()[1]
                 dead = threading.Event()
-                threading.Thread(target=self._read_acks, args=(sock, dead), daemon=True).start()
+                reader = threading.Thread(target=self._read_acks, args=(sock, dead), daemon=True)
+                reader.start()
                 nxt = self.acked + 1  # resume from the last ack
                 self.resent += max(0, self.sent_hi - nxt + 1)
                 while not dead.is_set() and self.acked < n:
@@ -481,7 +504,7 @@ class Adapter:
                     else:
                         with self.cv:
                             self.cv.wait(0.005 if nxt <= n else 0.1)
-                sock.close()
+                hang_up(sock, reader)
         except Exception as e:  # noqa: BLE001 - reported by the scenario
             self.error = e
         self.done.set()
@@ -787,6 +810,11 @@ class Run:
                 f"{ad.resent} resent, {ad.ack_regressions} ack regressions")
         CK.expect(self.tp.alive(), f"tickplane died: exit {self.tp.proc.returncode}: "
                                    f"{self.tp.log_tail()}")
+        # An adapter that is done hangs up at once (hang_up), and tickplane sees it.
+        for ad in (self.ticks, self.orders):
+            CK.expect(wait_for(lambda: self.tp.saw_hang_up(ad.local_port), 10),
+                      f"{ad.name}: tickplane did not see its connection from port "
+                      f"{ad.local_port} close")
         m = self.metrics = self.tp.metrics()
         log("metrics: " + ", ".join(f"{k.replace('tickplane_', '')}={m.value(k):.0f}" for k in (
             "tickplane_redis_reconnects_total", "tickplane_redis_replays_total",

@@ -27,30 +27,55 @@ import time
 CHUNK = 65536
 
 
-def _reset(sock):
-    """Closes with an RST (SO_LINGER 0), as a crashed peer or a middlebox would. The
-    shutdown first wakes a thread blocked in recv() on it; close() alone would not,
-    and the RST would wait for the peer's next write."""
+def _shut(sock, reset):
+    """Wakes a thread blocked in recv() on sock; close() alone would not. With reset, the
+    close that follows sends an RST (SO_LINGER 0), as a crashed peer or a middlebox would,
+    and no FIN goes before it."""
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RD)
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RD)
+        else:
+            sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _reset(sock):
+    """Closes a socket no thread uses with an RST."""
+    _shut(sock, reset=True)
     sock.close()
 
 
 class _Link:
-    """One proxied connection: client <-> upstream."""
+    """One proxied connection: client <-> upstream, a pump thread per direction. Its sockets
+    are closed only once both pumps have returned: closed while a pump may still be about to
+    use one, the freed fd number could go to the next socket or pipe this process opens, and
+    the pump would read or poll that instead (a poll holds the file it polls)."""
 
     def __init__(self, proxy, client, upstream, stalled):
         self.proxy, self.client, self.upstream = proxy, client, upstream
         self.stalled = stalled  # Redis's bytes are read and thrown away
         self.closed = False
+        self.pumps = 2  # running
         self.lock = threading.Lock()
 
     def start(self):
-        threading.Thread(target=self._pump_up, daemon=True).start()
-        threading.Thread(target=self._pump_down, daemon=True).start()
+        for pump in (self._pump_up, self._pump_down):
+            threading.Thread(target=self._run, args=(pump,), daemon=True).start()
+
+    def _run(self, pump):
+        try:
+            pump()
+        finally:
+            self.close(reset=False)  # ends the other direction too
+            with self.lock:
+                self.pumps -= 1
+                last = self.pumps == 0
+            if last:
+                self.client.close()  # sends the RST when close(reset=True) came first
+                self.upstream.close()
+                self.proxy._forget(self)
 
     def _pump_up(self):
         """tickplane -> Redis. What was read before tickplane closed its end still
@@ -66,7 +91,6 @@ class _Link:
                 self.upstream.sendall(data)
         except OSError:
             pass
-        self.close(reset=False)
 
     def _pump_down(self):
         """Redis -> tickplane. A tickplane that left stops only this direction: the
@@ -83,7 +107,6 @@ class _Link:
                     return
             except OSError:
                 return
-        self.close(reset=False)
 
     def _forward_down(self, dst, data):
         """Redis -> tickplane, through the faults; False when the link was cut."""
@@ -103,20 +126,14 @@ class _Link:
         return True
 
     def close(self, reset):
+        """Ends both directions: shutdown wakes the pumps, and the last to return closes the
+        sockets (_run), with an RST when reset."""
         with self.lock:
             if self.closed:
                 return
             self.closed = True
         for s in (self.client, self.upstream):
-            if reset:
-                _reset(s)
-            else:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-        self.proxy._forget(self)
+            _shut(s, reset)
 
 
 class Proxy:
@@ -134,7 +151,8 @@ class Proxy:
         self.listener = socket.create_server((host, listen_port))
         self.port = self.listener.getsockname()[1]
         self.running = True
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     def set(self, **kw):
         with self.lock:
@@ -213,6 +231,7 @@ class Proxy:
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread
         except OSError:
             pass
+        self.acceptor.join()  # before the close frees the fd number (see _Link)
         self.listener.close()
         self.cut_all()
 

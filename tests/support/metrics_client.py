@@ -15,12 +15,32 @@ def get(port, path, method="GET"):
     how = ["--head"] if method == "HEAD" else ["-X", method]
     cmd = ["curl", "-sS", "--max-time", "10", *how, "-o", "-",
            "-w", "\n%{http_code} %{content_type}", f"http://127.0.0.1:{port}{path}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
-    if out.returncode != 0:
-        raise RuntimeError(f"curl {path}: exit {out.returncode}: {out.stderr.strip()}")
-    body, _, status = out.stdout.rpartition("\n")
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            stdout, stderr = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            # A zombie here means curl is done but something else holds its pipes open.
+            state = process_state(p.pid)
+            p.kill()
+            raise RuntimeError(f"curl {path}: no EOF after 20 s: curl {state}") from None
+    if p.returncode != 0:
+        raise RuntimeError(f"curl {path}: exit {p.returncode}: {stderr.strip()}")
+    body, _, status = stdout.rpartition("\n")
     code, _, ctype = status.partition(" ")
     return int(code), ctype, body
+
+
+def process_state(pid):
+    """A process's state and where it blocks, from /proc: for a request that outlived its
+    timeout."""
+    out = []
+    for name in ("stat", "wchan"):
+        try:
+            with open(f"/proc/{pid}/{name}") as f:
+                out.append(f"{name}: {f.read().strip()}")
+        except OSError as e:
+            out.append(f"{name}: {e.strerror}")
+    return "; ".join(out)
 
 
 class Scrape:

@@ -222,12 +222,14 @@ class Feed:
             return self.cv.wait_for(lambda: self.eof, timeout)
 
     def close(self):
+        """shutdown() wakes the reader; the fd is closed once it has returned, so that its
+        number cannot go to another file while the reader may still poll it."""
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self.reader.join()
         self.sock.close()
-        self.reader.join(5)
 
 
 def send_and_wait(feed, stream, frames, last_seq, timeout, what):
