@@ -60,8 +60,9 @@ PREFIX = "tp:"
 # Redis buffers can legitimately hold 64 MiB, the rest is the books and ASan.
 RSS_BOUND_MB = 400
 # How far behind the acks a subscriber may be when Redis is killed: events acked up
-# to this many order frames before a SIGKILL may be lost to it, at most
-# CRASH_LOSS_MAX per kill (crash_window_losses). Runs have lost 0 or 1.
+# to this many order frames before a SIGKILL (or sent before it and acked after it)
+# may be lost to it, at most CRASH_LOSS_MAX per kill (crash_window_losses). Runs
+# have lost 0 or 1.
 CRASH_LAG = 500
 CRASH_LOSS_MAX = 20
 CLEANUP = []  # run at exit, whatever happened: no process outlives the test
@@ -702,9 +703,12 @@ def check_prices(st, w):
     CK.expect(bad == 0, f"{bad} of {len(w.last)} price hashes are not the last tick")
 
 
-def crash_window_losses(decoded, exp, crash_acks):
-    """Expected events no subscriber received whose frames were acknowledged by a
-    Redis that was then SIGKILLed, within CRASH_LAG frames of its last ack.
+def crash_window_losses(decoded, exp, crash_windows):
+    """Expected events no subscriber received whose transactions a Redis that was then
+    SIGKILLed may have run: per kill (acked, sent), the order frames acknowledged within
+    CRASH_LAG of the last ack before it, and those sent before it but acked only after
+    (units of other accounts go out on other connections: one may have run while the
+    ack waited for an earlier frame, whose unit was then replayed on the new Redis).
 
     Their PUBLISH ran: it is in the same MULTI/EXEC as the order's writes, which the
     state check proves applied. What Redis loses when killed is its output
@@ -714,12 +718,13 @@ def crash_window_losses(decoded, exp, crash_acks):
     lost = []
     for key in exp:
         seq = key[1]
-        if key not in got and any(a - CRASH_LAG < seq <= a for a in crash_acks):
+        if key not in got and any(acked - CRASH_LAG < seq <= sent
+                                  for acked, sent in crash_windows):
             lost.append(key)
     return lost
 
 
-def check_events(raw, w, t_lo, t_hi, crash_acks=()):
+def check_events(raw, w, t_lo, t_hi, crash_windows=()):
     """At least once: copies of one event id must be identical; then the distinct
     events must be exactly what the model expects, one id each, but for what a
     Redis SIGKILL took from the subscriber (crash_window_losses)."""
@@ -737,16 +742,17 @@ def check_events(raw, w, t_lo, t_hi, crash_acks=()):
         else:
             by_id[eid] = data
     exp = dict(w.expected_events)
-    lost = crash_window_losses([ts.decode_fb_event(d) for d in by_id.values()], exp, crash_acks)
-    CK.expect(len(lost) <= CRASH_LOSS_MAX * len(crash_acks),
-              f"{len(lost)} events lost to {len(crash_acks)} Redis kills, more than "
+    lost = crash_window_losses([ts.decode_fb_event(d) for d in by_id.values()], exp,
+                               crash_windows)
+    CK.expect(len(lost) <= CRASH_LOSS_MAX * len(crash_windows),
+              f"{len(lost)} events lost to {len(crash_windows)} Redis kills, more than "
               f"{CRASH_LOSS_MAX} each")
     for key in lost:
         del exp[key]
     ts.check_events(list(by_id.values()), "flatbuffers", exp, [], t_lo, t_hi, "events")
     log(f"events: {len(raw)} received, {len(by_id)} distinct ids, {copies} copies (replays, other nodes), "
-        f"{len(w.expected_events)} expected, {len(lost)} undelivered (acked just before a Redis "
-        f"SIGKILL: {sorted(k[1] for k in lost)[:10]})")
+        f"{len(w.expected_events)} expected, {len(lost)} undelivered (run by a Redis then "
+        f"SIGKILLed: {sorted(k[1] for k in lost)[:10]})")
 
 
 def check_logs(tp):
@@ -776,7 +782,8 @@ class Run:
             self.proxy = Proxy(self.redis.port)
             self.proxy.set(stall_handshake=stall_handshake)
         self.settings = settings
-        self.crash_acks = []  # the order feed's acked seq after each Redis SIGKILL
+        # Per Redis SIGKILL: the order feed's acked seq after it, and its sent seq at it.
+        self.crash_windows = []
         self.sub = Subscriber(self.redis, PREFIX + "events")
         self.sub.ready_all()
         self.tp = Tickplane(a)
@@ -837,7 +844,7 @@ class Run:
         st = ts.read_state(self.redis.client(), PREFIX)
         ts.compare_model(self.w.gen.model, st, PREFIX, self.w.accounts, "state vs oracle")
         check_prices(st, self.w)
-        check_events(raw, self.w, self.t_lo - 10**9, t_hi + 10**9, self.crash_acks)
+        check_events(raw, self.w, self.t_lo - 10**9, t_hi + 10**9, self.crash_windows)
         if self.proxy:
             log(f"proxy: {self.proxy.stats}")
 
@@ -879,9 +886,10 @@ def scenario_redis_kill(a):
         r.proxy.set(gate="refuse")
         before = r.acked()
         r.redis.kill()
+        sent = r.orders.sent_hi  # the killed Redis can have run only frames sent by now
         r.proxy.cut_all()
         time.sleep(down)
-        r.crash_acks.append(r.orders.acked)  # no reply can arrive while Redis is down
+        r.crash_windows.append((r.orders.acked, sent))  # no reply arrives while Redis is down
         gen = r.sub.generation
         r.redis.start()
         r.sub.ready(gen)
@@ -1089,7 +1097,8 @@ def scenario_cluster_failover(a):
     r.at(5)
     before = r.acked()
     r.redis.kill(src)
-    r.crash_acks.append(r.orders.acked)  # PUBLISHes the killed master had not relayed yet
+    # PUBLISHes the killed master had not relayed yet
+    r.crash_windows.append((r.orders.acked, r.orders.sent_hi))
     CK.expect(wait_for(lambda: r.redis.owner(key) not in (-1, src), 30, 0.2),
               "no replica was promoted")
     log(f"failover: master {src} killed with acked (ticks, orders) {before}, "
@@ -1120,7 +1129,8 @@ def scenario_cluster_majority_down(a):
     r.at(4)
     for i in (0, 1):
         r.redis.kill(i)
-    r.crash_acks.append(r.orders.acked)  # PUBLISHes the killed masters had not relayed yet
+    # PUBLISHes the killed masters had not relayed yet
+    r.crash_windows.append((r.orders.acked, r.orders.sent_hi))
     log(f"majority down: masters 0 and 1 killed, acked (ticks, orders) {r.acked()}")
     time.sleep(1)
     CK.expect(r.tp.readyz() == 503, "/readyz not 503 with two masters down")
