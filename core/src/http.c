@@ -176,13 +176,44 @@ static void on_timeout(uv_timer_t *t) {
     conn_close(c);
 }
 
+static void refuse(tp_http_server_t *srv);
+
+static void on_refused_closed(uv_handle_t *h) {
+    tp_http_server_t *srv = h->data;
+    srv->refusing = false;
+    if (srv->refuse_pending && !srv->closing) {
+        srv->refuse_pending = false;
+        refuse(srv);
+    }
+    server_release(srv);
+}
+
+/* Accepts the pending connection and closes it: there was no memory for it. Until it is
+ * accepted libuv stops watching the listener, so one that arrives while the handle is still
+ * closing waits for it (on_refused_closed). */
+static void refuse(tp_http_server_t *srv) {
+    if (srv->refusing) {
+        srv->refuse_pending = true;
+        return;
+    }
+    srv->refusing = true;
+    srv->open_handles++;
+    uv_tcp_init(srv->loop, &srv->refused);
+    srv->refused.data = srv;
+    uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&srv->refused);
+    uv_close((uv_handle_t *)&srv->refused, on_refused_closed);
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
     tp_http_server_t *srv = listener->data;
     if (status < 0 || srv->closing)
         return;
     tp_http_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return; /* the kernel keeps the connection queued; the next accept may succeed */
+    if (c == NULL) {
+        srv->stats.rejected++;
+        refuse(srv);
+        return;
+    }
     c->srv = srv;
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);
@@ -214,6 +245,7 @@ int tp_http_start(tp_http_server_t *srv, uv_loop_t *loop, const char *addr,
     uv_tcp_init(loop, &srv->listener);
     srv->listener.data = srv;
     srv->open_handles = 1;
+    srv->refusing = srv->refuse_pending = false;
     if (tp_config_parse_addr(addr, &sa) != 0) {
         snprintf(srv->errstr, sizeof(srv->errstr), "bad metrics address %s", addr);
         return TP_ECONFIG;

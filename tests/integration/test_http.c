@@ -13,6 +13,7 @@
  * port 0. */
 #define _POSIX_C_SOURCE 200809L
 
+#include "alloc_wrap.h"
 #include "tp/error.h"
 #include "tp/http.h"
 
@@ -675,6 +676,30 @@ Test(http, connections_over_the_limit_are_closed_on_accept) {
     parse_response(n, &r);
     cr_assert_eq(r.status, 200);
     check_stats(1, 1 + (uint64_t)refused);
+}
+
+/* No memory for a connection: it is closed at once and the server goes on accepting (libuv
+ * stops watching a listener whose last connection was not accepted, so ignoring it would end
+ * the server). Two at once: the second arrives while the first is still being closed. */
+Test(http, connections_without_memory_are_closed_and_the_next_served) {
+    int fds[2];
+    tp_test_fail_allocations = true;
+    for (int i = 0; i < 2; i++)
+        fds[i] = connect_to(h.port, 0);
+    int ends[2];
+    size_t n[2];
+    for (int i = 0; i < 2; i++) {
+        set_recv_timeout(fds[i], TP_HTTP_TIMEOUT_MS / 2);
+        ends[i] = read_until_closed(fds[i], NULL, 0, &n[i]);
+        close(fds[i]);
+    }
+    tp_test_fail_allocations = false;
+    for (int i = 0; i < 2; i++) {
+        cr_assert(closed_by_peer(ends[i]), "connection %d was kept: %s", i, strerror(ends[i]));
+        cr_assert_eq(n[i], 0);
+    }
+    still_answers();
+    check_stats(1, 2);
 }
 
 /* ---- closing -------------------------------------------------------------------------------- */

@@ -53,6 +53,11 @@ struct tp_http_server_s {
     tp_http_conn_t *conns;
     int nconns;
     int open_handles;
+    /* Takes a connection there was no memory for, to close it at once: libuv stops watching
+     * a listener whose last connection was not accepted. */
+    uv_tcp_t refused;
+    bool refusing;       /* refused is in use (closing) */
+    bool refuse_pending; /* a connection waits for it meanwhile */
     bool closing;
     void (*close_cb)(tp_http_server_t *srv);
     char errstr[256];
