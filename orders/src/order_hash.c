@@ -141,11 +141,11 @@ static bool collect(const char *const *fields, const size_t *flens, const char *
 }
 
 /* Copies an id; its characters are checked by tp_orders_insert(). */
-static bool get_id(const found_t *fd, int f, size_t max, char *dst, uint8_t *dst_len) {
+/* The id points into the reply: tp_orders_insert() copies it. */
+static bool get_id(const found_t *fd, int f, size_t max, const char **dst, uint8_t *dst_len) {
     if (fd->len[f] > max)
         return false;
-    if (fd->len[f] > 0)
-        memcpy(dst, fd->ptr[f], fd->len[f]);
+    *dst = fd->ptr[f];
     *dst_len = (uint8_t)fd->len[f];
     return true;
 }
@@ -164,11 +164,11 @@ static char code_of(const found_t *fd, int f) {
 }
 
 static bool get_ids(const found_t *fd, tp_order_t *st) {
-    return get_id(fd, F_ORDER_ID, TP_WIRE_ID_MAX, st->order_id, &st->order_id_len) &&
-           get_id(fd, F_CL_ORD_ID, TP_WIRE_ID_MAX, st->cl_ord_id, &st->cl_ord_id_len) &&
-           get_id(fd, F_ACCOUNT, TP_WIRE_ID_MAX, st->account, &st->account_len) &&
-           get_id(fd, F_SYMBOL, TP_WIRE_SYMBOL_MAX, st->symbol, &st->symbol_len) &&
-           get_id(fd, F_EXEC_ID, TP_WIRE_ID_MAX, st->exec_id, &st->exec_id_len);
+    return get_id(fd, F_ORDER_ID, TP_WIRE_ID_MAX, &st->order_id, &st->order_id_len) &&
+           get_id(fd, F_CL_ORD_ID, TP_WIRE_ID_MAX, &st->cl_ord_id, &st->cl_ord_id_len) &&
+           get_id(fd, F_ACCOUNT, TP_WIRE_ID_MAX, &st->account, &st->account_len) &&
+           get_id(fd, F_SYMBOL, TP_WIRE_SYMBOL_MAX, &st->symbol, &st->symbol_len) &&
+           get_id(fd, F_EXEC_ID, TP_WIRE_ID_MAX, &st->exec_id, &st->exec_id_len);
 }
 
 /* FIX codes back to enums. Digits the state machine never sets (side '3',

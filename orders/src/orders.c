@@ -197,13 +197,13 @@ void tp_orders_close(tp_orders_t *s) {
         tp_order_t *o = record(s, rec);
         if (o->exec_ids != o->exec_inline)
             free(o->exec_ids); /* NULL for removed records */
+        free(o->ids_block);
     }
     for (uint32_t i = 0; i < s->chunk_count; i++)
         free(s->chunks[i]);
     free(s->chunks);
     tp_table_close(&s->id_index);
-    free(s->retired);
-    tp_table_close(&s->retired_set);
+    tp_retired_ids_close(&s->retired);
     *s = (tp_orders_t){0};
 }
 
@@ -273,67 +273,23 @@ static void finished_unlink(tp_orders_t *s, const tp_order_t *o) {
     s->finished--;
 }
 
-/* A retired id hash looked up in the set, and the ring it is compared with:
- * the set maps each id to its place in the ring. */
-typedef struct {
-    const uint64_t *ring;
-    uint64_t h;
-} retired_key_t;
-
-static bool retired_eq(const void *ctx, uint32_t at) {
-    const retired_key_t *k = ctx;
-    return k->ring[at] == k->h;
-}
-
-/* An empty set (no retention bound, or nothing dropped yet) answers at once. */
-static bool is_retired(const tp_orders_t *s, uint64_t h) {
-    retired_key_t k = {s->retired, h};
-    return tp_table_find(&s->retired_set, h, retired_eq, &k) != TP_TABLE_NONE;
-}
-
-/* Remembers the id hash of a dropped order, forgetting the oldest when full.
- * The set was reserved for the whole ring, so nothing here allocates. */
-static void retire_id(tp_orders_t *s, uint64_t h) {
-    if (is_retired(s, h))
-        return;
-    if (s->retired_set.count == s->retired_cap) {
-        retired_key_t oldest = {s->retired, s->retired[s->retired_next]};
-        tp_table_remove(&s->retired_set, oldest.h, retired_eq, &oldest);
-    }
-    s->retired[s->retired_next] = h;
-    (void)tp_table_insert(&s->retired_set, h, s->retired_next);
-    s->retired_next = (s->retired_next + 1) & (s->retired_cap - 1);
-}
-
 /* Drops finished orders past the bound, oldest first, remembering their ids. */
 static void drop_finished(tp_orders_t *s) {
     while (s->finished > s->retain_finished) {
         tp_order_t *o = record(s, s->finished_head - 1);
-        retire_id(s, id_hash(s, o->order_id, o->order_id_len));
+        tp_retired_ids_add(&s->retired, id_hash(s, o->order_id, o->order_id_len));
         tp_orders_remove(s, o);
         s->dropped++;
     }
 }
 
 int tp_orders_retain_finished(tp_orders_t *s, uint32_t max) {
-    uint32_t cap = 1024;
-    while (cap < 8ull * max && cap < (1u << 28))
-        cap *= 2;
-    uint64_t *ring = malloc((size_t)cap * sizeof(*ring));
-    tp_table_t set;
-    if (ring == NULL || tp_table_init(&set, cap) != 0) {
-        free(ring);
-        return TP_ENOMEM;
-    }
-    /* Written now, so the ring is resident from the start rather than grown
-     * into; the table makes its own slots resident when it allocates them. */
-    memset(ring, 0, (size_t)cap * sizeof(*ring));
-    free(s->retired);
-    tp_table_close(&s->retired_set);
-    s->retired = ring;
-    s->retired_set = set;
-    s->retired_cap = cap;
-    s->retired_next = 0;
+    tp_retired_ids_t ids;
+    int rc = tp_retired_ids_init(&ids, 8ull * max);
+    if (rc != 0)
+        return rc;
+    tp_retired_ids_close(&s->retired);
+    s->retired = ids;
     s->retain_finished = max;
     return 0;
 }
@@ -361,6 +317,7 @@ int tp_orders_remove(tp_orders_t *s, tp_order_t *order) {
         s->open--;
     if (order->exec_ids != order->exec_inline)
         free(order->exec_ids);
+    free(order->ids_block);
     memset(order, 0, sizeof(*order));
     order->next_free = s->free_head;
     s->free_head = rec + 1;
@@ -434,16 +391,71 @@ typedef struct {
     int64_t fill_qty, fill_px; /* fill_qty > 0 for a fill */
 } change_t;
 
-/* Copies a validated id into a fixed array, zeroing the rest so that equal
- * orders are equal bytes. */
-static void set_id(char *dst, size_t cap, uint8_t *dst_len, const char *src, size_t len) {
-    memcpy(dst, src, len);
-    memset(dst + len, 0, cap - len);
-    *dst_len = (uint8_t)len;
+/* ---- identifiers ----------------------------------------------------------------------------- */
+
+/* An order's five identifiers, in the order they are stored. */
+typedef struct {
+    tp_str_t at[5]; /* order_id, cl_ord_id, account, symbol, exec_id */
+} ids_t;
+
+static ids_t ids_of(const tp_order_t *o) {
+    return (ids_t){{{o->order_id, o->order_id_len},
+                    {o->cl_ord_id, o->cl_ord_id_len},
+                    {o->account, o->account_len},
+                    {o->symbol, o->symbol_len},
+                    {o->exec_id, o->exec_id_len}}};
 }
 
-#define SET_ID(o, field, src, len)                                                                 \
-    set_id((o)->field, sizeof((o)->field), &(o)->field##_len, src, len)
+/* The identifiers an accepted report leaves the order with. */
+static ids_t ids_after(const tp_order_t *o, const tp_order_event_t *ev, const change_t *c) {
+    ids_t ids = ids_of(o);
+    if (c->cl_ord_id.len > 0)
+        ids.at[1] = c->cl_ord_id;
+    ids.at[4] = ev->exec_id;
+    return ids;
+}
+
+static bool ids_fit_inline(const ids_t *ids) {
+    size_t n = 0;
+    for (int i = 0; i < 5; i++)
+        n += ids->at[i].len + 1;
+    return n <= TP_ORDER_IDS_INLINE;
+}
+
+/* A heap block for identifiers that do not fit in the record, allocated before anything
+ * changes (*block may already be one). 0 or TP_ENOMEM. */
+static int ids_reserve(char **block, const ids_t *ids) {
+    if (*block == NULL && !ids_fit_inline(ids))
+        *block = malloc(TP_ORDER_IDS_MAX);
+    return *block != NULL || ids_fit_inline(ids) ? 0 : TP_ENOMEM;
+}
+
+/* Writes validated identifiers into o's storage, one after another with their NULs, and
+ * points o's fields at them; the inline bytes after them are zeroed, so that equal orders are
+ * equal bytes. The sources may be o's own fields: they are gathered first. ids_reserve() came
+ * first when they do not fit inline. */
+static void ids_store(tp_order_t *o, const ids_t *ids) {
+    char buf[TP_ORDER_IDS_MAX];
+    size_t off[5], n = 0;
+    for (int i = 0; i < 5; i++) {
+        off[i] = n;
+        if (ids->at[i].len > 0)
+            memcpy(buf + n, ids->at[i].ptr, ids->at[i].len);
+        n += ids->at[i].len;
+        buf[n++] = '\0';
+    }
+    char *dst = n <= TP_ORDER_IDS_INLINE ? o->ids : o->ids_block;
+    memcpy(dst, buf, n);
+    if (dst == o->ids)
+        memset(o->ids + n, 0, TP_ORDER_IDS_INLINE - n);
+    const char **field[5] = {&o->order_id, &o->cl_ord_id, &o->account, &o->symbol, &o->exec_id};
+    uint8_t *len[5] = {&o->order_id_len, &o->cl_ord_id_len, &o->account_len, &o->symbol_len,
+                       &o->exec_id_len};
+    for (int i = 0; i < 5; i++) {
+        *field[i] = dst + off[i];
+        *len[i] = (uint8_t)ids->at[i].len;
+    }
+}
 
 static bool same_id(const char *id, size_t id_len, tp_str_t s) {
     return id_len == s.len && memcmp(id, s.ptr, id_len) == 0;
@@ -581,9 +593,8 @@ static void commit(tp_orders_t *s, tp_order_t *o, const tp_order_event_t *ev, co
     o->ord_type = c->ord_type;
     o->price = c->price;
     o->quantity = c->quantity;
-    if (c->cl_ord_id.len > 0)
-        SET_ID(o, cl_ord_id, c->cl_ord_id.ptr, c->cl_ord_id.len);
-    SET_ID(o, exec_id, ev->exec_id.ptr, ev->exec_id.len);
+    ids_t ids = ids_after(o, ev, c);
+    ids_store(o, &ids);
     o->updated_ts_ns = ev->transact_ts_ns;
     o->exec_ids[o->exec_count++] = exec_h;
     bool is_open = tp_ord_status_is_open(o->status);
@@ -634,14 +645,17 @@ static int apply_unknown(tp_orders_t *s, const tp_order_event_t *ev, uint64_t h,
     const char *why = check_terms(ev, status == TP_ORD_STATUS_REJECTED);
     if (why != NULL)
         return rejected(s, NULL, why, out);
+    ids_t ids = {{ev->order_id, ev->cl_ord_id, ev->account, ev->symbol, ev->exec_id}};
+    char *block = NULL;
     int rc = reserve_order(s);
+    if (rc == 0)
+        rc = ids_reserve(&block, &ids);
     if (rc != 0)
         return rc;
     uint32_t rec;
     tp_order_t *o = take_record(s, &rec);
-    SET_ID(o, order_id, ev->order_id.ptr, ev->order_id.len);
-    SET_ID(o, account, ev->account.ptr, ev->account.len);
-    SET_ID(o, symbol, ev->symbol.ptr, ev->symbol.len);
+    o->ids_block = block;
+    ids_store(o, &ids); /* commit() stores them again, with the same cl_ord_id and exec_id */
     o->side = ev->side;
     o->status = status;
     link_order(s, rec, h);
@@ -684,7 +698,10 @@ static int apply_known(tp_orders_t *s, uint32_t rec, const tp_order_event_t *ev,
     const char *why = plan(o, ev, &c);
     if (why != NULL)
         return rejected(s, o, why, out);
+    ids_t ids = ids_after(o, ev, &c);
     int rc = exec_reserve(o);
+    if (rc == 0)
+        rc = ids_reserve(&o->ids_block, &ids);
     if (rc != 0)
         return rc;
     bool was_open = tp_ord_status_is_open(o->status);
@@ -711,12 +728,11 @@ int tp_orders_apply(tp_orders_t *s, const tp_order_event_t *ev, tp_order_result_
     if (o != NULL)
         return apply_known(s, rec, ev, out);
     /* A dropped finished order: whatever the event, the order is over. */
-    return is_retired(s, h) ? rejected(s, NULL, "order is final", out)
-                            : apply_unknown(s, ev, h, out);
+    return tp_retired_ids_contains(&s->retired, h) ? rejected(s, NULL, "order is final", out)
+                                                   : apply_unknown(s, ev, h, out);
 }
 
-/* ---- warm restart -----------------------------------------------------------------------------
- */
+/* ---- warm restart ---------------------------------------------------------------------------- */
 
 static bool valid_ids(const tp_order_t *st) {
     return valid_id(st->order_id, st->order_id_len, TP_WIRE_ID_MAX) &&
@@ -774,16 +790,17 @@ int tp_orders_insert(tp_orders_t *s, const tp_order_t *state, tp_order_t **out) 
     uint64_t h = id_hash(s, state->order_id, state->order_id_len);
     if (find_rec(s, state->order_id, state->order_id_len, h) != TP_TABLE_NONE)
         return TP_EINVAL;
+    ids_t ids = ids_of(state);
+    char *block = NULL;
     int rc = reserve_order(s);
+    if (rc == 0)
+        rc = ids_reserve(&block, &ids);
     if (rc != 0)
         return rc;
     uint32_t rec;
     tp_order_t *o = take_record(s, &rec);
-    SET_ID(o, order_id, state->order_id, state->order_id_len);
-    SET_ID(o, cl_ord_id, state->cl_ord_id, state->cl_ord_id_len);
-    SET_ID(o, account, state->account, state->account_len);
-    SET_ID(o, symbol, state->symbol, state->symbol_len);
-    SET_ID(o, exec_id, state->exec_id, state->exec_id_len);
+    o->ids_block = block;
+    ids_store(o, &ids);
     o->side = state->side;
     o->ord_type = state->ord_type;
     o->status = state->status;

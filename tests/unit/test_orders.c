@@ -4,6 +4,7 @@
  * account/symbol/side checks; finality of every terminal status; growth to 100,000 orders with
  * stable pointers; removal; snapshots; and the Redis hash of an order (fields, warm-restart
  * round trip, garbage refused). A rejected event must leave the order byte-for-byte as it was. */
+#include "alloc_wrap.h"
 #include "tp/error.h"
 #include "tp/orders.h"
 
@@ -400,6 +401,80 @@ Test(orders, invalid_identifiers) {
     cr_assert_str_eq(o->order_id, long_id);
     cr_assert_str_eq(o->symbol, long_sym);
     cr_assert_eq(find(long_id), o);
+}
+
+/* Identifiers that outgrow the record move to a block of their own, and come back when they
+ * fit again; every one reads back whole either way. */
+Test(orders, identifiers_too_long_to_fit_inline_move_out_and_back) {
+    tp_order_t *o = new_order("O1");
+    cr_assert(o->order_id >= o->ids && o->order_id < o->ids + TP_ORDER_IDS_INLINE);
+    cr_assert_null(o->ids_block);
+    char long_cl[TP_WIRE_ID_MAX + 1], long_exec[TP_WIRE_ID_MAX + 1];
+    memset(long_cl, 'c', TP_WIRE_ID_MAX);
+    long_cl[TP_WIRE_ID_MAX] = '\0';
+    memset(long_exec, 'e', TP_WIRE_ID_MAX);
+    long_exec[TP_WIRE_ID_MAX] = '\0';
+    tp_order_event_t e = ev("O1", TP_EXEC_REPLACED);
+    e.cl_ord_id = tp_str(long_cl);
+    e.exec_id = tp_str(long_exec);
+    accept(&e, TP_EVENT_ORDER_UPDATE, TP_ORD_STATUS_REPLACED, true, true);
+    cr_assert_not_null(o->ids_block);
+    cr_assert_eq(o->cl_ord_id, o->ids_block + 3, "cl_ord_id follows \"O1\" in the block");
+    cr_assert_str_eq(o->order_id, "O1");
+    cr_assert_str_eq(o->cl_ord_id, long_cl);
+    cr_assert_str_eq(o->account, "ACC1");
+    cr_assert_str_eq(o->symbol, "AAPL");
+    cr_assert_str_eq(o->exec_id, long_exec);
+    cr_assert_eq(o->exec_id_len, TP_WIRE_ID_MAX);
+    expect_duplicate(&e);
+    /* A short exec id and the same long cl_ord_id fit again. */
+    e = fill_ev("O1", U(1), U(100));
+    accept(&e, TP_EVENT_FILL, TP_ORD_STATUS_PARTIALLY_FILLED, true, true);
+    cr_assert(o->cl_ord_id >= o->ids && o->cl_ord_id < o->ids + TP_ORDER_IDS_INLINE);
+    cr_assert_str_eq(o->cl_ord_id, long_cl);
+    cr_assert_str_eq(o->exec_id, e.exec_id.ptr);
+    cr_assert_str_eq(find("O1")->order_id, "O1");
+}
+
+/* Out of memory for the block: the report fails with TP_ENOMEM, the order is as it was, and
+ * the same report goes through once memory is back. */
+Test(orders, no_memory_for_long_identifiers_changes_nothing) {
+    tp_order_t *o = new_order("O1");
+    tp_order_t before;
+    memcpy(&before, o, sizeof(before));
+    char long_cl[TP_WIRE_ID_MAX + 1], long_exec[TP_WIRE_ID_MAX + 1];
+    memset(long_cl, 'c', TP_WIRE_ID_MAX);
+    long_cl[TP_WIRE_ID_MAX] = '\0';
+    memset(long_exec, 'e', TP_WIRE_ID_MAX);
+    long_exec[TP_WIRE_ID_MAX] = '\0';
+    tp_order_event_t e = ev("O1", TP_EXEC_REPLACED);
+    e.cl_ord_id = tp_str(long_cl);
+    e.exec_id = tp_str(long_exec);
+    tp_order_result_t r;
+    tp_test_fail_allocations = true;
+    int rc = tp_orders_apply(&store, &e, &r);
+    tp_test_fail_allocations = false;
+    cr_assert_eq(rc, TP_ENOMEM);
+    cr_assert_eq(memcmp(&before, o, sizeof(before)), 0, "a failed report changed the order");
+    /* A new order with ids too long for its record fails the same way, and adds nothing. */
+    tp_order_event_t n = ev(long_cl, TP_EXEC_NEW);
+    n.exec_id = tp_str(long_exec);
+    n.account = tp_str(long_exec);
+    tp_test_fail_allocations = true;
+    rc = tp_orders_apply(&store, &n, &r);
+    tp_test_fail_allocations = false;
+    cr_assert_eq(rc, TP_ENOMEM);
+    cr_assert_eq(store.count, 1);
+    accept(&e, TP_EVENT_ORDER_UPDATE, TP_ORD_STATUS_REPLACED, true, true);
+    cr_assert_str_eq(o->cl_ord_id, long_cl);
+    accept(&n, TP_EVENT_ORDER_UPDATE, TP_ORD_STATUS_NEW, false, true);
+    cr_assert_str_eq(find(long_cl)->account, long_exec);
+}
+
+/* A record is 304 bytes (448 with fixed arrays for the identifiers): 100,000 open orders are
+ * about 30 MB. */
+Test(orders, a_record_stays_small) {
+    cr_assert_leq(sizeof(tp_order_t), 304);
 }
 
 /* CALCULATED, and exec types the wire does not have, are not supported. */
@@ -1162,18 +1237,24 @@ Test(orders, retention_bounds_memory) {
 
 Test(orders, ids_dropped_long_ago_are_forgotten) {
     cr_assert_eq(tp_orders_retain_finished(&store, 0), 0);
-    cr_assert_eq(store.retired_cap, 1024);
-    char oid[16];
-    for (int i = 0; i < 1030; i++) {
-        snprintf(oid, sizeof(oid), "R%d", i);
+    uint64_t cap = tp_retired_ids_capacity(&store.retired);
+    cr_assert_geq(cap, 1024);
+    /* One segment past full: the segment that holds R0 is the one cleared. */
+    uint64_t n = cap + store.retired.per_segment + 1;
+    char oid[24];
+    for (uint64_t i = 0; i < n; i++) {
+        snprintf(oid, sizeof(oid), "R%llu", (unsigned long long)i);
         order_in(oid, TP_ORD_STATUS_EXPIRED);
     }
     nudge();
     cr_assert_eq(store.count, 0);
-    /* The oldest 6 of 1030 dropped ids no longer fit: R0 is a new order again. */
-    new_order("R0");
-    tp_order_event_t e = fill_ev("R6", U(1), U(100));
-    expect_reject(&e, "order is final");
+    new_order("R0"); /* forgotten: a new order again */
+    /* The latest cap dropped ids are all remembered. */
+    for (uint64_t i = n - cap; i < n; i += 97) {
+        snprintf(oid, sizeof(oid), "R%llu", (unsigned long long)i);
+        tp_order_event_t e = fill_ev(oid, U(1), U(100));
+        expect_reject(&e, "order is final");
+    }
 }
 
 Test(orders, removing_a_finished_order_keeps_the_oldest_first) {
@@ -1383,11 +1464,11 @@ Test(orders, fields_status_codes) {
 
 /* Everything but the exec-id set and store-internal links. */
 static void assert_same_state(const tp_order_t *a, const tp_order_t *b) {
-    cr_assert_eq(memcmp(a->order_id, b->order_id, sizeof(a->order_id)), 0);
-    cr_assert_eq(memcmp(a->cl_ord_id, b->cl_ord_id, sizeof(a->cl_ord_id)), 0);
-    cr_assert_eq(memcmp(a->account, b->account, sizeof(a->account)), 0);
-    cr_assert_eq(memcmp(a->symbol, b->symbol, sizeof(a->symbol)), 0);
-    cr_assert_eq(memcmp(a->exec_id, b->exec_id, sizeof(a->exec_id)), 0);
+    cr_assert_str_eq(a->order_id, b->order_id);
+    cr_assert_str_eq(a->cl_ord_id, b->cl_ord_id);
+    cr_assert_str_eq(a->account, b->account);
+    cr_assert_str_eq(a->symbol, b->symbol);
+    cr_assert_str_eq(a->exec_id, b->exec_id);
     cr_assert_eq(a->order_id_len, b->order_id_len);
     cr_assert_eq(a->cl_ord_id_len, b->cl_ord_id_len);
     cr_assert_eq(a->account_len, b->account_len);
@@ -1652,10 +1733,8 @@ Test(orders, restore_garbage) {
     cr_assert_eq(restore_hash(&copy, &h), TP_EINVAL);
     cr_assert_eq(copy.count, 1);
     /* Empty cl_ord_id is fine. */
-    tp_order_t *nc = order_in("O2", TP_ORD_STATUS_NEW);
-    memset(nc->cl_ord_id, 0, sizeof(nc->cl_ord_id));
-    nc->cl_ord_id_len = 0;
-    hash_of(&h, nc);
+    hash_of(&h, order_in("O2", TP_ORD_STATUS_NEW));
+    set(&h, "cl_ord_id", "");
     cr_assert_eq(restore_hash(&copy, &h), 0);
     cr_assert_eq(tp_orders_find(&copy, "O2", 2)->cl_ord_id_len, 0);
     cr_assert_eq(tp_orders_restore(&copy, NULL, NULL, NULL, NULL, 0, NULL), TP_EINVAL);
@@ -1668,7 +1747,7 @@ Test(orders, insert_checks_state) {
     tp_order_t st;
     memcpy(&st, o, sizeof(st));
     cr_assert_eq(tp_orders_insert(&store, &st, NULL), TP_EINVAL, "id already present");
-    memcpy(st.order_id, "O2", 3);
+    st.order_id = "O2"; /* a state's ids are the caller's */
     st.order_id_len = 2;
     st.side = TP_SIDE_UNKNOWN;
     cr_assert_eq(tp_orders_insert(&store, &st, NULL), TP_EINVAL);
@@ -1691,4 +1770,124 @@ Test(orders, insert_checks_state) {
     cr_assert_eq(added->exec_count, 1);
     cr_assert_eq(store.count, 2);
     cr_assert_eq(store.open, 2);
+}
+
+/* ---- the set of retired ids (tp/retired_ids.h) ------------------------------------------------
+ */
+
+static uint64_t nth_hash(uint64_t i) { /* splitmix64: distinct for distinct i */
+    uint64_t z = i + UINT64_C(0x9e3779b97f4a7c15);
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+Test(retired_ids, remembers_what_it_promises_and_nothing_else) {
+    tp_retired_ids_t r;
+    cr_assert_eq(tp_retired_ids_init(&r, 5000), 0);
+    uint64_t cap = tp_retired_ids_capacity(&r);
+    cr_assert_geq(cap, 5000);
+    for (uint64_t i = 0; i < cap; i++)
+        tp_retired_ids_add(&r, nth_hash(i));
+    cr_assert_eq(r.remembered, cap);
+    for (uint64_t i = 0; i < cap; i++)
+        cr_assert(tp_retired_ids_contains(&r, nth_hash(i)), "id %llu forgotten",
+                  (unsigned long long)i);
+    for (uint64_t i = cap; i < 4 * cap; i++)
+        cr_assert_not(tp_retired_ids_contains(&r, nth_hash(i)), "id %llu never added",
+                      (unsigned long long)i);
+    tp_retired_ids_close(&r);
+}
+
+Test(retired_ids, forgets_the_oldest_first_and_stays_bounded) {
+    tp_retired_ids_t r;
+    cr_assert_eq(tp_retired_ids_init(&r, 1024), 0);
+    uint64_t cap = tp_retired_ids_capacity(&r);
+    uint64_t most = (uint64_t)TP_RETIRED_SEGMENTS * r.per_segment;
+    for (uint64_t n = 1; n <= 10 * cap; n++) {
+        tp_retired_ids_add(&r, nth_hash(n - 1));
+        cr_assert_leq(r.remembered, most);
+        /* The latest cap (or all, before that) are in; below what a full set holds, out. */
+        cr_assert(tp_retired_ids_contains(&r, nth_hash(n - 1)));
+        if (n > cap)
+            cr_assert(tp_retired_ids_contains(&r, nth_hash(n - cap)), "n %llu",
+                      (unsigned long long)n);
+        if (n > most)
+            cr_assert_not(tp_retired_ids_contains(&r, nth_hash(n - most - 1)), "n %llu",
+                          (unsigned long long)n);
+    }
+    tp_retired_ids_close(&r);
+}
+
+Test(retired_ids, an_id_added_twice_counts_once) {
+    tp_retired_ids_t r;
+    cr_assert_eq(tp_retired_ids_init(&r, 0), 0);
+    tp_retired_ids_add(&r, 42);
+    tp_retired_ids_add(&r, 42);
+    cr_assert_eq(r.remembered, 1);
+    /* 0 is the empty mark inside: a hash of 0 is still an id. */
+    cr_assert_not(tp_retired_ids_contains(&r, 0));
+    tp_retired_ids_add(&r, 0);
+    cr_assert(tp_retired_ids_contains(&r, 0));
+    tp_retired_ids_close(&r);
+}
+
+Test(retired_ids, allocates_a_segment_only_when_it_is_first_used) {
+    tp_retired_ids_t r;
+    cr_assert_eq(tp_retired_ids_init(&r, 800000), 0);
+    for (uint32_t i = 0; i < TP_RETIRED_SEGMENTS; i++)
+        cr_assert_null(r.segs[i]);
+    for (uint64_t i = 0; i <= r.per_segment; i++)
+        tp_retired_ids_add(&r, nth_hash(i));
+    cr_assert_not_null(r.segs[0]);
+    cr_assert_not_null(r.segs[1]);
+    cr_assert_null(r.segs[2]);
+    cr_assert_eq(r.lost, 0);
+    tp_retired_ids_close(&r);
+}
+
+/* Out of memory for the next segment, the oldest in use is reused: the latest ids are still
+ * remembered. Out of memory for the first, the id is counted as lost. */
+Test(retired_ids, out_of_memory_forgets_the_oldest_not_the_newest) {
+    tp_retired_ids_t r;
+    cr_assert_eq(tp_retired_ids_init(&r, 0), 0);
+    tp_test_fail_allocations = true;
+    tp_retired_ids_add(&r, nth_hash(0));
+    tp_test_fail_allocations = false;
+    cr_assert_eq(r.lost, 1);
+    cr_assert_not(tp_retired_ids_contains(&r, nth_hash(0)));
+
+    for (uint64_t i = 1; i <= r.per_segment; i++)
+        tp_retired_ids_add(&r, nth_hash(i));
+    tp_test_fail_allocations = true;
+    tp_retired_ids_add(&r, nth_hash(r.per_segment + 1));
+    tp_test_fail_allocations = false;
+    cr_assert_null(r.segs[1]);
+    cr_assert_eq(r.lost, 1);
+    cr_assert(tp_retired_ids_contains(&r, nth_hash(r.per_segment + 1)));
+    cr_assert_not(tp_retired_ids_contains(&r, nth_hash(1)));
+    tp_retired_ids_close(&r);
+}
+
+Test(retired_ids, too_many_ids_are_refused) {
+    tp_retired_ids_t r;
+    cr_assert_eq(tp_retired_ids_init(&r, UINT64_C(1) << 40), TP_EINVAL);
+    cr_assert_eq(tp_retired_ids_capacity(&r), 0);
+}
+
+Test(retired_ids, a_zeroed_set_is_empty_and_stays_so) {
+    tp_retired_ids_t r = {0};
+    cr_assert_not(tp_retired_ids_contains(&r, 7));
+    tp_retired_ids_add(&r, 7);
+    cr_assert_not(tp_retired_ids_contains(&r, 7));
+    cr_assert_eq(tp_retired_ids_capacity(&r), 0);
+    tp_retired_ids_close(&r);
+}
+
+Test(retired_ids, memory_is_about_12_bytes_per_remembered_id) {
+    tp_retired_ids_t r;
+    cr_assert_eq(tp_retired_ids_init(&r, 800000), 0);
+    double bytes = (double)TP_RETIRED_SEGMENTS * r.seg_slots * sizeof(uint64_t);
+    cr_assert_leq(bytes / (double)tp_retired_ids_capacity(&r), 12.5);
+    tp_retired_ids_close(&r);
 }

@@ -13,12 +13,14 @@
  * a late duplicate of their last report is still recognised, unless a retention
  * bound is set (tp_orders_retain_finished); then the oldest finished orders are
  * dropped from memory (their Redis hashes stay) and only their ids remembered.
- * Memory grows only for new orders and for an order's exec-id set; applying an
- * event to a known order allocates nothing otherwise. */
+ * Memory grows only for new orders, an order's exec-id set and identifiers too
+ * long to fit in a record together (TP_ORDER_IDS_INLINE); applying an event to a
+ * known order allocates nothing otherwise. */
 #ifndef TP_ORDERS_H
 #define TP_ORDERS_H
 
 #include "tp/fixed.h"
+#include "tp/retired_ids.h"
 #include "tp/table.h"
 #include "tp/wire.h"
 
@@ -30,14 +32,22 @@
 #define TP_ORDER_EXEC_INLINE 4
 /* Order records per slab. */
 #define TP_ORDERS_CHUNK 256u
+/* Bytes a record has for its five identifiers and their NULs (about 80 for ids of 20 bytes);
+ * identifiers longer together move to a heap block of TP_ORDER_IDS_MAX. The size fills the
+ * record to 304 bytes. */
+#define TP_ORDER_IDS_INLINE 108
+#define TP_ORDER_IDS_MAX (4 * (TP_WIRE_ID_MAX + 1) + TP_WIRE_SYMBOL_MAX + 1)
 
 typedef struct tp_order {
-    /* Identifiers, NUL-terminated; bytes after the NUL are always zero. */
-    char order_id[TP_WIRE_ID_MAX + 1];
-    char cl_ord_id[TP_WIRE_ID_MAX + 1]; /* "" when the gateway sent none */
-    char account[TP_WIRE_ID_MAX + 1];
-    char symbol[TP_WIRE_SYMBOL_MAX + 1];
-    char exec_id[TP_WIRE_ID_MAX + 1]; /* of the latest accepted report */
+    /* Identifiers, each with its length. In a record of the store they are NUL-terminated,
+     * point into the record's own storage (ids, or ids_block) and are valid until the order
+     * next changes; in a state given to tp_orders_insert() they point wherever the caller
+     * keeps them and need no NUL. */
+    const char *order_id;
+    const char *cl_ord_id; /* "" when the gateway sent none (in a state, NULL is "" too) */
+    const char *account;
+    const char *symbol;
+    const char *exec_id; /* of the latest accepted report */
     uint8_t order_id_len, cl_ord_id_len, account_len, symbol_len, exec_id_len;
     tp_side_t side;
     tp_ord_type_t ord_type;
@@ -55,9 +65,13 @@ typedef struct tp_order {
     uint64_t *exec_ids;
     uint32_t exec_count, exec_cap;
     uint64_t exec_inline[TP_ORDER_EXEC_INLINE];
+    /* store-internal: TP_ORDER_IDS_MAX bytes once the identifiers did not fit in ids */
+    char *ids_block;
     uint32_t next_free; /* store-internal: free-list link while the record is unused */
     /* store-internal: the list of finished orders, oldest first (record + 1; 0 = none) */
     uint32_t finished_prev, finished_next;
+    /* store-internal: the identifiers, one after another with their NULs, then zeros */
+    char ids[TP_ORDER_IDS_INLINE];
 } tp_order_t;
 
 typedef struct {
@@ -72,13 +86,8 @@ typedef struct {
     uint64_t accepted, fills, duplicates, rejects; /* events, by outcome (fills are accepted too) */
     /* Finished orders in memory, oldest first (record + 1; 0 = none), and the bound. */
     uint32_t finished_head, finished_tail, finished, retain_finished;
-    uint64_t dropped; /* finished orders dropped from memory so far */
-    /* Ids of dropped orders (seeded hashes): a ring of retired_cap, oldest at
-     * retired_next once full, and an index of them (hash -> ring position),
-     * reserved for retired_cap ids, for lookups. */
-    uint64_t *retired;
-    tp_table_t retired_set;
-    uint32_t retired_cap, retired_next;
+    uint64_t dropped;         /* finished orders dropped from memory so far */
+    tp_retired_ids_t retired; /* ids of dropped orders (seeded hashes) */
 } tp_orders_t;
 
 typedef enum {
@@ -111,12 +120,13 @@ void tp_orders_close(tp_orders_t *s);
 
 /* Keeps at most max finished (terminal) orders in memory; the default is all of
  * them. Past the bound the oldest is dropped before the next apply or insert (a
- * result's order pointer stays valid until then). The ids of the last
- * retired_cap dropped orders (the power of two >= 8 x max, at least 1024; 24
- * bytes each, allocated and touched here, once) are remembered: an event naming
- * one is refused with "order is final", a NEW reusing the id included, and a
- * replay of its last report is such a reject rather than a duplicate. An id
- * dropped longer ago is forgotten. Returns 0 or TP_ENOMEM (nothing changed). */
+ * result's order pointer stays valid until then). The ids of at least the last
+ * 8 x max dropped orders (at least 1024; tp/retired_ids.h, about 12 bytes each,
+ * allocated as they are first needed) are remembered: an event naming one is
+ * refused with "order is final", a NEW reusing the id included, and a replay of
+ * its last report is such a reject rather than a duplicate. Ids dropped longer
+ * ago are forgotten, the oldest first. Returns 0, or TP_EINVAL when 8 x max ids
+ * are more than a set can hold (nothing changed). */
 int tp_orders_retain_finished(tp_orders_t *s, uint32_t max);
 
 /* Applies one execution report. Returns 0 with the outcome in *out, or
