@@ -19,7 +19,9 @@ int tp_buf_reserve(tp_buf_t *b, size_t n) {
         b->len = size;
         return 0;
     }
-    size_t cap = b->cap ? b->cap : 4096;
+    /* Small at first: thousands of order units may each hold a MULTI/EXEC of about a KiB,
+     * and a connection's log reaches megabytes in a few doublings anyway. */
+    size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len < n)
         cap *= 2;
     char *p = realloc(b->data, cap);

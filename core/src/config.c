@@ -380,7 +380,7 @@ static const tp_setting_t redis_settings[] = {
      FIELD(retry_delay_ms), 1, HOUR_MS, 0, "first reconnect backoff ceiling"},
     {"REDIS_RETRY_MAX_DELAY_MS", "--redis-retry-max-delay-ms", "5s", &tp_setting_duration,
      FIELD(retry_max_delay_ms), 1, HOUR_MS, 0, "reconnect backoff cap"},
-    {"REDIS_MAX_QUEUED_BYTES", "--redis-max-queued-bytes", "64MiB", &tp_setting_bytes,
+    {"REDIS_MAX_QUEUED_BYTES", "--redis-max-queued-bytes", "1MiB", &tp_setting_bytes,
      FIELD(max_queued_bytes), 4 * KIB, 1024 * 1024 * KIB, 0,
      "per-connection limit on unsent + unanswered bytes"},
     {"REDIS_TLS_ENABLED", "--redis-tls-enabled", "false", &tp_setting_bool, FIELD(tls), 0, 0, 0,

@@ -165,7 +165,7 @@ function checkRules(objects) {
         c.securityContext?.allowPrivilegeEscalation === false &&
         c.securityContext?.capabilities?.drop?.includes("ALL"));
     const queued = Number(config.data.REDIS_POOL_MAX_SIZE ?? 4) *
-        bytes(config.data.REDIS_MAX_QUEUED_BYTES ?? "64MiB");
+        bytes(config.data.REDIS_MAX_QUEUED_BYTES ?? "1MiB"); // the default
     check("the memory limit holds twice what may be queued for a slow Redis (pool x queued bytes)",
         2 * queued <= bytes(c.resources?.limits?.memory), `${queued} queued bytes`);
     check("Guaranteed QoS: requests equal limits",

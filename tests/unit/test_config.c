@@ -121,7 +121,7 @@ Test(config, defaults) {
     cr_assert_eq(r->max_retries, 10);
     cr_assert_eq(r->retry_delay_ms, 50);
     cr_assert_eq(r->retry_max_delay_ms, 5000);
-    cr_assert_eq(r->max_queued_bytes, (size_t)64 << 20);
+    cr_assert_eq(r->max_queued_bytes, (size_t)1 << 20);
     cr_assert_not(r->tls);
     cr_assert_null(r->tls_cert_path);
     cr_assert_null(r->tls_key_path);
@@ -708,7 +708,7 @@ Test(config, log_redacts_secrets) {
     cr_assert(strstr(line, "\"redis_password\":\"***\""), "%s", line);
     cr_assert(strstr(line, "\"redis_username\":\"bob\""), "%s", line);
     cr_assert(strstr(line, "\"redis_port\":6379"), "%s", line);
-    cr_assert(strstr(line, "\"redis_max_queued_bytes\":67108864"), "%s", line);
+    cr_assert(strstr(line, "\"redis_max_queued_bytes\":1048576"), "%s", line);
     cr_assert(strstr(line, "\"redis_tls_enabled\":\"false\""), "%s", line);
     cr_assert(strstr(line, "\"tp_key_prefix\":\"tp:\""), "%s", line);
     cr_assert(strstr(line, "\"tp_log_level\":\"info\""), "%s", line);
@@ -730,7 +730,7 @@ Test(config, usage_lists_every_setting) {
     cr_assert(strstr(text, "--key-prefix"), "%s", text);
     cr_assert(strstr(text, "--log-level"), "%s", text);
     cr_assert(strstr(text, "127.0.0.1"), "%s", text);
-    cr_assert(strstr(text, "64MiB"), "%s", text);
+    cr_assert(strstr(text, "1MiB"), "%s", text);
     for (size_t i = 0; i < COUNT(all_vars); i++)
         cr_assert(strstr(text, all_vars[i]), "%s missing from usage", all_vars[i]);
     /* The groups in the order they were added, then the registry's own flags. */
