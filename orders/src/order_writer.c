@@ -15,6 +15,9 @@
 #define RETRY_MS 20
 #define REFUSED_RETRY_MS 500 /* after Redis refused a unit: it is not a blip */
 #define KEY_MAX (256 + TP_WIRE_ID_MAX * 2 + 16)
+/* A new unit's first buffer: a MULTI/EXEC is about a KiB, so one allocation rather than a
+ * chain of doublings from a buffer's small start, and half of what 4 KiB held idle. */
+#define UNIT_BUF_FIRST 2048
 
 /* BLOCKED: an event the writer could not apply; it never retires, so nothing
  * after it is ever acked. */
@@ -63,10 +66,15 @@ static tp_order_unit_t *unit_push(tp_order_writer_t *w, tp_str_t account, uint64
         w->head = 0;
     }
     tp_order_unit_t *u = w->spare;
-    if (u != NULL)
+    if (u != NULL) {
         w->spare = u->next_spare;
-    else if ((u = calloc(1, sizeof(*u))) == NULL)
-        return NULL;
+    } else {
+        u = calloc(1, sizeof(*u));
+        if (u == NULL || tp_buf_reserve(&u->resp, UNIT_BUF_FIRST) != 0) {
+            free(u);
+            return NULL;
+        }
+    }
     u->writer = w;
     tp_buf_truncate(&u->resp, 0);
     u->replies = 0;
