@@ -33,7 +33,10 @@
  * ticks decoded, HSETs answered OK, everything that went wrong (error replies, HSETs lost or not
  * queued, feed connections closed for bad input or a socket error), FeedAck frames written.
  *
- * usage: peer_hiredis --listen HOST:PORT [--redis HOST:PORT] [--max-inflight N]
+ * With --echo there is no Redis: each Tick is acked as soon as it is decoded. That is the floor
+ * of the benchmark, what tp_sim, the loopback socket and the decode cost on their own.
+ *
+ * usage: peer_hiredis --listen HOST:PORT [--redis HOST:PORT] [--max-inflight N] [--echo]
  * Prints "listening on PORT" (the bound port: PORT 0 asks the kernel for a free one) once Redis
  * is connected and the feed port is bound. */
 #include "tp/clock.h"
@@ -111,6 +114,7 @@ struct peer {
     uv_check_t ack_check;
     uv_signal_t sigint, sigterm;
     bool paused, stopping;
+    bool echo; /* --echo: no Redis, every tick acked once decoded */
     int exit_status;
     conn_t *conns;
     inflight_t *fifo; /* ring buffer */
@@ -143,7 +147,7 @@ static void *xrealloc(void *p, size_t n) {
 /* ---- options ------------------------------------------------------------------------------ */
 
 static void usage(FILE *out) {
-    fputs("usage: peer_hiredis --listen HOST:PORT [--redis HOST:PORT] [--max-inflight N]\n"
+    fputs("usage: peer_hiredis --listen HOST:PORT [--redis HOST:PORT] [--max-inflight N] [--echo]\n"
           "A benchmark peer: tick frames from tp_sim become one HSET tp:px:SYM each, through\n"
           "hiredis' async API on libuv; FeedAck frames go back once Redis has answered.\n"
           "\n"
@@ -151,6 +155,7 @@ static void usage(FILE *out) {
           "  --redis HOST:PORT   Redis, plain TCP                            127.0.0.1:6379\n"
           "  --max-inflight N    stop reading the feed while N HSETs are unanswered\n"
           "                      (0 = no bound)                              65536\n"
+          "  --echo              no Redis: ack every tick once decoded (the floor)\n"
           "  --help              this text\n"
           "\n"
           "Prints \"listening on PORT\" when ready; SIGINT/SIGTERM print\n"
@@ -202,6 +207,10 @@ static void parse_options(peer_t *p, int argc, char **argv) {
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(0);
+        }
+        if (strcmp(a, "--echo") == 0) {
+            p->echo = true;
+            continue;
         }
         if (i + 1 >= argc)
             bad_usage("%s: unknown option or missing value", a);
@@ -429,6 +438,15 @@ static void write_tick(peer_t *p, conn_t *c, const tp_frame_t *f, int64_t recv_t
         pause_feeds(p);
 }
 
+/* --echo: the tick counts as written the moment it is decoded. */
+static void echo_tick(peer_t *p, conn_t *c, const tp_frame_t *f) {
+    stream_t *s = stream_get(c, f->stream_id);
+    p->ticks++;
+    p->hsets_ok++;
+    if (f->seq > s->answered)
+        s->answered = f->seq;
+}
+
 /* Every whole frame in c->in; a partial one moves to the front. False when c was closed. */
 static bool handle_frames(peer_t *p, conn_t *c, int64_t recv_ts) {
     size_t off = 0;
@@ -458,7 +476,10 @@ static bool handle_frames(peer_t *p, conn_t *c, int64_t recv_ts) {
                        f.stream_id, f.seq, (int)f.type);
             return false;
         }
-        write_tick(p, c, &f, recv_ts);
+        if (p->echo)
+            echo_tick(p, c, &f);
+        else
+            write_tick(p, c, &f, recv_ts);
         off += len;
     }
     if (off > 0) {
@@ -683,6 +704,19 @@ static void on_redis_connect(const redisAsyncContext *ac, int status) {
     start_listening(p);
 }
 
+static void connect_redis(peer_t *p) {
+    p->redis = redisAsyncConnect(p->redis_host, p->redis_port);
+    if (p->redis == NULL)
+        die("out of memory");
+    if (p->redis->err)
+        die("cannot connect to Redis at %s:%d: %s", p->redis_host, p->redis_port, p->redis->errstr);
+    p->redis->data = p;
+    if (redisLibuvAttach(p->redis, p->loop) != REDIS_OK)
+        die("redisLibuvAttach failed");
+    redisAsyncSetConnectCallback(p->redis, on_redis_connect);
+    redisAsyncSetDisconnectCallback(p->redis, on_redis_disconnect);
+}
+
 int main(int argc, char **argv) {
     static peer_t peer;
     peer_t *p = &peer;
@@ -705,16 +739,10 @@ int main(int argc, char **argv) {
     p->sigterm.data = p;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
 
-    p->redis = redisAsyncConnect(p->redis_host, p->redis_port);
-    if (p->redis == NULL)
-        die("out of memory");
-    if (p->redis->err)
-        die("cannot connect to Redis at %s:%d: %s", p->redis_host, p->redis_port, p->redis->errstr);
-    p->redis->data = p;
-    if (redisLibuvAttach(p->redis, p->loop) != REDIS_OK)
-        die("redisLibuvAttach failed");
-    redisAsyncSetConnectCallback(p->redis, on_redis_connect);
-    redisAsyncSetDisconnectCallback(p->redis, on_redis_disconnect);
+    if (p->echo)
+        start_listening(p);
+    else
+        connect_redis(p);
 
     uv_run(p->loop, UV_RUN_DEFAULT);
     uv_loop_close(p->loop);

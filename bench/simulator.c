@@ -18,7 +18,9 @@
  * (account a holds ceil(N / accounts) consecutive symbols from a * ceil(N / accounts), so every
  * symbol is held by about N / symbols accounts), long or short at random. These frames go out as
  * fast as the socket takes them; the schedule starts once every one of them is acked, so a
- * benchmark can measure ticks against a book of open positions.
+ * benchmark can measure ticks against a book of open positions. --open-orders N adds N resting
+ * limit orders to the preload (a new order each, never filled, cancelled or known to the model:
+ * they stay open in tickplane for the whole run), so memory can be measured with a full book.
  *
  * The generator keeps its own model of every order, so valid events are valid; with
  * --invalid-every N every Nth order event is deliberately wrong (a fill for a closed or unknown
@@ -83,6 +85,7 @@ typedef struct {
     uint64_t invalid_every;
     uint64_t tick_stream, order_stream;
     uint64_t positions, position_stream;
+    uint64_t open_orders;
     double ack_timeout_s;
     double warmup_s;
     const char *json_path;
@@ -108,6 +111,7 @@ static void usage(FILE *out) {
           "  --positions N         before the schedule, open N positions (a new order and its\n"
           "                        full fill each, long or short) over the accounts and\n"
           "                        symbols, and wait for their acks (0 = none) 0\n"
+          "  --open-orders N       also preload N resting limit orders, left open 0\n"
           "  --position-stream ID  stream id of the preload's order events    3\n"
           "  --ack-timeout SECONDS wait this long for the last acks           10\n"
           "  --warmup SECONDS      frames due in the first SECONDS are sent and must be\n"
@@ -184,6 +188,7 @@ enum {
     OPT_ORDER_STREAM,
     OPT_POSITIONS,
     OPT_POSITION_STREAM,
+    OPT_OPEN_ORDERS,
     OPT_ACK_TIMEOUT,
     OPT_WARMUP,
     OPT_JSON,
@@ -204,6 +209,7 @@ static const struct option long_opts[] = {
     {"order-stream", required_argument, NULL, OPT_ORDER_STREAM},
     {"positions", required_argument, NULL, OPT_POSITIONS},
     {"position-stream", required_argument, NULL, OPT_POSITION_STREAM},
+    {"open-orders", required_argument, NULL, OPT_OPEN_ORDERS},
     {"ack-timeout", required_argument, NULL, OPT_ACK_TIMEOUT},
     {"warmup", required_argument, NULL, OPT_WARMUP},
     {"json", required_argument, NULL, OPT_JSON},
@@ -246,6 +252,9 @@ static void apply_opt(sim_opts_t *o, int c, const char *flag, const char *arg) {
         break;
     case OPT_POSITIONS:
         o->positions = parse_uint(flag, arg, 0, MAX_POSITIONS);
+        break;
+    case OPT_OPEN_ORDERS:
+        o->open_orders = parse_uint(flag, arg, 0, MAX_POSITIONS);
         break;
     case OPT_POSITION_STREAM:
         o->position_stream = parse_uint(flag, arg, 0, UINT64_MAX);
@@ -300,7 +309,7 @@ static void parse_args(sim_opts_t *o, int argc, char **argv) {
     if (o->tick_stream == o->order_stream)
         usage_error("--tick-stream and --order-stream must differ (both are %" PRIu64 ")",
                     o->tick_stream);
-    if (o->positions > 0 &&
+    if (o->positions + o->open_orders > 0 &&
         (o->position_stream == o->tick_stream || o->position_stream == o->order_stream))
         usage_error("--position-stream %" PRIu64 " is also the tick or order stream",
                     o->position_stream);
@@ -309,7 +318,7 @@ static void parse_args(sim_opts_t *o, int argc, char **argv) {
         usage_error("--positions %" PRIu64 " over %" PRIu64 " accounts needs at least %" PRIu64
                     " symbols (one position per account and symbol)",
                     o->positions, o->accounts, (o->positions + o->accounts - 1) / o->accounts);
-    if (o->tick_rate == 0 && o->order_rate == 0 && o->positions == 0)
+    if (o->tick_rate == 0 && o->order_rate == 0 && o->positions + o->open_orders == 0)
         usage_error("--tick-rate and --order-rate are both 0: nothing to send");
 }
 
@@ -634,15 +643,17 @@ static void make_order(model_t *m, uint64_t n, uint64_t invalid_every, tp_order_
 /* ---- the positions' preload --------------------------------------------------------------- */
 
 /* Frames 2p + 1 and 2p + 2 of the preload stream open position p (0-based): a new limit order,
- * then its full fill. The orders stay out of the model's open lists: once filled they are done. */
+ * then its full fill. The orders stay out of the model's open lists: once filled they are done.
+ * The resting orders' news follow, one frame each. */
 typedef struct {
     uint64_t id;          /* stream id */
     uint64_t positions;   /* to open */
     uint64_t per_account; /* ceil(positions / accounts) */
+    uint64_t resting;     /* open orders to leave in the book */
     uint64_t sent, acked; /* frames; 2 per position */
     uint64_t longs, shorts;
     uint64_t send_ns, end_ns; /* last frame written, last ack; ns after the preload began */
-    order_t order;            /* the position being opened */
+    order_t order;            /* the order of the frame being built */
 } preload_t;
 
 static void position_new(model_t *m, preload_t *pl, uint64_t p, tp_order_event_t *ev) {
@@ -662,8 +673,29 @@ static void position_new(model_t *m, preload_t *pl, uint64_t p, tp_order_event_t
     fill_event(m, o, TP_EXEC_NEW, TP_ORD_STATUS_NEW, ev);
 }
 
+static uint64_t preload_frames(const preload_t *pl) {
+    return 2 * pl->positions + pl->resting;
+}
+
+/* Resting order r (0-based): spread over the accounts and symbols, never touched again. */
+static void resting_new(model_t *m, preload_t *pl, uint64_t r, tp_order_event_t *ev) {
+    order_t *o = &pl->order;
+    *o = (order_t){.account = (uint32_t)(r % m->naccounts),
+                   .symbol = (uint32_t)(r / m->naccounts % m->nsyms),
+                   .side = rnd_below(2) ? TP_SIDE_BUY : TP_SIDE_SELL,
+                   .qty = (int64_t)(1 + rnd_below(100)) * TP_WIRE_SCALE};
+    snprintf(o->id, sizeof(o->id), "S%" PRIu64 "-R%" PRIu64, m->seed, r + 1);
+    next_cl_ord_id(m, o->cl_ord_id);
+    o->price = limit_price(&m->syms[o->symbol], o->side);
+    fill_event(m, o, TP_EXEC_NEW, TP_ORD_STATUS_NEW, ev);
+}
+
 /* Preload frame number n (1-based). */
 static void make_position_event(model_t *m, preload_t *pl, uint64_t n, tp_order_event_t *ev) {
+    if (n > 2 * pl->positions) {
+        resting_new(m, pl, n - 2 * pl->positions - 1, ev);
+        return;
+    }
     if (n % 2 == 1) {
         position_new(m, pl, (n - 1) / 2, ev);
         return;
@@ -862,7 +894,7 @@ static void ack_frame(sim_t *s, const tp_frame_t *f, uint64_t now) {
         return;
     }
     c->acks++;
-    if (s->pos.positions > 0 && f->stream_id == s->pos.id) {
+    if (preload_frames(&s->pos) > 0 && f->stream_id == s->pos.id) {
         uint64_t seq = f->body.acked_seq;
         if (seq > s->pos.sent) {
             c->ack_beyond_sent++;
@@ -1087,7 +1119,7 @@ static bool preload_frame(sim_t *s) {
  * acked. */
 static bool preload(sim_t *s) {
     preload_t *pl = &s->pos;
-    uint64_t planned = 2 * pl->positions;
+    uint64_t planned = preload_frames(pl);
     uint64_t timeout_ns = (uint64_t)(s->opts.ack_timeout_s * (double)NS_PER_S);
     uint64_t start = tp_clock_mono_ns(), deadline = UINT64_MAX, now = 0;
     while (s->conn.error[0] == '\0' && signals_seen == 0 && pl->acked < planned) {
@@ -1152,7 +1184,8 @@ static void sim_init(sim_t *s) {
     model_init(&s->model, o);
     s->pos = (preload_t){.id = o->position_stream,
                          .positions = o->positions,
-                         .per_account = (o->positions + o->accounts - 1) / o->accounts};
+                         .per_account = (o->positions + o->accounts - 1) / o->accounts,
+                         .resting = o->open_orders};
     s->builder = tp_wire_builder_new();
     s->conn.cap = OUT_INITIAL;
     s->conn.out = malloc(s->conn.cap);
@@ -1209,11 +1242,11 @@ static void print_orders(const sim_t *s) {
 static void print_positions(const sim_t *s) {
     const preload_t *pl = &s->pos;
     printf("  positions stream %-3" PRIu64 " %" PRIu64 " positions (%" PRIu64 " long, %" PRIu64
-           " short; %" PRIu64 " per account): %" PRIu64 " frames sent in %.3f s (%.0f/s), acked to "
-           "seq %" PRIu64 " after %.3f s%s\n",
-           pl->id, pl->positions, pl->longs, pl->shorts, pl->per_account, pl->sent,
+           " short; %" PRIu64 " per account), %" PRIu64 " open orders: %" PRIu64
+           " frames sent in %.3f s (%.0f/s), acked to seq %" PRIu64 " after %.3f s%s\n",
+           pl->id, pl->positions, pl->longs, pl->shorts, pl->per_account, pl->resting, pl->sent,
            (double)pl->send_ns / 1e9, rate_of(pl->sent, pl->send_ns), pl->acked,
-           (double)pl->end_ns / 1e9, pl->acked == 2 * pl->positions ? "  ok" : "  MISSING");
+           (double)pl->end_ns / 1e9, pl->acked == preload_frames(pl) ? "  ok" : "  MISSING");
 }
 
 static void print_latency(const sim_t *s) {
@@ -1230,10 +1263,10 @@ static void print_latency(const sim_t *s) {
 
 static void print_missing(const sim_t *s) {
     const preload_t *pl = &s->pos;
-    if (pl->acked < 2 * pl->positions)
+    if (pl->acked < preload_frames(pl))
         printf("  missing acks: positions (stream %" PRIu64 ") acked to seq %" PRIu64 " of %" PRIu64
                " (%" PRIu64 " sent); the schedule did not start\n",
-               pl->id, pl->acked, 2 * pl->positions, pl->sent);
+               pl->id, pl->acked, preload_frames(pl), pl->sent);
     const stream_t *all[2] = {&s->ticks, &s->orders};
     for (int i = 0; i < 2; i++) {
         const stream_t *st = all[i];
@@ -1261,7 +1294,7 @@ static void print_summary(const sim_t *s) {
     print_stream(s, &s->ticks);
     print_stream(s, &s->orders);
     print_orders(s);
-    if (s->pos.positions > 0)
+    if (preload_frames(&s->pos) > 0)
         print_positions(s);
     printf("  bytes %" PRIu64 "  ack frames %" PRIu64 "  waited %.1f ms after the last write"
            "  worst send lag %.1f us  socket stalls %" PRIu64 "\n",
@@ -1301,11 +1334,12 @@ static void json_stream(FILE *f, const sim_t *s, const stream_t *st) {
 static void json_positions(FILE *f, const preload_t *pl) {
     fprintf(f,
             "\"positions\":{\"stream\":%" PRIu64 ",\"positions\":%" PRIu64 ",\"long\":%" PRIu64
-            ",\"short\":%" PRIu64 ",\"per_account\":%" PRIu64 ",\"sent\":%" PRIu64
-            ",\"acked_seq\":%" PRIu64 ",\"send_s\":%.3f,\"end_s\":%.3f,\"all_acked\":%s}",
-            pl->id, pl->positions, pl->longs, pl->shorts, pl->per_account, pl->sent, pl->acked,
-            (double)pl->send_ns / 1e9, (double)pl->end_ns / 1e9,
-            pl->acked == 2 * pl->positions ? "true" : "false");
+            ",\"short\":%" PRIu64 ",\"per_account\":%" PRIu64 ",\"open_orders\":%" PRIu64
+            ",\"sent\":%" PRIu64 ",\"acked_seq\":%" PRIu64
+            ",\"send_s\":%.3f,\"end_s\":%.3f,\"all_acked\":%s}",
+            pl->id, pl->positions, pl->longs, pl->shorts, pl->per_account, pl->resting, pl->sent,
+            pl->acked, (double)pl->send_ns / 1e9, (double)pl->end_ns / 1e9,
+            pl->acked == preload_frames(pl) ? "true" : "false");
 }
 
 static void json_latency(FILE *f, const lat_t *l) {
@@ -1332,7 +1366,7 @@ static int write_json(const sim_t *s, const char *path) {
     json_stream(f, s, &s->ticks);
     fputc(',', f);
     json_stream(f, s, &s->orders);
-    if (s->pos.positions > 0) {
+    if (preload_frames(&s->pos) > 0) {
         fputc(',', f);
         json_positions(f, &s->pos);
     }
@@ -1380,7 +1414,7 @@ int main(int argc, char **argv) {
         sim_free(&s);
         return 1;
     }
-    bool preloaded = s.pos.positions == 0 || preload(&s);
+    bool preloaded = preload_frames(&s.pos) == 0 || preload(&s);
     s.start_mono = tp_clock_mono_ns();
     s.start_wall = tp_clock_wall_ns();
     if (preloaded && !s.stopped)

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// peer_ioredis: the tick feed written to Redis the way a competent Node.js user would do it with
-// ioredis, as a baseline for tickplane in the benchmark (DESIGN.md, "Benchmarks"); bench/
-// peer_hiredis.c is the C one and does the same job.
+// peer_node: the tick feed written to Redis the way a competent Node.js user would do it, with
+// ioredis or with Valkey GLIDE (--client), as a baseline for tickplane in the benchmark
+// (DESIGN.md, "Benchmarks"); bench/peer_hiredis.c is the C one and does the same job.
 //
 // Listens on a TCP feed port for adapters (tp_sim), reassembles size-prefixed FlatBuffers frames
 // (schemas/frame.fbs: a 4-byte little-endian length, then a Frame with identifier "TPF1") and
@@ -9,21 +9,26 @@
 //
 //     HSET tp:px:SYM bid ask bid_sz ask_sz last last_sz seq exch_ts recv_ts
 //
-// per Tick through one ioredis client with enableAutoPipelining (commands issued in one tick of
-// the event loop go out as one pipeline), over TLS when --tls-ca is given. Prices and sizes are
-// 8-decimal text made from the int64 with BigInt ("101.25000000"), seq is the frame's, exch_ts
-// the tick's exchange time, recv_ts the wall clock (ns) when the chunk carrying the frame was
-// read: the same fields and formatting as tickplane.
+// per Tick through one client, over TLS when --tls-ca is given:
+//   ioredis  (--client ioredis, the default) with enableAutoPipelining: commands issued in one
+//            tick of the event loop go out as one pipeline;
+//   glide    (--client glide) @valkey/valkey-glide, whose Rust core multiplexes every request on
+//            one connection and pipelines what is outstanding; its in-flight limit is set to
+//            --max-inflight so that it never refuses a request the peer's own bound allows.
+// Prices and sizes are 8-decimal text made from the int64 with BigInt ("101.25000000"), seq is
+// the frame's, exch_ts the tick's exchange time, recv_ts the wall clock (ns) when the chunk
+// carrying the frame was read: the same fields and formatting as tickplane.
 //
 // Frames are read with the `flatbuffers` runtime's ByteBuffer and small hand-written accessors
 // (vtable slots through __offset) for Frame and Tick, with bounds checks, since the JavaScript
 // runtime has no verifier; FeedAck frames are built with flatbuffers.Builder (size-prefixed,
 // identifier "TPF1").
 //
-// Acks: ioredis answers the commands of one connection in order, so a stream's acked seq is the
-// seq of its latest HSET answered OK (the highest one whose HSET and every earlier one's were
-// answered). Streams are per feed connection. Once per event-loop iteration (setImmediate, after
-// the I/O callbacks) one FeedAck per stream whose acked seq moved goes back, one write per
+// Acks: a stream's acked seq is the highest seq whose HSET and every earlier one's were answered
+// OK. ioredis answers in order; GLIDE's promises are not promised to, so each stream keeps its
+// unanswered seqs in send order and the acked seq moves only past a run of answered ones.
+// Streams are per feed connection. Once per event-loop iteration (setImmediate, after the I/O
+// callbacks) one FeedAck per stream whose acked seq moved goes back, one write per
 // connection. A failed HSET stops its stream's acks for good: no ack covers a lost write.
 //
 // Backpressure: with --max-inflight N (default 65536) the feed sockets are paused while N HSETs
@@ -32,14 +37,14 @@
 //
 // Bad input (a frame over 64 KiB, tickplane's default TP_MAX_FRAME_BYTES; one that does not
 // decode; one that is not a Tick) closes its connection with a message on stderr. A lost Redis
-// connection is ioredis' business: it reconnects and resends unanswered commands (its defaults).
+// connection is the client's business: both reconnect (their defaults).
 //
 // SIGINT/SIGTERM print one JSON line and exit 0: {"ticks":N,"hsets_ok":N,"errors":N,"acks":N}
 // (ticks decoded, HSETs answered OK, everything that went wrong: failed HSETs and feed
 // connections closed for bad input or a socket error; FeedAck frames written).
 //
-// usage: node peer.js --listen HOST:PORT [--redis HOST:PORT] [--tls-ca FILE [--tls-cert FILE
-//        --tls-key FILE] [--tls-servername NAME]] [--max-inflight N]
+// usage: node peer.js --listen HOST:PORT [--client ioredis|glide] [--redis HOST:PORT]
+//        [--tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-servername NAME]] [--max-inflight N]
 // Prints "listening on PORT" once Redis is ready and the port is bound (PORT 0: any free port).
 'use strict';
 
@@ -47,7 +52,6 @@ const fs = require('node:fs');
 const net = require('node:net');
 const { parseArgs } = require('node:util');
 const flatbuffers = require('flatbuffers');
-const Redis = require('ioredis');
 
 const PREFIX_BYTES = 4;
 const MAX_FRAME = 64 * 1024; // body bytes after the prefix
@@ -84,9 +88,10 @@ const SYMBOL_RE = /^[\x21-\x7a\x7c\x7e]{1,32}$/;
 
 const USAGE = `usage: node peer.js --listen HOST:PORT [options]
 A benchmark peer: tick frames from tp_sim become one HSET tp:px:SYM each, through ioredis
-with auto-pipelining; FeedAck frames go back once Redis has answered.
+with auto-pipelining or Valkey GLIDE; FeedAck frames go back once Redis has answered.
 
   --listen HOST:PORT      feed address to listen on (required; PORT 0 = any free port)
+  --client NAME           ioredis or glide                                      ioredis
   --redis HOST:PORT       Redis                                          127.0.0.1:6379
   --tls-ca FILE           connect with TLS, trusting this CA
   --tls-cert FILE         client certificate (mTLS), with --tls-key
@@ -101,7 +106,7 @@ Prints "listening on PORT" when ready; SIGINT/SIGTERM print
 `;
 
 function badUsage(msg) {
-  process.stderr.write(`peer_ioredis: ${msg}\n${USAGE}`);
+  process.stderr.write(`peer_node: ${msg}\n${USAGE}`);
   process.exit(2);
 }
 
@@ -124,6 +129,7 @@ function parseOptions() {
     parsed = parseArgs({
       options: {
         listen: { type: 'string' },
+        client: { type: 'string', default: 'ioredis' },
         redis: { type: 'string', default: '127.0.0.1:6379' },
         'tls-ca': { type: 'string' },
         'tls-cert': { type: 'string' },
@@ -142,6 +148,7 @@ function parseOptions() {
     process.exit(0);
   }
   if (parsed.listen === undefined) badUsage('--listen HOST:PORT is required');
+  if (!(parsed.client in CLIENTS)) badUsage(`--client "${parsed.client}": ioredis or glide`);
   const maxInflight = Number(parsed['max-inflight']);
   if (!/^\d+$/.test(parsed['max-inflight']) || maxInflight > 100000000) {
     badUsage(`--max-inflight "${parsed['max-inflight']}": expected 0-100000000`);
@@ -154,6 +161,7 @@ function parseOptions() {
     badUsage('--tls-cert and --tls-key go together');
   }
   return {
+    client: parsed.client,
     listen: parseAddr('--listen', parsed.listen, 0),
     redis: parseAddr('--redis', parsed.redis, 1),
     tlsCa: parsed['tls-ca'],
@@ -297,14 +305,17 @@ class FeedConn {
     this.socket = socket;
     this.name = `adapter ${socket.remoteAddress}:${socket.remotePort}`;
     this.pending = null; // bytes of an incomplete frame
-    this.streams = new Map(); // stream id (bigint) -> { id, answered, ackSent, failed }
+    // stream id (bigint) -> { id, answered, ackSent, failed, sent: seqs in send order from
+    // head, done: seqs answered out of order }
+    this.streams = new Map();
     this.closed = false;
   }
 
   stream(id) {
     let s = this.streams.get(id);
     if (s === undefined) {
-      s = { id, conn: this, answered: 0n, ackSent: 0n, failed: false };
+      s = { id, conn: this, answered: 0n, ackSent: 0n, failed: false, sent: [], head: 0,
+            done: new Set() };
       this.streams.set(id, s);
     }
     return s;
@@ -347,12 +358,28 @@ class FeedConn {
     if (this.closed) return;
     this.closed = true;
     if (reason !== undefined) {
-      process.stderr.write(`peer_ioredis: ${this.name}: closing the connection: ${reason}\n`);
+      process.stderr.write(`peer_node: ${this.name}: closing the connection: ${reason}\n`);
       this.peer.errors++;
     }
     this.peer.conns.delete(this);
     this.socket.destroy();
   }
+}
+
+// Marks seq answered; true when the stream's acked seq moved.
+function answer(s, seq) {
+  if (s.sent[s.head] !== seq) {
+    s.done.add(seq);
+    return false;
+  }
+  s.head++;
+  while (s.head < s.sent.length && s.done.delete(s.sent[s.head])) s.head++;
+  s.answered = s.sent[s.head - 1];
+  if (s.head > 4096 && s.head * 2 > s.sent.length) {
+    s.sent = s.sent.slice(s.head);
+    s.head = 0;
+  }
+  return true;
 }
 
 class Peer {
@@ -388,17 +415,20 @@ class Peer {
   writeTick(stream, seq, t, recvTs) {
     this.ticks++;
     this.inflight++;
+    stream.sent.push(seq);
     this.redis.hset(
       `tp:px:${t.symbol}`,
-      'bid', fixed8(t.bid),
-      'ask', fixed8(t.ask),
-      'bid_sz', fixed8(t.bidSize),
-      'ask_sz', fixed8(t.askSize),
-      'last', fixed8(t.last),
-      'last_sz', fixed8(t.lastSize),
-      'seq', seq.toString(),
-      'exch_ts', t.exchangeTsNs.toString(),
-      'recv_ts', recvTs,
+      [
+        'bid', fixed8(t.bid),
+        'ask', fixed8(t.ask),
+        'bid_sz', fixed8(t.bidSize),
+        'ask_sz', fixed8(t.askSize),
+        'last', fixed8(t.last),
+        'last_sz', fixed8(t.lastSize),
+        'seq', seq.toString(),
+        'exch_ts', t.exchangeTsNs.toString(),
+        'recv_ts', recvTs,
+      ],
       (err) => this.onReply(stream, seq, err),
     );
     if (this.opts.maxInflight > 0 && this.inflight >= this.opts.maxInflight && !this.paused) {
@@ -411,14 +441,13 @@ class Peer {
     this.inflight--;
     if (err) {
       if (this.errors < ERROR_LOG_MAX) {
-        process.stderr.write(`peer_ioredis: HSET (stream ${stream.id} seq ${seq}): ${err.message}\n`);
+        process.stderr.write(`peer_node: HSET (stream ${stream.id} seq ${seq}): ${err.message}\n`);
       }
       this.errors++;
       stream.failed = true;
     } else {
       this.hsetsOk++;
-      if (!stream.failed && seq > stream.answered) {
-        stream.answered = seq;
+      if (!stream.failed && answer(stream, seq)) {
         this.dirty.add(stream);
         if (!this.ackScheduled) {
           this.ackScheduled = true;
@@ -462,45 +491,74 @@ class Peer {
 
 // ---- main ---------------------------------------------------------------------------------
 
-function redisOptions(opts) {
-  const o = {
-    host: opts.redis.host,
-    port: opts.redis.port,
-    enableAutoPipelining: true,
-    lazyConnect: true,
-  };
-  if (opts.tlsCa !== undefined) {
-    const tls = { ca: fs.readFileSync(opts.tlsCa) };
-    if (opts.tlsCert !== undefined) {
-      tls.cert = fs.readFileSync(opts.tlsCert);
-      tls.key = fs.readFileSync(opts.tlsKey);
-    }
-    // SNI takes host names only. An IP address is left out, and Node then checks the
-    // certificate's IP SANs against it; --tls-servername names the host to verify instead.
-    const servername =
-      opts.tlsServername ?? (net.isIP(opts.redis.host) === 0 ? opts.redis.host : undefined);
-    if (servername !== undefined) tls.servername = servername;
-    o.tls = tls;
+// The TLS material both clients take: PEM buffers and the name to verify.
+function tlsMaterial(opts) {
+  const tls = { ca: fs.readFileSync(opts.tlsCa) };
+  if (opts.tlsCert !== undefined) {
+    tls.cert = fs.readFileSync(opts.tlsCert);
+    tls.key = fs.readFileSync(opts.tlsKey);
   }
-  return o;
+  // SNI takes host names only. An IP address is left out, and Node then checks the
+  // certificate's IP SANs against it; --tls-servername names the host to verify instead.
+  const servername =
+    opts.tlsServername ?? (net.isIP(opts.redis.host) === 0 ? opts.redis.host : undefined);
+  if (servername !== undefined) tls.servername = servername;
+  return tls;
 }
+
+// Each client as the peer uses it: connect() resolves once Redis answers, and
+// hset(key, [field, value, ...], cb) calls cb(err) with its reply.
+const CLIENTS = {
+  async ioredis(opts) {
+    const Redis = require('ioredis');
+    const o = {
+      host: opts.redis.host,
+      port: opts.redis.port,
+      enableAutoPipelining: true,
+      lazyConnect: true,
+    };
+    if (opts.tlsCa !== undefined) o.tls = tlsMaterial(opts);
+    const redis = new Redis(o);
+    redis.on('error', (err) => process.stderr.write(`peer_node: redis: ${err.message}\n`));
+    await redis.connect();
+    return { hset: (key, fv, cb) => redis.hset(key, ...fv, cb) };
+  },
+
+  async glide(opts) {
+    const { GlideClient } = require('@valkey/valkey-glide');
+    if (opts.tlsCert !== undefined) throw new Error('--client glide: no client certificates');
+    const config = {
+      // GLIDE verifies the certificate against the address's host: the name, when given.
+      addresses: [{ host: opts.tlsServername ?? opts.redis.host, port: opts.redis.port }],
+      requestTimeout: 30000,
+      inflightRequestsLimit: opts.maxInflight > 0 ? opts.maxInflight : 1 << 30,
+    };
+    if (opts.tlsCa !== undefined) {
+      config.useTLS = true;
+      config.advancedConfiguration = {
+        tlsAdvancedConfiguration: { rootCertificates: fs.readFileSync(opts.tlsCa) },
+      };
+    }
+    const client = await GlideClient.createClient(config);
+    return {
+      hset(key, fv, cb) {
+        const fields = {};
+        for (let i = 0; i < fv.length; i += 2) fields[fv[i]] = fv[i + 1];
+        client.hset(key, fields).then(() => cb(null), cb);
+      },
+    };
+  },
+};
 
 async function main() {
   const opts = parseOptions();
-  let redisOpts;
-  try {
-    redisOpts = redisOptions(opts);
-  } catch (err) {
-    process.stderr.write(`peer_ioredis: ${err.message}\n`);
-    process.exit(2);
-  }
-  const redis = new Redis(redisOpts);
-  redis.on('error', (err) => process.stderr.write(`peer_ioredis: redis: ${err.message}\n`));
   const where = `${opts.redis.host}:${opts.redis.port}${opts.tlsCa !== undefined ? ' (TLS)' : ''}`;
+  let redis;
   try {
-    await redis.connect();
+    redis = await CLIENTS[opts.client](opts);
   } catch (err) {
-    process.stderr.write(`peer_ioredis: cannot connect to Redis at ${where}: ${err.message}\n`);
+    process.stderr.write(`peer_node: ${opts.client}: cannot connect to Redis at ${where}: ` +
+                         `${err.message}\n`);
     process.exit(1);
   }
 
@@ -515,7 +573,7 @@ async function main() {
   const server = net.createServer((socket) => peer.accept(socket));
   server.on('error', (err) => {
     process.stderr.write(
-      `peer_ioredis: listen on ${opts.listen.host}:${opts.listen.port}: ${err.message}\n`,
+      `peer_node: listen on ${opts.listen.host}:${opts.listen.port}: ${err.message}\n`,
     );
     process.exit(1);
   });
