@@ -403,6 +403,19 @@ Test(orders, invalid_identifiers) {
     cr_assert_eq(find(long_id), o);
 }
 
+/* A replace of order id whose client order id and exec id have the longest length, in long_cl
+ * and long_exec (TP_WIRE_ID_MAX + 1 bytes each): together too long for the record. */
+static tp_order_event_t replace_with_long_ids(const char *id, char *long_cl, char *long_exec) {
+    memset(long_cl, 'c', TP_WIRE_ID_MAX);
+    long_cl[TP_WIRE_ID_MAX] = '\0';
+    memset(long_exec, 'e', TP_WIRE_ID_MAX);
+    long_exec[TP_WIRE_ID_MAX] = '\0';
+    tp_order_event_t e = ev(id, TP_EXEC_REPLACED);
+    e.cl_ord_id = tp_str(long_cl);
+    e.exec_id = tp_str(long_exec);
+    return e;
+}
+
 /* Identifiers that outgrow the record move to a block of their own, and come back when they
  * fit again; every one reads back whole either way. */
 Test(orders, identifiers_too_long_to_fit_inline_move_out_and_back) {
@@ -410,13 +423,7 @@ Test(orders, identifiers_too_long_to_fit_inline_move_out_and_back) {
     cr_assert(o->order_id >= o->ids && o->order_id < o->ids + TP_ORDER_IDS_INLINE);
     cr_assert_null(o->ids_block);
     char long_cl[TP_WIRE_ID_MAX + 1], long_exec[TP_WIRE_ID_MAX + 1];
-    memset(long_cl, 'c', TP_WIRE_ID_MAX);
-    long_cl[TP_WIRE_ID_MAX] = '\0';
-    memset(long_exec, 'e', TP_WIRE_ID_MAX);
-    long_exec[TP_WIRE_ID_MAX] = '\0';
-    tp_order_event_t e = ev("O1", TP_EXEC_REPLACED);
-    e.cl_ord_id = tp_str(long_cl);
-    e.exec_id = tp_str(long_exec);
+    tp_order_event_t e = replace_with_long_ids("O1", long_cl, long_exec);
     accept(&e, TP_EVENT_ORDER_UPDATE, TP_ORD_STATUS_REPLACED, true, true);
     cr_assert_not_null(o->ids_block);
     cr_assert_eq(o->cl_ord_id, o->ids_block + 3, "cl_ord_id follows \"O1\" in the block");
@@ -443,13 +450,7 @@ Test(orders, no_memory_for_long_identifiers_changes_nothing) {
     tp_order_t before;
     memcpy(&before, o, sizeof(before));
     char long_cl[TP_WIRE_ID_MAX + 1], long_exec[TP_WIRE_ID_MAX + 1];
-    memset(long_cl, 'c', TP_WIRE_ID_MAX);
-    long_cl[TP_WIRE_ID_MAX] = '\0';
-    memset(long_exec, 'e', TP_WIRE_ID_MAX);
-    long_exec[TP_WIRE_ID_MAX] = '\0';
-    tp_order_event_t e = ev("O1", TP_EXEC_REPLACED);
-    e.cl_ord_id = tp_str(long_cl);
-    e.exec_id = tp_str(long_exec);
+    tp_order_event_t e = replace_with_long_ids("O1", long_cl, long_exec);
     tp_order_result_t r;
     tp_test_fail_allocations = true;
     int rc = tp_orders_apply(&store, &e, &r);
