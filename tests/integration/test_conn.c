@@ -4,6 +4,7 @@
 #include "pool_env.h"
 #include "tp/commands.h"
 #include "tp/error.h"
+#include "tp/resp.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -28,8 +29,11 @@ static void teardown(void) {
     tp_test_env_stop(&env);
 }
 
+/* A deep queue: some tests queue 100,000 commands, or a 4 MiB value, before running the loop,
+ * more than the default REDIS_MAX_QUEUED_BYTES; the cap has tests of its own. */
 static void start_plain(void) {
     start(NULL);
+    env.cfg.redis.max_queued_bytes = 64u << 20;
     cr_assert_eq(tp_test_env_open(&env, 5000), 0, "pool not ready: %s",
                  tp_pool_last_error(&env.pool));
 }
@@ -339,6 +343,39 @@ Test(conn, memory_cap_honoured) {
     size_t big_lens[] = {3, 1, 128 * 1024};
     cr_assert_eq(tp_pool_command(&env.pool, NULL, NULL, 3, big, big_lens), TP_EINVAL);
     free(huge);
+}
+
+/* A connection full of single commands still takes units, up to twice the cap: a backlog of
+ * price writes must not hold order state back (at a 1 MiB cap the order feed paused every
+ * few milliseconds at 100k ticks/s + 2k order events/s, bench/run.sh's mixed row). */
+Test(conn, units_have_room_above_the_cap) {
+    start(NULL);
+    env.cfg.redis.pool_size = 1;
+    env.cfg.redis.max_queued_bytes = 64 * 1024;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
+    tp_conn_t *c = tp_pool_conn(&env.pool, 0);
+
+    char value[1024];
+    memset(value, 'v', sizeof(value));
+    const char *argv[] = {"SET", "k", value};
+    size_t lens[] = {3, 1, sizeof(value)};
+    while (tp_pool_command(&env.pool, NULL, NULL, 3, argv, lens) == 0)
+        ;
+    cr_assert_eq(tp_pool_command(&env.pool, NULL, NULL, 3, argv, lens), TP_EBACKPRESSURE);
+
+    tp_buf_t unit = {0};
+    cr_assert_eq(tp_resp_array(&unit, 3), 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(tp_resp_arg(&unit, argv[i], lens[i]), 0);
+    int units = 0, rc;
+    while ((rc = tp_conn_send_unit(c, tp_buf_ptr(&unit), tp_buf_size(&unit), 1, NULL, NULL,
+                                   NULL)) == 0)
+        units++;
+    cr_assert_eq(rc, TP_EBACKPRESSURE);
+    cr_assert_gt(units, 50, "a full connection took %d units", units);
+    cr_assert_gt(tp_conn_queued_bytes(c), 64 * 1024);
+    cr_assert_leq(tp_conn_queued_bytes(c), 128 * 1024);
+    tp_buf_free(&unit);
 }
 
 /* Regression: a command refused as too large (TP_EINVAL) while the connection
