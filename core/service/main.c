@@ -31,6 +31,7 @@
 #include "tp/price_restore.h"
 #include "tp/price_writer.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,6 +402,10 @@ int main(int argc, char **argv) {
         return check_config(&svc.cfg);
     tp_settings_log(&svc.cfg.table);
 
+    /* libuv writes with write(2): a write to a connection its peer has reset (a Redis killed,
+     * a proxy's RST) raises SIGPIPE, whose default is to end the process without a word. The
+     * write's EPIPE is handled where it is returned. */
+    signal(SIGPIPE, SIG_IGN);
     svc.loop = uv_default_loop();
     svc.pool.data = &svc;
     tp_pool_options_t pool_opts = {.on_ready = on_pool_ready,

@@ -32,6 +32,10 @@
  * (tp_conn_send_unit) may fill up to twice REDIS_MAX_QUEUED_BYTES: a backlog of
  * single commands never refuses one.
  *
+ * Signals. Sockets are written with write(2) (libuv), so a write to a connection
+ * its peer has reset raises SIGPIPE: the process must ignore it (the service does)
+ * or it ends on the first Redis crash; the write's error then arrives as usual.
+ *
  * Ownership: the caller allocates tp_pool_t and the config, keeps both alive
  * until the close callback has run, then frees them. */
 #ifndef TP_POOL_H
