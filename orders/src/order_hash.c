@@ -140,8 +140,7 @@ static bool collect(const char *const *fields, const size_t *flens, const char *
     return true;
 }
 
-/* Copies an id; its characters are checked by tp_orders_insert(). */
-/* The id points into the reply: tp_orders_insert() copies it. */
+/* The id points into the reply: tp_orders_insert() checks its characters and copies it. */
 static bool get_id(const found_t *fd, int f, size_t max, const char **dst, uint8_t *dst_len) {
     if (fd->len[f] > max)
         return false;

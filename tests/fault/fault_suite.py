@@ -48,7 +48,7 @@ from redis.cluster import ClusterNode, RedisCluster  # noqa: E402
 import metrics_client  # noqa: E402
 import trading_oracle as to  # noqa: E402
 import trading_scenario as ts  # noqa: E402
-from feed_adapter import parse_ack, split_frames  # noqa: E402
+from feed_adapter import hang_up, parse_ack, split_frames  # noqa: E402
 from tcp_proxy import Proxy  # noqa: E402
 
 CK, log = ts.CK, ts.log
@@ -391,20 +391,6 @@ class Tickplane:
 
 
 # ---- adapters and the subscriber ------------------------------------------------------------
-
-
-def hang_up(sock, reader):
-    """Closes a connection that reader (a thread) receives on. shutdown() wakes the reader with
-    EOF, and the fd is closed only once it has returned: closed earlier, its number could go to
-    the next fd this process opens (curl's stdout pipe, say) while the reader is about to
-    poll() it, and a poll holds the file it polls, here the pipe's write end, so curl's output
-    would not end until the poll timed out. Until then the socket itself stayed open too."""
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    reader.join()
-    sock.close()
 
 
 class Adapter:

@@ -96,6 +96,20 @@ def order_frame(stream_id, seq, j):
     return frame(b, stream_id, seq, Body.Body.OrderEvent, OrderEvent.End(b))
 
 
+def hang_up(sock, reader):
+    """Closes a connection that reader (a thread) receives on. shutdown() wakes the reader with
+    EOF, and the fd is closed only once it has returned: closed earlier, its number could go to
+    the next fd this process opens (curl's stdout pipe, say) while the reader is about to
+    poll() it, and a poll holds the file it polls, here the pipe's write end, so curl's output
+    would not end until the poll timed out. Until then the socket itself stayed open too."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    reader.join()
+    sock.close()
+
+
 def split_frames(buf):
     """The bodies of the whole size-prefixed frames at the start of buf, and the bytes
     after them (the start of a frame still arriving)."""

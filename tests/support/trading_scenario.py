@@ -47,7 +47,7 @@ from tp.wire import Body, OrderEvent, OrdStatus, OrdType, Side, Tick, TradingEve
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import metrics_client  # noqa: E402
 import trading_oracle as to  # noqa: E402
-from feed_adapter import frame, parse_ack, split_frames  # noqa: E402 (the adapter's framing)
+from feed_adapter import frame, hang_up, parse_ack, split_frames  # noqa: E402 (the adapter's framing)
 
 SCALE = to.SCALE
 TICK_STREAM, ORDER_STREAM = 1, 2
@@ -222,14 +222,7 @@ class Feed:
             return self.cv.wait_for(lambda: self.eof, timeout)
 
     def close(self):
-        """shutdown() wakes the reader; the fd is closed once it has returned, so that its
-        number cannot go to another file while the reader may still poll it."""
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.reader.join()
-        self.sock.close()
+        hang_up(self.sock, self.reader)
 
 
 def send_and_wait(feed, stream, frames, last_seq, timeout, what):
