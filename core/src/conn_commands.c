@@ -75,12 +75,13 @@ void tp__conn_arg_ll(tp_conn_t *c, long long v) {
         c->enc_err = tp_resp_arg_ll(&c->log, v);
 }
 
-/* 0, TP_EBACKPRESSURE when adding len bytes would pass limit, or TP_EINVAL for a command that
- * could never fit (over REDIS_MAX_QUEUED_BYTES): the caller's bug, not backpressure. */
-static int check_room(tp_conn_t *c, size_t queued_before, size_t len, size_t limit) {
-    if (len > c->env->cfg->max_queued_bytes)
+/* 0, TP_EBACKPRESSURE when adding len bytes would pass REDIS_MAX_QUEUED_BYTES, or TP_EINVAL
+ * for a command that could never fit: the caller's bug, not backpressure. */
+static int check_room(tp_conn_t *c, size_t queued_before, size_t len) {
+    size_t cap = c->env->cfg->max_queued_bytes;
+    if (len > cap)
         return TP_EINVAL;
-    if (queued_before + len > limit) {
+    if (queued_before + len > cap) {
         c->backpressured = true;
         return TP_EBACKPRESSURE;
     }
@@ -91,7 +92,7 @@ int tp__conn_end(tp_conn_t *c, const tp_origin_t *origin, tp_cmd_cb cb, void *da
     size_t len = tp_buf_size(&c->log) - c->enc_mark;
     int rc = c->enc_err;
     if (rc == 0)
-        rc = check_room(c, c->enc_mark, len, c->env->cfg->max_queued_bytes);
+        rc = check_room(c, c->enc_mark, len);
     tp__pending_t p = {.cb = cb, .data = data, .len = len, .replies = 1};
     if (origin)
         p.origin = *origin;
@@ -148,17 +149,17 @@ static int send_unit(tp_conn_t *c, const char *resp, size_t len, unsigned replie
         return TP_ECLOSED;
     if (c->down)
         return TP_EDOWN;
-    /* Units (order state, never conflated) may queue as much again above the cap, so that a
-     * backlog of single commands (prices, which conflate) never holds them back. */
+    /* Units (order state, never conflated) are not refused for the backlog: their caller
+     * already holds and bounds them (the order writer by TP_ORDER_QUEUE_MAX), and a backlog of
+     * prices, or Redis falling behind for a moment, must not pause the order feeds. */
+    if (len > c->env->cfg->max_queued_bytes)
+        return TP_EINVAL;
     size_t mark = tp_buf_size(&c->log);
-    int rc = check_room(c, mark, len, 2 * c->env->cfg->max_queued_bytes);
-    if (rc != 0)
-        return rc;
     tp__pending_t p = {.cb = cb, .data = data, .replies = replies, .unit = true};
     if (origin)
         p.origin = *origin;
     p.slot = slot_of(c, resp, len);
-    rc = tp_buf_append(&c->log, resp, len);
+    int rc = tp_buf_append(&c->log, resp, len);
     if (rc == 0 && replicas > 0) {
         p.replicas = (uint16_t)replicas;
         p.replies++;

@@ -279,7 +279,7 @@ static void send_unsent(tp_order_writer_t *w) {
         if (u->state != UNIT_UNSENT)
             continue;
         int rc = send_unit(w, u);
-        if (rc == TP_EBACKPRESSURE || rc == TP_EDOWN || rc == TP_ECLOSED)
+        if (rc == TP_EDOWN || rc == TP_ECLOSED)
             break;
         if (rc != 0) {
             /* Out of memory, or a unit over REDIS_MAX_QUEUED_BYTES. */

@@ -49,19 +49,28 @@ static void on_fatal(tp_order_writer_t *w, int code) {
     seen.fatal++;
 }
 
-static void open_writer_timeout(int max_retries, int queue_max, int command_timeout_ms) {
+/* A fresh Redis and the pool's config, for the caller to change before open_writer_on_it. */
+static void start_redis(int max_retries, int command_timeout_ms) {
     memset(&seen, 0, sizeof(seen));
     cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
     tp_test_env_config(&env, &srv);
     env.cfg.redis.pool_size = 2;
     env.cfg.redis.max_retries = max_retries;
     env.cfg.redis.command_timeout_ms = command_timeout_ms;
+}
+
+static void open_writer_on_it(int queue_max) {
     tp_order_writer_config_init(&order_cfg);
     order_cfg.order_queue_max = queue_max;
     cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     static const tp_order_writer_callbacks_t cb = {
         .on_ack = on_ack, .on_pause = on_pause, .on_resume = on_resume, .on_fatal = on_fatal};
     cr_assert_eq(tp_order_writer_init(&writer, &env.pool, &order_cfg, &cb), 0);
+}
+
+static void open_writer_timeout(int max_retries, int queue_max, int command_timeout_ms) {
+    start_redis(max_retries, command_timeout_ms);
+    open_writer_on_it(queue_max);
 }
 
 static void open_writer(int max_retries, int queue_max) {
@@ -162,6 +171,29 @@ Test(order_writer, frozen_redis_pauses_then_resumes) {
     cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 10000));
     cr_assert_eq(seen.resumes, 1);
     cr_assert_eq(seen.out_of_order, 0);
+    expect_open_orders((int)n);
+}
+
+/* Regression (soak beside a CPU hog): Redis fell behind for a moment, a connection's backlog of
+ * order units passed twice REDIS_MAX_QUEUED_BYTES, the pool refused the next unit and the
+ * order feeds paused with 4,616 units queued, far below TP_ORDER_QUEUE_MAX. Only that bound
+ * may pause them. */
+Test(order_writer, byte_cap_does_not_pause_order_feeds) {
+    start_redis(10, 300);
+    env.cfg.redis.pool_size = 1;
+    env.cfg.redis.max_queued_bytes = 4096;
+    open_writer_on_it(1024);
+    tp_test_redis_pause(&srv);
+    uint64_t n = 500;
+    for (uint64_t i = 1; i <= n; i++)
+        send_new(i, (int)i);
+    tp_test_run_for(&env.loop, 200);
+    cr_assert_gt(tp_conn_queued_bytes(tp_pool_conn(&env.pool, 0)), 8 * 4096);
+    cr_assert_eq(seen.pauses, 0, "%zu units queued", tp_order_writer_pending(&writer));
+    tp_test_redis_resume(&srv);
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 10000));
+    cr_assert_eq(seen.out_of_order, 0);
+    cr_assert_eq(seen.fatal, 0);
     expect_open_orders((int)n);
 }
 

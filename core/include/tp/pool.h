@@ -29,8 +29,9 @@
  * Memory. Each connection holds at most REDIS_MAX_QUEUED_BYTES of unsent plus
  * unanswered commands; past that a command is refused with TP_EBACKPRESSURE
  * and on_writable fires once the backlog is under half of it. Units
- * (tp_conn_send_unit) may fill up to twice REDIS_MAX_QUEUED_BYTES: a backlog of
- * single commands never refuses one.
+ * (tp_conn_send_unit) are never refused for the backlog, only when one alone is
+ * over REDIS_MAX_QUEUED_BYTES: their caller holds them until answered anyway, so
+ * it bounds them (the order writer by TP_ORDER_QUEUE_MAX).
  *
  * Signals. Sockets are written with write(2) (libuv), so a write to a connection
  * its peer has reset raises SIGPIPE: the process must ignore it (the service does)
@@ -154,9 +155,8 @@ int tp_conn_command(tp_conn_t *conn, tp_cmd_cb cb, void *data, int argc, const c
  * command timeout does not fail it: the connection is rebuilt and the unit is
  * sent again, so its commands must be harmless to run twice (absolute writes).
  * It fails only with TP_EDOWN or TP_ECLOSED. origin (may be NULL) is the input the
- * unit serves, for the latency stages. Returns 0, TP_EBACKPRESSURE (past twice
- * REDIS_MAX_QUEUED_BYTES: see Memory above), TP_EDOWN, TP_ECLOSED, TP_EINVAL (a
- * unit over REDIS_MAX_QUEUED_BYTES) or TP_ENOMEM; on error cb is not called. */
+ * unit serves, for the latency stages. Returns 0, TP_EDOWN, TP_ECLOSED, TP_EINVAL
+ * (a unit over REDIS_MAX_QUEUED_BYTES) or TP_ENOMEM; on error cb is not called. */
 int tp_conn_send_unit(tp_conn_t *conn, const char *resp, size_t len, unsigned replies,
                       const tp_origin_t *origin, tp_cmd_cb cb, void *data);
 

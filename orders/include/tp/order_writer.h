@@ -20,9 +20,9 @@
  * answered its EXEC; only then, and only in FIFO order, does on_ack report the
  * frame's (stream, seq), so an ack never covers a write that could still be
  * lost. Units survive command timeouts and reconnects inside the pool
- * (tp_conn_send_unit); one refused for backpressure or failed because Redis is
- * down is sent again, in order, with everything queued after it, once the pool
- * can take it. Meanwhile, and whenever TP_ORDER_QUEUE_MAX units are waiting,
+ * (tp_conn_send_unit), which a backlog of prices never refuses; one failed
+ * because Redis is down is sent again, in order, with everything queued after it,
+ * once the pool can take it. Meanwhile, and whenever TP_ORDER_QUEUE_MAX units are waiting,
  * on_pause asks the feeds to stop reading order sources (TCP then pushes back on
  * the gateways); on_resume follows when the FIFO is down to half.
  *
