@@ -9,6 +9,8 @@ set -euo pipefail
 
 packages=(
     build-essential cmake pkg-config
+    # the API reference of the library (tests/library: library_docs)
+    doxygen
     libuv1-dev libhiredis-dev libssl-dev openssl ca-certificates
     flatbuffers-compiler libflatbuffers-dev
     libcriterion-dev

@@ -15,6 +15,14 @@
 #include <inttypes.h>
 #include <string.h>
 
+/* The constants of tp/hist.h keep its promise, and no more. */
+_Static_assert(TP_HIST_SUB_BUCKETS >= 2 * 1000 && TP_HIST_SUB_BUCKETS / 2 < 2 * 1000,
+               "sub_bucket_count is the smallest power of two >= 2 * 10^3");
+_Static_assert(((uint64_t)TP_HIST_SUB_BUCKETS << (TP_HIST_BUCKETS - 1)) > TP_HIST_HIGHEST,
+               "the top bucket must reach past 60 s");
+_Static_assert(((uint64_t)TP_HIST_SUB_BUCKETS << (TP_HIST_BUCKETS - 2)) <= TP_HIST_HIGHEST,
+               "one bucket fewer must not suffice (no unused bucket)");
+
 /* The log2 width of index i's bucket. Bucket 0 is the only one stored whole
  * (values 0..2047 at indices 0..2047); from there on index b * 1024 + s, with s
  * in [1024, 2048), is sub-bucket s of bucket b. */

@@ -16,12 +16,20 @@
 
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Strings */
 int tp_set(tp_pool_t *p, const char *key, const char *val, size_t vlen, tp_cmd_cb cb, void *d);
+/* SET key val EX ttl_s: this TTL, whatever REDIS_DEFAULT_TTL. */
 int tp_setex(tp_pool_t *p, const char *key, const char *val, size_t vlen, long long ttl_s,
              tp_cmd_cb cb, void *d);
+/* GET key: a string reply, or NIL. */
 int tp_get(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+/* INCR key: the new value as an integer reply. */
 int tp_incr(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+/* INCRBY key by. */
 int tp_incrby(tp_pool_t *p, const char *key, long long by, tp_cmd_cb cb, void *d);
 
 /* Hashes: n field/value pairs. */
@@ -32,41 +40,54 @@ int tp_hset(tp_pool_t *p, const char *key, size_t n, const char *const *fields,
 int tp_hset_traced(tp_pool_t *p, const char *key, size_t n, const char *const *fields,
                    const char *const *values, const size_t *vlens, const tp_origin_t *origin,
                    tp_cmd_cb cb, void *d);
+/* HGET key field. */
 int tp_hget(tp_pool_t *p, const char *key, const char *field, tp_cmd_cb cb, void *d);
+/* HGETALL key: an array of field, value, field, value ... */
 int tp_hgetall(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+/* HDEL key with n fields. */
 int tp_hdel(tp_pool_t *p, const char *key, size_t n, const char *const *fields, tp_cmd_cb cb,
             void *d);
 
-/* Lists */
+/* Lists: LPUSH key with n values. */
 int tp_lpush(tp_pool_t *p, const char *key, size_t n, const char *const *values,
              const size_t *vlens, tp_cmd_cb cb, void *d);
+/* RPUSH key with n values. */
 int tp_rpush(tp_pool_t *p, const char *key, size_t n, const char *const *values,
              const size_t *vlens, tp_cmd_cb cb, void *d);
+/* LPOP key: a string reply, or NIL when the list is empty. */
 int tp_lpop(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+/* RPOP key. */
 int tp_rpop(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
 
-/* Sets */
+/* Sets: SADD key with n members. */
 int tp_sadd(tp_pool_t *p, const char *key, size_t n, const char *const *members, tp_cmd_cb cb,
             void *d);
+/* SREM key with n members. */
 int tp_srem(tp_pool_t *p, const char *key, size_t n, const char *const *members, tp_cmd_cb cb,
             void *d);
+/* SMEMBERS key: an array reply. */
 int tp_smembers(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
 
 /* Sorted sets. Scores are written with 17 significant digits (exact for doubles). */
 int tp_zadd(tp_pool_t *p, const char *key, size_t n, const double *scores,
             const char *const *members, tp_cmd_cb cb, void *d);
+/* ZRANGE key start stop [WITHSCORES]. */
 int tp_zrange(tp_pool_t *p, const char *key, long long start, long long stop, bool withscores,
               tp_cmd_cb cb, void *d);
+/* ZREM key with n members. */
 int tp_zrem(tp_pool_t *p, const char *key, size_t n, const char *const *members, tp_cmd_cb cb,
             void *d);
 
-/* Keys */
+/* Keys: EXPIRE key seconds. */
 int tp_expire(tp_pool_t *p, const char *key, long long seconds, tp_cmd_cb cb, void *d);
+/* TTL key: seconds left, -1 without expiry, -2 for a missing key. */
 int tp_ttl(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+/* DEL key: 1 when it existed. */
 int tp_del(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
+/* EXISTS key: 1 or 0. */
 int tp_exists(tp_pool_t *p, const char *key, tp_cmd_cb cb, void *d);
 
-/* Pub/sub */
+/* Pub/sub: PUBLISH channel msg (the channel gets the prefix too). */
 int tp_publish(tp_pool_t *p, const char *channel, const char *msg, size_t len, tp_cmd_cb cb,
                void *d);
 
@@ -78,6 +99,7 @@ int tp_publish(tp_pool_t *p, const char *channel, const char *msg, size_t len, t
  *   TP_ECLOSED when tp_pool_close completed the last part.
  *   tp_mset: reply is the status "OK". */
 int tp_mget(tp_pool_t *p, size_t n, const char *const *keys, tp_cmd_cb cb, void *d);
+/* MSET of n keys and values; see tp_mget() above. */
 int tp_mset(tp_pool_t *p, size_t n, const char *const *keys, const char *const *values,
             const size_t *vlens, tp_cmd_cb cb, void *d);
 
@@ -88,6 +110,7 @@ int tp_mset(tp_pool_t *p, size_t n, const char *const *keys, const char *const *
  * reply; on error once with status < 0 and done true. On Redis Cluster every
  * master is scanned. */
 typedef void (*tp_scan_cb)(void *data, int status, const tp_reply_t *keys, bool done);
+/* Starts the iteration; count (> 0) is SCAN's COUNT hint: keys asked for per round trip. */
 int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, void *d);
 
 /* One page of such an iteration, for a caller that paces it (asks for the next page only when it
@@ -99,7 +122,12 @@ int tp_scan(tp_pool_t *p, const char *pattern, long long count, tp_scan_cb cb, v
  * present throughout is returned at least once, maybe more often. On Redis Cluster the pages
  * walk each master in turn, and the cursor says which ("2:1234"). */
 typedef void (*tp_scan_page_cb)(void *data, int status, const tp_reply_t *keys, const char *cursor);
+/* Asks for the page at cursor. */
 int tp_scan_page(tp_pool_t *p, const char *cursor, const char *pattern, long long count,
                  tp_scan_page_cb cb, void *d);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -15,6 +15,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Everything a Redis connection pool needs. Strings are NULL ("not set") or
  * malloc'd, owned by the struct and freed by tp_config_close() or, once
  * registered, tp_settings_close(). */
@@ -43,7 +47,7 @@ typedef struct {
 
 /* Core's two groups together, for programs that use the Redis client alone. */
 typedef struct {
-    tp_redis_config_t redis;
+    tp_redis_config_t redis;  /* the Redis client's */
     tp_log_level_t log_level; /* TP_LOG_LEVEL */
 } tp_config_t;
 
@@ -59,6 +63,7 @@ int tp_log_level_register(tp_settings_t *reg, tp_log_level_t *level);
 
 /* Fills both groups with their defaults. Pair with tp_config_close(). */
 void tp_config_init(tp_config_t *cfg);
+/* Frees the strings tp_config_load() set. */
 void tp_config_close(tp_config_t *cfg);
 
 /* Applies REDIS_URL, the environment and argv[1..argc-1] to core's groups alone, on
@@ -69,5 +74,9 @@ int tp_config_load(tp_config_t *cfg, int argc, char **argv, char *err, size_t er
 /* Parses a redis:// or rediss:// URL into cfg: rediss[s]://[[user]:password@]host[:port][/db].
  * On failure cfg is left as it was, and err says why without the password. */
 int tp_config_parse_url(tp_redis_config_t *cfg, const char *url, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,11 @@
 #ifndef TP_ERROR_H
 #define TP_ERROR_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* X-macro of every code: XX(NAME, message) makes TP_E<NAME>. */
 #define TP_ERRNO_MAP(XX)                                                                           \
     XX(NOMEM, "out of memory")                                                                     \
     XX(INVAL, "invalid argument")                                                                  \
@@ -36,6 +41,7 @@
     XX(FRAME_SIZE, "frame larger than TP_MAX_FRAME_BYTES")                                         \
     XX(FRAME_TRUNCATED, "stream ended inside a frame")
 
+/* The codes: TP_OK, then TP_ENOMEM, TP_EINVAL ... as listed above, all negative. */
 typedef enum {
     TP_OK = 0,
 #define TP__ERRNO_ENUM(name, msg) TP_E##name,
@@ -50,5 +56,9 @@ const char *tp_strerror(int err);
 
 /* The code's name without the TP_E prefix, e.g. "TIMEDOUT"; "UNKNOWN" for others. */
 const char *tp_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,7 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef __int128 tp_i128;
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* __extension__: GCC and Clang have it, ISO C does not (-Wpedantic). */
+__extension__ typedef __int128 tp_i128;
 
 /* Longest text either formatter writes, NUL included: a sign, 39 digits, a point. */
 #define TP_FIXED_TEXT_MAX 48
@@ -31,5 +36,9 @@ tp_i128 tp_fixed_round(tp_i128 v, int shift);
 
 /* Rounds num / den (den != 0) to an integer, half away from zero. */
 tp_i128 tp_fixed_div_round(tp_i128 num, tp_i128 den);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -11,6 +11,10 @@
 #include <sys/random.h>
 #include <time.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* splitmix64's finalizer: every input bit reaches the low bits that index. */
 static inline uint64_t tp__mix64(uint64_t x) {
     x ^= x >> 30;
@@ -48,5 +52,9 @@ static inline uint64_t tp__hash_bytes(uint64_t seed, const char *s, size_t len) 
     }
     return h;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

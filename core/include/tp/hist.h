@@ -22,19 +22,24 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- geometry ------------------------------------------------------------------------------ */
 
 /* What the histogram promises: values in [TP_HIST_LOWEST, TP_HIST_HIGHEST] ns kept to
  * TP_HIST_SIGFIGS significant digits. 0 is recordable too (bucket of its own). */
 #define TP_HIST_LOWEST UINT64_C(1)
 #define TP_HIST_HIGHEST UINT64_C(60000000000) /* 60 s */
-#define TP_HIST_SIGFIGS 3
+#define TP_HIST_SIGFIGS 3                     /* significant digits kept */
 
 /* HdrHistogram's derived constants for that promise. unit_magnitude is
  * log2(TP_HIST_LOWEST) = 0, so it appears nowhere below. sub_bucket_count is the
  * smallest power of two >= 2 * 10^SIGFIGS: below it every value is exact, and a
  * bucket of sub_bucket_count / 2 steps of width w spans [half * w, count * w), whose
- * relative step w / (half * w) = 1/1024 < 1/1000. */
+ * relative step w / (half * w) = 1/1024 < 1/1000. core/src/hist.c checks them at compile
+ * time. */
 #define TP_HIST_SUB_BUCKET_BITS 11
 #define TP_HIST_SUB_BUCKETS (1u << TP_HIST_SUB_BUCKET_BITS)              /* 2048 */
 #define TP_HIST_HALF_BITS (TP_HIST_SUB_BUCKET_BITS - 1)                  /* 10 */
@@ -42,21 +47,16 @@
 #define TP_HIST_BUCKETS 26                                               /* 2048 << 25 > 60e9 */
 #define TP_HIST_COUNTS ((TP_HIST_BUCKETS + 1) * TP_HIST_SUB_BUCKET_HALF) /* 27648 */
 
-_Static_assert(TP_HIST_SUB_BUCKETS >= 2 * 1000 && TP_HIST_SUB_BUCKETS / 2 < 2 * 1000,
-               "sub_bucket_count is the smallest power of two >= 2 * 10^3");
-_Static_assert(((uint64_t)TP_HIST_SUB_BUCKETS << (TP_HIST_BUCKETS - 1)) > TP_HIST_HIGHEST,
-               "the top bucket must reach past 60 s");
-_Static_assert(((uint64_t)TP_HIST_SUB_BUCKETS << (TP_HIST_BUCKETS - 2)) <= TP_HIST_HIGHEST,
-               "one bucket fewer must not suffice (no unused bucket)");
-
 /* ---- the histogram ------------------------------------------------------------------------- */
 
+/* An HDR histogram of nanoseconds: fixed size, never allocates. */
 typedef struct {
     uint64_t total;    /* values recorded, overflowed ones included */
-    uint64_t min, max; /* true extremes as passed in (not clamped); min = UINT64_MAX when empty */
+    uint64_t min;      /* the smallest value as passed in (not clamped); UINT64_MAX when empty */
+    uint64_t max;      /* the largest value as passed in (not clamped) */
     uint64_t sum;      /* sum of recorded values in ns after clamping (Prometheus _sum) */
     uint64_t overflow; /* values above TP_HIST_HIGHEST, recorded as TP_HIST_HIGHEST */
-    uint64_t counts[TP_HIST_COUNTS];
+    uint64_t counts[TP_HIST_COUNTS]; /* per bucket index (tp__hist_index()) */
 } tp_hist_t;
 
 /* Empties h: zero counts, min UINT64_MAX. Also the initialiser (a zeroed struct is
@@ -110,6 +110,7 @@ void tp_hist_merge(tp_hist_t *dst, const tp_hist_t *src);
  * every uint64_t, no clamping). Below 2048 both are v; 2048 and 2049 share a bucket,
  * 4096..4099 another. */
 uint64_t tp_hist_lowest_equivalent(uint64_t v);
+/* See tp_hist_lowest_equivalent(). */
 uint64_t tp_hist_highest_equivalent(uint64_t v);
 
 /* The value at percentile pct (clamped to [0, 100]; NaN counts as 0), with
@@ -151,5 +152,9 @@ double tp_hist_stddev(const tp_hist_t *h);
  * Returns 0, TP_EINVAL if unit_divisor is not a positive number, TP_EIO if a
  * write failed. */
 int tp_hist_write_hgrm(const tp_hist_t *h, FILE *f, double unit_divisor);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -19,32 +19,40 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define TP_HTTP_MAX_REQUEST 8192
-#define TP_HTTP_TIMEOUT_MS 5000
-#define TP_HTTP_MAX_CONNECTIONS 16
+#ifdef __cplusplus
+extern "C" {
+#endif
 
+#define TP_HTTP_MAX_REQUEST 8192   /* bytes of a request's head; larger ones get 431 */
+#define TP_HTTP_TIMEOUT_MS 5000    /* for a whole request, then the connection is closed */
+#define TP_HTTP_MAX_CONNECTIONS 16 /* at once; more are accepted and closed */
+
+/* The server; the caller allocates it. */
 typedef struct tp_http_server_s tp_http_server_t;
+/* A client connection (private). */
 typedef struct tp_http_conn_s tp_http_conn_t;
 
 /* What the handler fills in: the status (200 unless changed), the content
  * type ("text/plain; charset=utf-8" unless changed) and the body. */
 typedef struct {
-    int status;
-    const char *content_type;
-    tp_buf_t *body;
+    int status;               /* e.g. 200, 404, 503 */
+    const char *content_type; /* a literal, or anything that outlives the handler */
+    tp_buf_t *body;           /* the server's, empty when the handler is called */
 } tp_http_response_t;
 
 /* path is the request target without its query string. */
 typedef void (*tp_http_handler)(tp_http_server_t *srv, const char *path, tp_http_response_t *res);
 
+/* Counters since tp_http_init(). */
 typedef struct {
     uint64_t requests; /* answered, whatever the status */
     uint64_t rejected; /* malformed, too large, timed out or over the connection limit */
 } tp_http_stats_t;
 
+/* The server's state: data and stats are the caller's to read. */
 struct tp_http_server_s {
-    void *data; /* for the caller */
-    tp_http_stats_t stats;
+    void *data;            /* for the caller */
+    tp_http_stats_t stats; /* read it any time */
 
     /* Private. */
     tp_http_handler handler;
@@ -75,5 +83,9 @@ int tp_http_port(const tp_http_server_t *srv);
 /* Closes the listener and every connection; cb (may be NULL) runs once every
  * handle has closed. */
 void tp_http_close(tp_http_server_t *srv, void (*cb)(tp_http_server_t *srv));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

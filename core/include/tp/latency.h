@@ -20,17 +20,23 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The stages above, in that order. */
 typedef enum {
-    TP_STAGE_DECODE,
-    TP_STAGE_QUEUE,
-    TP_STAGE_REDIS,
-    TP_STAGE_E2E,
-    TP_STAGE_FEED,
-    TP_STAGE_COUNT
+    TP_STAGE_DECODE, /* received -> decoded */
+    TP_STAGE_QUEUE,  /* decoded -> written to the socket */
+    TP_STAGE_REDIS,  /* written -> reply parsed */
+    TP_STAGE_E2E,    /* received -> reply parsed */
+    TP_STAGE_FEED,   /* the source's clock -> received */
+    TP_STAGE_COUNT   /* the number of stages */
 } tp_stage_t;
 
+/* One histogram per stage. */
 typedef struct {
-    tp_hist_t stage[TP_STAGE_COUNT];
+    tp_hist_t stage[TP_STAGE_COUNT]; /* indexed by tp_stage_t */
 } tp_latency_t;
 
 /* "decode", "queue", ... : metric labels and log keys. */
@@ -39,10 +45,11 @@ const char *tp_stage_name(tp_stage_t stage);
 /* When the input a command serves arrived and was decoded (monotonic ns); zero
  * when the command serves no measured input. */
 typedef struct {
-    uint64_t recv_ns;
-    uint64_t decoded_ns;
+    uint64_t recv_ns;    /* the read that carried the input */
+    uint64_t decoded_ns; /* the input decoded */
 } tp_origin_t;
 
+/* Empties every stage. */
 void tp_latency_reset(tp_latency_t *l);
 
 /* Records end - start in stage when both are set and end >= start. */
@@ -54,5 +61,9 @@ static inline void tp_latency_span(tp_latency_t *l, tp_stage_t stage, uint64_t s
 
 /* dst += src, stage by stage. */
 void tp_latency_merge(tp_latency_t *dst, const tp_latency_t *src);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -50,11 +50,18 @@
 #include <stdint.h>
 #include <uv.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One pipelined connection of a pool (opaque). */
 typedef struct tp_conn_s tp_conn_t;
 typedef struct tp_pool_s tp_pool_t;
 
+/* A pool's event: ready, down, writable, closed. */
 typedef void (*tp_pool_cb)(tp_pool_t *pool);
 
+/* Counters since tp_pool_init(), summed over the connections (tp_pool_stats()). */
 typedef struct {
     uint64_t commands;    /* commands queued */
     uint64_t replies;     /* replies delivered to completions */
@@ -80,10 +87,12 @@ typedef struct {
     uint64_t waits_short;       /* units whose WAIT saw fewer: TP_EREPLICAS */
 } tp_pool_stats_t;
 
+/* What a pool tells its owner; every member may be NULL. */
 typedef struct {
-    /* Called when the pool becomes ready (every connection up) or goes down. */
+    /* Called when the pool becomes ready: every connection up, at the start and again after
+     * a connection came back. */
     tp_pool_cb on_ready;
-    tp_pool_cb on_down;
+    tp_pool_cb on_down; /* called when a connection has exhausted REDIS_MAX_RETRIES */
     /* Called when a connection that refused a command with TP_EBACKPRESSURE has drained to
      * half of REDIS_MAX_QUEUED_BYTES. */
     tp_pool_cb on_writable;
@@ -94,6 +103,7 @@ typedef struct {
 
 typedef struct tp__pool_impl_s tp__pool_impl_t;
 
+/* A pool of pipelined connections to one Redis or a Redis Cluster; the caller allocates it. */
 struct tp_pool_s {
     void *data; /* the caller's; the pool never touches it */
 
@@ -180,21 +190,21 @@ size_t tp_conn_pending(const tp_conn_t *conn);
 
 /* The same, summed over the pool's connections (metrics gauges). */
 size_t tp_pool_queued_bytes(const tp_pool_t *pool);
-size_t tp_pool_pending(const tp_pool_t *pool);
+size_t tp_pool_pending(const tp_pool_t *pool); /* commands awaiting their reply */
 /* Connections that have finished their handshake. */
 int tp_pool_connections_up(const tp_pool_t *pool);
 /* Connections configured, and connection i of them (0 <= i < size): for diagnostics and
  * tests of the routing. */
 int tp_pool_size(const tp_pool_t *pool);
-tp_conn_t *tp_pool_conn(tp_pool_t *pool, int i);
+tp_conn_t *tp_pool_conn(tp_pool_t *pool, int i); /* connection i, 0 <= i < tp_pool_size() */
 
 /* A server the pool has connections to: the one server, or each Redis Cluster node the
  * router has opened (masters, and an ASK target until it is idle). */
 typedef struct {
-    char addr[272]; /* host:port */
-    int connections;
-    int up;       /* connections ready */
-    bool serving; /* a master of some slot in the current map (always, for one server) */
+    char addr[272];  /* host:port */
+    int connections; /* connections opened to it */
+    int up;          /* connections ready */
+    bool serving;    /* a master of some slot in the current map (always, for one server) */
 } tp_pool_node_t;
 
 /* Fills out[0..max) and returns how many nodes there are (which may exceed max). */
@@ -203,10 +213,14 @@ int tp_pool_nodes(const tp_pool_t *pool, tp_pool_node_t *out, int max);
 /* What other modules may read of a pool. The loop and the prefix only while it is open
  * (between tp_pool_init and the close callback); the statistics and the error stay. */
 uv_loop_t *tp_pool_loop(const tp_pool_t *pool);
-const tp_pool_stats_t *tp_pool_stats(const tp_pool_t *pool);
+const tp_pool_stats_t *tp_pool_stats(const tp_pool_t *pool); /* valid as long as the pool */
 /* TP_KEY_PREFIX, "" when unset. */
 const char *tp_pool_key_prefix(const tp_pool_t *pool);
 /* The latest connection failure (or why tp_pool_init failed); "" when none. */
 const char *tp_pool_last_error(const tp_pool_t *pool);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

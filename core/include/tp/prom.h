@@ -18,9 +18,14 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A page being written. */
 typedef struct {
-    tp_buf_t *out;
-    int err;
+    tp_buf_t *out; /* the caller's buffer, appended to */
+    int err;       /* the first error (TP_ENOMEM); later writes do nothing */
 } tp_prom_t;
 
 /* The # HELP and # TYPE lines that start a family; type is "counter", "gauge"
@@ -35,5 +40,9 @@ void tp_prom_int(tp_prom_t *p, const char *name, const char *labels, uint64_t va
  * A bucket counts the values whose histogram bucket lies wholly at or below its
  * bound, so bounds are exact to the histogram's 3 significant digits. */
 void tp_prom_histogram(tp_prom_t *p, const char *name, const char *labels, const tp_hist_t *h);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

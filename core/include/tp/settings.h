@@ -32,6 +32,10 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tp_setting tp_setting_t;
 
 /* How one kind of value is read, shown and freed. */
@@ -70,8 +74,10 @@ extern const tp_setting_type_t tp_setting_group;    /* char *; a multicast group
  *     static const tp_setting_type_t kind = TP_SETTING_NAMES(words); */
 #define TP_SETTING_NAMES(words)                                                                    \
     { tp_setting_parse_name, tp_setting_show_name, NULL, false, (words) }
+/* TP_SETTING_NAMES's parser: text must be one of the words. */
 int tp_setting_parse_name(const tp_setting_t *s, const char *text, void *field, char *why,
                           size_t whylen);
+/* TP_SETTING_NAMES's printer: the word of the stored index. */
 tp_log_field_t tp_setting_show_name(const tp_setting_t *s, const void *field);
 
 enum {
@@ -84,15 +90,17 @@ enum {
 
 /* Bounds often written in the tables. */
 #define TP_SETTING_KIB ((int64_t)1024)
-#define TP_SETTING_HOUR_MS ((int64_t)3600 * 1000)
+#define TP_SETTING_HOUR_MS ((int64_t)3600 * 1000) /* an hour, for duration bounds */
 
+/* One setting: a row of a group's table. */
 struct tp_setting {
-    const char *env;  /* Environment variable; also the name in validation errors. */
-    const char *flag; /* Command-line flag, "--" included. */
-    const char *def;  /* Default, parsed by tp_settings_defaults(); NULL for unset. */
-    const tp_setting_type_t *type;
-    size_t offset;    /* Field in the group's struct (offsetof). */
-    int64_t min, max; /* Bounds for numbers (in ms for durations); lengths for strings. */
+    const char *env;               /* Environment variable; also the name in validation errors. */
+    const char *flag;              /* Command-line flag, "--" included. */
+    const char *def;               /* Default, parsed by tp_settings_defaults(); NULL for unset. */
+    const tp_setting_type_t *type; /* How the text is parsed and printed. */
+    size_t offset;                 /* Field in the group's struct (offsetof). */
+    int64_t min;      /* Lower bound for numbers (in ms for durations); length for strings. */
+    int64_t max;      /* Upper bound, the same way. */
     unsigned flags;   /* TP_SETTING_* */
     const char *help; /* One line for --help. */
 };
@@ -101,22 +109,24 @@ struct tp_setting {
  * or TP_ECONFIG with a message for the user in err (errlen > 0, or err NULL). */
 typedef int (*tp_settings_validate_fn)(const void *group, char *err, size_t errlen);
 
+/* A module's settings over its struct (tp_settings_add()). */
 typedef struct {
-    const tp_setting_t *settings;
-    size_t count;
-    void *base; /* The group's struct; settings[i].offset is relative to it. */
-    tp_settings_validate_fn validate;
+    const tp_setting_t *settings; /* The table. */
+    size_t count;                 /* Its rows. */
+    void *base;                   /* The group's struct; settings[i].offset is relative to it. */
+    tp_settings_validate_fn validate; /* May be NULL. */
 } tp_settings_group_t;
 
 /* Enough for the modules of one program; tp_settings_add() refuses more. */
 #define TP_SETTINGS_MAX_GROUPS 8
-#define TP_SETTINGS_MAX 128
+#define TP_SETTINGS_MAX 128 /* settings over every group */
 
+/* The registry: a program's groups, in --help order. */
 typedef struct {
-    tp_settings_group_t groups[TP_SETTINGS_MAX_GROUPS];
-    size_t ngroups;
-    size_t nsettings; /* over every group */
-    bool check_only;  /* --check-config was given: validate, print, exit without starting */
+    tp_settings_group_t groups[TP_SETTINGS_MAX_GROUPS]; /* the first ngroups are used */
+    size_t ngroups;                                     /* groups added */
+    size_t nsettings;                                   /* over every group */
+    bool check_only; /* --check-config was given: validate, print, exit without starting */
 } tp_settings_t;
 
 /* tp_settings_load() result when --help was given: the caller prints tp_settings_usage(). */
@@ -165,5 +175,9 @@ const tp_setting_t *tp_settings_find(const tp_setting_t *settings, size_t count,
 /* Parses a listen address, "IPv4:port" or "[IPv6]:port", into *out. Returns 0 or
  * TP_EINVAL. */
 int tp_config_parse_addr(const char *text, struct sockaddr_storage *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -15,18 +15,25 @@
 
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A subscriber: one connection of its own in subscribe mode. */
 typedef struct tp_sub_s tp_sub_t;
 
 /* channel is the full name (prefix included); pattern is NULL for SUBSCRIBE. */
 typedef void (*tp_sub_msg_cb)(void *data, const char *pattern, const char *channel, size_t chlen,
                               const char *msg, size_t len);
+/* A subscriber's event: all subscribed, or closed. */
 typedef void (*tp_sub_cb)(tp_sub_t *sub);
 
+/* One subscription, as the subscriber keeps it. */
 typedef struct {
-    char *name; /* prefixed channel or pattern */
-    bool pattern;
-    tp_sub_msg_cb cb;
-    void *data;
+    char *name;       /* prefixed channel or pattern */
+    bool pattern;     /* PSUBSCRIBE */
+    tp_sub_msg_cb cb; /* its messages' callback */
+    void *data;       /* and its argument */
 } tp_sub_entry_t;
 
 struct tp_sub_s {
@@ -48,11 +55,17 @@ struct tp_sub_s {
  * confirmed by Redis: after the first SUBSCRIBE and again after each reconnect. Returns 0,
  * TP_ECLOSED (the pool is closing) or TP_ENOMEM. */
 int tp_sub_init(tp_sub_t *sub, tp_pool_t *pool, tp_sub_cb on_subscribed);
+/* Closes the connection; cb (may be NULL) runs once it has closed. */
 void tp_sub_close(tp_sub_t *sub, tp_sub_cb cb);
 
 /* Subscribes now if connected, else on connect. Returns 0, TP_ENOMEM, TP_EINVAL
  * (already subscribed) or TP_ECLOSED. */
 int tp_sub_subscribe(tp_sub_t *sub, const char *channel, tp_sub_msg_cb cb, void *data);
+/* The same for a glob pattern (PSUBSCRIBE). */
 int tp_sub_psubscribe(tp_sub_t *sub, const char *pattern, tp_sub_msg_cb cb, void *data);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

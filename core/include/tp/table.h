@@ -27,6 +27,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* "No value": values run from 0 to UINT32_MAX - 1. */
 #define TP_TABLE_NONE UINT32_MAX
 /* The most entries a table holds: twice as many slots must stay a uint32_t power of two. */
@@ -101,5 +105,9 @@ static inline uint32_t tp_table_find(const tp_table_t *t, uint64_t hash, tp_tabl
         return TP_TABLE_NONE;
     return tp_table_value_at(t, tp_table_probe(t, hash, eq, ctx));
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
