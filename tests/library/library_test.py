@@ -135,7 +135,28 @@ def check_connect_tls(run, srv, label):
           f"err {r.stderr[-300:]!r})")
 
 
-EXAMPLES = {"connect_tls": check_connect_tls}
+def check_rate_limit(run, srv, label):
+    """Three of five pipelined requests pass a limit of 3 per minute; a second process using the
+    same name gets none; bad arguments exit 2."""
+    tls = {"REDIS_URL": f"rediss://127.0.0.1:{srv.port}",
+           "REDIS_TLS_CA_PATH": srv.cert("ca.crt"), "TP_LOG_LEVEL": "warn"}
+    name = f"example:{label}"
+    r = run([name, "3", "60000", "5"], tls)
+    lines = r.stdout.splitlines()
+    check(r.returncode == 0 and len(lines) == 5
+          and [line.split()[0] for line in lines] == ["allowed"] * 3 + ["refused"] * 2
+          and lines[0].startswith("allowed remaining=2 "),
+          f"{label}: 3 of 5 requests pass a limit of 3 (exit {r.returncode}, out {r.stdout!r}, "
+          f"err {r.stderr[-300:]!r})")
+    check(srv.client.exists(f"tp:rl:gcra:{name}") == 1, f"{label}: the limiter's key is in Redis")
+    r = run([name, "3", "60000", "2"], tls)
+    check(r.returncode == 0 and r.stdout.split().count("refused") == 2,
+          f"{label}: another process shares the limit (exit {r.returncode}, out {r.stdout!r})")
+    r = run([name, "0", "60000"], tls)
+    check(r.returncode == 2, f"{label}: a zero limit exits 2 (exit {r.returncode})")
+
+
+EXAMPLES = {"connect_tls": check_connect_tls, "rate_limit": check_rate_limit}
 
 
 def run_examples(bindir, srv, label, env=None):
