@@ -17,17 +17,9 @@
 
 static tp_test_redis_t srv;
 static tp_test_env_t env;
-static bool opened;
 
 static void open_on(bool tls) {
-    tp_test_redis_opts_t opts = {.tls = tls};
-    cr_assert_eq(tp_test_redis_start(&srv, &opts), 0);
-    tp_test_env_config(&env, &srv);
-    tp_test_set_str(&env.cfg.redis.key_prefix, "rlt:");
-    env.cfg.redis.pool_size = 2;
-    opened = true;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "pool not ready: %s",
-                 tp_pool_last_error(&env.pool));
+    cr_assert_eq(tp_test_env_up(&env, &srv, tls, "rlt:", 2), 0);
 }
 
 static void start_plain(void) {
@@ -39,10 +31,8 @@ static void start_tls(void) {
 }
 
 static void teardown(void) {
-    if (opened)
-        tp_test_env_close(&env);
-    opened = false;
-    tp_test_redis_stop(&srv);
+    if (env.srv)
+        tp_test_env_stop(&env);
 }
 
 TestSuite(script, .init = start_plain, .fini = teardown);
@@ -299,44 +289,23 @@ static int hammer(tp_pool_t *pool, uv_loop_t *loop, const tp_rate_limit_t *l, co
     return t.allowed;
 }
 
-/* The child: its own loop and pool on the same configuration; says when it is ready, waits
- * for the start, exits with its count. */
-static void child(const tp_rate_limit_t *l, const char *name, int ready_fd, int go_fd) {
-    tp_test_env_t mine = {0};
-    mine.cfg = env.cfg; /* the strings stay the parent's copies: never freed here */
-    uv_loop_init(&mine.loop);
-    if (tp_pool_init(&mine.pool, &mine.loop, &mine.cfg.redis, NULL) != 0)
-        _exit(255);
-    bool ready = false;
-    while (!ready && uv_run(&mine.loop, UV_RUN_ONCE))
-        ready = tp_pool_is_ready(&mine.pool);
-    char go;
-    if (!ready || write(ready_fd, "r", 1) != 1 || read(go_fd, &go, 1) != 1)
-        _exit(255);
-    int n = hammer(&mine.pool, &mine.loop, l, name);
-    _exit(n < 0 ? 255 : n);
+typedef struct {
+    tp_rate_limit_t limit;
+} shared_t;
+
+static int child(tp_pool_t *pool, uv_loop_t *loop, void *arg) {
+    int n = hammer(pool, loop, &((shared_t *)arg)->limit, "shared");
+    return n < 0 ? 255 : n;
 }
 
 static void two_processes(void) {
     for (size_t a = 0; a < NALG; a++) {
-        tp_rate_limit_t l = {.algorithm = all[a], .limit = LIMIT, .period_ms = 3600 * 1000};
-        int ready[2], go[2];
-        cr_assert_eq(pipe(ready), 0);
-        cr_assert_eq(pipe(go), 0);
-        pid_t pid = fork();
-        cr_assert_neq(pid, -1);
-        if (pid == 0)
-            child(&l, "shared", ready[1], go[0]);
-        char r = 0;
-        cr_assert_eq(read(ready[0], &r, 1), 1, "%s: the child's pool never got ready", names[a]);
-        cr_assert_eq(write(go[1], "g", 1), 1); /* both start together */
-        int mine = hammer(&env.pool, &env.loop, &l, "shared");
+        shared_t sh = {{.algorithm = all[a], .limit = LIMIT, .period_ms = 3600 * 1000}};
+        pid_t pid = tp_test_fork_pool(&env, child, &sh);
+        cr_assert_neq(pid, -1, "%s: the child did not start", names[a]);
+        int mine = hammer(&env.pool, &env.loop, &sh.limit, "shared");
         int status;
         cr_assert_eq(waitpid(pid, &status, 0), pid);
-        for (int i = 0; i < 2; i++) {
-            close(ready[i]);
-            close(go[i]);
-        }
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 255, "%s: the child failed",
                   names[a]);
         int theirs = WEXITSTATUS(status);

@@ -84,11 +84,18 @@ class Redis:
 
 
 def runner(binary, base_env):
-    """Runs binary with args, the environment plus base_env plus env; returns the result."""
+    """run(args, env) runs binary with args and the environment plus base_env plus env, and
+    returns the result; run.start(args, env) starts it with pipes and returns the process."""
     def run(args, env, timeout=60):
         full = dict(os.environ, **base_env, **env)
         return subprocess.run([binary] + args, env=full, capture_output=True, text=True,
                               timeout=timeout)
+
+    def start(args, env):
+        full = dict(os.environ, **base_env, **env)
+        return subprocess.Popen([binary] + args, env=full, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    run.start = start
     return run
 
 
@@ -156,7 +163,32 @@ def check_rate_limit(run, srv, label):
     check(r.returncode == 2, f"{label}: a zero limit exits 2 (exit {r.returncode})")
 
 
-EXAMPLES = {"connect_tls": check_connect_tls, "rate_limit": check_rate_limit}
+def check_lock(run, srv, label):
+    """A second process cannot take a lock the first holds; once it is released the next
+    acquisition gets a higher fencing token."""
+    tls = {"REDIS_URL": f"rediss://127.0.0.1:{srv.port}",
+           "REDIS_TLS_CA_PATH": srv.cert("ca.crt"), "TP_LOG_LEVEL": "warn"}
+    name = f"example:{label}"
+    holder = run.start([name, "1500"], tls)
+    first = holder.stdout.readline()
+    r = run([name, "0"], tls)
+    check(r.returncode == 3 and r.stdout.startswith("locked retry_after_ms="),
+          f"{label}: a second process finds it locked (exit {r.returncode}, out {r.stdout!r}, "
+          f"err {r.stderr[-300:]!r})")
+    rest, err = holder.communicate(timeout=30)
+    check(holder.returncode == 0 and first.startswith("acquired fence=") and rest == "released\n",
+          f"{label}: the holder acquires, holds and releases (exit {holder.returncode}, "
+          f"out {first + rest!r}, err {err[-300:]!r})")
+    r = run([name, "0"], tls)
+    fence = int(first.split("=")[1]) if first.startswith("acquired fence=") else 0
+    check(r.returncode == 0 and r.stdout.startswith(f"acquired fence={fence + 1}\n"),
+          f"{label}: then it is free, with the next fencing token (exit {r.returncode}, "
+          f"out {r.stdout!r})")
+    check(run([name, "soon"], tls).returncode == 2, f"{label}: a bad HOLD_MS exits 2")
+
+
+EXAMPLES = {"connect_tls": check_connect_tls, "rate_limit": check_rate_limit,
+            "lock": check_lock}
 
 
 def run_examples(bindir, srv, label, env=None):

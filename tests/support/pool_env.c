@@ -1,8 +1,11 @@
 #include "pool_env.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 void tp_test_set_str(char **field, const char *value) {
     free(*field);
@@ -42,6 +45,20 @@ int tp_test_env_start(tp_test_env_t *env, tp_test_redis_t *srv, const tp_test_re
     if (tp_test_redis_start(srv, opts) != 0)
         return -1;
     tp_test_env_config(env, srv);
+    return 0;
+}
+
+int tp_test_env_up(tp_test_env_t *env, tp_test_redis_t *srv, bool tls, const char *key_prefix,
+                   int pool_size) {
+    tp_test_redis_opts_t opts = {.tls = tls};
+    if (tp_test_env_start(env, srv, &opts) != 0)
+        return -1;
+    tp_test_set_str(&env->cfg.redis.key_prefix, key_prefix);
+    env->cfg.redis.pool_size = pool_size;
+    if (tp_test_env_open(env, 5000) != 0) {
+        fprintf(stderr, "pool not ready: %s\n", tp_pool_last_error(&env->pool));
+        return -1;
+    }
     return 0;
 }
 
@@ -121,4 +138,50 @@ tp_test_result_t tp_test_command(tp_test_env_t *env, const char *arg, ...) {
     if (r.status == 0)
         tp_test_run_until(&env->loop, tp_test_flag_set, &r.done, 5000);
     return r;
+}
+
+/* The child's side: a loop and pool of its own (the configuration's strings are the parent's
+ * copies, never freed here), ready, then go. */
+static void child_main(tp_test_env_t *env, tp_test_child_fn fn, void *arg, int ready_fd,
+                       int go_fd) {
+    uv_loop_t loop;
+    tp_pool_t pool = {0};
+    uv_loop_init(&loop);
+    if (tp_pool_init(&pool, &loop, &env->cfg.redis, NULL) != 0)
+        _exit(255);
+    bool ready = false;
+    while (!ready && uv_run(&loop, UV_RUN_ONCE))
+        ready = tp_pool_is_ready(&pool);
+    char go;
+    if (!ready || write(ready_fd, "r", 1) != 1 || read(go_fd, &go, 1) != 1)
+        _exit(255);
+    int rc = fn(&pool, &loop, arg);
+    _exit(rc < 0 || rc > 254 ? 254 : rc);
+}
+
+pid_t tp_test_fork_pool(tp_test_env_t *env, tp_test_child_fn fn, void *arg) {
+    int ready[2], go[2];
+    if (pipe(ready) != 0)
+        return -1;
+    if (pipe(go) != 0) {
+        close(ready[0]);
+        close(ready[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0)
+        child_main(env, fn, arg, ready[1], go[0]);
+    /* Only the child writes ready and reads go: a child that dies before it is ready is then
+     * an end of file here, not a wait forever. */
+    close(ready[1]);
+    close(go[0]);
+    char r;
+    bool started = pid > 0 && read(ready[0], &r, 1) == 1 && write(go[1], "g", 1) == 1;
+    close(ready[0]);
+    close(go[1]);
+    if (pid > 0 && !started) {
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    return pid;
 }

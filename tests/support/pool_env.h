@@ -36,6 +36,11 @@ void tp_test_set_str(char **field, const char *value);
 /* Starts srv with opts (NULL: plain TCP) and fills env->cfg for it; 0 or -1. */
 int tp_test_env_start(tp_test_env_t *env, tp_test_redis_t *srv, const tp_test_redis_opts_t *opts);
 
+/* Starts srv (TLS or plain), configures env for it with key_prefix and pool_size connections
+ * and opens the pool: 0, or -1 with the reason printed. Undo with tp_test_env_stop(). */
+int tp_test_env_up(tp_test_env_t *env, tp_test_redis_t *srv, bool tls, const char *key_prefix,
+                   int pool_size);
+
 /* tp_test_env_close(), then stops the server. */
 void tp_test_env_stop(tp_test_env_t *env);
 
@@ -63,5 +68,14 @@ void tp_test_on_reply(void *result, int status, const tp_reply_t *reply);
  * whose code is in status). */
 tp_test_result_t tp_test_command(tp_test_env_t *env, const char *arg, ...)
     __attribute__((sentinel));
+
+/* Work for a second process: runs on its own loop and pool, returns 0..254. */
+typedef int (*tp_test_child_fn)(tp_pool_t *pool, uv_loop_t *loop, void *arg);
+
+/* Forks a child that opens a pool of its own on env->cfg, waits until it is ready, and lets it
+ * run fn at the moment this returns, so that both processes work at once. The child exits with
+ * fn's result, 255 when its pool never got ready. Returns its pid, or -1 (fork or pipe failed,
+ * or the child's pool never got ready). */
+pid_t tp_test_fork_pool(tp_test_env_t *env, tp_test_child_fn fn, void *arg);
 
 #endif

@@ -39,7 +39,9 @@ extern "C" {
     XX(FRAME_TYPE, "frame of an unknown or unexpected type")                                       \
     XX(FRAME_FIELD, "frame field out of range")                                                    \
     XX(FRAME_SIZE, "frame larger than TP_MAX_FRAME_BYTES")                                         \
-    XX(FRAME_TRUNCATED, "stream ended inside a frame")
+    XX(FRAME_TRUNCATED, "stream ended inside a frame")                                             \
+    XX(LOCKED, "held by another owner")                                                            \
+    XX(NOT_OWNER, "not held by this owner: the lease ended or another owner took it")
 
 /* The codes: TP_OK, then TP_ENOMEM, TP_EINVAL ... as listed above, all negative. */
 typedef enum {
