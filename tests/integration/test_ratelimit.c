@@ -39,12 +39,6 @@ TestSuite(script, .init = start_plain, .fini = teardown);
 TestSuite(ratelimit, .init = start_plain, .fini = teardown);
 TestSuite(ratelimit_tls, .init = start_tls, .fini = teardown);
 
-static const char *cli(const char *a, const char *b, const char *c) {
-    static char out[512];
-    tp_test_redis_cli(&srv, out, sizeof(out), a, b, c, NULL);
-    return out;
-}
-
 /* ---- scripts ---------------------------------------------------------------------------- */
 
 static const char incr_source[] = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
@@ -62,7 +56,7 @@ static tp_test_result_t run_script(const tp_script_t *s, const char *key, const 
 Test(script, sha1_is_redis_s) {
     tp_script_t s;
     cr_assert_eq(tp_script_init(&s, incr_source), 0);
-    cr_assert_str_eq(s.sha1, cli("SCRIPT", "LOAD", incr_source));
+    cr_assert_str_eq(s.sha1, tp_test_cli(&srv, "SCRIPT", "LOAD", incr_source));
 }
 
 /* Unknown to the server (first run, then after SCRIPT FLUSH): the run reloads it and answers. */
@@ -72,9 +66,9 @@ Test(script, runs_again_after_noscript) {
     tp_test_result_t r = run_script(&s, "n", "2");
     cr_assert_eq(r.status, 0, "%s", r.str);
     cr_assert_eq(r.integer, 2);
-    cr_assert_str_eq(cli("GET", "rlt:n", NULL), "2", "the key gets the prefix");
-    cr_assert_str_eq(cli("SCRIPT", "EXISTS", s.sha1), "1", "EVAL loaded it");
-    cli("SCRIPT", "FLUSH", NULL);
+    cr_assert_str_eq(tp_test_cli(&srv, "GET", "rlt:n", NULL), "2", "the key gets the prefix");
+    cr_assert_str_eq(tp_test_cli(&srv, "SCRIPT", "EXISTS", s.sha1), "1", "EVAL loaded it");
+    tp_test_cli(&srv, "SCRIPT", "FLUSH", NULL);
     r = run_script(&s, "n", "3");
     cr_assert_eq(r.status, 0, "%s", r.str);
     cr_assert_eq(r.integer, 5);
@@ -84,7 +78,7 @@ Test(script, runs_again_after_noscript) {
 Test(script, errors_are_redis_s_message) {
     tp_script_t s;
     tp_script_init(&s, incr_source);
-    cli("LPUSH", "rlt:list", "x");
+    tp_test_cli(&srv, "LPUSH", "rlt:list", "x");
     tp_test_result_t r = run_script(&s, "list", "1");
     cr_assert_eq(r.status, TP_EREPLY);
     cr_assert(strstr(r.str, "WRONGTYPE"), "%s", r.str);
@@ -176,7 +170,7 @@ Test(ratelimit, keys_are_prefixed_and_expire) {
         check(&l, "k", 1);
         char key[64];
         snprintf(key, sizeof(key), "rlt:rl:%s:k", names[a]);
-        long long ttl = atoll(cli("PTTL", key, NULL));
+        long long ttl = atoll(tp_test_cli(&srv, "PTTL", key, NULL));
         cr_assert(ttl > 0 && ttl <= 120000, "%s: PTTL %lld", key, ttl);
     }
 }
@@ -190,7 +184,7 @@ Test(ratelimit, burst_then_steady_rate) {
         check_t c = check(&l, "b", 1);
         cr_assert(!c.r.allowed);
         cr_assert_eq(c.r.limit, 3);
-        cr_assert(c.r.retry_after_ms > 58000 && c.r.retry_after_ms <= 60000, "%s: retry %lld",
+        cr_assert(c.r.retry_after_ms > 50000 && c.r.retry_after_ms <= 60000, "%s: retry %lld",
                   names[a], (long long)c.r.retry_after_ms);
     }
 }
@@ -198,12 +192,12 @@ Test(ratelimit, burst_then_steady_rate) {
 /* After retry_after_ms the same request passes (waiting longer only refills more). */
 Test(ratelimit, retry_after_is_when_it_passes) {
     for (size_t a = 0; a < NALG; a++) {
-        tp_rate_limit_t l = {.algorithm = all[a], .limit = 2, .period_ms = 300};
+        tp_rate_limit_t l = {.algorithm = all[a], .limit = 2, .period_ms = 2000};
         check(&l, "r", 1);
         check(&l, "r", 1);
         check_t c = check(&l, "r", 1);
         cr_assert(!c.r.allowed, "%s", names[a]);
-        cr_assert(c.r.retry_after_ms > 0 && c.r.retry_after_ms <= 600, "%s: retry %lld", names[a],
+        cr_assert(c.r.retry_after_ms > 0 && c.r.retry_after_ms <= 4000, "%s: retry %lld", names[a],
                   (long long)c.r.retry_after_ms);
         tp_test_run_for(&env.loop, (int)c.r.retry_after_ms + 5);
         cr_assert(check(&l, "r", 1).r.allowed, "%s: after %lld ms", names[a],
@@ -232,14 +226,14 @@ Test(ratelimit, wrong_type_is_reported) {
     for (size_t a = 0; a < NALG; a++) {
         char key[64];
         snprintf(key, sizeof(key), "rlt:rl:%s:w", names[a]);
-        cli("SADD", key, "member");
+        tp_test_cli(&srv, "SADD", key, "member");
         tp_rate_limit_t l = {.algorithm = all[a], .limit = 4, .period_ms = 60000};
         check_t c = {0};
         cr_assert_eq(tp_rate_check(&env.pool, &l, "w", 1, on_check, &c), 0);
         cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &c.done, 5000));
         cr_assert_eq(c.status, TP_EREPLY, "%s", names[a]);
         cr_assert(strstr(c.error, "WRONGTYPE"), "%s: %s", names[a], c.error);
-        cr_assert_str_eq(cli("SMEMBERS", key, NULL), "member");
+        cr_assert_str_eq(tp_test_cli(&srv, "SMEMBERS", key, NULL), "member");
     }
 }
 

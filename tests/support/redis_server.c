@@ -826,3 +826,9 @@ int tp_test_redis_cliv(tp_test_redis_t *r, char *out, size_t outlen, const char 
                        size_t nargs) {
     return run_cli(r, false, CLI_TIMEOUT_MS, out, outlen, args, nargs);
 }
+
+const char *tp_test_cli(tp_test_redis_t *r, const char *a, const char *b, const char *c) {
+    static char out[512];
+    tp_test_redis_cli(r, out, sizeof(out), a, b, c, NULL);
+    return out;
+}

@@ -132,6 +132,11 @@ __attribute__((sentinel))
 #endif
 int tp_test_redis_cli(tp_test_redis_t *r, char *out, size_t outlen, const char *cmd, ...);
 
+/* tp_test_redis_cli() with up to three arguments (a NULL ends them early); returns the output,
+ * in a buffer of its own that the next call overwrites. For checks: tp_test_cli(&srv, "GET",
+ * "k", NULL). */
+const char *tp_test_cli(tp_test_redis_t *r, const char *a, const char *b, const char *c);
+
 /* tp_test_redis_cli() with the arguments as an array of nargs strings. */
 int tp_test_redis_cliv(tp_test_redis_t *r, char *out, size_t outlen, const char *const *args,
                        size_t nargs);
