@@ -1,9 +1,8 @@
 #include "tp/counters.h"
+#include "script_set.h"
 #include "tp/error.h"
 #include "tp/resp.h"
-#include "tp/script.h"
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,13 +62,7 @@ static const char *const sources[NSCRIPTS] = {incr_source,       get_source,
                                               unique_add_source, unique_count_source,
                                               top_add_source,    top_get_source};
 static tp_script_t scripts[NSCRIPTS];
-static bool scripts_ready;
-
-static void init_scripts(void) {
-    scripts_ready = true;
-    for (int i = 0; i < NSCRIPTS; i++)
-        scripts_ready &= tp_script_init(&scripts[i], sources[i]) == 0;
-}
+static tp__script_set_t script_set = TP__SCRIPT_SET(sources, scripts);
 
 /* A call in flight: which callback, and for whom. */
 typedef struct {
@@ -85,16 +78,15 @@ typedef struct {
 /* Runs script `which` on "<kind>:{name}" with the arguments; call is freed on failure. */
 static int run(tp_pool_t *pool, int which, const char *kind, const char *name, size_t nargs,
                const char *const *args, const size_t *lens, tp_cmd_cb on_reply, call_t *call) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_scripts);
-    int rc = scripts_ready ? 0 : TP_ENOMEM;
+    const tp_script_t *script = tp__script_set_get(&script_set, (size_t)which);
+    int rc = script ? 0 : TP_ENOMEM;
     char *key = NULL;
     if (rc == 0 && (call == NULL || (key = malloc(strlen(name) + 8)) == NULL))
         rc = TP_ENOMEM;
     if (rc == 0) {
         sprintf(key, "%s:{%s}", kind, name);
         const char *keys[] = {key};
-        rc = tp_script_run(pool, &scripts[which], 1, keys, nargs, args, lens, on_reply, call);
+        rc = tp_script_run(pool, script, 1, keys, nargs, args, lens, on_reply, call);
     }
     free(key);
     if (rc != 0)

@@ -1,10 +1,9 @@
 #include "tp/lock.h"
+#include "script_set.h"
 #include "tp/error.h"
 #include "tp/resp.h"
-#include "tp/script.h"
 
 #include <openssl/rand.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,14 +34,9 @@ static const char extend_source[] = "if redis.call('GET', KEYS[1]) == ARGV[1] th
 
 typedef enum { OP_ACQUIRE, OP_RELEASE, OP_EXTEND, OP_RENEW } op_kind_t;
 
-static tp_script_t scripts[3]; /* acquire, release, extend (renew is extend) */
-static bool scripts_ready;
-
-static void init_scripts(void) {
-    scripts_ready = tp_script_init(&scripts[0], acquire_source) == 0 &&
-                    tp_script_init(&scripts[1], release_source) == 0 &&
-                    tp_script_init(&scripts[2], extend_source) == 0;
-}
+static const char *const sources[] = {acquire_source, release_source, extend_source};
+static tp_script_t scripts[3];
+static tp__script_set_t script_set = TP__SCRIPT_SET(sources, scripts);
 
 /* One script in flight. */
 typedef struct {
@@ -87,7 +81,10 @@ static int run(tp_lock_t *l, op_kind_t kind, tp_lock_acquire_cb acquire_cb, tp_l
     char ttl[24];
     size_t lens[] = {32, tp_resp_lltoa(ttl, l->opts.ttl_ms)};
     const char *args[] = {l->token, ttl};
-    const tp_script_t *s = &scripts[kind == OP_ACQUIRE ? 0 : kind == OP_RELEASE ? 1 : 2];
+    /* renew is extend */
+    const tp_script_t *s = tp__script_set_get(&script_set, kind == OP_ACQUIRE   ? 0
+                                                           : kind == OP_RELEASE ? 1
+                                                                                : 2);
     size_t nkeys = kind == OP_ACQUIRE ? 2 : 1, nargs = kind == OP_RELEASE ? 1 : 2;
     int rc = tp_script_run(l->pool, s, nkeys, keys, nargs, args, lens, on_reply, op);
     if (rc != 0)
@@ -175,12 +172,10 @@ static void random_token(char out[33]) {
 
 int tp_lock_init(tp_lock_t *lock, tp_pool_t *pool, const char *name,
                  const tp_lock_options_t *opts) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_scripts);
     if (pool == NULL || name == NULL || name[0] == '\0' || opts == NULL || opts->ttl_ms < 3 ||
         tp_pool_loop(pool) == NULL)
         return TP_EINVAL;
-    if (!scripts_ready)
+    if (tp__script_set_get(&script_set, 0) == NULL)
         return TP_ENOMEM;
     void *data = lock->data;
     *lock = (tp_lock_t){.data = data, .pool = pool, .opts = *opts};

@@ -1,9 +1,8 @@
 #include "tp/ratelimit.h"
+#include "script_set.h"
 #include "tp/error.h"
 #include "tp/resp.h"
-#include "tp/script.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,33 +112,21 @@ static const char counter_source[] =
             "elseif prev > 0 then reset = ms(period - elapsed) end\n"
             "return {allowed, limit, remaining, retry, reset}\n";
 
-typedef struct {
-    const char *key_part; /* the key's middle: <prefix>rl:<key_part>:<name> */
-    const char *source;
-    tp_script_t script;
-} algorithm_t;
-
-static algorithm_t algorithms[] = {
-    [TP_RATE_GCRA] = {"gcra", gcra_source, {0}},
-    [TP_RATE_TOKEN_BUCKET] = {"bucket", bucket_source, {0}},
-    [TP_RATE_WINDOW_LOG] = {"log", log_source, {0}},
-    [TP_RATE_WINDOW_COUNTER] = {"window", counter_source, {0}},
+/* By algorithm: the key's middle (<prefix>rl:<key_part>:<name>) and the script. */
+static const char *const key_parts[] = {
+    [TP_RATE_GCRA] = "gcra",
+    [TP_RATE_TOKEN_BUCKET] = "bucket",
+    [TP_RATE_WINDOW_LOG] = "log",
+    [TP_RATE_WINDOW_COUNTER] = "window",
 };
-
-static bool scripts_ready;
-
-/* The SHA1s, once per process, whichever thread checks first. */
-static void init_scripts(void) {
-    scripts_ready = true;
-    for (size_t i = 0; i < sizeof(algorithms) / sizeof(algorithms[0]); i++)
-        scripts_ready &= tp_script_init(&algorithms[i].script, algorithms[i].source) == 0;
-}
-
-static const tp_script_t *script_of(tp_rate_algorithm_t a) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_scripts);
-    return scripts_ready ? &algorithms[a].script : NULL;
-}
+static const char *const sources[] = {
+    [TP_RATE_GCRA] = gcra_source,
+    [TP_RATE_TOKEN_BUCKET] = bucket_source,
+    [TP_RATE_WINDOW_LOG] = log_source,
+    [TP_RATE_WINDOW_COUNTER] = counter_source,
+};
+static tp_script_t scripts[sizeof(sources) / sizeof(sources[0])];
+static tp__script_set_t script_set = TP__SCRIPT_SET(sources, scripts);
 
 typedef struct {
     tp_rate_cb cb;
@@ -176,7 +163,7 @@ static void on_reply(void *data, int status, const tp_reply_t *reply) {
 }
 
 static bool valid(const tp_rate_limit_t *l, const char *name, int64_t cost) {
-    return l != NULL && (unsigned)l->algorithm < sizeof(algorithms) / sizeof(algorithms[0]) &&
+    return l != NULL && (unsigned)l->algorithm < sizeof(sources) / sizeof(sources[0]) &&
            l->limit >= 1 && l->period_ms >= 1 && l->burst >= 0 && cost >= 0 && name != NULL &&
            name[0] != '\0';
 }
@@ -185,7 +172,7 @@ int tp_rate_check(tp_pool_t *pool, const tp_rate_limit_t *limit, const char *nam
                   tp_rate_cb cb, void *data) {
     if (!valid(limit, name, cost))
         return TP_EINVAL;
-    const tp_script_t *script = script_of(limit->algorithm);
+    const tp_script_t *script = tp__script_set_get(&script_set, limit->algorithm);
     if (script == NULL)
         return TP_ENOMEM;
     size_t keylen = strlen(name) + 16;
@@ -193,7 +180,7 @@ int tp_rate_check(tp_pool_t *pool, const tp_rate_limit_t *limit, const char *nam
     check_t *ck = malloc(sizeof(*ck));
     int rc = key && ck ? 0 : TP_ENOMEM;
     if (rc == 0) {
-        snprintf(key, keylen, "rl:%s:%s", algorithms[limit->algorithm].key_part, name);
+        snprintf(key, keylen, "rl:%s:%s", key_parts[limit->algorithm], name);
         char args[4][24];
         int64_t burst = limit->burst > 0 ? limit->burst : limit->limit;
         const int64_t values[4] = {limit->limit, limit->period_ms, burst, cost};

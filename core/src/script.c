@@ -1,9 +1,11 @@
 #include "tp/script.h"
 #include "conn.h"
 #include "pool_internal.h"
+#include "script_set.h"
 #include "tp/error.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -137,4 +139,21 @@ int tp_script_run(tp_pool_t *pool, const tp_script_t *script, size_t nkeys, cons
     if (rc != 0)
         free(r);
     return rc;
+}
+
+const tp_script_t *tp__script_set_get(tp__script_set_t *set, size_t i) {
+    int state = atomic_load_explicit(&set->state, memory_order_acquire);
+    if (state == 0) {
+        static pthread_mutex_t init = PTHREAD_MUTEX_INITIALIZER;
+        pthread_mutex_lock(&init);
+        state = atomic_load_explicit(&set->state, memory_order_relaxed);
+        if (state == 0) {
+            state = 1;
+            for (size_t k = 0; k < set->count; k++)
+                state = tp_script_init(&set->scripts[k], set->sources[k]) == 0 ? state : 2;
+            atomic_store_explicit(&set->state, state, memory_order_release);
+        }
+        pthread_mutex_unlock(&init);
+    }
+    return state == 1 && i < set->count ? &set->scripts[i] : NULL;
 }

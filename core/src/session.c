@@ -1,10 +1,9 @@
 #include "tp/session.h"
+#include "script_set.h"
 #include "tp/error.h"
 #include "tp/resp.h"
-#include "tp/script.h"
 
 #include <openssl/rand.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,13 +70,7 @@ enum { CREATE, GET, TOUCH, DESTROY, LIST, NSCRIPTS };
 static const char *const sources[NSCRIPTS] = {create_source, get_source, touch_source,
                                               destroy_source, list_source};
 static tp_script_t scripts[NSCRIPTS];
-static bool scripts_ready;
-
-static void init_scripts(void) {
-    scripts_ready = true;
-    for (int i = 0; i < NSCRIPTS; i++)
-        scripts_ready &= tp_script_init(&scripts[i], sources[i]) == 0;
-}
+static tp__script_set_t script_set = TP__SCRIPT_SET(sources, scripts);
 
 #define MAX_FIELDS 256
 
@@ -114,18 +107,17 @@ static const char *error_of(int status, const tp_reply_t *reply) {
 /* Runs script `which` for user's session id (NULL: the index alone); frees call on failure. */
 static int run(tp_pool_t *pool, int which, const char *user, const char *id, size_t nargs,
                const char *const *args, const size_t *lens, tp_cmd_cb on_reply, call_t *call) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_scripts);
+    const tp_script_t *script = tp__script_set_get(&script_set, (size_t)which);
     size_t n = strlen(user) + 8;
     char *index = malloc(n), *key = malloc(n + TP_SESSION_ID_LEN + 1);
-    int rc = scripts_ready && call && index && key ? 0 : TP_ENOMEM;
+    int rc = script && call && index && key ? 0 : TP_ENOMEM;
     if (rc == 0) {
         snprintf(index, n, "sess:{%s}", user);
         snprintf(key, n + TP_SESSION_ID_LEN + 1, "%s:%s", index, id ? id : "");
         const char *with_session[] = {key, index};
         const char *index_only[] = {index};
-        rc = tp_script_run(pool, &scripts[which], id ? 2 : 1, id ? with_session : index_only, nargs,
-                           args, lens, on_reply, call);
+        rc = tp_script_run(pool, script, id ? 2 : 1, id ? with_session : index_only, nargs, args,
+                           lens, on_reply, call);
     }
     free(index);
     free(key);
