@@ -199,3 +199,7 @@ int tp_rate_check(tp_pool_t *pool, const tp_rate_limit_t *limit, const char *nam
         free(ck);
     return rc;
 }
+
+const char *tp_rate_script(tp_rate_algorithm_t algorithm) {
+    return (unsigned)algorithm < sizeof(sources) / sizeof(sources[0]) ? sources[algorithm] : NULL;
+}

@@ -76,6 +76,11 @@ typedef void (*tp_rate_cb)(void *data, int status, const tp_rate_result_t *resul
 int tp_rate_check(tp_pool_t *pool, const tp_rate_limit_t *limit, const char *name, int64_t cost,
                   tp_rate_cb cb, void *data);
 
+/* The Lua source of an algorithm's script, exactly as tp_rate_check() runs it (KEYS[1] the
+ * limiter's key; ARGV limit, period_ms, burst, cost): to review it, SCRIPT LOAD it ahead, or
+ * run the same limit from another client. NULL for an unknown algorithm. */
+const char *tp_rate_script(tp_rate_algorithm_t algorithm);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,174 @@
+/* utility_ops: operations per second of a library utility through the pool, for
+ * bench/utilities.py, which runs redis-py (bench/peer_utilities.py) doing the same beside it.
+ *
+ *   utility_ops [REDIS_* flags] --op gcra|lock --seconds S --inflight K
+ *   utility_ops --print-script gcra
+ *
+ * gcra: tp_rate_check() of cost 1 against a GCRA limit of 10^9 per second (so every check is
+ * allowed and writes), on names bench:<i % 1000>, K checks in flight.
+ * lock: K locks (names bench:<i>), each acquiring and releasing in turn: one operation is an
+ * acquire plus its release.
+ * Prints one line: "ops N seconds S ops_per_s R errors E". Exits 1 on any error. */
+#include "tp/config.h"
+#include "tp/error.h"
+#include "tp/lock.h"
+#include "tp/pool.h"
+#include "tp/ratelimit.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_INFLIGHT 1024
+
+typedef struct app_s app_t;
+
+typedef struct {
+    app_t *app;
+    int i;
+    tp_lock_t lock;
+} slot_t;
+
+struct app_s {
+    tp_pool_t pool;
+    bool gcra;
+    int inflight;
+    double seconds;
+    uint64_t start_ns, ops, errors;
+    bool stopping;
+    int running; /* slots still cycling */
+    uv_timer_t stop;
+    slot_t slots[MAX_INFLIGHT];
+};
+
+static const tp_rate_limit_t limit = {
+    .algorithm = TP_RATE_GCRA, .limit = 1000000000, .period_ms = 1000, .burst = 1000000000};
+
+static void next(slot_t *s);
+
+static void slot_done(slot_t *s, int status) {
+    app_t *app = s->app;
+    app->errors += status != 0;
+    app->ops += status == 0;
+    if (app->stopping || status != 0) {
+        if (--app->running == 0)
+            tp_pool_close(&app->pool, NULL);
+        return;
+    }
+    next(s);
+}
+
+static void on_checked(void *data, int status, const tp_rate_result_t *r, const char *error) {
+    (void)error;
+    slot_done(data, status == 0 && !r->allowed ? TP_EPROTOCOL : status);
+}
+
+static void on_released(tp_lock_t *lock, int status) {
+    slot_done(lock->data, status);
+}
+
+static void on_acquired(tp_lock_t *lock, int status, uint64_t fence, int64_t retry) {
+    (void)fence;
+    (void)retry;
+    if (status != 0 || tp_lock_release(lock, on_released) != 0)
+        slot_done(lock->data, status ? status : TP_EINVAL);
+}
+
+static void next(slot_t *s) {
+    char name[32];
+    int rc;
+    if (s->app->gcra) {
+        snprintf(name, sizeof(name), "bench:%d", (int)((s->app->ops + (uint64_t)s->i) % 1000));
+        rc = tp_rate_check(&s->app->pool, &limit, name, 1, on_checked, s);
+    } else {
+        rc = tp_lock_acquire(&s->lock, on_acquired);
+    }
+    if (rc != 0)
+        slot_done(s, rc);
+}
+
+static void on_stop(uv_timer_t *t) {
+    app_t *app = t->data;
+    app->stopping = true;
+    double elapsed = (double)(uv_hrtime() - app->start_ns) / 1e9;
+    printf("ops %llu seconds %.3f ops_per_s %.0f errors %llu\n", (unsigned long long)app->ops,
+           elapsed, (double)app->ops / elapsed, (unsigned long long)app->errors);
+    fflush(stdout);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void on_ready(tp_pool_t *pool) {
+    app_t *app = pool->data;
+    if (app->start_ns)
+        return;
+    for (int i = 0; i < app->inflight; i++) {
+        slot_t *s = &app->slots[i];
+        *s = (slot_t){.app = app, .i = i};
+        if (!app->gcra) {
+            char name[32];
+            snprintf(name, sizeof(name), "bench:%d", i);
+            s->lock.data = s;
+            tp_lock_options_t o = {.ttl_ms = 10000};
+            if (tp_lock_init(&s->lock, pool, name, &o) != 0) {
+                fprintf(stderr, "lock init failed\n");
+                exit(1);
+            }
+        }
+    }
+    app->start_ns = uv_hrtime();
+    app->running = app->inflight;
+    uv_timer_start(&app->stop, on_stop, (uint64_t)(app->seconds * 1000), 0);
+    for (int i = 0; i < app->inflight; i++)
+        next(&app->slots[i]);
+}
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    if (argc == 3 && strcmp(argv[1], "--print-script") == 0 && strcmp(argv[2], "gcra") == 0) {
+        fputs(tp_rate_script(TP_RATE_GCRA), stdout);
+        return 0;
+    }
+    static app_t app;
+    app.inflight = 1;
+    app.seconds = 5;
+    /* Our flags first; the rest (REDIS_* flags) go to tp_config_load. */
+    int keep = 1;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 < argc && strcmp(argv[i], "--op") == 0)
+            app.gcra = strcmp(argv[++i], "gcra") == 0;
+        else if (i + 1 < argc && strcmp(argv[i], "--seconds") == 0)
+            app.seconds = atof(argv[++i]);
+        else if (i + 1 < argc && strcmp(argv[i], "--inflight") == 0)
+            app.inflight = atoi(argv[++i]);
+        else
+            argv[keep++] = argv[i];
+    }
+    if (app.inflight < 1 || app.inflight > MAX_INFLIGHT || app.seconds <= 0) {
+        fprintf(stderr, "usage: utility_ops --op gcra|lock --seconds S --inflight K (1..%d)\n",
+                MAX_INFLIGHT);
+        return 2;
+    }
+    tp_config_t cfg;
+    tp_config_init(&cfg);
+    char err[512];
+    if (tp_config_load(&cfg, keep, argv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    tp_log_level = TP_LOG_WARN;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    uv_timer_init(&loop, &app.stop);
+    app.stop.data = &app;
+    app.pool.data = &app;
+    tp_pool_options_t opts = {.on_ready = on_ready};
+    if (tp_pool_init(&app.pool, &loop, &cfg.redis, &opts) != 0) {
+        fprintf(stderr, "%s\n", tp_pool_last_error(&app.pool));
+        return 1;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    tp_config_close(&cfg);
+    return app.errors ? 1 : 0;
+}
