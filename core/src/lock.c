@@ -10,11 +10,16 @@
 
 /* KEYS[1] the lock, KEYS[2] its fencing counter; ARGV token, ttl (ms). Everything that could
  * fail is checked before the SET, so an error leaves no lease behind. A lock key of another
- * type would make SET NX refuse forever: it is an error, not "locked". */
+ * type would make SET NX refuse forever: it is an error, not "locked". A run that finds its own
+ * token is the same acquisition sent again after a reconnect (the pool replays what was not
+ * answered): it succeeds with the fencing token it took. */
 static const char acquire_source[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return {1, tonumber(redis.call('GET', KEYS[2]))}\n"
+    "end\n"
     "local f = redis.call('GET', KEYS[2])\n"
-    "if f and not tonumber(f) then\n"
-    "  return redis.error_reply('ERR the fencing counter is not an integer')\n"
+    "if f and not (string.match(f, '^%d+$') and #f < 19) then\n"
+    "  return redis.error_reply('ERR the fencing counter is not a small integer')\n"
     "end\n"
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
     "  return {1, redis.call('INCR', KEYS[2])}\n"
@@ -96,8 +101,10 @@ static int run(tp_lock_t *l, op_kind_t kind, tp_lock_acquire_cb acquire_cb, tp_l
 
 static void on_renew(uv_timer_t *t) {
     tp_lock_t *l = t->data;
-    if (uv_now(loop_of(l)) >= l->valid_until) {
-        lost(l); /* no renewal got through in time: it may be someone else's now */
+    /* The lease would end before the next tick with no renewal confirmed: give it up now
+     * rather than a whole interval after someone else may have taken it. */
+    if (uv_now(loop_of(l)) + uv_timer_get_repeat(t) >= l->valid_until) {
+        lost(l);
         return;
     }
     run(l, OP_RENEW, NULL, NULL); /* refused (backpressure, down): the next tick tries again */
@@ -116,11 +123,18 @@ static void acquired(tp_lock_t *l, const op_t *op, int status, const tp_reply_t 
         else
             status = TP_ELOCKED, retry = reply->element[1]->integer;
     }
-    if (status == 0 && !l->closing) {
+    l->acquiring = false;
+    if (status == 0 && l->closing) {
+        /* Closed while it was in flight: nobody can renew or release it, so let it go now. */
+        run(l, OP_RELEASE, NULL, NULL);
+        status = TP_ECLOSED;
+        fence = 0;
+    }
+    if (status == 0) {
         l->held = true;
         l->fence = fence;
         l->valid_until = op->sent_at + (uint64_t)l->opts.ttl_ms;
-        if (l->opts.auto_renew && !l->closing) {
+        if (l->opts.auto_renew) {
             uint64_t every = (uint64_t)l->opts.ttl_ms / 3;
             uv_timer_start(&l->renew, on_renew, every, every);
         }
@@ -141,10 +155,12 @@ static void on_reply(void *data, int status, const tp_reply_t *reply) {
         else if (status == 0 && reply->integer == 0)
             status = TP_ENOT_OWNER;
         if (op->kind == OP_RELEASE || status == TP_ENOT_OWNER) {
-            if (op->kind == OP_RELEASE)
+            if (op->kind == OP_RELEASE) {
                 l->held = false;
-            else
+                uv_timer_stop(&l->renew);
+            } else {
                 lost(l);
+            }
         } else if (status == 0 && l->held) {
             l->valid_until = op->sent_at + (uint64_t)l->opts.ttl_ms;
         }
@@ -192,17 +208,21 @@ int tp_lock_init(tp_lock_t *lock, tp_pool_t *pool, const char *name,
 }
 
 int tp_lock_acquire(tp_lock_t *lock, tp_lock_acquire_cb cb) {
-    if (lock->closing || lock->held)
+    if (lock->closing || lock->held || lock->acquiring)
         return TP_EINVAL;
     random_token(lock->token); /* a new one per acquisition: an old lease can never match */
-    return run(lock, OP_ACQUIRE, cb, NULL);
+    int rc = run(lock, OP_ACQUIRE, cb, NULL);
+    lock->acquiring = rc == 0;
+    return rc;
 }
 
 int tp_lock_release(tp_lock_t *lock, tp_lock_cb cb) {
     if (lock->closing)
         return TP_EINVAL;
-    uv_timer_stop(&lock->renew);
-    return run(lock, OP_RELEASE, NULL, cb);
+    int rc = run(lock, OP_RELEASE, NULL, cb);
+    if (rc == 0)
+        uv_timer_stop(&lock->renew); /* refused: the renewal goes on, the lease is still ours */
+    return rc;
 }
 
 int tp_lock_extend(tp_lock_t *lock, tp_lock_cb cb) {

@@ -84,33 +84,33 @@ static const char log_source[] =
 
 /* Sliding window counter: a hash of per-window counts (fields: the window's number); the
  * previous window counts for the part of it the sliding window still covers. */
-static const char counter_source[] =
-    PRELUDE "local w = math.floor(now / period)\n"
-            "local elapsed = now - w * period\n"
-            "local cur_f, prev_f = string.format('%d', w), string.format('%d', w - 1)\n"
-            "local c = redis.call('HMGET', KEYS[1], cur_f, prev_f)\n"
-            "local cur, prev = tonumber(c[1]) or 0, tonumber(c[2]) or 0\n"
-            "local estimate = prev * (period - elapsed) / period + cur\n"
-            "local allowed, retry, remaining = 0, -1, 0\n"
-            "if estimate + cost <= limit then\n"
-            "  if cost > 0 then\n"
-            "    redis.call('HINCRBY', KEYS[1], cur_f, cost)\n"
-            "    redis.call('HDEL', KEYS[1], string.format('%d', w - 2))\n"
-            "    redis.call('PEXPIRE', KEYS[1], ms(2 * period))\n"
-            "  end\n"
-            "  cur, allowed = cur + cost, 1\n"
-            "  remaining = math.floor(limit - estimate - cost)\n"
-            "elseif cost <= limit then\n"
-            "  if cur + cost <= limit then\n"
-            "    retry = ms(period * (1 - (limit - cur - cost) / prev) - elapsed)\n"
-            "  else\n"
-            "    retry = ms(period - elapsed + math.max(0, period * (1 - (limit - cost) / cur)))\n"
-            "  end\n"
-            "end\n"
-            "local reset = 0\n"
-            "if cur > 0 then reset = ms(2 * period - elapsed)\n"
-            "elseif prev > 0 then reset = ms(period - elapsed) end\n"
-            "return {allowed, limit, remaining, retry, reset}\n";
+static const char counter_source[] = PRELUDE
+    "local w = math.floor(now / period)\n"
+    "local elapsed = now - w * period\n"
+    "local cur_f, prev_f = string.format('%d', w), string.format('%d', w - 1)\n"
+    "local c = redis.call('HMGET', KEYS[1], cur_f, prev_f)\n"
+    "local cur, prev = tonumber(c[1]) or 0, tonumber(c[2]) or 0\n"
+    "local estimate = prev * (period - elapsed) / period + cur\n"
+    "local allowed, retry, remaining = 0, -1, 0\n"
+    "if estimate + cost <= limit then\n"
+    "  if cost > 0 then\n"
+    "    redis.call('HINCRBY', KEYS[1], cur_f, cost)\n"
+    "    redis.call('HDEL', KEYS[1], string.format('%d', w - 2), string.format('%d', w - 3))\n"
+    "    redis.call('PEXPIRE', KEYS[1], ms(2 * period))\n"
+    "  end\n"
+    "  cur, allowed = cur + cost, 1\n"
+    "  remaining = math.floor(limit - estimate - cost)\n"
+    "elseif cost <= limit then\n"
+    "  if cur + cost <= limit then\n"
+    "    retry = ms(period * (1 - (limit - cur - cost) / prev) - elapsed)\n"
+    "  else\n"
+    "    retry = ms(period - elapsed + math.max(0, period * (1 - (limit - cost) / cur)))\n"
+    "  end\n"
+    "end\n"
+    "local reset = 0\n"
+    "if cur > 0 then reset = ms(2 * period - elapsed)\n"
+    "elseif prev > 0 then reset = ms(period - elapsed) end\n"
+    "return {allowed, limit, remaining, retry, reset}\n";
 
 /* By algorithm: the key's middle (<prefix>rl:<key_part>:<name>) and the script. */
 static const char *const key_parts[] = {
@@ -162,10 +162,14 @@ static void on_reply(void *data, int status, const tp_reply_t *reply) {
               status == TP_EREPLY ? reply->str : NULL);
 }
 
+/* The log keeps one entry per unit of cost, added one by one inside the script: a bigger
+ * cost would hold Redis for too long. */
+#define LOG_COST_MAX 1024
+
 static bool valid(const tp_rate_limit_t *l, const char *name, int64_t cost) {
     return l != NULL && (unsigned)l->algorithm < sizeof(sources) / sizeof(sources[0]) &&
            l->limit >= 1 && l->period_ms >= 1 && l->burst >= 0 && cost >= 0 && name != NULL &&
-           name[0] != '\0';
+           name[0] != '\0' && (l->algorithm != TP_RATE_WINDOW_LOG || cost <= LOG_COST_MAX);
 }
 
 int tp_rate_check(tp_pool_t *pool, const tp_rate_limit_t *limit, const char *name, int64_t cost,

@@ -58,7 +58,8 @@ static void on_reply(void *data, int status, const tp_reply_t *reply) {
         int rc = send_run(r, true);
         if (rc == 0)
             return;
-        r->cb(r->data, rc, NULL);
+        if (r->cb)
+            r->cb(r->data, rc, NULL);
     } else if (r->cb) {
         r->cb(r->data, status, reply);
     }
@@ -151,7 +152,8 @@ const tp_script_t *tp__script_set_get(tp__script_set_t *set, size_t i) {
             state = 1;
             for (size_t k = 0; k < set->count; k++)
                 state = tp_script_init(&set->scripts[k], set->sources[k]) == 0 ? state : 2;
-            atomic_store_explicit(&set->state, state, memory_order_release);
+            /* A failure (out of memory) is not kept: the next call tries again. */
+            atomic_store_explicit(&set->state, state == 1 ? 1 : 0, memory_order_release);
         }
         pthread_mutex_unlock(&init);
     }

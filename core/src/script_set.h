@@ -12,7 +12,7 @@ typedef struct {
     const char *const *sources;
     tp_script_t *scripts; /* count of them, filled on first use */
     size_t count;
-    atomic_int state; /* 0 not yet, 1 ready, 2 a SHA1 could not be computed */
+    atomic_int state; /* 0 not yet (or the last try failed), 1 ready */
 } tp__script_set_t;
 
 /* A set over static arrays: TP__SCRIPT_SET(sources, scripts). */

@@ -31,9 +31,9 @@
 static const char create_source[] =
     PRELUDE "expect(KEYS[1], 'hash')\n"
             "expect(KEYS[2], 'zset')\n"
-            "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
-            "  return redis.error_reply('ERR session id already in use')\n"
-            "end\n"
+            /* 128 random bits: an existing key is this very create, sent again after a
+             * reconnect. */
+            "if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end\n"
             "local ttl = tonumber(ARGV[1])\n"
             "redis.call('HSET', KEYS[1], '_created', string.format('%d', now), unpack(ARGV, 3))\n"
             "redis.call('PEXPIRE', KEYS[1], ttl)\n"

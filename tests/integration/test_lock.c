@@ -267,6 +267,141 @@ Test(lock, foreign_key_without_expiry_is_locked) {
     close_lock(&a);
 }
 
+/* ---- regressions (review of the first version) ------------------------------------------- */
+
+/* An acquire replayed after a reconnect found its own lease and answered "locked". Here a
+ * DEBUG SLEEP ahead of it on its connection outlasts the command timeout: the sleep fails, the
+ * connection is rebuilt and the acquire, already run by Redis, is sent again. */
+Test(lock, replayed_acquire_is_still_ours) {
+    tp_test_env_stop(&env);
+    cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
+    tp_test_env_config(&env, &srv);
+    tp_test_set_str(&env.cfg.redis.key_prefix, "lkt:");
+    env.cfg.redis.pool_size = 1;
+    env.cfg.redis.command_timeout_ms = 300;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
+    tp_lock_t a;
+    seen_t sa;
+    open_lock(&a, &sa, "replay", 10000, false);
+    cr_assert_eq(acquire(&a), 0, "loads the script");
+    cr_assert_eq(release(&a), 0);
+    const char *sleep[] = {"DEBUG", "SLEEP", "0.6"};
+    cr_assert_eq(tp_pool_command(&env.pool, NULL, NULL, 3, sleep, NULL), 0);
+    cr_assert_eq(acquire(&a), 0, "a replayed acquisition is the same acquisition");
+    cr_assert_eq(sa.fence, 2, "with the fencing token it took");
+    cr_assert_geq(tp_pool_stats(&env.pool)->timeouts, 1, "the sleep timed out");
+    cr_assert(tp_lock_held(&a));
+    close_lock(&a);
+}
+
+/* A fencing counter that is not an integer INCR accepts: an error, and no lease left behind
+ * (it was checked after the SET, so the failed INCR left a lease without a token). */
+Test(lock, bad_fencing_counter_leaves_no_lease) {
+    tp_test_cli(&srv, "SET", "lkt:lock:{bf}:fence", "1.5");
+    tp_lock_t a;
+    seen_t sa;
+    open_lock(&a, &sa, "bf", 1000, false);
+    cr_assert_eq(acquire(&a), TP_EREPLY);
+    cr_assert_str_eq(tp_test_cli(&srv, "EXISTS", "lkt:lock:{bf}", NULL), "0");
+    close_lock(&a);
+}
+
+/* A second acquire while the first is in flight drew a new token that the won lease did not
+ * carry: its renewals then failed. It is refused now. */
+Test(lock, one_acquire_at_a_time) {
+    tp_lock_t a;
+    seen_t sa;
+    open_lock(&a, &sa, "twice", 5000, false);
+    cr_assert_eq(tp_lock_acquire(&a, on_acquired), 0);
+    cr_assert_eq(tp_lock_acquire(&a, on_acquired), TP_EINVAL);
+    cr_assert_eq(wait_done(&sa), 0);
+    cr_assert_eq(extend(&a), 0, "the lease carries the token the lock holds");
+    close_lock(&a);
+}
+
+static uint64_t lost_at;
+
+static void on_lost_at(tp_lock_t *l) {
+    lost_at = uv_now(tp_pool_loop(l->pool));
+    ((seen_t *)l->data)->lost++;
+}
+
+/* With Redis unreachable the loss was reported a renewal interval after the lease had ended
+ * (the tick before the end still saw it valid). Now it is given up at the last tick before. */
+Test(lock, loss_is_reported_before_the_lease_ends) {
+    tp_lock_t a;
+    seen_t sa = {0};
+    a.data = &sa;
+    tp_lock_options_t o = {.ttl_ms = 3000, .auto_renew = true, .on_lost = on_lost_at};
+    cr_assert_eq(tp_lock_init(&a, &env.pool, "late", &o), 0);
+    uint64_t sent = uv_now(&env.loop);
+    cr_assert_eq(acquire(&a), 0);
+    tp_test_redis_pause(&srv);
+    tp_test_run_for(&env.loop, 3500);
+    tp_test_redis_resume(&srv);
+    cr_assert_eq(sa.lost, 1);
+    cr_assert_lt(lost_at - sent, 2600, "lost %llu ms after the acquire, lease 3000 ms",
+                 (unsigned long long)(lost_at - sent));
+    close_lock(&a);
+}
+
+/* Closed while its acquire was in flight: the acquire reports TP_ECLOSED and the lease it took
+ * is released, not left to block others until it expires. */
+Test(lock, close_during_acquire_releases) {
+    tp_lock_t a;
+    seen_t sa;
+    open_lock(&a, &sa, "closing", 60000, false);
+    cr_assert_eq(tp_lock_acquire(&a, on_acquired), 0);
+    close_lock(&a);
+    cr_assert(sa.done);
+    cr_assert_eq(sa.status, TP_ECLOSED);
+    cr_assert_str_eq(tp_test_cli(&srv, "EXISTS", "lkt:lock:{closing}", NULL), "0");
+}
+
+/* A release refused by the pool (backpressure) stopped the renewal anyway: the lease then ran
+ * out while the lock said it was held. The renewal goes on now. */
+Test(lock, refused_release_keeps_renewing) {
+    tp_test_env_stop(&env);
+    cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
+    tp_test_env_config(&env, &srv);
+    tp_test_set_str(&env.cfg.redis.key_prefix, "lkt:");
+    env.cfg.redis.pool_size = 1;
+    env.cfg.redis.max_queued_bytes = 16 * 1024;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
+    tp_lock_t a;
+    seen_t sa;
+    open_lock(&a, &sa, "busy", 900, true);
+    cr_assert_eq(acquire(&a), 0);
+    /* Fill the connection to its cap: large commands, then small ones (a release is ~130 B). */
+    static char value[1024];
+    memset(value, 'v', sizeof(value));
+    const char *set[] = {"SET", "filler", value};
+    for (size_t size = sizeof(value); size >= 16; size /= 4) {
+        size_t lens[] = {3, 6, size};
+        while (tp_pool_command(&env.pool, NULL, NULL, 3, set, lens) == 0)
+            ;
+    }
+    cr_assert_eq(tp_lock_release(&a, on_done), TP_EBACKPRESSURE);
+    tp_test_run_for(&env.loop, 2000);
+    cr_assert_eq(sa.lost, 0);
+    cr_assert(tp_lock_held(&a), "still renewed, past two leases");
+    cr_assert_str_eq(tp_test_cli(&srv, "EXISTS", "lkt:lock:{busy}", NULL), "1");
+    close_lock(&a);
+}
+
+/* A release answered after an acquire that started the renewal timer left the timer running. */
+Test(lock, release_stops_the_renewal) {
+    tp_lock_t a;
+    seen_t sa;
+    open_lock(&a, &sa, "stop", 900, true);
+    cr_assert_eq(tp_lock_acquire(&a, on_acquired), 0);
+    cr_assert_eq(tp_lock_release(&a, on_done), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_count_zero, &a.pending, 5000));
+    cr_assert(!uv_is_active((uv_handle_t *)&a.renew), "no renewal after the release");
+    cr_assert(!tp_lock_held(&a));
+    close_lock(&a);
+}
+
 /* ---- two processes ------------------------------------------------------------------------ */
 
 #define ROUNDS 1500 /* acquisitions per process */

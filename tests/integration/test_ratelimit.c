@@ -253,6 +253,61 @@ Test(ratelimit, bad_limits_are_refused) {
     cr_assert_eq(tp_rate_check(&env.pool, NULL, "x", 1, on_check, NULL), TP_EINVAL);
 }
 
+/* ---- regressions (review of the first version) ------------------------------------------- */
+
+/* A reload after NOSCRIPT that the pool refused called a NULL callback. Here the EVAL with the
+ * source is over REDIS_MAX_QUEUED_BYTES (the EVALSHA is not), so the reload is refused. */
+Test(script, refused_reload_with_no_callback) {
+    tp_test_env_stop(&env);
+    cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
+    tp_test_env_config(&env, &srv);
+    env.cfg.redis.max_queued_bytes = 512;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
+    static char source[1024];
+    snprintf(source, sizeof(source), "%s", "return 1 --");
+    memset(source + strlen(source), 'x', sizeof(source) - strlen(source) - 1);
+    tp_script_t big;
+    cr_assert_eq(tp_script_init(&big, source), 0);
+    const char *keys[] = {"k"};
+    cr_assert_eq(tp_script_run(&env.pool, &big, 1, keys, 0, NULL, NULL, NULL, NULL), 0);
+    tp_test_result_t r = {0};
+    cr_assert_eq(tp_script_run(&env.pool, &big, 1, keys, 0, NULL, NULL, tp_test_on_reply, &r), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &r.done, 5000));
+    cr_assert_eq(r.status, TP_EINVAL, "the reload could not be queued");
+}
+
+/* The window log adds one entry per unit of cost inside the script: a huge cost would hold
+ * Redis, so it is refused. */
+Test(ratelimit, window_log_cost_is_bounded) {
+    tp_rate_limit_t l = {.algorithm = TP_RATE_WINDOW_LOG, .limit = 1000000, .period_ms = 1000};
+    cr_assert_eq(tp_rate_check(&env.pool, &l, "big", 1025, on_check, NULL), TP_EINVAL);
+    cr_assert(check(&l, "big", 1024).r.allowed);
+}
+
+/* Loop time until Redis's clock enters the next window of period ms. */
+static int ms_to_next_window(int64_t period) {
+    char out[64];
+    tp_test_redis_cli(&srv, out, sizeof(out), "TIME", NULL);
+    long long s = 0, us = 0;
+    sscanf(out, "%lld\n%lld", &s, &us);
+    long long now = s * 1000 + us / 1000;
+    return (int)(period - now % period) + 30;
+}
+
+/* The window counter dropped only the field two windows back, so a window skipped left an
+ * older field behind for good. Writes early in W, late in W+1 (the key then lives into W+3),
+ * none in W+2, early in W+3: only W+3 may be left. */
+Test(ratelimit, window_counter_keeps_no_stale_window) {
+    tp_rate_limit_t l = {.algorithm = TP_RATE_WINDOW_COUNTER, .limit = 100, .period_ms = 1000};
+    tp_test_run_for(&env.loop, ms_to_next_window(1000));
+    check(&l, "gap", 1);
+    tp_test_run_for(&env.loop, ms_to_next_window(1000) + 850);
+    check(&l, "gap", 1);
+    tp_test_run_for(&env.loop, ms_to_next_window(1000) + 1000);
+    check(&l, "gap", 1);
+    cr_assert_str_eq(tp_test_cli(&srv, "HLEN", "rlt:rl:window:gap", NULL), "1");
+}
+
 /* ---- two processes ------------------------------------------------------------------------ */
 
 #define TRIES 300 /* per process, pipelined */

@@ -231,3 +231,22 @@ Test(session, bad_arguments_are_refused) {
         cr_assert_eq(tp_session_destroy(&env.pool, "u", bad_ids[i], on_done, NULL), TP_EINVAL);
     }
 }
+
+/* A create replayed after a reconnect (here: a DEBUG SLEEP ahead of it outlasts the command
+ * timeout) found its own session and answered "already in use". */
+Test(session, replayed_create_succeeds) {
+    tp_test_env_stop(&env);
+    cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
+    tp_test_env_config(&env, &srv);
+    tp_test_set_str(&env.cfg.redis.key_prefix, "sst:");
+    env.cfg.redis.pool_size = 1;
+    env.cfg.redis.command_timeout_ms = 300;
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
+    create("warm", 60000); /* loads the script */
+    const char *sleep[] = {"DEBUG", "SLEEP", "0.6"};
+    cr_assert_eq(tp_pool_command(&env.pool, NULL, NULL, 3, sleep, NULL), 0);
+    seen_t c = create("replay", 60000);
+    cr_assert_geq(tp_pool_stats(&env.pool)->timeouts, 1, "the sleep timed out");
+    cr_assert_eq(get("replay", c.id).n, 2);
+    cr_assert_eq(list("replay").n, 1);
+}

@@ -68,7 +68,8 @@ struct tp_lock_s {
     char *fence_key; /* "lock:{name}:fence" */
     char token[33];
     uint64_t fence;
-    bool held; /* acquired and not released, lost or closed */
+    bool held;      /* acquired and not released, lost or closed */
+    bool acquiring; /* an acquire is in flight */
     bool closing;
     bool timer_closed;
     int pending;          /* scripts in flight */
@@ -81,14 +82,15 @@ struct tp_lock_s {
 int tp_lock_init(tp_lock_t *lock, tp_pool_t *pool, const char *name, const tp_lock_options_t *opts);
 
 /* Tries once to take the lock (no waiting: retry after retry_after_ms when TP_ELOCKED). Returns
- * 0 (cb will run) or, without calling cb, TP_EINVAL (held already, or closing), or a pool
- * refusal. */
+ * 0 (cb will run) or, without calling cb, TP_EINVAL (held already, an acquire in flight, or
+ * closing), or a pool refusal. Closed before the answer: cb gets TP_ECLOSED and a lease it may
+ * have taken is released. */
 int tp_lock_acquire(tp_lock_t *lock, tp_lock_acquire_cb cb);
 
 /* Ends the lease now, if it is still ours. The renewal stops at once. */
 int tp_lock_release(tp_lock_t *lock, tp_lock_cb cb);
 
-/* Extends the lease to ttl_ms from now, if it is still ours. */
+/* Extends the lease to ttl_ms from now, if it is still ours; when it is not, on_lost runs too. */
 int tp_lock_extend(tp_lock_t *lock, tp_lock_cb cb);
 
 /* True from a successful acquire until release, loss or the end of the lease as the holder

@@ -72,7 +72,9 @@ typedef void (*tp_rate_cb)(void *data, int status, const tp_rate_result_t *resul
 
 /* Checks and, when allowed, counts a request of cost units (0 only looks) against name's
  * limit. Returns 0 (cb will run once) or, without calling cb, TP_EINVAL (a bad limit, an
- * empty name, a negative cost), TP_EBACKPRESSURE, TP_EDOWN, TP_ECLOSED or TP_ENOMEM. */
+ * empty name, a negative cost, a cost above 1024 for the window log), TP_EBACKPRESSURE,
+ * TP_EDOWN, TP_ECLOSED or TP_ENOMEM. A check sent again after a reconnect counts twice
+ * (tp/script.h). */
 int tp_rate_check(tp_pool_t *pool, const tp_rate_limit_t *limit, const char *name, int64_t cost,
                   tp_rate_cb cb, void *data);
 

@@ -39,8 +39,14 @@ int tp_script_init(tp_script_t *script, const char *source);
 
 /* Runs the script with nkeys (>= 1) keys and nargs arguments (arglens NULL: NUL-terminated).
  * cb gets the script's reply, or TP_EREPLY with Redis's error (a Lua error, WRONGTYPE from a
- * redis.call, CROSSSLOT), or a connection failure as for any command. Returns 0 or, without
- * calling cb, TP_EINVAL, TP_EBACKPRESSURE, TP_EDOWN, TP_ECLOSED or TP_ENOMEM. */
+ * redis.call, CROSSSLOT), or a connection failure as for any command, or, when the reload after
+ * NOSCRIPT could not be queued, that refusal (TP_EBACKPRESSURE, TP_EDOWN, TP_ECLOSED). Returns 0
+ * or, without calling cb, TP_EINVAL, TP_EBACKPRESSURE, TP_EDOWN, TP_ECLOSED or TP_ENOMEM.
+ *
+ * At least once: like any command, a script written but unanswered when its connection
+ * failed is sent again after the reconnect, so it may run twice. The utilities' scripts are
+ * written for that where it matters (an acquire or a session create seen again is recognised
+ * as its own); a rate check or a counter increment replayed counts twice. */
 int tp_script_run(tp_pool_t *pool, const tp_script_t *script, size_t nkeys, const char *const *keys,
                   size_t nargs, const char *const *args, const size_t *arglens, tp_cmd_cb cb,
                   void *data);
