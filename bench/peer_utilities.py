@@ -1,12 +1,12 @@
 #!/usr/bin/python3
 """The redis-py peer of bench/utility_ops.c: the same operation with Debian's python3-redis.
 
-usage: peer_utilities.py --op gcra|lock --seconds S --inflight K --port P --ca FILE
-                         [--script FILE]
+usage: peer_utilities.py --op gcra|bucket|log|window|lock --seconds S --inflight K --port P
+                         --ca FILE [--script FILE]
 
-gcra: the very script tp_rate_check() runs (utility_ops --print-script gcra, given as FILE),
-      through redis-py's Script (EVALSHA, loading on NOSCRIPT), on the same keys and arguments;
-      K checks per pipeline round trip.
+gcra, bucket, log, window: the very script tp_rate_check() runs for that algorithm
+      (utility_ops --print-script ALG, given as FILE), through redis-py's Script (EVALSHA,
+      loading on NOSCRIPT), on the same keys and arguments; K checks per pipeline round trip.
 lock: redis-py's Lock (SET NX PX with a token, a Lua compare-and-delete release), acquire and
       release in turn on one name: redis-py is synchronous, so K must be 1.
 Prints the line utility_ops prints: "ops N seconds S ops_per_s R errors E"."""
@@ -19,14 +19,14 @@ import redis
 LIMIT = ["1000000000", "1000", "1000000000", "1"]  # limit, period_ms, burst, cost
 
 
-def run_gcra(r, script, seconds, inflight):
+def run_rate(r, op, script, seconds, inflight):
     check = r.register_script(script)
     ops = errors = 0
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         pipe = r.pipeline(transaction=False)
         for i in range(inflight):
-            check(keys=[f"tp:rl:gcra:bench:{(ops + i) % 1000}"], args=LIMIT, client=pipe)
+            check(keys=[f"tp:rl:{op}:bench:{(ops + i) % 1000}"], args=LIMIT, client=pipe)
         for reply in pipe.execute():
             if reply[0] == 1:
                 ops += 1
@@ -50,7 +50,7 @@ def run_lock(r, seconds):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--op", choices=("gcra", "lock"), required=True)
+    p.add_argument("--op", choices=("gcra", "bucket", "log", "window", "lock"), required=True)
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--inflight", type=int, default=1)
     p.add_argument("--port", type=int, required=True)
@@ -58,9 +58,9 @@ def main():
     p.add_argument("--script")
     a = p.parse_args()
     r = redis.Redis(host="127.0.0.1", port=a.port, ssl=True, ssl_ca_certs=a.ca)
-    if a.op == "gcra":
+    if a.op != "lock":
         with open(a.script) as f:
-            ops, errors, elapsed = run_gcra(r, f.read(), a.seconds, a.inflight)
+            ops, errors, elapsed = run_rate(r, a.op, f.read(), a.seconds, a.inflight)
     else:
         if a.inflight != 1:
             print("lock: redis-py's Lock is synchronous, --inflight must be 1", file=sys.stderr)

@@ -8,6 +8,7 @@ certificates, starts a TLS redis-server (no persistence) on a free port, then ru
 alternated rounds, each for S seconds:
   gcra   tp_rate_check() (GCRA) and redis-py running the very same script (EVALSHA), with 1
          and with K operations in flight (redis-py: K per pipeline round trip);
+  bucket, log, window   the same for the token bucket and the two sliding windows, K in flight;
   lock   tp_lock acquire + release and redis-py's Lock acquire + release, 1 in flight (redis-py
          is synchronous), and tp_lock with K locks cycling at once.
 Prints (and writes to DIR/summary.md) the median ops/s per row with the spread, and the ratio
@@ -77,24 +78,28 @@ def main():
     certs = os.path.join(work, "certs")
     subprocess.run([os.path.join(REPO, "tests", "support", "gen_certs.sh"), certs], check=True,
                    stdout=subprocess.DEVNULL)
-    script = os.path.join(work, "gcra.lua")
-    with open(script, "w") as f:
-        f.write(subprocess.run([ops_bin, "--print-script", "gcra"], capture_output=True,
-                               text=True, check=True).stdout)
+    scripts = {}
+    for alg in ("gcra", "bucket", "log", "window"):
+        scripts[alg] = os.path.join(work, f"{alg}.lua")
+        with open(scripts[alg], "w") as f:
+            f.write(subprocess.run([ops_bin, "--print-script", alg], capture_output=True,
+                                   text=True, check=True).stdout)
     redis_proc, port = start_redis(work, certs)
     env = dict(os.environ, REDIS_URL=f"rediss://127.0.0.1:{port}",
                REDIS_TLS_CA_PATH=f"{certs}/ca.crt", REDIS_TLS_SERVER_NAME="localhost")
     peer = [sys.executable, os.path.join(REPO, "bench", "peer_utilities.py"), "--port",
-            str(port), "--ca", f"{certs}/ca.crt", "--script", script]
+            str(port), "--ca", f"{certs}/ca.crt"]
     k = str(a.inflight)
-    rows = [("gcra", "tickplane", "1"), ("gcra", "redis-py", "1"), ("gcra", "tickplane", k),
-            ("gcra", "redis-py", k), ("lock", "tickplane", "1"), ("lock", "redis-py", "1"),
-            ("lock", "tickplane", k)]
+    rows = [("gcra", "tickplane", "1"), ("gcra", "redis-py", "1")]
+    for alg in ("gcra", "bucket", "log", "window"):
+        rows += [(alg, "tickplane", k), (alg, "redis-py", k)]
+    rows += [("lock", "tickplane", "1"), ("lock", "redis-py", "1"), ("lock", "tickplane", k)]
     results = {row: [] for row in rows}
     try:
         for rnd in range(a.rounds):
             for op, system, depth in rows:
-                base = [ops_bin] if system == "tickplane" else peer
+                base = [ops_bin] if system == "tickplane" else peer + (
+                    ["--script", scripts[op]] if op in scripts else [])
                 cmd = base + ["--op", op, "--seconds", str(a.seconds), "--inflight", depth]
                 r = subprocess.run(cmd, capture_output=True, text=True, env=env,
                                    timeout=a.seconds * 10 + 30)

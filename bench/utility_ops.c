@@ -1,11 +1,12 @@
 /* utility_ops: operations per second of a library utility through the pool, for
  * bench/utilities.py, which runs redis-py (bench/peer_utilities.py) doing the same beside it.
  *
- *   utility_ops [REDIS_* flags] --op gcra|lock --seconds S --inflight K
- *   utility_ops --print-script gcra
+ *   utility_ops [REDIS_* flags] --op gcra|bucket|log|window|lock --seconds S --inflight K
+ *   utility_ops --print-script gcra|bucket|log|window
  *
- * gcra: tp_rate_check() of cost 1 against a GCRA limit of 10^9 per second (so every check is
- * allowed and writes), on names bench:<i % 1000>, K checks in flight.
+ * gcra, bucket, log, window: tp_rate_check() of cost 1 against a limit of 10^9 per second (so
+ * every check is allowed and writes) with that algorithm, on names bench:<i % 1000>, K checks
+ * in flight.
  * lock: K locks (names bench:<i>), each acquiring and releasing in turn: one operation is an
  * acquire plus its release.
  * Prints one line: "ops N seconds S ops_per_s R errors E". Exits 1 on any error. */
@@ -33,7 +34,7 @@ typedef struct {
 
 struct app_s {
     tp_pool_t pool;
-    bool gcra;
+    bool rate; /* a rate limit, else the lock */
     int inflight;
     double seconds;
     uint64_t start_ns, ops, errors;
@@ -43,8 +44,21 @@ struct app_s {
     slot_t slots[MAX_INFLIGHT];
 };
 
-static const tp_rate_limit_t limit = {
-    .algorithm = TP_RATE_GCRA, .limit = 1000000000, .period_ms = 1000, .burst = 1000000000};
+static tp_rate_limit_t limit = {.limit = 1000000000, .period_ms = 1000, .burst = 1000000000};
+
+static const char *const algorithms[] = {[TP_RATE_GCRA] = "gcra",
+                                         [TP_RATE_TOKEN_BUCKET] = "bucket",
+                                         [TP_RATE_WINDOW_LOG] = "log",
+                                         [TP_RATE_WINDOW_COUNTER] = "window"};
+
+/* The algorithm called name, or -1. */
+static int algorithm_of(const char *name) {
+    for (int i = 0; i < (int)(sizeof(algorithms) / sizeof(algorithms[0])); i++) {
+        if (strcmp(name, algorithms[i]) == 0)
+            return i;
+    }
+    return -1;
+}
 
 static void next(slot_t *s);
 
@@ -79,7 +93,7 @@ static void on_acquired(tp_lock_t *lock, int status, uint64_t fence, int64_t ret
 static void next(slot_t *s) {
     char name[32];
     int rc;
-    if (s->app->gcra) {
+    if (s->app->rate) {
         snprintf(name, sizeof(name), "bench:%d", (int)((s->app->ops + (uint64_t)s->i) % 1000));
         rc = tp_rate_check(&s->app->pool, &limit, name, 1, on_checked, s);
     } else {
@@ -106,7 +120,7 @@ static void on_ready(tp_pool_t *pool) {
     for (int i = 0; i < app->inflight; i++) {
         slot_t *s = &app->slots[i];
         *s = (slot_t){.app = app, .i = i};
-        if (!app->gcra) {
+        if (!app->rate) {
             char name[32];
             snprintf(name, sizeof(name), "bench:%d", i);
             s->lock.data = s;
@@ -126,8 +140,8 @@ static void on_ready(tp_pool_t *pool) {
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
-    if (argc == 3 && strcmp(argv[1], "--print-script") == 0 && strcmp(argv[2], "gcra") == 0) {
-        fputs(tp_rate_script(TP_RATE_GCRA), stdout);
+    if (argc == 3 && strcmp(argv[1], "--print-script") == 0 && algorithm_of(argv[2]) >= 0) {
+        fputs(tp_rate_script((tp_rate_algorithm_t)algorithm_of(argv[2])), stdout);
         return 0;
     }
     static app_t app;
@@ -136,9 +150,11 @@ int main(int argc, char **argv) {
     /* Our flags first; the rest (REDIS_* flags) go to tp_config_load. */
     int keep = 1;
     for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && strcmp(argv[i], "--op") == 0)
-            app.gcra = strcmp(argv[++i], "gcra") == 0;
-        else if (i + 1 < argc && strcmp(argv[i], "--seconds") == 0)
+        if (i + 1 < argc && strcmp(argv[i], "--op") == 0) {
+            int a = algorithm_of(argv[++i]);
+            app.rate = a >= 0;
+            limit.algorithm = a >= 0 ? (tp_rate_algorithm_t)a : TP_RATE_GCRA;
+        } else if (i + 1 < argc && strcmp(argv[i], "--seconds") == 0)
             app.seconds = atof(argv[++i]);
         else if (i + 1 < argc && strcmp(argv[i], "--inflight") == 0)
             app.inflight = atoi(argv[++i]);
@@ -146,7 +162,9 @@ int main(int argc, char **argv) {
             argv[keep++] = argv[i];
     }
     if (app.inflight < 1 || app.inflight > MAX_INFLIGHT || app.seconds <= 0) {
-        fprintf(stderr, "usage: utility_ops --op gcra|lock --seconds S --inflight K (1..%d)\n",
+        fprintf(stderr,
+                "usage: utility_ops --op gcra|bucket|log|window|lock --seconds S --inflight K "
+                "(1..%d)\n",
                 MAX_INFLIGHT);
         return 2;
     }
