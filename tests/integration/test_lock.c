@@ -269,17 +269,26 @@ Test(lock, foreign_key_without_expiry_is_locked) {
 
 /* ---- regressions (review of the first version) ------------------------------------------- */
 
-/* An acquire replayed after a reconnect found its own lease and answered "locked". Here a
- * DEBUG SLEEP ahead of it on its connection outlasts the command timeout: the sleep fails, the
- * connection is rebuilt and the acquire, already run by Redis, is sent again. */
-Test(lock, replayed_acquire_is_still_ours) {
+/* A fresh server and a pool of one connection, with a command timeout and a queue cap (0: the
+ * fixture's), so that what one test queues all goes the same way. */
+static void reopen_one_connection(int command_timeout_ms, size_t max_queued_bytes) {
     tp_test_env_stop(&env);
     cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
     tp_test_env_config(&env, &srv);
     tp_test_set_str(&env.cfg.redis.key_prefix, "lkt:");
     env.cfg.redis.pool_size = 1;
-    env.cfg.redis.command_timeout_ms = 300;
+    if (command_timeout_ms > 0)
+        env.cfg.redis.command_timeout_ms = command_timeout_ms;
+    if (max_queued_bytes > 0)
+        env.cfg.redis.max_queued_bytes = max_queued_bytes;
     cr_assert_eq(tp_test_env_open(&env, 5000), 0);
+}
+
+/* An acquire replayed after a reconnect found its own lease and answered "locked". Here a
+ * DEBUG SLEEP ahead of it on its connection outlasts the command timeout: the sleep fails, the
+ * connection is rebuilt and the acquire, already run by Redis, is sent again. */
+Test(lock, replayed_acquire_is_still_ours) {
+    reopen_one_connection(300, 0);
     tp_lock_t a;
     seen_t sa;
     open_lock(&a, &sa, "replay", 10000, false);
@@ -361,13 +370,7 @@ Test(lock, close_during_acquire_releases) {
 /* A release refused by the pool (backpressure) stopped the renewal anyway: the lease then ran
  * out while the lock said it was held. The renewal goes on now. */
 Test(lock, refused_release_keeps_renewing) {
-    tp_test_env_stop(&env);
-    cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
-    tp_test_env_config(&env, &srv);
-    tp_test_set_str(&env.cfg.redis.key_prefix, "lkt:");
-    env.cfg.redis.pool_size = 1;
-    env.cfg.redis.max_queued_bytes = 16 * 1024;
-    cr_assert_eq(tp_test_env_open(&env, 5000), 0);
+    reopen_one_connection(0, 16 * 1024);
     tp_lock_t a;
     seen_t sa;
     open_lock(&a, &sa, "busy", 900, true);
@@ -416,11 +419,9 @@ static const char enter_source[] = "local top = tonumber(redis.call('GET', KEYS[
 
 typedef struct {
     tp_pool_t *pool;
-    uv_loop_t *loop;
     tp_lock_t lock;
     tp_script_t enter;
     int rounds, overlaps, stale, errors;
-    bool closed;
 } worker_t;
 
 static void next(worker_t *w);
@@ -487,7 +488,7 @@ static bool worker_done(void *arg) {
 
 /* Runs ROUNDS acquire -> enter -> leave -> release rounds on pool. */
 static void work(worker_t *w, tp_pool_t *pool, uv_loop_t *loop) {
-    *w = (worker_t){.pool = pool, .loop = loop};
+    *w = (worker_t){.pool = pool};
     tp_script_init(&w->enter, enter_source);
     w->lock.data = w;
     tp_lock_options_t o = {.ttl_ms = 5000};
