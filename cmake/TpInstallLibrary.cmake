@@ -25,6 +25,7 @@ install(FILES ${PROJECT_BINARY_DIR}/tickplaneConfig.cmake
               ${PROJECT_BINARY_DIR}/tickplaneConfigVersion.cmake
               ${PROJECT_SOURCE_DIR}/cmake/FindLibuv.cmake
               ${PROJECT_SOURCE_DIR}/cmake/FindHiredis.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/FindJansson.cmake
               ${PROJECT_SOURCE_DIR}/cmake/TpFindPackage.cmake
         DESTINATION ${TP_CMAKE_PACKAGE_DIR} COMPONENT library)
 

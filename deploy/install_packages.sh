@@ -12,6 +12,8 @@ packages=(
     # the API reference of the library (tests/library: library_docs)
     doxygen
     libuv1-dev libhiredis-dev libssl-dev openssl ca-certificates
+    # JSON values of the cache (tp/cache.h)
+    libjansson-dev
     flatbuffers-compiler libflatbuffers-dev
     libcriterion-dev
     redis-server redis-tools

@@ -1,9 +1,9 @@
 #include "tp/lock.h"
 #include "script_set.h"
+#include "token.h"
 #include "tp/error.h"
 #include "tp/resp.h"
 
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,21 +171,6 @@ static void on_reply(void *data, int status, const tp_reply_t *reply) {
     try_finish(l);
 }
 
-static void random_token(char out[33]) {
-    unsigned char bytes[16];
-    if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
-        /* OpenSSL's generator failing is fatal elsewhere too; never hand out a guessable
-         * token silently. */
-        abort();
-    }
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[bytes[i] >> 4];
-        out[2 * i + 1] = hex[bytes[i] & 15];
-    }
-    out[32] = '\0';
-}
-
 int tp_lock_init(tp_lock_t *lock, tp_pool_t *pool, const char *name,
                  const tp_lock_options_t *opts) {
     if (pool == NULL || name == NULL || name[0] == '\0' || opts == NULL || opts->ttl_ms < 3 ||
@@ -210,8 +195,10 @@ int tp_lock_init(tp_lock_t *lock, tp_pool_t *pool, const char *name,
 int tp_lock_acquire(tp_lock_t *lock, tp_lock_acquire_cb cb) {
     if (lock->closing || lock->held || lock->acquiring)
         return TP_EINVAL;
-    random_token(lock->token); /* a new one per acquisition: an old lease can never match */
-    int rc = run(lock, OP_ACQUIRE, cb, NULL);
+    /* A new token per acquisition: an old lease can never match. */
+    int rc = tp__random_token(lock->token, 16);
+    if (rc == 0)
+        rc = run(lock, OP_ACQUIRE, cb, NULL);
     lock->acquiring = rc == 0;
     return rc;
 }

@@ -1,9 +1,9 @@
 #include "tp/session.h"
 #include "script_set.h"
+#include "token.h"
 #include "tp/error.h"
 #include "tp/resp.h"
 
-#include <openssl/rand.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,13 +14,7 @@
  * still exists; the index's expiry follows its latest session. */
 #define PRELUDE                                                                                    \
     "local t = redis.call('TIME')\n"                                                               \
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                      \
-    "local function expect(key, kind)\n"                                                           \
-    "  local k = redis.call('TYPE', key).ok\n"                                                     \
-    "  if k ~= 'none' and k ~= kind then\n"                                                        \
-    "    error({err = 'WRONGTYPE ' .. key .. ' holds a ' .. k .. ', not a ' .. kind})\n"           \
-    "  end\n"                                                                                      \
-    "end\n"                                                                                        \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" TP__LUA_EXPECT       \
     "local function index_add(index, id, expires)\n"                                               \
     "  redis.call('ZADD', index, expires, id)\n"                                                   \
     "  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')\n"                           \
@@ -135,19 +129,6 @@ static call_t *call_new(void *data) {
 
 /* ---- create --------------------------------------------------------------------------------- */
 
-static int new_id(char out[TP_SESSION_ID_LEN + 1]) {
-    unsigned char bytes[TP_SESSION_ID_LEN / 2];
-    if (RAND_bytes(bytes, sizeof(bytes)) != 1)
-        return TP_ENOMEM; /* the generator could not be seeded: never a guessable id */
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof(bytes); i++) {
-        out[2 * i] = hex[bytes[i] >> 4];
-        out[2 * i + 1] = hex[bytes[i] & 15];
-    }
-    out[TP_SESSION_ID_LEN] = '\0';
-    return 0;
-}
-
 static void on_created(void *data, int status, const tp_reply_t *reply) {
     call_t *c = data;
     if (status == 0 && reply->type != TP_REPLY_INTEGER)
@@ -170,7 +151,7 @@ int tp_session_create(tp_pool_t *pool, const char *user, size_t n, const char *c
     call_t *c = call_new(data);
     if (c == NULL)
         return TP_ENOMEM;
-    int rc = new_id(c->id);
+    int rc = tp__random_token(c->id, TP_SESSION_ID_LEN / 2);
     if (rc != 0) {
         free(c);
         return rc;

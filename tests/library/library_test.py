@@ -18,6 +18,7 @@ install   runs `cmake --install DIR --component library` into WORK/prefix, check
 Exit status: 0 every check passed, 1 a check failed (each printed), 2 error.
 """
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -187,8 +188,59 @@ def check_lock(run, srv, label):
     check(run([name, "soon"], tls).returncode == 2, f"{label}: a bad HOLD_MS exits 2")
 
 
+def value_of(line, key):
+    """The value of a cache_aside line: "KEY VALUE ttl_ms=N"."""
+    if not line.startswith(key + " ") or " ttl_ms=" not in line:
+        return None
+    return line[len(key) + 1:line.rindex(" ttl_ms=")]
+
+
+def check_cache_aside(run, srv, label):
+    """Five fetches of a cold key in each of two processes at once cost one load in all; the
+    next run is a hit; after an invalidation it loads again; "not found" is cached too."""
+    tls = {"REDIS_URL": f"rediss://127.0.0.1:{srv.port}",
+           "REDIS_TLS_CA_PATH": srv.cert("ca.crt"), "TP_LOG_LEVEL": "warn"}
+    key = f"example:{label}"
+    both = [run.start(["get", key, "5", "300"], tls) for _ in range(2)]
+    outs = [p.communicate(timeout=30) + (p.returncode,) for p in both]
+    lines = [out.splitlines() for out, _, _ in outs]
+    values = {value_of(line, key) for ls in lines for line in ls[:-1]}
+    loads = sum(int(ls[-1].split("=")[1]) for ls in lines if ls and ls[-1].startswith("loads="))
+    check(all(rc == 0 for _, _, rc in outs) and all(len(ls) == 6 for ls in lines)
+          and len(values) == 1 and loads == 1,
+          f"{label}: 10 fetches in two processes, one load, one value (loads {loads}, "
+          f"out {[o for o, _, _ in outs]!r}, err {[e[-300:] for _, e, _ in outs]!r})")
+    value = values.pop() if len(values) == 1 else None
+    value = value or "{}"
+    check(json.loads(value).get("key") == key, f"{label}: the value is the loader's JSON")
+    check(srv.client.hget(f"tp:cache:{{{key}}}", "v") == value,
+          f"{label}: the entry is in Redis, under the default TP_KEY_PREFIX")
+    r = run(["get", key], tls)
+    lines = r.stdout.splitlines()
+    check(r.returncode == 0 and len(lines) == 2 and value_of(lines[0], key) == value
+          and lines[1] == "loads=0", f"{label}: the next run is a hit (out {r.stdout!r})")
+    r = run(["invalidate", key], tls)
+    check(r.returncode == 0 and srv.client.exists(f"tp:cache:{{{key}}}") == 0,
+          f"{label}: invalidate drops the entry (exit {r.returncode}, err {r.stderr[-300:]!r})")
+    r = run(["get", key], tls)
+    check(r.returncode == 0 and r.stdout.endswith("loads=1\n"),
+          f"{label}: then it loads again (out {r.stdout!r})")
+    missing = f"missing:{label}"
+    r = run(["get", missing], tls)
+    again = run(["get", missing], tls)
+    check(r.returncode == 0 and " not found " in r.stdout and r.stdout.endswith("loads=1\n")
+          and again.stdout.endswith("loads=0\n"),
+          f"{label}: not found is cached (out {r.stdout!r}, then {again.stdout!r})")
+    srv.client.set(f"tp:cache:{{{label}:str}}", "x")
+    r = run(["get", f"{label}:str"], tls)
+    check(r.returncode == 1 and "WRONGTYPE" in r.stderr,
+          f"{label}: a key of another type fails clearly (exit {r.returncode}, "
+          f"err {r.stderr[-300:]!r})")
+    check(run(["get", key, "0"], tls).returncode == 2, f"{label}: zero fetches exit 2")
+
+
 EXAMPLES = {"connect_tls": check_connect_tls, "rate_limit": check_rate_limit,
-            "lock": check_lock}
+            "lock": check_lock, "cache_aside": check_cache_aside}
 
 
 def run_examples(bindir, srv, label, env=None):

@@ -41,7 +41,8 @@ extern "C" {
     XX(FRAME_SIZE, "frame larger than TP_MAX_FRAME_BYTES")                                         \
     XX(FRAME_TRUNCATED, "stream ended inside a frame")                                             \
     XX(LOCKED, "held by another owner")                                                            \
-    XX(NOT_OWNER, "not held by this owner: the lease ended or another owner took it")
+    XX(NOT_OWNER, "not held by this owner: the lease ended or another owner took it")              \
+    XX(JSON, "malformed JSON")
 
 /* The codes: TP_OK, then TP_ENOMEM, TP_EINVAL ... as listed above, all negative. */
 typedef enum {
