@@ -6,9 +6,11 @@
 
 #include "pool_env.h"
 #include "redis_cluster.h"
+#include "tp/cache.h"
 #include "tp/counters.h"
 #include "tp/error.h"
 #include "tp/lock.h"
+#include "tp/queue.h"
 #include "tp/ratelimit.h"
 #include "tp/session.h"
 
@@ -213,4 +215,83 @@ Test(utilities_cluster, sessions) {
     }
     wait_all(&t);
     cr_assert_eq(t.allowed, 2 * NAMES, "two sessions listed per user");
+}
+
+static void load_name(void *data, const char *key, tp_cache_load_t *load) {
+    tally_t *t = data;
+    t->refused++; /* counts the loads */
+    tp_cache_load_done(load, 0, key, strlen(key));
+}
+
+static void on_fetched(void *data, int status, const char *value, size_t len, int64_t ttl,
+                       const char *error) {
+    (void)value, (void)ttl;
+    tally_t *t = data;
+    t->pending--;
+    note_error(t, status, error);
+    t->allowed += status == 0 && len > 0;
+}
+
+/* A cold fetch (the pipelined read, the lease script, the store) then a hit, on every master. */
+Test(utilities_cluster, cache) {
+    cr_assert_eq(masters_used("tp:cache:{k", "}"), 3);
+    tp_cache_t cache;
+    cr_assert_eq(tp_cache_init(&cache, &env.pool, &(tp_cache_options_t){.ttl_ms = 600000}), 0);
+    tally_t t = {0};
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < NAMES; i++) {
+            char key[16];
+            snprintf(key, sizeof(key), "k%d", i);
+            cr_assert_eq(tp_cache_fetch(&cache, key, load_name, &t, on_fetched, &t), 0);
+            t.pending++;
+        }
+        wait_all(&t);
+    }
+    cr_assert_eq(t.allowed, 2 * NAMES);
+    cr_assert_eq(t.refused, NAMES, "loaded once per key, then hits");
+    tp_cache_close(&cache, NULL);
+}
+
+static tally_t jobs;
+
+static void run_job(tp_queue_worker_t *w, const tp_queue_job_t *job) {
+    jobs.allowed++;
+    note_error(&jobs, tp_queue_ack(w, job->id, NULL, NULL), NULL);
+}
+
+static void on_enqueued(void *data, int status, const char *id, const char *error) {
+    (void)id;
+    tally_t *t = data;
+    t->pending--;
+    note_error(t, status, error);
+}
+
+static bool all_jobs_run(void *n) {
+    return jobs.allowed >= *(int *)n;
+}
+
+/* A worker per queue, each reading on its own connection to the master of its queue's slot. */
+Test(utilities_cluster, queues) {
+    cr_assert_eq(masters_used("tp:queue:{q", "}"), 3);
+    static tp_queue_worker_t workers[NAMES];
+    memset(&jobs, 0, sizeof(jobs));
+    tally_t t = {0};
+    for (int i = 0; i < NAMES; i++) {
+        char queue[16];
+        snprintf(queue, sizeof(queue), "q%d", i);
+        tp_queue_worker_options_t o = {.handler = run_job, .block_ms = 200};
+        cr_assert_eq(tp_queue_worker_init(&workers[i], &env.pool, queue, &o), 0);
+        for (int k = 0; k < 3; k++) {
+            cr_assert_eq(tp_queue_enqueue(&env.pool, queue, "job", 3, 0, on_enqueued, &t), 0);
+            t.pending++;
+        }
+    }
+    wait_all(&t);
+    int want = 3 * NAMES;
+    cr_assert(tp_test_run_until(&env.loop, all_jobs_run, &want, 20000), "%d of %d jobs run",
+              jobs.allowed, want);
+    cr_assert_eq(jobs.errors, 0, "%s", jobs.error);
+    for (int i = 0; i < NAMES; i++)
+        tp_queue_worker_close(&workers[i], NULL);
+    tp_test_run_for(&env.loop, 100);
 }

@@ -239,8 +239,34 @@ def check_cache_aside(run, srv, label):
     check(run(["get", key, "0"], tls).returncode == 2, f"{label}: zero fetches exit 2")
 
 
+def check_queue_worker(run, srv, label):
+    """Three jobs enqueued; a worker runs them, the one that fails comes back until its third
+    delivery; the queue's figures show it pending for its dead letter; bad arguments exit 2."""
+    tls = {"REDIS_URL": f"rediss://127.0.0.1:{srv.port}",
+           "REDIS_TLS_CA_PATH": srv.cert("ca.crt"), "TP_LOG_LEVEL": "warn"}
+    queue = f"example:{label}"
+    r = run(["enqueue", queue, "a", "fail", "b"], tls)
+    ids = r.stdout.split()
+    check(r.returncode == 0 and len(ids) == 3 and srv.client.xlen(f"tp:queue:{{{queue}}}") == 3,
+          f"{label}: three jobs enqueued (exit {r.returncode}, out {r.stdout!r}, "
+          f"err {r.stderr[-300:]!r})")
+    r = run(["work", queue, "5"], tls)
+    lines = sorted(r.stdout.splitlines(), key=lambda line: line.split()[2:])
+    want = [f"job {ids[0]} a deliveries=1 done", f"job {ids[2]} b deliveries=1 done"] + [
+        f"job {ids[1]} fail deliveries={n} failed" for n in (1, 2, 3)]
+    check(r.returncode == 0 and lines == sorted(want, key=lambda line: line.split()[2:]),
+          f"{label}: two jobs done, the failing one delivered three times (exit {r.returncode}, "
+          f"out {r.stdout!r}, err {r.stderr[-300:]!r})")
+    r = run(["stats", queue], tls)
+    check(r.returncode == 0 and r.stdout == "length=1 pending=1 waiting=0 dead=0\n",
+          f"{label}: only the failing job is left, pending (out {r.stdout!r})")
+    check(run(["work", queue, "0"], tls).returncode == 2, f"{label}: zero jobs exit 2")
+    check(run(["enqueue", queue], tls).returncode == 2, f"{label}: no payload exits 2")
+
+
 EXAMPLES = {"connect_tls": check_connect_tls, "rate_limit": check_rate_limit,
-            "lock": check_lock, "cache_aside": check_cache_aside}
+            "lock": check_lock, "cache_aside": check_cache_aside,
+            "queue_worker": check_queue_worker}
 
 
 def run_examples(bindir, srv, label, env=None):
