@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The redis-py peer of bench/utility_ops.c: the same operation with Debian's python3-redis.
 
-usage: peer_utilities.py --op gcra|bucket|log|window|lock --seconds S --inflight K --port P
+usage: peer_utilities.py --op gcra|bucket|log|window|lock|cache|enqueue --seconds S --inflight K --port P
                          --ca FILE [--script FILE]
 
 gcra, bucket, log, window: the very script tp_rate_check() runs for that algorithm
@@ -9,6 +9,9 @@ gcra, bucket, log, window: the very script tp_rate_check() runs for that algorit
       loading on NOSCRIPT), on the same keys and arguments; K checks per pipeline round trip.
 lock: redis-py's Lock (SET NX PX with a token, a Lua compare-and-delete release), acquire and
       release in turn on one name: redis-py is synchronous, so K must be 1.
+cache: a cache hit as tp_cache_fetch() reads it, PTTL and HMGET pipelined, on keys the run
+      stores first; K hits per pipeline round trip.
+enqueue: XADD MAXLEN ~ 100000 of a 64-byte job; K per pipeline round trip.
 Prints the line utility_ops prints: "ops N seconds S ops_per_s R errors E"."""
 import argparse
 import sys
@@ -35,6 +38,44 @@ def run_rate(r, op, script, seconds, inflight):
     return ops, errors, time.monotonic() - start
 
 
+PAYLOAD = "0123456789abcdef" * 4
+
+
+def run_cache(r, seconds, inflight):
+    keys = [f"tp:cache:{{bench:{i}}}" for i in range(1000)]
+    for key in keys:
+        r.hset(key, mapping={"v": PAYLOAD, "d": "0"})
+        r.pexpire(key, 3600000)
+    ops = errors = 0
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        pipe = r.pipeline(transaction=False)
+        for i in range(inflight):
+            key = keys[(ops + i) % 1000]
+            pipe.pttl(key)
+            pipe.hmget(key, "v", "d", "n")
+        replies = pipe.execute()
+        for ttl, (value, _, _) in zip(replies[::2], replies[1::2]):
+            if ttl > 0 and value == PAYLOAD.encode():
+                ops += 1
+            else:
+                errors += 1
+    return ops, errors, time.monotonic() - start
+
+
+def run_enqueue(r, seconds, inflight):
+    ops = errors = 0
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        pipe = r.pipeline(transaction=False)
+        for _ in range(inflight):
+            pipe.xadd("tp:queue:{bench:py}", {"p": PAYLOAD}, maxlen=100000, approximate=True)
+        for reply in pipe.execute():
+            ops += 1 if reply else 0
+            errors += 0 if reply else 1
+    return ops, errors, time.monotonic() - start
+
+
 def run_lock(r, seconds):
     lock = r.lock("tp:lock:{bench:py}", timeout=10)
     ops = errors = 0
@@ -50,7 +91,8 @@ def run_lock(r, seconds):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--op", choices=("gcra", "bucket", "log", "window", "lock"), required=True)
+    p.add_argument("--op", choices=("gcra", "bucket", "log", "window", "lock", "cache", "enqueue"),
+                   required=True)
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--inflight", type=int, default=1)
     p.add_argument("--port", type=int, required=True)
@@ -58,7 +100,11 @@ def main():
     p.add_argument("--script")
     a = p.parse_args()
     r = redis.Redis(host="127.0.0.1", port=a.port, ssl=True, ssl_ca_certs=a.ca)
-    if a.op != "lock":
+    if a.op == "cache":
+        ops, errors, elapsed = run_cache(r, a.seconds, a.inflight)
+    elif a.op == "enqueue":
+        ops, errors, elapsed = run_enqueue(r, a.seconds, a.inflight)
+    elif a.op != "lock":
         with open(a.script) as f:
             ops, errors, elapsed = run_rate(r, a.op, f.read(), a.seconds, a.inflight)
     else:

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The library's utilities against redis-py doing the same, operations per second over TLS.
 
-usage: bench/utilities.py [--rounds N] [--seconds S] [--inflight K] [--out DIR]
+usage: bench/utilities.py [--rounds N] [--seconds S] [--inflight K] [--only OP,...] [--out DIR]
 
 Builds bench/utility_ops.c (Release, in $TP_BENCH_BUILD_DIR, default build/bench), generates
 certificates, starts a TLS redis-server (no persistence) on a free port, then runs in
@@ -10,7 +10,10 @@ alternated rounds, each for S seconds:
          and with K operations in flight (redis-py: K per pipeline round trip);
   bucket, log, window   the same for the token bucket and the two sliding windows, K in flight;
   lock   tp_lock acquire + release and redis-py's Lock acquire + release, 1 in flight (redis-py
-         is synchronous), and tp_lock with K locks cycling at once.
+         is synchronous), and tp_lock with K locks cycling at once;
+  cache  tp_cache_fetch() hits (value + TTL) and redis-py's PTTL + HMGET pipelined, 1 and K;
+  enqueue  tp_queue_enqueue() and redis-py's XADD MAXLEN ~, 1 and K in flight.
+--only runs just the rows of those operations.
 Prints (and writes to DIR/summary.md) the median ops/s per row with the spread, and the ratio
 tickplane / redis-py at the same depth. Needs a quiet machine: run nothing else beside it."""
 import argparse
@@ -68,6 +71,7 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--inflight", type=int, default=32)
+    p.add_argument("--only", help="comma-separated operations (default: all)")
     p.add_argument("--out", default=os.path.join(
         REPO, "build", "bench-results", "utilities-" + time.strftime("%Y%m%dT%H%M%SZ",
                                                                      time.gmtime())))
@@ -94,6 +98,11 @@ def main():
     for alg in ("gcra", "bucket", "log", "window"):
         rows += [(alg, "tickplane", k), (alg, "redis-py", k)]
     rows += [("lock", "tickplane", "1"), ("lock", "redis-py", "1"), ("lock", "tickplane", k)]
+    for op in ("cache", "enqueue"):
+        rows += [(op, "tickplane", "1"), (op, "redis-py", "1"), (op, "tickplane", k),
+                 (op, "redis-py", k)]
+    if a.only:
+        rows = [row for row in rows if row[0] in a.only.split(",")]
     results = {row: [] for row in rows}
     try:
         for rnd in range(a.rounds):
@@ -115,7 +124,7 @@ def main():
     lines = [f"Run {time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())}, {a.rounds} alternated "
              f"rounds of {a.seconds:g} s, TLS, one redis-server on loopback "
              f"(`bench/utilities.py --rounds {a.rounds} --seconds {a.seconds:g} "
-             f"--inflight {a.inflight}`).", "",
+             f"--inflight {a.inflight}" + (f" --only {a.only}" if a.only else "") + "`).", "",
              "| operation | system | in flight | ops/s (median, min-max) | tickplane / redis-py |",
              "|---|---|--:|--:|--:|"]
     for op, system, depth in rows:

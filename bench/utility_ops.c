@@ -1,7 +1,8 @@
 /* utility_ops: operations per second of a library utility through the pool, for
  * bench/utilities.py, which runs redis-py (bench/peer_utilities.py) doing the same beside it.
  *
- *   utility_ops [REDIS_* flags] --op gcra|bucket|log|window|lock --seconds S --inflight K
+ *   utility_ops [REDIS_* flags] --op gcra|bucket|log|window|lock|cache|enqueue --seconds S
+ *               --inflight K
  *   utility_ops --print-script gcra|bucket|log|window
  *
  * gcra, bucket, log, window: tp_rate_check() of cost 1 against a limit of 10^9 per second (so
@@ -9,11 +10,16 @@
  * in flight.
  * lock: K locks (names bench:<i>), each acquiring and releasing in turn: one operation is an
  * acquire plus its release.
+ * cache: tp_cache_fetch() hits (value and TTL, pipelined PTTL + HMGET) on keys bench:<i % 1000>,
+ * stored by tp_cache_set() before the clock starts.
+ * enqueue: tp_queue_enqueue() of a 64-byte job on queue "bench", MAXLEN ~ 100000.
  * Prints one line: "ops N seconds S ops_per_s R errors E". Exits 1 on any error. */
+#include "tp/cache.h"
 #include "tp/config.h"
 #include "tp/error.h"
 #include "tp/lock.h"
 #include "tp/pool.h"
+#include "tp/queue.h"
 #include "tp/ratelimit.h"
 
 #include <signal.h>
@@ -32,9 +38,13 @@ typedef struct {
     tp_lock_t lock;
 } slot_t;
 
+typedef enum { OP_RATE, OP_LOCK, OP_CACHE, OP_ENQUEUE } op_t;
+
 struct app_s {
     tp_pool_t pool;
-    bool rate; /* a rate limit, else the lock */
+    op_t op;
+    tp_cache_t cache;
+    int preloading; /* cache: tp_cache_set()s not yet answered */
     int inflight;
     double seconds;
     uint64_t start_ns, ops, errors;
@@ -67,8 +77,11 @@ static void slot_done(slot_t *s, int status) {
     app->errors += status != 0;
     app->ops += status == 0;
     if (app->stopping || status != 0) {
-        if (--app->running == 0)
+        if (--app->running == 0) {
+            if (app->op == OP_CACHE)
+                tp_cache_close(&app->cache, NULL);
             tp_pool_close(&app->pool, NULL);
+        }
         return;
     }
     next(s);
@@ -90,14 +103,37 @@ static void on_acquired(tp_lock_t *lock, int status, uint64_t fence, int64_t ret
         slot_done(lock->data, status ? status : TP_EINVAL);
 }
 
+static void on_fetched(void *data, int status, const char *value, size_t len, int64_t ttl,
+                       const char *error) {
+    (void)value, (void)ttl, (void)error;
+    slot_done(data, status == 0 && len != 64 ? TP_EPROTOCOL : status);
+}
+
+static void on_enqueued(void *data, int status, const char *id, const char *error) {
+    (void)id, (void)error;
+    slot_done(data, status);
+}
+
+static const char payload[65] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 static void next(slot_t *s) {
+    app_t *app = s->app;
     char name[32];
-    int rc;
-    if (s->app->rate) {
-        snprintf(name, sizeof(name), "bench:%d", (int)((s->app->ops + (uint64_t)s->i) % 1000));
-        rc = tp_rate_check(&s->app->pool, &limit, name, 1, on_checked, s);
-    } else {
+    snprintf(name, sizeof(name), "bench:%d", (int)((app->ops + (uint64_t)s->i) % 1000));
+    int rc = TP_EINVAL;
+    switch (app->op) {
+    case OP_RATE:
+        rc = tp_rate_check(&app->pool, &limit, name, 1, on_checked, s);
+        break;
+    case OP_LOCK:
         rc = tp_lock_acquire(&s->lock, on_acquired);
+        break;
+    case OP_CACHE:
+        rc = tp_cache_fetch(&app->cache, name, NULL, NULL, on_fetched, s);
+        break;
+    case OP_ENQUEUE:
+        rc = tp_queue_enqueue(&app->pool, "bench", payload, 64, 100000, on_enqueued, s);
+        break;
     }
     if (rc != 0)
         slot_done(s, rc);
@@ -113,14 +149,47 @@ static void on_stop(uv_timer_t *t) {
     uv_close((uv_handle_t *)t, NULL);
 }
 
+static void start(app_t *app) {
+    app->start_ns = uv_hrtime();
+    app->running = app->inflight;
+    uv_timer_start(&app->stop, on_stop, (uint64_t)(app->seconds * 1000), 0);
+    for (int i = 0; i < app->inflight; i++)
+        next(&app->slots[i]);
+}
+
+static void on_preloaded(void *data, int status, const tp_reply_t *reply) {
+    (void)reply;
+    app_t *app = data;
+    if (status != 0) {
+        fprintf(stderr, "cache preload failed: %s\n", tp_strerror(status));
+        exit(1);
+    }
+    if (--app->preloading == 0)
+        start(app);
+}
+
+/* cache: every key the fetches read is stored first, so that each one is a hit. */
+static void preload(app_t *app) {
+    tp_cache_options_t o = {.ttl_ms = 3600000};
+    if (tp_cache_init(&app->cache, &app->pool, &o) != 0)
+        exit(1);
+    app->preloading = 1000;
+    for (int i = 0; i < 1000; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "bench:%d", i);
+        if (tp_cache_set(&app->cache, name, payload, 64, on_preloaded, app) != 0)
+            exit(1);
+    }
+}
+
 static void on_ready(tp_pool_t *pool) {
     app_t *app = pool->data;
-    if (app->start_ns)
+    if (app->start_ns || app->preloading)
         return;
     for (int i = 0; i < app->inflight; i++) {
         slot_t *s = &app->slots[i];
         *s = (slot_t){.app = app, .i = i};
-        if (!app->rate) {
+        if (app->op == OP_LOCK) {
             char name[32];
             snprintf(name, sizeof(name), "bench:%d", i);
             s->lock.data = s;
@@ -131,11 +200,10 @@ static void on_ready(tp_pool_t *pool) {
             }
         }
     }
-    app->start_ns = uv_hrtime();
-    app->running = app->inflight;
-    uv_timer_start(&app->stop, on_stop, (uint64_t)(app->seconds * 1000), 0);
-    for (int i = 0; i < app->inflight; i++)
-        next(&app->slots[i]);
+    if (app->op == OP_CACHE)
+        preload(app);
+    else
+        start(app);
 }
 
 int main(int argc, char **argv) {
@@ -151,8 +219,12 @@ int main(int argc, char **argv) {
     int keep = 1;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && strcmp(argv[i], "--op") == 0) {
-            int a = algorithm_of(argv[++i]);
-            app.rate = a >= 0;
+            const char *op = argv[++i];
+            int a = algorithm_of(op);
+            app.op = a >= 0                       ? OP_RATE
+                     : strcmp(op, "cache") == 0   ? OP_CACHE
+                     : strcmp(op, "enqueue") == 0 ? OP_ENQUEUE
+                                                  : OP_LOCK;
             limit.algorithm = a >= 0 ? (tp_rate_algorithm_t)a : TP_RATE_GCRA;
         } else if (i + 1 < argc && strcmp(argv[i], "--seconds") == 0)
             app.seconds = atof(argv[++i]);
@@ -163,7 +235,8 @@ int main(int argc, char **argv) {
     }
     if (app.inflight < 1 || app.inflight > MAX_INFLIGHT || app.seconds <= 0) {
         fprintf(stderr,
-                "usage: utility_ops --op gcra|bucket|log|window|lock --seconds S --inflight K "
+                "usage: utility_ops --op gcra|bucket|log|window|lock|cache|enqueue --seconds S "
+                "--inflight K "
                 "(1..%d)\n",
                 MAX_INFLIGHT);
         return 2;
