@@ -1,4 +1,5 @@
 #include "tp/health.h"
+#include "pool_internal.h"
 #include "tp/error.h"
 
 #include <stddef.h>
@@ -253,13 +254,36 @@ static call_t *call_new(void *data) {
     return c;
 }
 
-static int issue(tp_pool_t *pool, call_t *c, tp_cmd_cb on_reply, int argc, const char **argv) {
+/* Issues argv through the pool's routing, or on conn when it is not NULL (one node). */
+static int issue_on(tp_pool_t *pool, tp_conn_t *conn, call_t *c, tp_cmd_cb on_reply, int argc,
+                    const char **argv) {
     if (c == NULL)
         return TP_ENOMEM;
-    int rc = tp_pool_command(pool, on_reply, c, argc, argv, NULL);
+    int rc = conn ? tp_conn_command(conn, on_reply, c, argc, argv, NULL)
+                  : tp_pool_command(pool, on_reply, c, argc, argv, NULL);
     if (rc != 0)
         free(c);
     return rc;
+}
+
+static int issue(tp_pool_t *pool, call_t *c, tp_cmd_cb on_reply, int argc, const char **argv) {
+    return issue_on(pool, NULL, c, on_reply, argc, argv);
+}
+
+/* A connection to node (the server, or the i-th master), or NULL past the last. */
+static tp_conn_t *node_conn(tp_pool_t *pool, int node) {
+    if (node < 0 || tp__pool_closing(pool))
+        return NULL;
+    tp__router_t *r = tp__pool_router(pool);
+    return r->type->keyspace(r, (size_t)node);
+}
+
+int tp_health_node_addr(tp_pool_t *pool, int node, char *buf, size_t len) {
+    tp_conn_t *conn = node_conn(pool, node);
+    if (conn == NULL)
+        return TP_ENOTFOUND;
+    snprintf(buf, len, "%s:%d", conn->endpoint.host, conn->endpoint.port);
+    return 0;
 }
 
 static void on_info(void *data, int status, const tp_reply_t *reply) {
@@ -284,6 +308,17 @@ int tp_health_info(tp_pool_t *pool, tp_info_cb cb, void *data) {
     if (c)
         c->cb.info = cb;
     return issue(pool, c, on_info, 1, argv);
+}
+
+int tp_health_info_node(tp_pool_t *pool, int node, tp_info_cb cb, void *data) {
+    tp_conn_t *conn = node_conn(pool, node);
+    if (cb == NULL || conn == NULL)
+        return cb == NULL ? TP_EINVAL : TP_ENOTFOUND;
+    const char *argv[] = {"INFO"};
+    call_t *c = call_new(data);
+    if (c)
+        c->cb.info = cb;
+    return issue_on(pool, conn, c, on_info, 1, argv);
 }
 
 static void on_ping(void *data, int status, const tp_reply_t *reply) {

@@ -58,6 +58,23 @@ static tp_redis_info_t info_now(void) {
     return s.info;
 }
 
+/* One server: node 0 is it, there is no node 1. */
+Test(health, info_by_node) {
+    seen_t s = {0};
+    cr_assert_eq(tp_health_info_node(&env.pool, 0, on_info, &s), 0);
+    cr_assert(tp_test_run_until(&env.loop, tp_test_flag_set, &s.done, 5000));
+    cr_assert_eq(s.status, 0);
+    cr_assert_str_eq(s.info.role, "master");
+    char addr[64], want[64];
+    cr_assert_eq(tp_health_node_addr(&env.pool, 0, addr, sizeof(addr)), 0);
+    snprintf(want, sizeof(want), "127.0.0.1:%d", srv.port);
+    cr_assert_str_eq(addr, want);
+    cr_assert_eq(tp_health_info_node(&env.pool, 1, on_info, &s), TP_ENOTFOUND);
+    cr_assert_eq(tp_health_info_node(&env.pool, -1, on_info, &s), TP_ENOTFOUND);
+    cr_assert_eq(tp_health_node_addr(&env.pool, 1, addr, sizeof(addr)), TP_ENOTFOUND);
+    cr_assert_eq(tp_health_info_node(&env.pool, 0, NULL, NULL), TP_EINVAL);
+}
+
 static void info_counts_keys(void) {
     tp_test_redis_cli(&srv, NULL, 0, "SET", "a", "1", NULL);
     tp_test_redis_cli(&srv, NULL, 0, "SET", "b", "2", "EX", "100", NULL);

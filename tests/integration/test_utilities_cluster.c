@@ -9,6 +9,7 @@
 #include "tp/cache.h"
 #include "tp/counters.h"
 #include "tp/error.h"
+#include "tp/health.h"
 #include "tp/lock.h"
 #include "tp/queue.h"
 #include "tp/ratelimit.h"
@@ -294,4 +295,61 @@ Test(utilities_cluster, queues) {
     for (int i = 0; i < NAMES; i++)
         tp_queue_worker_close(&workers[i], NULL);
     tp_test_run_for(&env.loop, 100);
+}
+
+typedef struct {
+    tally_t *t;
+    int64_t keys;
+    char role[16];
+} node_info_t;
+
+static void on_node_info(void *data, int status, const tp_redis_info_t *info, const char *error) {
+    node_info_t *n = data;
+    n->t->pending--;
+    note_error(n->t, status, error);
+    if (info) {
+        for (int i = 0; i < info->ndbs; i++)
+            n->keys += info->dbs[i].keys;
+        snprintf(n->role, sizeof(n->role), "%s", info->role);
+    }
+}
+
+/* INFO from every master: as many nodes as masters, each a master, their keys adding up. */
+Test(utilities_cluster, health_of_every_master) {
+    for (int i = 0; i < NAMES; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "h%d", i);
+        tp_test_result_t r = tp_test_command(&env, "SET", key, "1", NULL);
+        cr_assert_eq(r.status, 0);
+    }
+    tally_t t = {0};
+    node_info_t nodes[8] = {0};
+    char addrs[8][64];
+    int n = 0;
+    while (n < 8) {
+        nodes[n].t = &t;
+        int rc = tp_health_info_node(&env.pool, n, on_node_info, &nodes[n]);
+        if (rc == TP_ENOTFOUND)
+            break;
+        cr_assert_eq(rc, 0);
+        cr_assert_eq(tp_health_node_addr(&env.pool, n, addrs[n], sizeof(addrs[n])), 0);
+        t.pending++;
+        n++;
+    }
+    cr_assert_eq(n, cl.masters, "one node per master");
+    wait_all(&t);
+    int64_t keys = 0;
+    for (int i = 0; i < n; i++) {
+        cr_assert_str_eq(nodes[i].role, "master");
+        keys += nodes[i].keys;
+        for (int j = 0; j < i; j++)
+            cr_assert_str_neq(addrs[i], addrs[j], "node %d and %d are one", i, j);
+    }
+    long long dbsize = 0;
+    for (int i = 0; i < cl.masters; i++) {
+        char out[32];
+        tp_test_redis_cli(&cl.nodes[i], out, sizeof(out), "DBSIZE", NULL);
+        dbsize += atoll(out);
+    }
+    cr_assert_eq(keys, dbsize, "the masters' INFO keys add up to every DBSIZE");
 }

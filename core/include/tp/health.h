@@ -4,8 +4,8 @@
  *   tp_health_info(pool, on_info, data);   // on_info(data, 0, &info, NULL)
  *   if (!info.can_persist) ...              // writes will fail with MISCONF
  *
- * Each call goes to the pool's first connection, so on Redis Cluster it reports one node
- * (the one connection 0 serves). tp_info_parse() is pure: it reads INFO text from anywhere.
+ * tp_health_info(), _ping() and _slowlog() go to the pool's first connection, so on Redis
+ * Cluster they report one node (the one connection 0 serves); tp_health_info_node() asks each. tp_info_parse() is pure: it reads INFO text from anywhere.
  * A field INFO does not have (older servers, sections left out) reads -1 (numbers) or ""
  * (text); nothing is invented. */
 #ifndef TP_HEALTH_H
@@ -92,8 +92,18 @@ int tp_info_parse(const char *text, size_t len, tp_redis_info_t *out);
 /* status 0: info is set; otherwise info is NULL and status is TP_EREPLY (error: Redis's
  * message), TP_EPROTOCOL or a connection failure. */
 typedef void (*tp_info_cb)(void *data, int status, const tp_redis_info_t *info, const char *error);
-/* INFO (the default sections), parsed. Returns 0 or, without calling cb, a pool refusal. */
+/* INFO (the default sections), parsed, from connection 0's server (on Redis Cluster one master:
+ * see tp_health_info_node() for each). Returns 0 or, without calling cb, a pool refusal. */
 int tp_health_info(tp_pool_t *pool, tp_info_cb cb, void *data);
+
+/* INFO from one node: node 0 is the server or, on Redis Cluster, the first master of the slot
+ * map, 1 the next...; so a sweep of every master is
+ *   for (int i = 0; tp_health_info_node(pool, i, cb, &slots[i]) == 0; i++) ;
+ * Returns 0, TP_ENOTFOUND when node is past the last, or, without calling cb, a refusal. */
+int tp_health_info_node(tp_pool_t *pool, int node, tp_info_cb cb, void *data);
+
+/* The "host:port" of node, as tp_health_info_node() counts them: 0 or TP_ENOTFOUND. */
+int tp_health_node_addr(tp_pool_t *pool, int node, char *buf, size_t len);
 
 /* status 0: Redis answered PONG after rtt_us microseconds (from queueing to the reply). */
 typedef void (*tp_ping_cb)(void *data, int status, int64_t rtt_us);
