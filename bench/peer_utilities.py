@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The redis-py peer of bench/utility_ops.c: the same operation with Debian's python3-redis.
 
-usage: peer_utilities.py --op gcra|bucket|log|window|lock|cache|enqueue --seconds S --inflight K --port P
+usage: peer_utilities.py --op gcra|bucket|log|window|lock|cache|enqueue|counter|session|ping
+                         --seconds S --inflight K --port P
                          --ca FILE [--script FILE]
 
 gcra, bucket, log, window: the very script tp_rate_check() runs for that algorithm
@@ -12,6 +13,11 @@ lock: redis-py's Lock (SET NX PX with a token, a Lua compare-and-delete release)
 cache: a cache hit as tp_cache_fetch() reads it, PTTL and HMGET pipelined, on keys the run
       stores first; K hits per pipeline round trip.
 enqueue: XADD MAXLEN ~ 100000 of a 64-byte job; K per pipeline round trip.
+counter: a windowed count the way a redis-py user writes it: HINCRBY of the window's field and
+      PEXPIRE, pipelined (tickplane's script also drops fields of old windows); K per round trip.
+session: a session read: PTTL and HGETALL of a two-field hash, pipelined (what tp_session_get's
+      script returns); K per round trip.
+ping: PING; K per round trip.
 Prints the line utility_ops prints: "ops N seconds S ops_per_s R errors E"."""
 import argparse
 import sys
@@ -76,6 +82,47 @@ def run_enqueue(r, seconds, inflight):
     return ops, errors, time.monotonic() - start
 
 
+def run_pipelined(r, seconds, inflight, queue, check):
+    """K operations per round trip: queue(pipe, i) adds one, check(replies) counts them."""
+    ops = errors = 0
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        pipe = r.pipeline(transaction=False)
+        for i in range(inflight):
+            queue(pipe, ops + i)
+        good = check(pipe.execute())
+        ops += good
+        errors += inflight - good
+    return ops, errors, time.monotonic() - start
+
+
+def run_counter(r, seconds, inflight):
+    def queue(pipe, i):
+        window = int(time.time() * 1000) // 60000
+        key = f"tp:ctr:{{bench:{i % 1000}}}"
+        pipe.hincrby(key, str(window), 1)
+        pipe.pexpire(key, 120000)
+    return run_pipelined(r, seconds, inflight, queue,
+                         lambda replies: sum(1 for v in replies[::2] if v > 0))
+
+
+def run_session(r, seconds, inflight):
+    key = "tp:sess:{bench}:py"
+    r.hset(key, mapping={"ip": "10.0.0.7", "agent": "bench/1.0"})
+    r.pexpire(key, 3600000)
+
+    def queue(pipe, i):
+        pipe.pttl(key)
+        pipe.hgetall(key)
+    return run_pipelined(r, seconds, inflight, queue,
+                         lambda replies: sum(1 for h in replies[1::2] if len(h) == 2))
+
+
+def run_ping(r, seconds, inflight):
+    return run_pipelined(r, seconds, inflight, lambda pipe, i: pipe.ping(),
+                         lambda replies: sum(1 for v in replies if v is True))
+
+
 def run_lock(r, seconds):
     lock = r.lock("tp:lock:{bench:py}", timeout=10)
     ops = errors = 0
@@ -91,8 +138,8 @@ def run_lock(r, seconds):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--op", choices=("gcra", "bucket", "log", "window", "lock", "cache", "enqueue"),
-                   required=True)
+    p.add_argument("--op", required=True, choices=(
+        "gcra", "bucket", "log", "window", "lock", "cache", "enqueue", "counter", "session", "ping"))
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--inflight", type=int, default=1)
     p.add_argument("--port", type=int, required=True)
@@ -104,6 +151,9 @@ def main():
         ops, errors, elapsed = run_cache(r, a.seconds, a.inflight)
     elif a.op == "enqueue":
         ops, errors, elapsed = run_enqueue(r, a.seconds, a.inflight)
+    elif a.op in ("counter", "session", "ping"):
+        run = {"counter": run_counter, "session": run_session, "ping": run_ping}[a.op]
+        ops, errors, elapsed = run(r, a.seconds, a.inflight)
     elif a.op != "lock":
         with open(a.script) as f:
             ops, errors, elapsed = run_rate(r, a.op, f.read(), a.seconds, a.inflight)

@@ -12,7 +12,9 @@ alternated rounds, each for S seconds:
   lock   tp_lock acquire + release and redis-py's Lock acquire + release, 1 in flight (redis-py
          is synchronous), and tp_lock with K locks cycling at once;
   cache  tp_cache_fetch() hits (value + TTL) and redis-py's PTTL + HMGET pipelined, 1 and K;
-  enqueue  tp_queue_enqueue() and redis-py's XADD MAXLEN ~, 1 and K in flight.
+  enqueue  tp_queue_enqueue() and redis-py's XADD MAXLEN ~, 1 and K in flight;
+  counter, session, ping  tp_counter_incr(), tp_session_get(), tp_health_ping() and redis-py's
+         pipelined equivalents (bench/peer_utilities.py), 1 and K in flight.
 --only runs just the rows of those operations.
 Prints (and writes to DIR/summary.md) the median ops/s per row with the spread, and the ratio
 tickplane / redis-py at the same depth. Needs a quiet machine: run nothing else beside it."""
@@ -98,7 +100,7 @@ def main():
     for alg in ("gcra", "bucket", "log", "window"):
         rows += [(alg, "tickplane", k), (alg, "redis-py", k)]
     rows += [("lock", "tickplane", "1"), ("lock", "redis-py", "1"), ("lock", "tickplane", k)]
-    for op in ("cache", "enqueue"):
+    for op in ("cache", "enqueue", "counter", "session", "ping"):
         rows += [(op, "tickplane", "1"), (op, "redis-py", "1"), (op, "tickplane", k),
                  (op, "redis-py", k)]
     if a.only:

@@ -1,8 +1,8 @@
 /* utility_ops: operations per second of a library utility through the pool, for
  * bench/utilities.py, which runs redis-py (bench/peer_utilities.py) doing the same beside it.
  *
- *   utility_ops [REDIS_* flags] --op gcra|bucket|log|window|lock|cache|enqueue --seconds S
- *               --inflight K
+ *   utility_ops [REDIS_* flags] --op gcra|bucket|log|window|lock|cache|enqueue|counter|session|ping
+ *               --seconds S --inflight K
  *   utility_ops --print-script gcra|bucket|log|window
  *
  * gcra, bucket, log, window: tp_rate_check() of cost 1 against a limit of 10^9 per second (so
@@ -13,14 +13,20 @@
  * cache: tp_cache_fetch() hits (value and TTL, pipelined PTTL + HMGET) on keys bench:<i % 1000>,
  * stored by tp_cache_set() before the clock starts.
  * enqueue: tp_queue_enqueue() of a 64-byte job on queue "bench", MAXLEN ~ 100000.
+ * counter: tp_counter_incr() by 1 on names bench:<i % 1000>, windows of 60 s, 2 kept.
+ * session: tp_session_get() of one session with two fields, created before the clock starts.
+ * ping: tp_health_ping().
  * Prints one line: "ops N seconds S ops_per_s R errors E". Exits 1 on any error. */
 #include "tp/cache.h"
 #include "tp/config.h"
+#include "tp/counters.h"
 #include "tp/error.h"
+#include "tp/health.h"
 #include "tp/lock.h"
 #include "tp/pool.h"
 #include "tp/queue.h"
 #include "tp/ratelimit.h"
+#include "tp/session.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -38,13 +44,14 @@ typedef struct {
     tp_lock_t lock;
 } slot_t;
 
-typedef enum { OP_RATE, OP_LOCK, OP_CACHE, OP_ENQUEUE } op_t;
+typedef enum { OP_RATE, OP_LOCK, OP_CACHE, OP_ENQUEUE, OP_COUNTER, OP_SESSION, OP_PING } op_t;
 
 struct app_s {
     tp_pool_t pool;
     op_t op;
     tp_cache_t cache;
-    int preloading; /* cache: tp_cache_set()s not yet answered */
+    int preloading;                      /* cache: tp_cache_set()s not yet answered */
+    char session[TP_SESSION_ID_LEN + 1]; /* session: the one every get reads */
     int inflight;
     double seconds;
     uint64_t start_ns, ops, errors;
@@ -114,6 +121,22 @@ static void on_enqueued(void *data, int status, const char *id, const char *erro
     slot_done(data, status);
 }
 
+static void on_counted(void *data, int status, int64_t value, const char *error) {
+    (void)value, (void)error;
+    slot_done(data, status);
+}
+
+static void on_session(void *data, int status, const tp_session_field_t *fields, size_t n,
+                       int64_t ttl, const char *error) {
+    (void)fields, (void)ttl, (void)error;
+    slot_done(data, status == 0 && n != 2 ? TP_EPROTOCOL : status);
+}
+
+static void on_pong(void *data, int status, int64_t rtt_us) {
+    (void)rtt_us;
+    slot_done(data, status);
+}
+
 static const char payload[65] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 static void next(slot_t *s) {
@@ -133,6 +156,15 @@ static void next(slot_t *s) {
         break;
     case OP_ENQUEUE:
         rc = tp_queue_enqueue(&app->pool, "bench", payload, 64, 100000, on_enqueued, s);
+        break;
+    case OP_COUNTER:
+        rc = tp_counter_incr(&app->pool, name, 60000, 2, 1, on_counted, s);
+        break;
+    case OP_SESSION:
+        rc = tp_session_get(&app->pool, "bench", app->session, on_session, s);
+        break;
+    case OP_PING:
+        rc = tp_health_ping(&app->pool, on_pong, s);
         break;
     }
     if (rc != 0)
@@ -168,6 +200,17 @@ static void on_preloaded(void *data, int status, const tp_reply_t *reply) {
         start(app);
 }
 
+static void on_session_created(void *data, int status, const char *id, const char *error) {
+    app_t *app = data;
+    if (status != 0) {
+        fprintf(stderr, "session create failed: %s\n", error ? error : tp_strerror(status));
+        exit(1);
+    }
+    snprintf(app->session, sizeof(app->session), "%s", id);
+    app->preloading = 0;
+    start(app);
+}
+
 /* cache: every key the fetches read is stored first, so that each one is a hit. */
 static void preload(app_t *app) {
     tp_cache_options_t o = {.ttl_ms = 3600000};
@@ -200,8 +243,12 @@ static void on_ready(tp_pool_t *pool) {
             }
         }
     }
+    const char *names[] = {"ip", "agent"}, *values[] = {"10.0.0.7", "bench/1.0"};
     if (app->op == OP_CACHE)
         preload(app);
+    else if (app->op == OP_SESSION)
+        app->preloading = tp_session_create(pool, "bench", 2, names, values, NULL, 3600000,
+                                            on_session_created, app) == 0;
     else
         start(app);
 }
@@ -224,6 +271,9 @@ int main(int argc, char **argv) {
             app.op = a >= 0                       ? OP_RATE
                      : strcmp(op, "cache") == 0   ? OP_CACHE
                      : strcmp(op, "enqueue") == 0 ? OP_ENQUEUE
+                     : strcmp(op, "counter") == 0 ? OP_COUNTER
+                     : strcmp(op, "session") == 0 ? OP_SESSION
+                     : strcmp(op, "ping") == 0    ? OP_PING
                                                   : OP_LOCK;
             limit.algorithm = a >= 0 ? (tp_rate_algorithm_t)a : TP_RATE_GCRA;
         } else if (i + 1 < argc && strcmp(argv[i], "--seconds") == 0)
@@ -235,7 +285,9 @@ int main(int argc, char **argv) {
     }
     if (app.inflight < 1 || app.inflight > MAX_INFLIGHT || app.seconds <= 0) {
         fprintf(stderr,
-                "usage: utility_ops --op gcra|bucket|log|window|lock|cache|enqueue --seconds S "
+                "usage: utility_ops --op "
+                "gcra|bucket|log|window|lock|cache|enqueue|counter|session|ping "
+                "--seconds S "
                 "--inflight K "
                 "(1..%d)\n",
                 MAX_INFLIGHT);
