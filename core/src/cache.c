@@ -127,22 +127,26 @@ static void on_timer_closed(uv_handle_t *h) {
 static void finish(tp_cache_load_t *f, int status, const char *value, size_t len, int64_t ttl,
                    const char *error) {
     tp_cache_t *c = f->cache;
-    if (!f->refresh)
-        f->cb(f->data, status, value, len, ttl, error);
+    /* Unlinked first: the callback may close the cache, which walks the list. */
     if (f->prev)
         f->prev->next = f->next;
     else
         c->fetches = f->next;
     if (f->next)
         f->next->prev = f->prev;
+    if (!f->refresh)
+        f->cb(f->data, status, value, len, ttl, error);
     if (f->timer) {
         f->timer->data = f;
         uv_close((uv_handle_t *)f->timer, on_timer_closed);
     } else {
         free_fetch(f);
     }
-    if (--c->pending == 0 && c->closing && c->close_cb)
-        c->close_cb(c);
+    if (--c->pending == 0 && c->closing && c->close_cb) {
+        void (*cb)(tp_cache_t *) = c->close_cb;
+        c->close_cb = NULL; /* once: the caller may free the cache in it */
+        cb(c);
+    }
 }
 
 static const char *error_of(int status, const tp_reply_t *reply) {
@@ -344,8 +348,10 @@ static int read_entry(tp_cache_load_t *f) {
 
 /* ---- the API -------------------------------------------------------------------------------- */
 
+/* A key starting with '}' would make "cache:{}...": an empty tag, so the entry and its lease
+ * would hash apart on Redis Cluster. */
 static bool key_ok(const char *key) {
-    return key != NULL && key[0] != '\0' && strlen(key) <= TP_CACHE_KEY_MAX;
+    return key != NULL && key[0] != '\0' && key[0] != '}' && strlen(key) <= TP_CACHE_KEY_MAX;
 }
 
 static tp_cache_load_t *fetch_new(tp_cache_t *c, const char *key) {
@@ -374,10 +380,10 @@ static tp_cache_load_t *fetch_new(tp_cache_t *c, const char *key) {
 }
 
 int tp_cache_init(tp_cache_t *cache, tp_pool_t *pool, const tp_cache_options_t *opts) {
-    if (pool == NULL || opts == NULL || opts->ttl_ms < 1 || opts->ttl_jitter < 0 ||
-        opts->ttl_jitter > 0.5 || opts->negative_ttl_ms < 0 || opts->lease_ms < 0 ||
-        opts->wait_ms < 0 || opts->poll_ms < 0 || !(opts->early_refresh >= 0) ||
-        tp_pool_loop(pool) == NULL)
+    if (pool == NULL || opts == NULL || opts->ttl_ms < 1 ||
+        !(opts->ttl_jitter >= 0 && opts->ttl_jitter <= 0.5) || opts->negative_ttl_ms < 0 ||
+        opts->lease_ms < 0 || opts->wait_ms < 0 || opts->poll_ms < 0 ||
+        !(opts->early_refresh >= 0) || tp_pool_loop(pool) == NULL)
         return TP_EINVAL;
     if (tp__script_set_get(&script_set, 0) == NULL)
         return TP_ENOMEM;
@@ -416,15 +422,22 @@ int tp_cache_fetch(tp_cache_t *cache, const char *key, tp_cache_loader_t loader,
 }
 
 void tp_cache_close(tp_cache_t *cache, void (*cb)(tp_cache_t *cache)) {
+    if (cache->closing)
+        return;
     cache->closing = true;
-    cache->close_cb = cb;
+    /* Held back while the waiting fetches end, so that it runs once, last. */
+    cache->close_cb = NULL;
     for (tp_cache_load_t *f = cache->fetches, *next; f; f = next) {
         next = f->next;
         if (f->timer && uv_is_active((uv_handle_t *)f->timer))
             finish(f, TP_ECLOSED, NULL, 0, -1, NULL);
     }
-    if (cache->pending == 0 && cb)
-        cb(cache);
+    if (cache->pending == 0) {
+        if (cb)
+            cb(cache);
+    } else {
+        cache->close_cb = cb;
+    }
 }
 
 /* ---- set, invalidate ------------------------------------------------------------------------ */

@@ -5,6 +5,7 @@
 #include "tp/log.h"
 #include "tp/resp.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,7 @@ typedef struct tp__queue_worker_impl_s {
     bool delivering;             /* handing a reply's jobs out: no read until all are held */
     int read_count, claim_count; /* the jobs asked for by the read and the takeover in flight */
     bool moved;                  /* Redis Cluster: the queue's slot is on another node */
+    bool recover; /* read this consumer's own pending jobs (id 0) before new ones (">") */
     char cursor[TP_QUEUE_ID_MAX + 1];
     uv_timer_t claim_timer, retry_timer;
     int open_handles; /* the timers and the connection */
@@ -135,7 +137,8 @@ static int let_go(impl_t *q, const char *id) {
     int i = id ? find_held(q, id) : -1;
     if (i < 0)
         return TP_EINVAL;
-    memcpy(q->held[i], q->held[--q->nheld], sizeof(q->held[i]));
+    if (i != --q->nheld)
+        memcpy(q->held[i], q->held[q->nheld], sizeof(q->held[i]));
     maybe_read(q); /* room for one more */
     return 0;
 }
@@ -209,8 +212,9 @@ static void maybe_read(impl_t *q) {
     q->read_count = room(q);
     snprintf(count, sizeof(count), "%d", q->read_count);
     snprintf(block, sizeof(block), "%lld", (long long)q->opts.block_ms);
-    const char *argv[] = {"XREADGROUP", "GROUP", q->group,  q->consumer,    "COUNT", count,
-                          "BLOCK",      block,   "STREAMS", q->full_stream, ">"};
+    const char *argv[] = {
+        "XREADGROUP", "GROUP",   q->group,       q->consumer,           "COUNT", count, "BLOCK",
+        block,        "STREAMS", q->full_stream, q->recover ? "0" : ">"};
     q->reading = tp_conn_command(q->conn, on_read, q, 11, argv, NULL) == 0;
 }
 
@@ -242,6 +246,8 @@ static void deliver_entries(impl_t *q, const tp_reply_t *entries) {
         if (e->type != TP_REPLY_ARRAY || e->elements != 2)
             continue;
         const tp_reply_t *fields = e->element[1], *payload = NULL;
+        if (fields->type != TP_REPLY_ARRAY)
+            continue; /* trimmed away while pending: nothing to run */
         for (size_t f = 0; fields->type == TP_REPLY_ARRAY && f + 1 < fields->elements; f += 2)
             if (reply_is(fields->element[f], "p"))
                 payload = fields->element[f + 1];
@@ -255,7 +261,8 @@ static void on_read(void *data, int status, const tp_reply_t *reply) {
     q->reading = false;
     if (status == TP_EREPLY && strncmp(reply->str, "NOGROUP", 7) == 0) {
         create_group(q); /* the group is gone (a restarted server without persistence) */
-        maybe_read(q);
+        if (!q->closing) /* after a pause: the create may be refused too (OOM, NOPERM) */
+            uv_timer_start(&q->retry_timer, on_retry, RETRY_MS, 0);
         return;
     }
     if (status == TP_EREPLY && strncmp(reply->str, "MOVED ", 6) == 0 && follow_moved(q, reply->str))
@@ -273,11 +280,16 @@ static void on_read(void *data, int status, const tp_reply_t *reply) {
         reply->element[0]->type == TP_REPLY_ARRAY && reply->element[0]->elements == 2)
         deliver_entries(q, reply->element[0]->element[1]);
     q->delivering = false;
+    q->recover = false;
     maybe_read(q);
 }
 
+/* Every (re)connect first reads the jobs this consumer already has pending: delivered by a read
+ * whose reply was lost to the reconnect, or held by an earlier process of the same name. Those
+ * it holds now are skipped (deliver). */
 static void on_conn_ready(tp_conn_t *c) {
     impl_t *q = c->owner;
+    q->recover = true;
     create_group(q);
     maybe_read(q);
 }
@@ -358,7 +370,7 @@ static void on_claim_timer(uv_timer_t *t) {
     impl_t *q = t->data;
     /* A blocked read has asked for the room there was: a takeover may still take one, so that
      * an idle worker takes stalled jobs over. */
-    if (q->claiming || q->closing || q->nheld >= q->opts.concurrency)
+    if (q->claiming || q->closing || q->nheld >= q->opts.concurrency || room(q) < 0)
         return;
     int count_wanted = room(q) > 0 ? room(q) : 1;
     char idle[24], count[24], max[24];
@@ -381,12 +393,14 @@ static void on_claim_timer(uv_timer_t *t) {
 
 /* ---- the API -------------------------------------------------------------------------------- */
 
+/* Not empty, not too long, and not starting with '}' (an empty {tag}: the stream and its dead
+ * letters would hash apart on Redis Cluster). */
 static bool name_ok(const char *name) {
-    return name != NULL && name[0] != '\0' && strlen(name) <= 256;
+    return name != NULL && name[0] != '\0' && name[0] != '}' && strlen(name) <= 256;
 }
 
 static int options(tp_queue_worker_options_t *o, const tp_queue_worker_options_t *given) {
-    static int workers; /* numbers the default consumer names of this process */
+    static atomic_int workers; /* numbers the default consumer names of this process */
     *o = *given;
     o->group = o->group ? o->group : DEFAULT_GROUP;
     o->concurrency = o->concurrency ? o->concurrency : 16;
@@ -397,7 +411,7 @@ static int options(tp_queue_worker_options_t *o, const tp_queue_worker_options_t
         o->concurrency < 1 || o->concurrency > MAX_CONCURRENCY || o->block_ms < 1 ||
         o->block_ms > 600000 || o->claim_idle_ms < 1 || o->max_deliveries < 1)
         return TP_EINVAL;
-    return ++workers;
+    return atomic_fetch_add(&workers, 1) + 1;
 }
 
 /* Every name in one block: stream, dead, prefixed stream, group, consumer. */

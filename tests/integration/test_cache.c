@@ -120,10 +120,12 @@ static void open_cache(const tp_cache_options_t *opts) {
 }
 
 static bool closed;
+static int close_calls;
 
 static void on_cache_closed(tp_cache_t *c) {
     (void)c;
     closed = true;
+    close_calls++;
 }
 
 static void close_cache(void) {
@@ -433,8 +435,11 @@ Test(cache, a_lapsed_lease_is_taken_over) {
     close_cache();
 }
 
+/* The fetch sits on its timer (a poll of 1 s) when the close comes: the close ends it, and the
+ * close callback runs once (regression: it ran twice, the second time after the caller may have
+ * freed the cache). */
 Test(cache, close_ends_waiting_fetches) {
-    open_cache(&plain_opts);
+    open_cache(&(tp_cache_options_t){.ttl_ms = 60000, .poll_ms = 1000});
     tp_test_cli(&srv, "SET", "cat:cache:{busy}:lease", "someone-else");
     tp_test_cli(&srv, "PEXPIRE", "cat:cache:{busy}:lease", "10000");
     seen_t s = {0};
@@ -442,7 +447,10 @@ Test(cache, close_ends_waiting_fetches) {
     cr_assert_eq(tp_cache_fetch(&cache, "busy", loader, &src, on_fetched, &s), 0);
     tp_test_run_for(&env.loop, 50);
     cr_assert(!s.done);
+    close_calls = 0;
     close_cache();
+    tp_test_run_for(&env.loop, 20);
+    cr_assert_eq(close_calls, 1, "the close callback runs once");
     cr_assert(s.done);
     cr_assert_eq(s.status, TP_ECLOSED);
     cr_assert_eq(tp_cache_fetch(&cache, "k", NULL, NULL, on_fetched, &s), TP_EINVAL, "closed");
@@ -597,6 +605,7 @@ Test(cache, bad_arguments) {
         {.ttl_ms = 1000, .negative_ttl_ms = -1},
         {.ttl_ms = 1000, .lease_ms = -1},
         {.ttl_ms = 1000, .early_refresh = -1},
+        {.ttl_ms = 1000, .ttl_jitter = 0.0 / 0.0},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_eq(tp_cache_init(&cache, &env.pool, &bad[i]), TP_EINVAL, "options %zu", i);
@@ -609,6 +618,8 @@ Test(cache, bad_arguments) {
     cr_assert_eq(tp_cache_fetch(&cache, "", NULL, NULL, on_fetched, &s), TP_EINVAL);
     cr_assert_eq(tp_cache_fetch(&cache, NULL, NULL, NULL, on_fetched, &s), TP_EINVAL);
     cr_assert_eq(tp_cache_fetch(&cache, long_key, NULL, NULL, on_fetched, &s), TP_EINVAL);
+    cr_assert_eq(tp_cache_fetch(&cache, "}x", NULL, NULL, on_fetched, &s), TP_EINVAL,
+                 "an empty {tag} would split the entry from its lease on Cluster");
     cr_assert_eq(tp_cache_fetch(&cache, "k", NULL, NULL, NULL, &s), TP_EINVAL);
     cr_assert_eq(tp_cache_set(&cache, "k", NULL, 0, NULL, NULL), TP_EINVAL);
     cr_assert_eq(tp_cache_invalidate(&cache, "", NULL, NULL), TP_EINVAL);

@@ -282,6 +282,27 @@ Test(queue, an_abandoned_job_is_taken_over) {
     close_worker(&b);
 }
 
+/* A worker restarted under the same consumer name gets the jobs its name still has pending at
+ * once, not after claim_idle_ms (regression: they waited for a takeover). */
+Test(queue, a_restarted_consumer_resumes_its_pending_jobs) {
+    memset(&seen, 0, sizeof(seen));
+    seen.action = HOLD;
+    enqueue("resume", "half-done");
+    tp_queue_worker_t a, b;
+    tp_queue_worker_options_t o = {.consumer = "settler-1", .claim_idle_ms = 60000};
+    start_worker(&a, "resume", o);
+    wait_jobs(1, 5000);
+    close_worker(&a);
+    seen.action = ACK;
+    start_worker(&b, "resume", o);
+    wait_jobs(2, 2000);
+    cr_assert_str_eq(seen.ids[1], seen.ids[0]);
+    cr_assert_str_eq(seen.payloads[1], "half-done");
+    tp_test_run_for(&env.loop, 50);
+    cr_assert_eq(stats("resume").s.pending, 0);
+    close_worker(&b);
+}
+
 /* ---- the blocking read has its own connection ----------------------------------------------- */
 
 Test(queue, a_blocked_read_does_not_stall_the_pool) {
@@ -297,8 +318,13 @@ Test(queue, a_blocked_read_does_not_stall_the_pool) {
     enqueue("idle", "wake");
     wait_jobs(1, 5000);
     cr_assert_lt(uv_now(&env.loop) - t0, 1000, "a new job ends the block at once");
+    uint64_t timeouts = tp_pool_stats(&env.pool)->timeouts;
+    uint64_t reconnects = tp_pool_stats(&env.pool)->reconnects;
     tp_test_run_for(&env.loop, 5200);
-    cr_assert_eq(seen.jobs, 1, "a block longer than REDIS_COMMAND_TIMEOUT is not a timeout");
+    cr_assert_eq(tp_pool_stats(&env.pool)->timeouts, timeouts,
+                 "a block longer than REDIS_COMMAND_TIMEOUT is not a timeout");
+    cr_assert_eq(tp_pool_stats(&env.pool)->reconnects, reconnects);
+    cr_assert_eq(seen.jobs, 1);
     enqueue("idle", "after");
     wait_jobs(2, 5000);
     close_worker(&w);
@@ -359,6 +385,7 @@ Test(queue, bad_arguments) {
         {.handler = handler, .claim_idle_ms = -1},
         {.handler = handler, .max_deliveries = -1},
         {.handler = handler, .group = ""},
+        {.handler = handler, .group = "}g"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_eq(tp_queue_worker_init(&w, &env.pool, "q", &bad[i]), TP_EINVAL, "%zu", i);

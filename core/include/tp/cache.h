@@ -99,8 +99,8 @@ struct tp_cache_s {
 int tp_cache_init(tp_cache_t *cache, tp_pool_t *pool, const tp_cache_options_t *opts);
 
 /* Gets key's value, loading it on a miss with loader(loader_data, key, load); loader NULL only
- * reads. Returns 0 (cb will run), or, without calling cb, TP_EINVAL (an empty key or one over
- * TP_CACHE_KEY_MAX, cb NULL, closing) or a pool refusal. */
+ * reads. Returns 0 (cb will run), or, without calling cb, TP_EINVAL (an empty key, one starting
+ * with '}' or over TP_CACHE_KEY_MAX, cb NULL, closing) or a pool refusal. */
 int tp_cache_fetch(tp_cache_t *cache, const char *key, tp_cache_loader_t loader, void *loader_data,
                    tp_cache_cb cb, void *data);
 

@@ -81,7 +81,7 @@ typedef struct {
     int64_t length;         /* jobs in the stream: waiting or pending */
     int64_t pending;        /* delivered to a worker of the group and not acked */
     int64_t waiting;        /* not yet delivered to the group (-1: unknown) */
-    int64_t oldest_idle_ms; /* how long the oldest pending job has waited for its ack, or -1 */
+    int64_t oldest_idle_ms; /* the idle time of the pending job with the lowest id, or -1 */
     int64_t consumers;      /* the group's consumers with pending jobs */
     int64_t dead;           /* jobs in the dead-letter stream */
 } tp_queue_stats_t;
@@ -106,13 +106,16 @@ int tp_queue_enqueue(tp_pool_t *pool, const char *queue, const void *payload, si
                      int64_t maxlen, tp_queue_id_cb cb, void *data);
 
 /* Starts a worker of queue: creates the group when missing, then reads and runs jobs, up to
- * concurrency at a time, and takes over stalled ones. Returns 0, TP_EINVAL (a bad option, the
+ * concurrency at a time, and takes over stalled ones. On each (re)connect it first reads the jobs
+ * its consumer name already has pending (a reply lost to the reconnect, or an earlier process of
+ * the same name), so those do not wait claim_idle_ms. Returns 0, TP_EINVAL (a bad option, the
  * pool closing) or TP_ENOMEM. */
 int tp_queue_worker_init(tp_queue_worker_t *worker, tp_pool_t *pool, const char *queue,
                          const tp_queue_worker_options_t *opts);
 
 /* The job is done: acks and deletes it. cb (may be NULL) gets the reply: integer 1, or 0 when the
- * job was no longer pending (taken over and acked by another worker, or dead-lettered). Returns 0
+ * job was no longer pending (taken over and acked by another worker, dead-lettered, or this
+ * very ack sent again after a reconnect). Returns 0
  * or TP_EINVAL (not a job this worker holds), or a pool refusal (the job stays held: retry). */
 int tp_queue_ack(tp_queue_worker_t *worker, const char *id, tp_cmd_cb cb, void *data);
 
