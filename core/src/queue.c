@@ -200,8 +200,8 @@ static void on_group_created(void *data, int status, const tp_reply_t *reply) {
  * enqueued before the first worker started are work too. */
 static void create_group(impl_t *q) {
     const char *argv[] = {"XGROUP", "CREATE", q->full_stream, q->group, "0", "MKSTREAM"};
-    if (tp_conn_command(q->conn, on_group_created, q, 6, argv, NULL) != 0)
-        return; /* not connected: the next ready tries again */
+    /* Refused (not connected): the next ready sends it again. */
+    tp_conn_command(q->conn, on_group_created, q, 6, argv, NULL);
 }
 
 static void maybe_read(impl_t *q) {

@@ -19,6 +19,9 @@ static bool never(void *arg) {
 
 bool tp_test_run_until(uv_loop_t *loop, tp_test_cond_fn cond, void *arg, int timeout_ms) {
     deadline_t d = {false};
+    /* The loop's clock stands still while a test blocks (a redis-cli, a fork): without this the
+     * deadline would count from then and could pass before the loop has run at all. */
+    uv_update_time(loop);
     uv_timer_t timer;
     uv_timer_init(loop, &timer);
     timer.data = &d;

@@ -5,9 +5,9 @@
  *   if (!info.can_persist) ...              // writes will fail with MISCONF
  *
  * tp_health_info(), _ping() and _slowlog() go to the pool's first connection, so on Redis
- * Cluster they report one node (the one connection 0 serves); tp_health_info_node() asks each. tp_info_parse() is pure: it reads INFO text from anywhere.
- * A field INFO does not have (older servers, sections left out) reads -1 (numbers) or ""
- * (text); nothing is invented. */
+ * Cluster they report one node (the one connection 0 serves); tp_health_info_node() asks each.
+ * tp_info_parse() is pure: it reads INFO text from anywhere. A field INFO does not have (older
+ * servers, sections left out) reads -1 (numbers) or "" (text); nothing is invented. */
 #ifndef TP_HEALTH_H
 #define TP_HEALTH_H
 
