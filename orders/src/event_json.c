@@ -77,6 +77,10 @@ static const char *name_of(const char *const *names, size_t n, unsigned v) {
 #define NAME(names, v) name_of(names, sizeof(names) / sizeof(names[0]), (unsigned)(v))
 
 static const char *const kinds[] = {NULL, "order_update", "fill", "reject", "feed_gap"};
+const char *tp_event_kind_name(tp_event_kind_t kind) {
+    return NAME(kinds, kind);
+}
+
 static const char *const sides[] = {NULL, "buy", "sell", NULL, NULL, "sell_short"};
 static const char *const ord_types[] = {NULL, "market", "limit", "stop", "stop_limit"};
 static const char *const statuses[] = {"new",

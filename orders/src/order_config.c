@@ -17,6 +17,14 @@ static const tp_setting_type_t mark_rule_type = TP_SETTING_NAMES(mark_rule_names
 static const tp_setting_t order_settings[] = {
     {"TP_EVENT_FORMAT", "--event-format", "flatbuffers", &event_format_type, FIELD(event_format), 0,
      0, 0, "published events: flatbuffers (TradingEvent, schemas/event.fbs) or json"},
+    {"TP_EVENT_STREAM", "--event-stream", "off", &tp_setting_bool, FIELD(event_stream), 0, 0, 0,
+     "also append each account's TradingEvents to the stream <prefix>{ACCT}:events, in the same "
+     "MULTI/EXEC as the state change: durable (a consumer group survives a Redis restart with "
+     "AOF), unlike pub/sub"},
+    {"TP_EVENT_STREAM_MAXLEN", "--event-stream-maxlen", "1000000", &tp_setting_int,
+     FIELD(event_stream_maxlen), 1, 1 << 30, 0,
+     "entries an account's event stream keeps (XADD MAXLEN ~: trimmed in whole nodes, so "
+     "slightly more may stay); consumers must read faster than that"},
     {"TP_ORDER_QUEUE_MAX", "--order-queue-max", "16384", &tp_setting_int, FIELD(order_queue_max),
      16, 1 << 24, 0, "order events awaiting Redis before the order feeds are paused"},
     {"TP_FINISHED_ORDERS_MAX", "--finished-orders-max", "100000", &tp_setting_int,

@@ -393,7 +393,29 @@ static void enc_seq(unit_enc_t *e) {
     enc_arg(e, seq, qn);
 }
 
-static void enc_publish(unit_enc_t *e, const tp_trading_event_t *ev) {
+/* The stream copy of an account's event: dedupe by id, filter by kind without decoding. */
+static void enc_stream_entry(unit_enc_t *e, const tp_trading_event_t *ev, const uint8_t *msg,
+                             size_t len) {
+    char maxlen[24], id[24];
+    snprintf(maxlen, sizeof(maxlen), "%d", e->w->cfg->event_stream_maxlen);
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)ev->event_id);
+    enc_array(e, 12);
+    enc_str(e, "XADD");
+    enc_key(e, "events", (tp_str_t){0});
+    enc_str(e, "MAXLEN");
+    enc_str(e, "~");
+    enc_str(e, maxlen);
+    enc_str(e, "*");
+    enc_str(e, "id");
+    enc_str(e, id);
+    enc_str(e, "kind");
+    enc_str(e, tp_event_kind_name(ev->kind));
+    enc_arg(e, "event", 5);
+    enc_arg(e, (const char *)msg, len);
+}
+
+/* PUBLISH, and with TP_EVENT_STREAM the XADD of an account's event (durable: account). */
+static void enc_event(unit_enc_t *e, const tp_trading_event_t *ev, bool durable) {
     tp_order_writer_t *w = e->w;
     const uint8_t *msg = NULL;
     size_t len = 0;
@@ -417,6 +439,8 @@ static void enc_publish(unit_enc_t *e, const tp_trading_event_t *ev) {
     enc_str(e, "PUBLISH");
     enc_arg(e, channel, (size_t)n);
     enc_arg(e, (const char *)msg, len);
+    if (durable && w->cfg->event_stream)
+        enc_stream_entry(e, ev, msg, len);
 }
 
 static tp_trading_event_t new_event(tp_order_writer_t *w, tp_event_kind_t kind,
@@ -517,7 +541,7 @@ void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame, tp_
         encode_accepted(&e, ev, &r, &te);
     }
     enc_seq(&e);
-    enc_publish(&e, &te);
+    enc_event(&e, &te, true);
     enc_array(&e, 1);
     enc_str(&e, "EXEC");
     if (e.rc != 0) {
@@ -545,7 +569,7 @@ void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t e
     unit_enc_t e = {.w = w, .u = u};
     enc_array(&e, 1);
     enc_str(&e, "MULTI");
-    enc_publish(&e, &te);
+    enc_event(&e, &te, false);
     enc_array(&e, 1);
     enc_str(&e, "EXEC");
     if (e.rc != 0) {

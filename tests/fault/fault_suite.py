@@ -5,7 +5,8 @@ per scenario while order events and ticks stream in. Afterwards the state in
 Redis is compared with an offline oracle computed from the exact frames sent.
 
 usage: fault_suite.py SCENARIO --tickplane BIN --certs DIR --work DIR [--seed N]
-  SCENARIO: redis_kill | redis_stop | proxy | tls_stall | tickplane_kill | marks_freeze
+  SCENARIO: redis_kill | redis_stop | proxy | tls_stall | tickplane_kill | marks_freeze |
+            event_consumers | cluster_reshard | cluster_failover | cluster_majority_down
 
 Every scenario then checks:
   * every order hash, open set and portfolio hash equals the reference model of
@@ -15,6 +16,8 @@ Every scenario then checks:
   * every event the model expects was received by a subscriber at least once, each
     (stream, seq, kind) under a single event id, copies of an id byte-identical,
     nothing unexpected;
+  * with TP_EVENT_STREAM=on (redis_kill, tickplane_kill, cluster_failover): every expected
+    event is in its account's stream, Redis kills or not, once after dropping copies of an id;
   * every frame was acked; tickplane never crashed (its only deaths are our
     SIGKILLs, its last run exits 0 on SIGTERM, its log has no sanitizer report);
   * its RSS stayed under a bound (see RSS_BOUND_MB).
@@ -741,6 +744,43 @@ def check_events(raw, w, t_lo, t_hi, crash_windows=()):
         f"SIGKILLed: {sorted(k[1] for k in lost)[:10]})")
 
 
+def read_event_streams(cl, accounts):
+    """Every entry of every account's event stream (TP_EVENT_STREAM), in stream order."""
+    out = {}
+    for acct in accounts:
+        out[acct] = [f for _, f in cl.xrange(f"{PREFIX}{{{acct}}}:events")]
+    return out
+
+
+def check_event_streams(streams, w, t_lo, t_hi):
+    """The durable copy: every expected event is in its account's stream, whatever Redis
+    SIGKILLs took from the subscriber (no crash window here). Entries with one id (a unit
+    sent again after a lost EXEC reply) are identical; after dropping them, each event is
+    there once, under one id, and an account's events are in the order of their frames."""
+    by_id, copies = {}, 0
+    for acct, entries in streams.items():
+        last_seq = 0
+        for f in entries:
+            eid, data = int(f[b"id"]), f[b"event"]
+            if eid in by_id:
+                copies += 1
+                CK.expect(by_id[eid] == data, f"stream {acct}: id {eid} with other contents")
+                continue
+            by_id[eid] = data
+            d = ts.decode_fb_event(data)
+            # A reject's snapshot is the order as it stands, which may be another account's
+            # (the reason "account mismatch"): the entry goes where the event was routed.
+            CK.expect(d["event_id"] == eid and f[b"kind"].decode() == d["kind"]
+                      and (d["order"]["account"] == acct or d["kind"] == "reject"),
+                      f"stream {acct}: entry {eid} does not match its event {d}")
+            CK.expect(d["seq"] > last_seq, f"stream {acct}: seq {d['seq']} after {last_seq}")
+            last_seq = d["seq"]
+    ts.check_events(list(by_id.values()), "flatbuffers", dict(w.expected_events), [], t_lo,
+                    t_hi, "event stream")
+    log(f"event streams: {sum(map(len, streams.values()))} entries, {len(by_id)} distinct "
+        f"ids, {copies} copies, {len(w.expected_events)} expected")
+
+
 def check_logs(tp):
     for path in tp.logs:
         with open(path, "rb") as f:
@@ -755,7 +795,7 @@ class Run:
 
     def __init__(self, a, n_ticks, n_orders, tick_rate, order_rate, proxy=False,
                  stall_handshake=0, workload=None, cluster=False, replicas=0, aof=False,
-                 **settings):
+                 event_stream=False, **settings):
         CLEANUP.append(self.close)
         self.a = a
         self.tp = self.proxy = None
@@ -767,6 +807,9 @@ class Run:
         if proxy:
             self.proxy = Proxy(self.redis.port)
             self.proxy.set(stall_handshake=stall_handshake)
+        self.event_stream = event_stream
+        if event_stream:
+            settings["TP_EVENT_STREAM"] = "on"
         self.settings = settings
         # Per Redis SIGKILL: the order feed's acked seq after it, and its sent seq at it.
         self.crash_windows = []
@@ -838,6 +881,10 @@ class Run:
         ts.compare_model(self.w.gen.model, st, PREFIX, self.w.accounts, "state vs oracle")
         check_prices(st, self.w)
         check_events(raw, self.w, self.t_lo - 10**9, t_hi + 10**9, self.crash_windows)
+        if self.event_stream:
+            check_event_streams(read_event_streams(self.redis.client(decode=False),
+                                                   self.w.accounts),
+                                self.w, self.t_lo - 10**9, t_hi + 10**9)
         if self.proxy:
             log(f"proxy: {self.proxy.stats}")
 
@@ -872,7 +919,8 @@ def scenario_redis_kill(a):
     order events. tickplane reaches Redis through the proxy, used only as a gate:
     closed while Redis is down, opened once the subscriber is back, so that no
     event replayed after a restart is published before anyone listens."""
-    r = Run(a, 200_000, 20_000, tick_rate=10_000, order_rate=1_000, proxy=True)
+    r = Run(a, 200_000, 20_000, tick_rate=10_000, order_rate=1_000, proxy=True,
+            event_stream=True)
     r.go()
     for i, (t, down) in enumerate(((3, 0.3), (7, 1.5), (11, 0.1), (15, 3.0))):
         r.at(t)
@@ -972,7 +1020,7 @@ def scenario_tls_stall(a):
 def scenario_tickplane_kill(a):
     """tickplane SIGKILLed twice mid-run and started again on the same Redis; the
     adapters reconnect and resend everything after their last ack."""
-    r = Run(a, 60_000, 8_000, tick_rate=5_000, order_rate=700)
+    r = Run(a, 60_000, 8_000, tick_rate=5_000, order_rate=700, event_stream=True)
     r.go()
     for t in (3, 7.5):
         r.at(t)
@@ -1086,7 +1134,7 @@ def scenario_cluster_failover(a):
     with TP_ACK_REPLICAS=1, its replica is promoted, and the old master comes back as a
     replica. Every acked order survives (state equals the oracle) and the feeds resume."""
     r = Run(a, 60_000, 12_000, tick_rate=2_000, order_rate=400, cluster=True, replicas=1,
-            TP_ACK_REPLICAS="1", TP_ACK_TIMEOUT="500ms")
+            event_stream=True, TP_ACK_REPLICAS="1", TP_ACK_TIMEOUT="500ms")
     key = f"{PREFIX}{{ACC0}}:pf"
     src = r.redis.owner(key)
     r.go()
@@ -1112,6 +1160,128 @@ def scenario_cluster_failover(a):
     CK.expect(m.value("tickplane_redis_waits_total") > 0, "no order unit carried a WAIT")
     CK.expect(m.value("tickplane_redis_redirect_failures_total") == 0,
               "commands failed after redirections")
+
+
+class EventConsumer:
+    """One of the example consumers (orders/examples/event_consumer.{c,py}) as a process of its
+    own, under a fixed consumer name, so that a restart after a SIGKILL resumes its entries."""
+
+    def __init__(self, a, argv, group, redis_port, accounts):
+        self.a, self.argv, self.group, self.accounts = a, argv, group, accounts
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "TP_"))}
+        self.env.update(REDIS_HOST="127.0.0.1", REDIS_PORT=str(redis_port),
+                        REDIS_TLS_ENABLED="true", REDIS_TLS_SERVER_NAME="localhost",
+                        REDIS_TLS_CA_PATH=os.path.join(a.certs, "ca.crt"), TP_KEY_PREFIX=PREFIX,
+                        TP_LOG_LEVEL="warn")
+        self.proc, self.runs, self.kills = None, 0, 0
+
+    def start(self, idle_exit_ms=0):
+        self.runs += 1
+        self.out = os.path.join(self.a.work, f"consumer-{self.group}-{self.runs}.log")
+        with open(self.out, "wb") as f:
+            self.proc = subprocess.Popen(self.argv + [self.group, "c1", str(idle_exit_ms)]
+                                         + self.accounts, env=self.env, stdout=f,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def kill(self):
+        CK.expect(self.proc.poll() is None, f"{self.group} consumer died: exit "
+                                            f"{self.proc.returncode}: {self.tail()}")
+        self.proc.kill()
+        self.proc.wait()
+        self.kills += 1
+
+    def tail(self):
+        with open(self.out, "rb") as f:
+            return f.read()[-800:].decode(errors="replace")
+
+    def stop(self):
+        """SIGTERM: its exit status and output."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30), self.tail()
+
+    def drain(self, timeout=120):
+        """A last run that exits once nothing new came for 2 s: its exit status and output."""
+        self.start(idle_exit_ms=2000)
+        return self.proc.wait(timeout), self.tail()
+
+
+def ledger_line(d):
+    """What the example consumers record of an event, computed here from the stream entry."""
+    o = d.get("order") or {}
+    return f"{d['kind']} {d['stream_id']} {d['seq']} {o.get('order_id', '')} {o.get('status', 0)}"
+
+
+def scenario_event_consumers(a):
+    """The C and the Python example consumers follow the durable event streams in two groups
+    while orders flow. They start 2 s late, with a backlog, and are SIGKILLed three times while
+    catching up (once XPENDING shows they hold entries), each time staying down for 1 s while a
+    new backlog builds, then started again under their names. Before their last run every
+    stream gets a
+    copy of its first entry (what a unit sent again after a lost EXEC reply appends). After it,
+    each group's ledger holds every distinct event id of every stream once, with the record the
+    test derives from the entry itself, and no entry is left pending: nothing skipped, nothing
+    applied twice."""
+    r = Run(a, 20_000, 8_000, tick_rate=2_000, order_rate=800, event_stream=True)
+    accounts = r.w.accounts
+    consumers = [EventConsumer(a, [a.event_consumer], "risk", r.redis.port, accounts),
+                 EventConsumer(a, [sys.executable, a.event_consumer_py], "ledger", r.redis.port,
+                               accounts)]
+    cl = r.redis.client(decode=False)
+
+    def pending(group):
+        n = 0
+        for acct in accounts:
+            try:
+                n += cl.xpending(f"{PREFIX}{{{acct}}}:events", group)["pending"]
+            except redis.ResponseError:  # NOGROUP: the consumer has not created it yet
+                pass
+        return n
+
+    rng = random.Random(a.seed)
+    hit = collections.Counter()  # entries pending at the kills, per group
+    r.go()
+    r.at(2)
+    for c in consumers:
+        c.start()
+    for _ in range(3):
+        for c in consumers:
+            # Once it has entries in hand (it is catching up), a moment later.
+            wait_for(lambda: pending(c.group) > 0, 3, 0.001)
+            time.sleep(rng.uniform(0, 0.01))
+            c.kill()
+            hit[c.group] += pending(c.group)
+        time.sleep(1.0)
+        for c in consumers:
+            c.start()
+    r.finish()
+    for c in consumers:
+        status, out = c.stop()
+        CK.expect(status == 0, f"{c.group} consumer after SIGTERM: exit {status}: {out}")
+    for acct in accounts:
+        _, first = cl.xrange(f"{PREFIX}{{{acct}}}:events", count=1)[0]
+        cl.xadd(f"{PREFIX}{{{acct}}}:events", first)
+    streams = read_event_streams(cl, accounts)
+    for c in consumers:
+        status, out = c.drain()
+        CK.expect(status == 0, f"{c.group} consumer: exit {status}: {out}")
+        CK.expect(f"duplicates={len(accounts)}" in out,
+                  f"{c.group} consumer: want duplicates={len(accounts)} (the copies): {out}")
+        CK.expect(hit[c.group] > 0, f"{c.group}: no kill found an entry pending")
+        recorded = 0
+        for acct, entries in streams.items():
+            want = {}
+            for f in entries:
+                want.setdefault(f[b"id"].decode(), ledger_line(ts.decode_fb_event(f[b"event"])))
+            got = {k.decode(): v.decode()
+                   for k, v in cl.hgetall(f"{PREFIX}{c.group}:{{{acct}}}:ledger").items()}
+            recorded += len(got)
+            CK.expect(got == want, f"{c.group} ledger of {acct}: {len(set(want) - set(got))} "
+                                   f"missing, {len(set(got) - set(want))} unexpected, "
+                                   f"{sum(got[k] != want[k] for k in set(got) & set(want))} "
+                                   "differ")
+        CK.expect(pending(c.group) == 0, f"{c.group}: {pending(c.group)} entries left pending")
+        log(f"{c.group} consumer: {c.runs} runs, {c.kills} SIGKILLed with {hit[c.group]} "
+            f"entries pending in all, {recorded} events recorded; last run: {out.strip()}")
 
 
 def scenario_cluster_majority_down(a):
@@ -1154,7 +1324,7 @@ def scenario_cluster_majority_down(a):
 SCENARIOS = dict(redis_kill=scenario_redis_kill, redis_stop=scenario_redis_stop,
                  proxy=scenario_proxy, tls_stall=scenario_tls_stall,
                  tickplane_kill=scenario_tickplane_kill, marks_freeze=scenario_marks_freeze,
-                 cluster_reshard=scenario_cluster_reshard,
+                 event_consumers=scenario_event_consumers, cluster_reshard=scenario_cluster_reshard,
                  cluster_failover=scenario_cluster_failover,
                  cluster_majority_down=scenario_cluster_majority_down)
 
@@ -1166,6 +1336,8 @@ def main():
     p.add_argument("--certs", required=True)
     p.add_argument("--work", required=True)
     p.add_argument("--seed", type=int, default=20261122)
+    p.add_argument("--event-consumer", help="orders/examples/event_consumer (C), built")
+    p.add_argument("--event-consumer-py", help="orders/examples/event_consumer.py")
     a = p.parse_args()
     a.tickplane, a.certs = os.path.abspath(a.tickplane), os.path.abspath(a.certs)
     a.work = os.path.join(os.path.abspath(a.work), a.scenario)

@@ -49,9 +49,11 @@ static void on_fatal(tp_order_writer_t *w, int code) {
     seen.fatal++;
 }
 
-/* A fresh Redis and the pool's config, for the caller to change before open_writer_on_it. */
+/* A fresh Redis, the pool's config and the writer's, for the caller to change before
+ * open_writer_on_it. */
 static void start_redis(int max_retries, int command_timeout_ms) {
     memset(&seen, 0, sizeof(seen));
+    tp_order_writer_config_init(&order_cfg);
     cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
     tp_test_env_config(&env, &srv);
     env.cfg.redis.pool_size = 2;
@@ -60,7 +62,6 @@ static void start_redis(int max_retries, int command_timeout_ms) {
 }
 
 static void open_writer_on_it(int queue_max) {
-    tp_order_writer_config_init(&order_cfg);
     order_cfg.order_queue_max = queue_max;
     cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
     static const tp_order_writer_callbacks_t cb = {
@@ -304,6 +305,142 @@ Test(order_writer, units_sent_again_keep_their_order) {
     tp_test_redis_cli(&srv, out, sizeof(out), "HGET", "tp:{A1}:ord:O5", "status", NULL);
     cr_assert_str_eq(out, "4", "O5 ends cancelled");
     expect_open_orders(1);
+}
+
+/* ---- the durable event stream (TP_EVENT_STREAM) ------------------------------------------ */
+
+/* What XRANGE of one account's event stream held, each entry checked against its event. */
+typedef struct {
+    const char *account;
+    size_t entries;
+    uint64_t seqs[512]; /* the frames' seqs, in stream order */
+    int bad;            /* entries whose fields do not match their TradingEvent */
+    bool done;
+} stream_read_t;
+
+static const char *field_of(const tp_reply_t *fields, const char *name, size_t *len) {
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        if (strcmp(fields->element[i]->str, name) == 0) {
+            *len = fields->element[i + 1]->len;
+            return fields->element[i + 1]->str;
+        }
+    }
+    return NULL;
+}
+
+static void check_entry(stream_read_t *r, const tp_reply_t *fields) {
+    size_t id_len = 0, kind_len = 0, len = 0;
+    const char *id = field_of(fields, "id", &id_len);
+    const char *kind = field_of(fields, "kind", &kind_len);
+    const char *event = field_of(fields, "event", &len);
+    static _Alignas(16) uint8_t copy[4096];
+    tp_trading_event_t ev;
+    const char *why = NULL;
+    if (id == NULL || kind == NULL || event == NULL || len > sizeof(copy)) {
+        r->bad++;
+        return;
+    }
+    memcpy(copy, event, len);
+    if (tp_wire_decode_event(copy, len, &ev, &why) != 0 || strtoull(id, NULL, 10) != ev.event_id ||
+        strcmp(kind, "order_update") != 0 || ev.order.account.len != strlen(r->account) ||
+        memcmp(ev.order.account.ptr, r->account, ev.order.account.len) != 0) {
+        r->bad++;
+        return;
+    }
+    if (r->entries < sizeof(r->seqs) / sizeof(r->seqs[0]))
+        r->seqs[r->entries] = ev.seq;
+    r->entries++;
+}
+
+static void on_xrange(void *data, int status, const tp_reply_t *reply) {
+    stream_read_t *r = data;
+    r->done = true;
+    cr_assert_eq(status, 0);
+    cr_assert_eq(reply->type, TP_REPLY_ARRAY);
+    for (size_t i = 0; i < reply->elements; i++)
+        check_entry(r, reply->element[i]->element[1]);
+}
+
+static bool read_done(void *r) {
+    return ((stream_read_t *)r)->done;
+}
+
+static void read_stream(const char *account, stream_read_t *r) {
+    char key[64];
+    snprintf(key, sizeof(key), "tp:{%s}:events", account);
+    memset(r, 0, sizeof(*r));
+    r->account = account;
+    const char *argv[] = {"XRANGE", key, "-", "+"};
+    cr_assert_eq(tp_pool_command(&env.pool, on_xrange, r, 4, argv, NULL), 0);
+    cr_assert(tp_test_run_until(&env.loop, read_done, r, 5000));
+}
+
+/* Each account's stream holds each of its events once, in the order of its frames. */
+static void expect_streams_hold(uint64_t n) {
+    uint64_t total = 0;
+    for (int a = 0; a < 4; a++) {
+        char account[8];
+        snprintf(account, sizeof(account), "A%d", a);
+        stream_read_t r;
+        read_stream(account, &r);
+        cr_assert_eq(r.bad, 0, "%s: %d entries do not match their event", account, r.bad);
+        for (size_t i = 1; i < r.entries; i++)
+            cr_assert_gt(r.seqs[i], r.seqs[i - 1], "%s: entry %zu out of order", account, i);
+        total += r.entries;
+    }
+    cr_assert_eq(total, n);
+}
+
+Test(order_writer, event_stream_holds_every_event) {
+    start_redis(10, 300);
+    order_cfg.event_stream = true;
+    open_writer_on_it(1024);
+    uint64_t n = 200;
+    for (uint64_t i = 1; i <= n; i++)
+        send_new(i, (int)i);
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000));
+    expect_streams_hold(n);
+}
+
+Test(order_writer, event_stream_is_off_by_default) {
+    open_writer(10, 1024);
+    uint64_t n = 20;
+    for (uint64_t i = 1; i <= n; i++)
+        send_new(i, (int)i);
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000));
+    cr_assert_str_eq(tp_test_cli(&srv, "EXISTS", "tp:{A1}:events", NULL), "0");
+}
+
+/* The entry is in the state change's transaction: a refused one appends nothing, and the
+ * retry that lands appends it once. */
+Test(order_writer, refused_transaction_appends_no_event) {
+    start_redis(10, 300);
+    order_cfg.event_stream = true;
+    open_writer_on_it(1024);
+    refuse_writes(true);
+    uint64_t n = 12;
+    for (uint64_t i = 1; i <= n; i++)
+        send_new(i, (int)i);
+    tp_test_run_for(&env.loop, 700);
+    cr_assert_geq(writer.stats.redis_errors, 1);
+    cr_assert_str_eq(tp_test_cli(&srv, "EXISTS", "tp:{A1}:events", NULL), "0");
+    refuse_writes(false);
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000));
+    expect_streams_hold(n);
+}
+
+/* MAXLEN ~ keeps about TP_EVENT_STREAM_MAXLEN entries (whole nodes of 100 are trimmed). */
+Test(order_writer, event_stream_is_trimmed) {
+    start_redis(10, 300);
+    order_cfg.event_stream = true;
+    order_cfg.event_stream_maxlen = 50;
+    open_writer_on_it(1024);
+    uint64_t n = 1000;
+    for (uint64_t i = 1; i <= n; i++)
+        send_new(i, (int)(4 * i)); /* all of account A0 */
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 10000));
+    long len = atol(tp_test_cli(&srv, "XLEN", "tp:{A0}:events", NULL));
+    cr_assert(len >= 50 && len <= 150, "XLEN %ld", len);
 }
 
 /* The callbacks are init's argument; the caller's data field is the one thing init keeps. */

@@ -13,4 +13,8 @@
 /* Appends the event to out. Returns 0 or TP_ENOMEM. */
 int tp_event_json(const tp_trading_event_t *ev, tp_buf_t *out);
 
+/* The JSON name of an event kind ("fill"), "unknown" for none: the kind field of the event
+ * stream's entries. */
+const char *tp_event_kind_name(tp_event_kind_t kind);
+
 #endif

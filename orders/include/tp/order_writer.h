@@ -10,11 +10,18 @@
  *     HSET  <p>{ACCT}:pf <position fields> rpnl upnl fills
  *     HSET  <p>{ACCT}:seq STREAM SEQ                 always (resend check on restart)
  *     PUBLISH <p>events <TradingEvent>               always
+ *     XADD  <p>{ACCT}:events MAXLEN ~ N * id EVENT_ID kind KIND event <TradingEvent>
+ *                                                    with TP_EVENT_STREAM=on
  *     EXEC
  *
  * A duplicate (an exec id already applied, a frame already applied before a
  * restart) writes nothing and publishes nothing. A feed gap publishes a FeedGap
- * event.
+ * event (on the channel only: it belongs to no account's stream).
+ *
+ * The event stream is the durable copy: pub/sub loses what a subscriber's connection held when
+ * Redis died, the stream entry lands with the state it describes or not at all. A unit sent
+ * again after a lost EXEC reply appends its entry again, with the same id: consumers drop
+ * entries whose id they have seen.
  *
  * Never losing an order event. Each unit stays in a FIFO until Redis has
  * answered its EXEC; only then, and only in FIFO order, does on_ack report the
@@ -53,10 +60,12 @@
 typedef struct tp_order_unit_s tp_order_unit_t;
 
 /* The order writer's settings (orders/src/order_config.c), a group of the settings registry
- * (tp/settings.h): TP_EVENT_FORMAT, TP_ORDER_QUEUE_MAX, TP_FINISHED_ORDERS_MAX, TP_MARK_PRICE,
- * TP_MARK_INTERVAL, TP_ACK_REPLICAS, TP_ACK_TIMEOUT. */
+ * (tp/settings.h): TP_EVENT_FORMAT, TP_EVENT_STREAM, TP_EVENT_STREAM_MAXLEN, TP_ORDER_QUEUE_MAX,
+ * TP_FINISHED_ORDERS_MAX, TP_MARK_PRICE, TP_MARK_INTERVAL, TP_ACK_REPLICAS, TP_ACK_TIMEOUT. */
 typedef struct {
     tp_event_format_t event_format; /* TP_EVENT_FORMAT: published TradingEvents */
+    bool event_stream;              /* TP_EVENT_STREAM: XADD them to <p>{ACCT}:events too */
+    int event_stream_maxlen;        /* TP_EVENT_STREAM_MAXLEN: entries kept per account (~) */
     int order_queue_max;            /* TP_ORDER_QUEUE_MAX: unacknowledged order events */
     int finished_orders_max;        /* TP_FINISHED_ORDERS_MAX: terminal orders kept in memory */
     tp_mark_rule_t mark_rule;       /* TP_MARK_PRICE: how positions are marked */
