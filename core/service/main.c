@@ -54,6 +54,8 @@ typedef struct {
     /* Stages are recorded into recent; each summary logs it, adds it to total
      * and empties it, so /metrics shows total + recent. */
     tp_latency_t recent, total, view;
+    redis_health_t health;
+    char not_ready[160]; /* /readyz's reason, when it is made of parts */
     uint64_t drain_deadline;
     bool feeds_up, prices_up, orders_up; /* initialised, so to be closed */
     bool started, stopping;
@@ -90,15 +92,21 @@ static void log_totals(const service_t *svc) {
 
 /* ---- probes and metrics -------------------------------------------------------------------- */
 
-/* Ready to take frames: started, not stopping, every Redis connection up. */
-static const char *not_ready_because(const service_t *svc) {
+/* Ready to take frames: started, not stopping, every Redis connection up, and no Redis node
+ * refusing writes because it cannot persist (the order feeds would only pause). */
+static const char *not_ready_because(service_t *svc) {
     if (svc->stopping)
         return "shutting down";
     if (!svc->started)
         return "starting: restoring the books";
     if (!tp_pool_is_ready(&svc->pool))
         return "redis pool not ready";
-    return NULL;
+    const char *node = redis_health_cannot_persist(&svc->health);
+    if (node == NULL)
+        return NULL;
+    snprintf(svc->not_ready, sizeof(svc->not_ready),
+             "redis %s cannot persist: writes are refused (MISCONF)", node);
+    return svc->not_ready;
 }
 
 static void on_http(tp_http_server_t *srv, const char *path, tp_http_response_t *res) {
@@ -113,8 +121,8 @@ static void on_http(tp_http_server_t *srv, const char *path, tp_http_response_t 
     } else if (strcmp(path, "/metrics") == 0) {
         svc->view = svc->total;
         tp_latency_merge(&svc->view, &svc->recent);
-        service_view_t v = {&svc->pool,   &svc->feeds, &svc->prices,
-                            &svc->orders, &svc->view,  why == NULL};
+        service_view_t v = {&svc->pool, &svc->feeds,  &svc->prices, &svc->orders,
+                            &svc->view, &svc->health, why == NULL};
         res->content_type = "text/plain; version=0.0.4; charset=utf-8";
         rc = service_metrics_render(res->body, &v);
     } else {
@@ -144,6 +152,7 @@ static int start_observability(service_t *svc) {
     uint64_t every = (uint64_t)svc->cfg.service.latency_log_ms;
     if (every > 0)
         uv_timer_start(&svc->latency_log, on_latency_log, every, every);
+    redis_health_start(&svc->health, svc->loop, &svc->pool, svc->cfg.service.redis_health_ms);
     svc->http.data = svc;
     if (svc->cfg.service.metrics_addr == NULL)
         return 0;
@@ -224,6 +233,7 @@ static bool quote(tp_order_writer_t *w, tp_str_t symbol, tp_quote_t *out) {
 
 static void on_pool_closed(tp_pool_t *pool) {
     service_t *svc = pool->data;
+    redis_health_free(&svc->health);
     if (svc->orders_up)
         tp_order_writer_close(&svc->orders);
 }
@@ -237,6 +247,7 @@ static void finish(service_t *svc) {
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
     uv_close((uv_handle_t *)&svc->drain, NULL);
     uv_close((uv_handle_t *)&svc->latency_log, NULL);
+    redis_health_stop(&svc->health);
     tp_http_close(&svc->http, NULL);
     /* Closing fails what is still queued: the writers must not call into the
      * feeds, which are closing too. */

@@ -169,6 +169,7 @@ int service_metrics_render(tp_buf_t *out, const service_view_t *v) {
     redis_counters(&p, v->pool, v->prices, v->orders);
     gauges(&p, v);
     node_gauges(&p, v->pool);
+    redis_health_render(&p, v->health);
     tp_prom_family(&p, "tickplane_latency_seconds", "histogram",
                    "Latency of each stage: decode, queue, redis, e2e, feed.");
     for (int i = 0; i < TP_STAGE_COUNT; i++) {

@@ -5,6 +5,7 @@
 #ifndef TP_SERVICE_METRICS_H
 #define TP_SERVICE_METRICS_H
 
+#include "redis_health.h"
 #include "tp/buf.h"
 #include "tp/feeds.h"
 #include "tp/latency.h"
@@ -20,6 +21,7 @@ typedef struct {
     const tp_price_writer_t *prices;
     const tp_order_writer_t *orders;
     const tp_latency_t *latency; /* every stage since start */
+    const redis_health_t *health;
     bool ready;
 } service_view_t;
 

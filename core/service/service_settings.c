@@ -17,6 +17,10 @@ static const tp_setting_t service_settings[] = {
     {"TP_LATENCY_LOG_INTERVAL", "--latency-log-interval", "10s", &tp_setting_duration,
      FIELD(latency_log_ms), 0, TP_SETTING_HOUR_MS, 0,
      "period of the one-line latency summary in the log; 0 = off"},
+    {"TP_REDIS_HEALTH_INTERVAL", "--redis-health-interval", "5s", &tp_setting_duration,
+     FIELD(redis_health_ms), 0, TP_SETTING_HOUR_MS, 0,
+     "how often each Redis node's INFO is sampled for the tickplane_redis_* gauges and "
+     "/readyz (which fails while a node cannot persist: MISCONF); 0 = off"},
 };
 
 void tp_service_config_init(tp_service_config_t *cfg) {

@@ -18,6 +18,7 @@ typedef struct {
     int shutdown_timeout_ms; /* TP_SHUTDOWN_TIMEOUT: drain deadline on SIGTERM */
     char *metrics_addr;      /* TP_METRICS_ADDR: /metrics, /livez, /readyz; NULL = off */
     int latency_log_ms;      /* TP_LATENCY_LOG_INTERVAL: JSON summary period; 0 = off */
+    int redis_health_ms;     /* TP_REDIS_HEALTH_INTERVAL: INFO sampling period; 0 = off */
 } tp_service_config_t;
 
 /* Strings of every group are owned by their struct here and freed, all at once, by
@@ -40,7 +41,8 @@ void service_settings_init(service_settings_t *s);
  * market data is published in TP_EVENT_FORMAT, like the events. */
 int service_settings_load(service_settings_t *s, int argc, char **argv, char *err, size_t errlen);
 
-/* The service's own group (TP_SHUTDOWN_TIMEOUT, TP_METRICS_ADDR, TP_LATENCY_LOG_INTERVAL).
+/* The service's own group (TP_SHUTDOWN_TIMEOUT, TP_METRICS_ADDR, TP_LATENCY_LOG_INTERVAL,
+ * TP_REDIS_HEALTH_INTERVAL).
  * init fills the defaults; close frees metrics_addr. */
 void tp_service_config_init(tp_service_config_t *cfg);
 void tp_service_config_close(tp_service_config_t *cfg);

@@ -148,6 +148,8 @@ CASES = {
     "TP_FEED_MAX_CONNECTIONS": cases_for_ints(1, 100000, ["many"]),
     "TP_FEED_FRAME_TIMEOUT": cases_for_durations(0, 3600000),
     "TP_EVENT_FORMAT": [Case(v) for v in ["xml", "JSON", "protobuf", "flatbuffer"]],
+    "TP_EVENT_STREAM": [Case(v) for v in ["maybe", "2", "stream", "enabled"]],
+    "TP_EVENT_STREAM_MAXLEN": cases_for_ints(1, 1 << 30, ["1M"]),
     "TP_MD_PUBLISH": [Case(v) for v in ["maybe", "2", "published"]],
     "TP_MD_HISTORY": cases_for_ints(0, 2147483647, ["lots"]),
     "TP_ORDER_QUEUE_MAX": cases_for_ints(16, 1 << 24, ["0"]),
@@ -160,6 +162,7 @@ CASES = {
     "TP_METRICS_ADDR": [Case(v) for v in ["localhost:9108", ":9108", "127.0.0.1:", "[::1]:99999",
                                           "http://127.0.0.1:9108", "on"]],
     "TP_LATENCY_LOG_INTERVAL": cases_for_durations(0, 3600000),
+    "TP_REDIS_HEALTH_INTERVAL": cases_for_durations(0, 3600000),
     "TP_LOG_LEVEL": [Case(v) for v in ["verbose", "trace", "5", "warning", "in fo"]],
 }
 

@@ -6,7 +6,8 @@ Redis is compared with an offline oracle computed from the exact frames sent.
 
 usage: fault_suite.py SCENARIO --tickplane BIN --certs DIR --work DIR [--seed N]
   SCENARIO: redis_kill | redis_stop | proxy | tls_stall | tickplane_kill | marks_freeze |
-            event_consumers | cluster_reshard | cluster_failover | cluster_majority_down
+            event_consumers | redis_misconf | cluster_reshard | cluster_failover |
+            cluster_majority_down
 
 Every scenario then checks:
   * every order hash, open set and portfolio hash equals the reference model of
@@ -94,8 +95,9 @@ class Redis:
     """A TLS redis-server on a fixed port and directory, so that a restart after a
     SIGKILL loads what the killed one wrote."""
 
-    def __init__(self, a):
+    def __init__(self, a, extra_args=()):
         self.a = a
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.dir = os.path.join(a.work, "redis")
         os.makedirs(self.dir)
@@ -112,7 +114,7 @@ class Redis:
                 "--tls-key-file", self.cert("server.key"),
                 "--tls-ca-cert-file", self.cert("ca.crt"), "--tls-auth-clients", "no",
                 "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "no", "--save", "",
-                "--logfile", os.path.join(self.dir, f"redis-{self.starts}.log")]
+                "--logfile", os.path.join(self.dir, f"redis-{self.starts}.log")] + self.extra_args
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         if not wait_for(self.ping, 30, 0.05):
             raise RuntimeError(f"redis-server did not answer on port {self.port}")
@@ -795,12 +797,13 @@ class Run:
 
     def __init__(self, a, n_ticks, n_orders, tick_rate, order_rate, proxy=False,
                  stall_handshake=0, workload=None, cluster=False, replicas=0, aof=False,
-                 event_stream=False, **settings):
+                 event_stream=False, redis_args=(), **settings):
         CLEANUP.append(self.close)
         self.a = a
         self.tp = self.proxy = None
         self.w = (workload or Workload)(a.seed, n_ticks, n_orders)
-        self.redis = ClusterRedis(a, replicas=replicas, aof=aof) if cluster else Redis(a)
+        self.redis = (ClusterRedis(a, replicas=replicas, aof=aof) if cluster
+                      else Redis(a, redis_args))
         self.redis.start()
         if cluster:
             settings["REDIS_CLUSTER_NODES"] = self.redis.seeds
@@ -1017,6 +1020,85 @@ def scenario_tls_stall(a):
     r.finish()
 
 
+def node_gauges(m, name):
+    """{node: value} of one tickplane_redis_* gauge."""
+    return {dict(lab)["node"]: v for (n, lab), v in m.samples.items() if n == name}
+
+
+def check_health_gauges(r):
+    """The tickplane_redis_* gauges against what redis-py reads from INFO itself."""
+    m = r.tp.metrics()
+    node = f"127.0.0.1:{r.proxy.port if r.proxy else r.redis.port}"
+    info = r.redis.client().info()
+    CK.expect(node_gauges(m, "tickplane_redis_info_up") == {node: 1},
+              f"INFO per node: {node_gauges(m, 'tickplane_redis_info_up')}, want {node}")
+    CK.expect(node_gauges(m, "tickplane_redis_maxmemory_bytes").get(node) == info["maxmemory"],
+              f"maxmemory: {node_gauges(m, 'tickplane_redis_maxmemory_bytes')}, "
+              f"INFO {info['maxmemory']}")
+    used = node_gauges(m, "tickplane_redis_used_memory_bytes").get(node, 0)
+    CK.expect(0.5 * info["used_memory"] < used < 2 * info["used_memory"],
+              f"used memory {used}, INFO now {info['used_memory']}")
+    clients = node_gauges(m, "tickplane_redis_connected_clients").get(node, 0)
+    CK.expect(clients >= 4, f"connected clients {clients}: tickplane alone has 4 connections")
+    CK.expect(node_gauges(m, "tickplane_redis_aof_enabled").get(node) == 1, "AOF not reported on")
+    log(f"health gauges: used memory {used:.0f} (INFO {info['used_memory']}), clients "
+        f"{clients:.0f}, samples {m.value('tickplane_redis_health_samples_total'):.0f}")
+
+
+def scenario_redis_misconf(a):
+    """Redis stops accepting writes because it cannot persist: a BGSAVE fails (its file name
+    is a directory, so the rename fails, as root too) with save points set, and Redis answers
+    every write with MISCONF. /readyz goes 503 naming the node, the can_persist gauge goes 0,
+    no order frame is acked and the order feed pauses; once a BGSAVE succeeds again,
+    everything queued is written and the state equals the oracle."""
+    # dbfilename is a protected setting: CONFIG SET cannot change it.
+    r = Run(a, 30_000, 4_000, tick_rate=3_000, order_rate=400,
+            redis_args=["--dbfilename", "misconf.rdb"], TP_REDIS_HEALTH_INTERVAL="300ms")
+    cl = r.redis.client()
+    cl.config_set("maxmemory", "1gb")
+    r.go()
+    r.at(3)
+    check_health_gauges(r)
+    blocker = os.path.join(r.redis.dir, "misconf.rdb")
+    os.makedirs(os.path.join(blocker, "keep"))
+    cl.config_set("save", "3600 1")
+    cl.bgsave()
+    CK.expect(wait_for(lambda: cl.info("persistence")["rdb_last_bgsave_status"] == "err", 20),
+              "the BGSAVE did not fail")
+    code, body = wait_for_readyz(r, 503, 5)
+    CK.expect(code == 503 and "cannot persist" in body, f"/readyz {code} {body!r} with MISCONF")
+    m = r.tp.metrics()
+    CK.expect(set(node_gauges(m, "tickplane_redis_can_persist").values()) == {0},
+              f"can_persist {node_gauges(m, 'tickplane_redis_can_persist')}")
+    acked = r.orders.acked
+    time.sleep(2)
+    CK.expect(r.orders.acked - acked <= 0, f"{r.orders.acked - acked} order frames acked while "
+                                           "Redis refused writes")
+    shutil.rmtree(blocker)
+    cl.bgsave()
+    CK.expect(wait_for(lambda: cl.info("persistence")["rdb_last_bgsave_status"] == "ok", 20),
+              "the BGSAVE did not succeed again")
+    code, body = wait_for_readyz(r, 200, 5)
+    CK.expect(code == 200, f"/readyz {code} {body!r} after the save succeeded")
+    log(f"misconf: {r.orders.acked - acked} order frames acked in the 2 s refused; /readyz "
+        "back to 200")
+    r.finish()
+    CK.expect(r.metrics.value("tickplane_order_feed_pauses_total") > 0,
+              "the order feed was not paused while Redis refused writes")
+    CK.expect(set(node_gauges(r.metrics, "tickplane_redis_can_persist").values()) == {1},
+              "can_persist did not return to 1")
+
+
+def wait_for_readyz(r, want, timeout):
+    """/readyz until it answers want (or the timeout): (status, body)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, _, body = metrics_client.get(r.tp.metrics_port, "/readyz")
+        if code == want or time.monotonic() > deadline:
+            return code, body
+        time.sleep(0.05)
+
+
 def scenario_tickplane_kill(a):
     """tickplane SIGKILLed twice mid-run and started again on the same Redis; the
     adapters reconnect and resend everything after their last ack."""
@@ -1134,11 +1216,18 @@ def scenario_cluster_failover(a):
     with TP_ACK_REPLICAS=1, its replica is promoted, and the old master comes back as a
     replica. Every acked order survives (state equals the oracle) and the feeds resume."""
     r = Run(a, 60_000, 12_000, tick_rate=2_000, order_rate=400, cluster=True, replicas=1,
-            event_stream=True, TP_ACK_REPLICAS="1", TP_ACK_TIMEOUT="500ms")
+            event_stream=True, TP_ACK_REPLICAS="1", TP_ACK_TIMEOUT="500ms",
+            TP_REDIS_HEALTH_INTERVAL="500ms")
     key = f"{PREFIX}{{ACC0}}:pf"
     src = r.redis.owner(key)
     r.go()
     r.at(5)
+    m = r.tp.metrics()
+    lags = [dict(lab) for (n, lab), _ in m.samples.items()
+            if n == "tickplane_redis_replica_lag_seconds"]
+    CK.expect(sorted(node_gauges(m, "tickplane_redis_connected_replicas").values()) == [1] * 3,
+              f"replicas per master: {node_gauges(m, 'tickplane_redis_connected_replicas')}")
+    CK.expect(len({(d["node"], d["replica"]) for d in lags}) == 3, f"replica lags: {lags}")
     before = r.acked()
     r.redis.kill(src)
     # PUBLISHes the killed master had not relayed yet
@@ -1324,7 +1413,8 @@ def scenario_cluster_majority_down(a):
 SCENARIOS = dict(redis_kill=scenario_redis_kill, redis_stop=scenario_redis_stop,
                  proxy=scenario_proxy, tls_stall=scenario_tls_stall,
                  tickplane_kill=scenario_tickplane_kill, marks_freeze=scenario_marks_freeze,
-                 event_consumers=scenario_event_consumers, cluster_reshard=scenario_cluster_reshard,
+                 event_consumers=scenario_event_consumers,
+                 redis_misconf=scenario_redis_misconf, cluster_reshard=scenario_cluster_reshard,
                  cluster_failover=scenario_cluster_failover,
                  cluster_majority_down=scenario_cluster_majority_down)
 

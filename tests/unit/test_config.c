@@ -49,6 +49,8 @@ static const char *const all_vars[] = {
     "TP_FEED_MAX_CONNECTIONS",
     "TP_FEED_FRAME_TIMEOUT",
     "TP_EVENT_FORMAT",
+    "TP_EVENT_STREAM",
+    "TP_EVENT_STREAM_MAXLEN",
     "TP_MD_PUBLISH",
     "TP_MD_HISTORY",
     "TP_ORDER_QUEUE_MAX",
@@ -56,6 +58,7 @@ static const char *const all_vars[] = {
     "TP_SHUTDOWN_TIMEOUT",
     "TP_METRICS_ADDR",
     "TP_LATENCY_LOG_INTERVAL",
+    "TP_REDIS_HEALTH_INTERVAL",
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
