@@ -76,7 +76,8 @@ static const char *name_of(const char *const *names, size_t n, unsigned v) {
 }
 #define NAME(names, v) name_of(names, sizeof(names) / sizeof(names[0]), (unsigned)(v))
 
-static const char *const kinds[] = {NULL, "order_update", "fill", "reject", "feed_gap"};
+static const char *const kinds[] = {NULL,     "order_update", "fill",
+                                    "reject", "feed_gap",     "activity_alert"};
 const char *tp_event_kind_name(tp_event_kind_t kind) {
     return NAME(kinds, kind);
 }
@@ -139,6 +140,14 @@ static void gap(json_t *j, const tp_feed_gap_t *g) {
     close_object(j);
 }
 
+static void alert(json_t *j, const tp_activity_alert_t *a) {
+    open_object(j, "alert");
+    str(j, "account", a->account);
+    integer(j, "rate_per_s", a->rate_per_s);
+    integer(j, "burst", a->burst);
+    close_object(j);
+}
+
 int tp_event_json(const tp_trading_event_t *ev, tp_buf_t *out) {
     json_t j = {.out = out};
     open_object(&j, NULL);
@@ -153,6 +162,8 @@ int tp_event_json(const tp_trading_event_t *ev, tp_buf_t *out) {
         position(&j, &ev->position);
     if (ev->has_gap)
         gap(&j, &ev->gap);
+    if (ev->has_alert)
+        alert(&j, &ev->alert);
     str(&j, "reason", ev->reason);
     close_object(&j);
     return j.rc;

@@ -25,6 +25,14 @@ static const tp_setting_t order_settings[] = {
      FIELD(event_stream_maxlen), 1, 1 << 30, 0,
      "entries an account's event stream keeps (XADD MAXLEN ~: trimmed in whole nodes, so "
      "slightly more may stay); consumers must read faster than that"},
+    {"TP_ACCOUNT_EVENT_RATE", "--account-event-rate", "0", &tp_setting_int,
+     FIELD(account_event_rate), 0, 1000000, 0,
+     "order events per second an account may send before an activity alert is published (at "
+     "most one a second per account; the events are applied as usual); 0 = off"},
+    {"TP_ACCOUNT_EVENT_BURST", "--account-event-burst", "0", &tp_setting_int,
+     FIELD(account_event_burst), 0, 1000000, 0,
+     "order events an account may send at once within TP_ACCOUNT_EVENT_RATE; 0 = one second's "
+     "worth (the rate)"},
     {"TP_ORDER_QUEUE_MAX", "--order-queue-max", "16384", &tp_setting_int, FIELD(order_queue_max),
      16, 1 << 24, 0, "order events awaiting Redis before the order feeds are paused"},
     {"TP_FINISHED_ORDERS_MAX", "--finished-orders-max", "100000", &tp_setting_int,

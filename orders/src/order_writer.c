@@ -1,5 +1,6 @@
 /* The order write path; see tp/order_writer.h. */
 #include "tp/order_writer.h"
+#include "activity.h"
 #include "mark_writer_int.h"
 #include "stream_marks.h"
 #include "tp/clock.h"
@@ -457,6 +458,33 @@ static tp_trading_event_t new_event(tp_order_writer_t *w, tp_event_kind_t kind,
 
 /* ---- order events ------------------------------------------------------------------------- */
 
+/* With TP_ACCOUNT_EVENT_RATE: the ActivityAlert of an event that ran over it, in its unit.
+ * An account the watch cannot add (out of memory) goes unwatched, and the event is applied. */
+static void encode_activity(unit_enc_t *e, const tp_frame_t *frame, const tp_trading_event_t *te) {
+    tp_order_writer_t *w = e->w;
+    tp__activity_t *a = w->activity;
+    const tp_order_event_t *ev = &frame->body.order;
+    if (a == NULL || tp__activity_count(a, ev->account, (int64_t)tp_clock_mono_ns()) != 1) {
+        if (a != NULL)
+            w->stats.rate_exceeded = a->exceeded;
+        return;
+    }
+    w->stats.rate_exceeded = a->exceeded;
+    w->stats.activity_alerts++;
+    tp_trading_event_t alert = new_event(w, TP_EVENT_ACTIVITY_ALERT, frame);
+    alert.has_order = te->has_order;
+    alert.order = te->order;
+    alert.has_alert = true;
+    alert.alert = (tp_activity_alert_t){ev->account, a->rate, a->burst};
+    snprintf(w->alert_reason, sizeof(w->alert_reason), "over %u order events/s (burst %u)", a->rate,
+             a->burst);
+    alert.reason = tp_str(w->alert_reason);
+    TP_LOG(TP_LOG_WARN, "account over its order event rate", TP_STR("account", e->u->account),
+           TP_INT("rate_per_s", a->rate), TP_INT("burst", a->burst),
+           TP_INT("exceeded", a->exceeded));
+    enc_event(e, &alert, true);
+}
+
 /* A fill moves the position; its unrealized PnL is marked to the latest price. */
 static int apply_fill(tp_order_writer_t *w, const tp_order_event_t *ev, const tp_order_result_t *r,
                       tp_position_t **out) {
@@ -542,6 +570,7 @@ void tp_order_writer_on_order(tp_order_writer_t *w, const tp_frame_t *frame, tp_
     }
     enc_seq(&e);
     enc_event(&e, &te, true);
+    encode_activity(&e, frame, &te);
     enc_array(&e, 1);
     enc_str(&e, "EXEC");
     if (e.rc != 0) {
@@ -581,6 +610,18 @@ void tp_order_writer_on_gap(tp_order_writer_t *w, uint64_t stream_id, uint64_t e
 
 /* ---- life cycle --------------------------------------------------------------------------- */
 
+static int start_activity(tp_order_writer_t *w) {
+    int burst =
+        w->cfg->account_event_burst ? w->cfg->account_event_burst : w->cfg->account_event_rate;
+    w->activity = malloc(sizeof(*w->activity));
+    if (w->activity != NULL &&
+        tp__activity_init(w->activity, (uint32_t)w->cfg->account_event_rate, (uint32_t)burst) == 0)
+        return 0;
+    free(w->activity);
+    w->activity = NULL;
+    return TP_ENOMEM;
+}
+
 int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_order_writer_config_t *cfg,
                          const tp_order_writer_callbacks_t *cb) {
     void *data = w->data; /* the caller's */
@@ -594,14 +635,12 @@ int tp_order_writer_init(tp_order_writer_t *w, tp_pool_t *pool, const tp_order_w
     w->fifo_cap = 1024;
     w->fifo = malloc(w->fifo_cap * sizeof(*w->fifo));
     w->builder = tp_wire_builder_new();
-    if (w->fifo == NULL || w->builder == NULL || tp_orders_init(&w->orders, 4096) != 0 ||
-        tp_orders_retain_finished(&w->orders, (uint32_t)cfg->finished_orders_max) != 0) {
-        tp_orders_close(&w->orders);
-        free(w->fifo);
-        tp_wire_builder_free(w->builder);
-        return TP_ENOMEM;
-    }
-    if (tp_portfolio_init(&w->portfolio) != 0) {
+    bool orders = w->fifo != NULL && w->builder != NULL && tp_orders_init(&w->orders, 4096) == 0 &&
+                  tp_orders_retain_finished(&w->orders, (uint32_t)cfg->finished_orders_max) == 0;
+    bool portfolio = orders && tp_portfolio_init(&w->portfolio) == 0;
+    if (!portfolio || (cfg->account_event_rate > 0 && start_activity(w) != 0)) {
+        if (portfolio)
+            tp_portfolio_close(&w->portfolio);
         tp_orders_close(&w->orders);
         free(w->fifo);
         tp_wire_builder_free(w->builder);
@@ -665,6 +704,10 @@ void tp_order_writer_close(tp_order_writer_t *w) {
         tp__marks_free(w->marks);
     free(w->marks);
     w->marks = NULL;
+    if (w->activity)
+        tp__activity_close(w->activity);
+    free(w->activity);
+    w->activity = NULL;
     tp_buf_free(&w->scratch);
     tp_wire_builder_free(w->builder);
     w->builder = NULL;

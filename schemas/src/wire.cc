@@ -19,7 +19,7 @@ namespace {
 // Limits for the verifier. This schema has no vectors or recursion, so no valid
 // buffer comes near them; they bound the work a future schema could let a hostile
 // buffer cause. A Frame is 2 tables (envelope, body) with strings below; a
-// TradingEvent at most 4 (event, order, position, gap).
+// TradingEvent at most 5 (event, order, position, gap, alert).
 const fb::uoffset_t kMaxDepth = 8;
 const fb::uoffset_t kFrameMaxTables = 8;
 const fb::uoffset_t kEventMaxTables = 16;
@@ -233,7 +233,8 @@ bool event_input_ok(const tp_trading_event_t *e) {
                           str_ok(o->symbol) && str_ok(o->exec_id) && byte_enum(raw(o->side)) &&
                           byte_enum(raw(o->ord_type)) && byte_enum(raw(o->status)));
     bool position_ok = !e->has_position || (str_ok(p->account) && str_ok(p->symbol));
-    return byte_enum(raw(e->kind)) && str_ok(e->reason) && order_ok && position_ok;
+    bool alert_ok = !e->has_alert || str_ok(e->alert.account);
+    return byte_enum(raw(e->kind)) && str_ok(e->reason) && order_ok && position_ok && alert_ok;
 }
 
 fb::Offset<fb::String> string_or_null(fb::FlatBufferBuilder &fbb, tp_str_t s) {
@@ -375,6 +376,11 @@ int tp_wire_decode_event(const void *buf, size_t len, tp_trading_event_t *out, c
         out->gap.expected_seq = e->gap()->expected_seq();
         out->gap.received_seq = e->gap()->received_seq();
     }
+    if ((out->has_alert = e->alert() != nullptr)) {
+        out->alert.account = view(e->alert()->account());
+        out->alert.rate_per_s = e->alert()->rate_per_s();
+        out->alert.burst = e->alert()->burst();
+    }
     return 0;
 }
 
@@ -428,10 +434,14 @@ int tp_wire_build_event(tp_wire_builder_t *b, const tp_trading_event_t *ev, cons
         auto gap = ev->has_gap ? w::CreateFeedGapInfo(fbb, ev->gap.stream_id, ev->gap.expected_seq,
                                                       ev->gap.received_seq)
                                : 0;
+        auto alert = ev->has_alert
+                         ? w::CreateActivityAlertInfo(fbb, string_or_null(fbb, ev->alert.account),
+                                                      ev->alert.rate_per_s, ev->alert.burst)
+                         : 0;
         auto reason = string_or_null(fbb, ev->reason);
-        auto event =
-            w::CreateTradingEvent(fbb, ev->event_id, static_cast<w::EventKind>(raw(ev->kind)),
-                                  ev->ts_ns, ev->stream_id, ev->seq, order, position, gap, reason);
+        auto event = w::CreateTradingEvent(
+            fbb, ev->event_id, static_cast<w::EventKind>(raw(ev->kind)), ev->ts_ns, ev->stream_id,
+            ev->seq, order, position, gap, reason, alert);
         fbb.TrackMinAlign(8); /* as frames: decodable in place from an aligned copy */
         w::FinishTradingEventBuffer(fbb, event);
         *out = fbb.GetBufferPointer();

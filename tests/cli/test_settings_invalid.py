@@ -150,6 +150,8 @@ CASES = {
     "TP_EVENT_FORMAT": [Case(v) for v in ["xml", "JSON", "protobuf", "flatbuffer"]],
     "TP_EVENT_STREAM": [Case(v) for v in ["maybe", "2", "stream", "enabled"]],
     "TP_EVENT_STREAM_MAXLEN": cases_for_ints(1, 1 << 30, ["1M"]),
+    "TP_ACCOUNT_EVENT_RATE": cases_for_ints(0, 1000000, ["fast"]),
+    "TP_ACCOUNT_EVENT_BURST": cases_for_ints(0, 1000000, ["1k"]),
     "TP_MD_PUBLISH": [Case(v) for v in ["maybe", "2", "published"]],
     "TP_MD_HISTORY": cases_for_ints(0, 2147483647, ["lots"]),
     "TP_ORDER_QUEUE_MAX": cases_for_ints(16, 1 << 24, ["0"]),

@@ -315,6 +315,8 @@ typedef struct {
     size_t entries;
     uint64_t seqs[512]; /* the frames' seqs, in stream order */
     int bad;            /* entries whose fields do not match their TradingEvent */
+    int alerts;         /* ActivityAlert entries (not in entries) */
+    uint64_t alert_seq; /* the frame of the last one */
     bool done;
 } stream_read_t;
 
@@ -341,6 +343,16 @@ static void check_entry(stream_read_t *r, const tp_reply_t *fields) {
         return;
     }
     memcpy(copy, event, len);
+    if (tp_wire_decode_event(copy, len, &ev, &why) == 0 && ev.kind == TP_EVENT_ACTIVITY_ALERT &&
+        strcmp(kind, "activity_alert") == 0 && ev.has_alert &&
+        ev.alert.account.len == strlen(r->account) &&
+        memcmp(ev.alert.account.ptr, r->account, ev.alert.account.len) == 0 &&
+        ev.alert.rate_per_s == (uint32_t)order_cfg.account_event_rate &&
+        ev.alert.burst == (uint32_t)order_cfg.account_event_burst) {
+        r->alerts++;
+        r->alert_seq = ev.seq;
+        return;
+    }
     if (tp_wire_decode_event(copy, len, &ev, &why) != 0 || strtoull(id, NULL, 10) != ev.event_id ||
         strcmp(kind, "order_update") != 0 || ev.order.account.len != strlen(r->account) ||
         memcmp(ev.order.account.ptr, r->account, ev.order.account.len) != 0) {
@@ -441,6 +453,43 @@ Test(order_writer, event_stream_is_trimmed) {
     cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 10000));
     long len = atol(tp_test_cli(&srv, "XLEN", "tp:{A0}:events", NULL));
     cr_assert(len >= 50 && len <= 150, "XLEN %ld", len);
+}
+
+/* TP_ACCOUNT_EVENT_RATE 10/s, burst 5: of 20 events at once 15 run over, every one is applied,
+ * and the sixth's unit carries the one ActivityAlert of that second; a second later the
+ * allowance is back, up to the burst, and a new burst alerts again. */
+Test(order_writer, account_over_its_event_rate_raises_one_alert_a_second) {
+    start_redis(10, 300);
+    order_cfg.event_stream = true;
+    order_cfg.account_event_rate = 10;
+    order_cfg.account_event_burst = 5;
+    open_writer_on_it(1024);
+    uint64_t n = 20;
+    for (uint64_t i = 1; i <= n; i++)
+        send_new(i, (int)(4 * i)); /* all of account A0 */
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000));
+    cr_assert_eq(writer.stats.rate_exceeded, 15);
+    cr_assert_eq(writer.stats.activity_alerts, 1);
+    expect_open_orders((int)n);
+    stream_read_t r;
+    read_stream("A0", &r);
+    cr_assert_eq(r.bad, 0);
+    cr_assert_eq(r.entries, n);
+    cr_assert_eq(r.alerts, 1);
+    cr_assert_eq(r.alert_seq, 6);
+
+    tp_test_run_for(&env.loop, 1100);
+    n = 30;
+    for (uint64_t i = 21; i <= n; i++)
+        send_new(i, (int)(4 * i));
+    send_new(n + 1, 1); /* account A1 has its own allowance */
+    n++;
+    cr_assert(tp_test_run_until(&env.loop, acked_all, &n, 5000));
+    cr_assert_eq(writer.stats.rate_exceeded, 20);
+    cr_assert_eq(writer.stats.activity_alerts, 2);
+    read_stream("A0", &r);
+    cr_assert_eq(r.alerts, 2);
+    cr_assert_eq(r.alert_seq, 26);
 }
 
 /* The callbacks are init's argument; the caller's data field is the one thing init keeps. */

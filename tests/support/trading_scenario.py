@@ -464,6 +464,9 @@ def decode_fb_event(data):
     if g is not None:
         d["gap"] = dict(stream_id=g.StreamId(), expected_seq=g.ExpectedSeq(),
                         received_seq=g.ReceivedSeq())
+    al = e.Alert()
+    if al is not None:
+        d["alert"] = dict(account=_s(al.Account()), rate_per_s=al.RatePerS(), burst=al.Burst())
     return d
 
 

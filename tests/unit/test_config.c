@@ -51,6 +51,8 @@ static const char *const all_vars[] = {
     "TP_EVENT_FORMAT",
     "TP_EVENT_STREAM",
     "TP_EVENT_STREAM_MAXLEN",
+    "TP_ACCOUNT_EVENT_RATE",
+    "TP_ACCOUNT_EVENT_BURST",
     "TP_MD_PUBLISH",
     "TP_MD_HISTORY",
     "TP_ORDER_QUEUE_MAX",

@@ -600,6 +600,22 @@ Test(wire, event_round_trip_per_kind) {
     cr_assert(d.has_order && !d.has_position && !d.has_gap);
     assert_str(d.reason, NULL);
     cr_assert_eq(d.gap.received_seq, 0);
+    cr_assert(!d.has_alert);
+
+    tp_trading_event_t alert = sample_event();
+    alert.kind = TP_EVENT_ACTIVITY_ALERT;
+    alert.has_position = alert.has_gap = false;
+    alert.has_alert = true;
+    alert.alert = (tp_activity_alert_t){tp_str("ACC-1"), 100, 20};
+    alert.reason = tp_str("over 100 order events/s (burst 20)");
+    cr_assert_eq(tp_wire_build_event(b, &alert, &out, &len), 0);
+    cr_assert_eq(decode_built_event(out, len, &d), 0);
+    cr_assert_eq(d.kind, TP_EVENT_ACTIVITY_ALERT);
+    cr_assert(d.has_order && d.has_alert && !d.has_position && !d.has_gap);
+    assert_str(d.alert.account, "ACC-1");
+    cr_assert_eq(d.alert.rate_per_s, 100);
+    cr_assert_eq(d.alert.burst, 20);
+    assert_str(d.reason, "over 100 order events/s (burst 20)");
     tp_wire_builder_free(b);
 }
 
@@ -1328,7 +1344,7 @@ Test(wire, event_with_an_unknown_enum_is_refused) {
         bool in_order;
         uint8_t value;
     } bad[] = {{SLOT_EVENT_KIND, false, 0},
-               {SLOT_EVENT_KIND, false, 5},
+               {SLOT_EVENT_KIND, false, 6},
                {SLOT_SNAPSHOT_SIDE, true, 3},
                {SLOT_SNAPSHOT_STATUS, true, 15}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

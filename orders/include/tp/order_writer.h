@@ -18,6 +18,11 @@
  * restart) writes nothing and publishes nothing. A feed gap publishes a FeedGap
  * event (on the channel only: it belongs to no account's stream).
  *
+ * With TP_ACCOUNT_EVENT_RATE an account's events are watched (tp__activity, a GCRA per
+ * account): the unit of an event that runs over the rate also publishes (and streams) an
+ * ActivityAlert event, at most one a second per account. The event itself is applied like any
+ * other; nothing is dropped or held back.
+ *
  * The event stream is the durable copy: pub/sub loses what a subscriber's connection held when
  * Redis died, the stream entry lands with the state it describes or not at all. A unit sent
  * again after a lost EXEC reply appends its entry again, with the same id: consumers drop
@@ -60,12 +65,15 @@
 typedef struct tp_order_unit_s tp_order_unit_t;
 
 /* The order writer's settings (orders/src/order_config.c), a group of the settings registry
- * (tp/settings.h): TP_EVENT_FORMAT, TP_EVENT_STREAM, TP_EVENT_STREAM_MAXLEN, TP_ORDER_QUEUE_MAX,
- * TP_FINISHED_ORDERS_MAX, TP_MARK_PRICE, TP_MARK_INTERVAL, TP_ACK_REPLICAS, TP_ACK_TIMEOUT. */
+ * (tp/settings.h): TP_EVENT_FORMAT, TP_EVENT_STREAM, TP_EVENT_STREAM_MAXLEN,
+ * TP_ACCOUNT_EVENT_RATE, TP_ACCOUNT_EVENT_BURST, TP_ORDER_QUEUE_MAX, TP_FINISHED_ORDERS_MAX,
+ * TP_MARK_PRICE, TP_MARK_INTERVAL, TP_ACK_REPLICAS, TP_ACK_TIMEOUT. */
 typedef struct {
     tp_event_format_t event_format; /* TP_EVENT_FORMAT: published TradingEvents */
     bool event_stream;              /* TP_EVENT_STREAM: XADD them to <p>{ACCT}:events too */
     int event_stream_maxlen;        /* TP_EVENT_STREAM_MAXLEN: entries kept per account (~) */
+    int account_event_rate;         /* TP_ACCOUNT_EVENT_RATE: events/s before an alert; 0 off */
+    int account_event_burst;        /* TP_ACCOUNT_EVENT_BURST: at once; 0 = the rate */
     int order_queue_max;            /* TP_ORDER_QUEUE_MAX: unacknowledged order events */
     int finished_orders_max;        /* TP_FINISHED_ORDERS_MAX: terminal orders kept in memory */
     tp_mark_rule_t mark_rule;       /* TP_MARK_PRICE: how positions are marked */
@@ -80,16 +88,18 @@ void tp_order_writer_config_init(tp_order_writer_config_t *cfg);
 int tp_order_writer_config_register(tp_settings_t *reg, tp_order_writer_config_t *cfg);
 
 typedef struct {
-    uint64_t events;       /* order events handled */
-    uint64_t accepted;     /* ... that changed an order */
-    uint64_t fills;        /* ... that were fills */
-    uint64_t rejects;      /* ... refused by the state machine */
-    uint64_t duplicates;   /* ... already applied */
-    uint64_t gaps;         /* feed-gap events */
-    uint64_t published;    /* units Redis acknowledged */
-    uint64_t resent;       /* units sent again after Redis was down or full */
-    uint64_t pauses;       /* times the order feeds were paused */
-    uint64_t redis_errors; /* units Redis refused whole (retried) or failed in part (logged) */
+    uint64_t events;          /* order events handled */
+    uint64_t accepted;        /* ... that changed an order */
+    uint64_t fills;           /* ... that were fills */
+    uint64_t rejects;         /* ... refused by the state machine */
+    uint64_t duplicates;      /* ... already applied */
+    uint64_t gaps;            /* feed-gap events */
+    uint64_t published;       /* units Redis acknowledged */
+    uint64_t resent;          /* units sent again after Redis was down or full */
+    uint64_t pauses;          /* times the order feeds were paused */
+    uint64_t redis_errors;    /* units Redis refused whole (retried) or failed in part (logged) */
+    uint64_t rate_exceeded;   /* events over TP_ACCOUNT_EVENT_RATE (applied all the same) */
+    uint64_t activity_alerts; /* ActivityAlert events published for them */
 } tp_order_writer_stats_t;
 
 /* What the writer calls, given to tp_order_writer_init(). Every member may be NULL. */
@@ -131,9 +141,11 @@ struct tp_order_writer_s {
     uint64_t hold_until; /* loop time before which nothing is resent (Redis refused) */
     uint64_t log_after;  /* rate limit of the refusal log */
     bool paused;
-    bool broken;               /* see on_fatal */
-    bool refused;              /* Redis refused a unit and none has got through since */
-    struct tp__marks_s *marks; /* (account, stream) -> seq restored from Redis */
+    bool broken;                     /* see on_fatal */
+    bool refused;                    /* Redis refused a unit and none has got through since */
+    struct tp__marks_s *marks;       /* (account, stream) -> seq restored from Redis */
+    struct tp__activity_s *activity; /* TP_ACCOUNT_EVENT_RATE's watch; NULL when off */
+    char alert_reason[96];           /* the ActivityAlert's words */
 };
 
 /* Returns 0 or TP_ENOMEM (nothing to close then). */

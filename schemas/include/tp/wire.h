@@ -154,6 +154,7 @@ typedef enum {
     TP_EVENT_FILL = 2,
     TP_EVENT_REJECT = 3,
     TP_EVENT_FEED_GAP = 4,
+    TP_EVENT_ACTIVITY_ALERT = 5,
 } tp_event_kind_t;
 
 typedef struct {
@@ -179,14 +180,20 @@ typedef struct {
 } tp_feed_gap_t;
 
 typedef struct {
+    tp_str_t account;
+    uint32_t rate_per_s, burst;
+} tp_activity_alert_t;
+
+typedef struct {
     uint64_t event_id;
     tp_event_kind_t kind;
     int64_t ts_ns;
     uint64_t stream_id, seq;
-    bool has_order, has_position, has_gap;
+    bool has_order, has_position, has_gap, has_alert;
     tp_order_snapshot_t order;
     tp_position_snapshot_t position;
     tp_feed_gap_t gap;
+    tp_activity_alert_t alert;
     tp_str_t reason;
 } tp_trading_event_t;
 
