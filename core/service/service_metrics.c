@@ -1,5 +1,6 @@
 #include "service_metrics.h"
 
+#include "tp/bars.h"
 #include "tp/log.h"
 #include "tp/prom.h"
 
@@ -95,6 +96,13 @@ static void redis_counters(tp_prom_t *p, const tp_pool_t *pool, const tp_price_w
          pw->stats.md_published},
         {"tickplane_md_dropped_total", "Market-data messages dropped under backpressure.",
          pw->stats.md_dropped},
+        {"tickplane_bars_closed_total", "Closed OHLCV bars in their streams (TP_BARS).",
+         pw->stats.bars_closed},
+        {"tickplane_bars_published_total", "Closed OHLCV bars published.",
+         pw->stats.bars_published},
+        {"tickplane_bar_late_trades_total",
+         "Trades left out of the bars: older than their symbol's open bar, or in a closed one.",
+         pw->bars ? pw->bars->late : 0},
         {"tickplane_orders_accepted_total", "Order events that changed an order.",
          ow->stats.accepted},
         {"tickplane_order_fills_total", "Fills applied.", ow->stats.fills},

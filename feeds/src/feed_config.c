@@ -1,6 +1,7 @@
 /* The feeds' settings: one table of rows for the settings registry (tp/settings.h)
  * over tp_feed_config_t, and the rule between its fields. */
 #include "tp/feed_config.h"
+#include "tp/bars.h"
 #include "tp/price_writer.h"
 
 #include "tp/error.h"
@@ -82,13 +83,36 @@ static const tp_setting_t price_writer_settings[] = {
      "publish every tick on <prefix>md:SYM (in TP_EVENT_FORMAT)"},
     {"TP_MD_HISTORY", "--md-history", "0", &tp_setting_int, MD_FIELD(md_history), 0, INT32_MAX, 0,
      "keep about N ticks per symbol in the stream <prefix>hist:SYM; 0 = off"},
+    {"TP_BARS", "--bars", NULL, &tp_setting_str, MD_FIELD(bars), 1, 0, 0,
+     "OHLCV bars of the ticks' trades by exchange time, e.g. 1m,5m,1h (s, m or h): the latest "
+     "in the hash <prefix>bar:IV:SYM, each closed one in the stream <prefix>bars:IV:SYM, also "
+     "published there; unset = off"},
+    {"TP_BARS_MAXLEN", "--bars-maxlen", "100000", &tp_setting_int, MD_FIELD(bars_maxlen), 1,
+     1 << 30, 0, "closed bars each bar stream keeps (XADD MAXLEN ~)"},
 };
+
+static int validate_price_writer(const void *group, char *err, size_t errlen) {
+    const tp_price_writer_config_t *c = group;
+    int64_t ns[TP_BARS_MAX_INTERVALS];
+    char names[TP_BARS_MAX_INTERVALS][TP_BARS_NAME_MAX];
+    int n;
+    const char *why;
+    if (c->bars == NULL || tp_bars_parse(c->bars, ns, names, &n, &why) == 0)
+        return 0;
+    snprintf(err, errlen, "TP_BARS=%s: %s", c->bars, why);
+    return TP_ECONFIG;
+}
 
 void tp_price_writer_config_init(tp_price_writer_config_t *cfg) {
     memset(cfg, 0, sizeof(*cfg));
     tp_settings_defaults(price_writer_settings, COUNT(price_writer_settings), cfg);
 }
 
+void tp_price_writer_config_close(tp_price_writer_config_t *cfg) {
+    tp_settings_free(price_writer_settings, COUNT(price_writer_settings), cfg);
+}
+
 int tp_price_writer_config_register(tp_settings_t *reg, tp_price_writer_config_t *cfg) {
-    return tp_settings_add(reg, price_writer_settings, COUNT(price_writer_settings), cfg, NULL);
+    return tp_settings_add(reg, price_writer_settings, COUNT(price_writer_settings), cfg,
+                           validate_price_writer);
 }

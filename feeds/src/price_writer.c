@@ -1,5 +1,6 @@
 /* The conflating price writer; see tp/price_writer.h. */
 #include "tp/price_writer.h"
+#include "bar_writer.h"
 #include "price_fields.h"
 #include "tp/commands.h"
 #include "tp/error.h"
@@ -109,9 +110,12 @@ static void retire_flushes(tp_price_writer_t *w) {
 /* ---- flushing ----------------------------------------------------------------------------- */
 
 static void on_price_written(void *data, int status, const tp_reply_t *reply) {
-    tp_price_flush_t *f = data;
-    tp_price_writer_t *w = f->writer;
     (void)reply;
+    tp__price_flush_done(data, status);
+}
+
+void tp__price_flush_done(tp_price_flush_t *f, int status) {
+    tp_price_writer_t *w = f->writer;
     f->outstanding--;
     if (status == 0) {
         w->stats.written++;
@@ -143,8 +147,9 @@ static void flush_prices(tp_price_writer_t *w) {
         w->rewrite = false;
         w->stats.rewrites++;
         tp_price_table_mark_all_dirty(t);
+        tp__bar_writer_rewrite(w);
     }
-    if (tp_price_table_dirty_count(t) == 0 && w->npending == 0)
+    if (tp_price_table_dirty_count(t) == 0 && w->npending == 0 && tp__bar_writer_idle(w))
         return;
     tp_price_flush_t *f = new_flush(w);
     if (f == NULL) {
@@ -160,8 +165,10 @@ static void flush_prices(tp_price_writer_t *w) {
         }
         f->outstanding++;
     }
-    /* Acks only when every dirty symbol went out: the ticks they cover are then all in flight. */
-    if (tp_price_table_dirty_count(t) == 0) {
+    bool bars_out = tp__bar_writer_flush(w, f);
+    /* Acks only when every dirty symbol (and bar) went out: the ticks they cover are then all in
+     * flight. */
+    if (tp_price_table_dirty_count(t) == 0 && bars_out) {
         attach_acks(w, f);
         if (w->hold == TP_PRICE_HOLD_REWRITE)
             w->hold = f->id; /* every symbol went out since the failure */
@@ -237,6 +244,7 @@ void tp_price_writer_on_tick(tp_price_writer_t *w, const tp_frame_t *frame,
                              const tp_feed_meta_t *meta) {
     if (meta->kind == TP_FEED_TCP)
         note_ack(w, frame->stream_id, frame->seq);
+    tp__bar_writer_on_tick(w, frame);
     if (!w->cfg->md_publish && w->cfg->md_history == 0)
         return;
     const tp_tick_t *t = &frame->body.tick;
@@ -258,8 +266,11 @@ int tp_price_writer_init(tp_price_writer_t *w, tp_pool_t *pool, tp_feeds_t *feed
     w->feeds = feeds;
     w->cfg = cfg;
     w->builder = tp_wire_builder_new();
-    if (w->builder == NULL)
-        return TP_ENOMEM;
+    int rc = w->builder ? tp__bar_writer_init(w) : TP_ENOMEM;
+    if (rc != 0) {
+        tp_wire_builder_free(w->builder);
+        return rc;
+    }
     /* Check handles run newest first, so this one, started after the pool's,
      * queues its HSETs just before the pool writes this iteration's commands. */
     uv_check_init(tp_pool_loop(pool), &w->check);
@@ -271,11 +282,12 @@ int tp_price_writer_init(tp_price_writer_t *w, tp_pool_t *pool, tp_feeds_t *feed
 
 bool tp_price_writer_idle(const tp_price_writer_t *w) {
     return w->count == 0 && tp_price_table_dirty_count(&w->feeds->prices) == 0 && !w->rewrite &&
-           w->hold == 0 && w->npending == 0;
+           w->hold == 0 && w->npending == 0 && tp__bar_writer_idle(w);
 }
 
 void tp_price_writer_close(tp_price_writer_t *w) {
     uv_close((uv_handle_t *)&w->check, NULL);
+    tp__bar_writer_close(w);
     tp_wire_builder_free(w->builder);
     w->builder = NULL;
     free(w->pending);

@@ -6,7 +6,7 @@ Redis is compared with an offline oracle computed from the exact frames sent.
 
 usage: fault_suite.py SCENARIO --tickplane BIN --certs DIR --work DIR [--seed N]
   SCENARIO: redis_kill | redis_stop | proxy | tls_stall | tickplane_kill | marks_freeze |
-            event_consumers | redis_misconf | cluster_reshard | cluster_failover |
+            event_consumers | redis_misconf | bars | cluster_reshard | cluster_failover |
             cluster_majority_down
 
 Every scenario then checks:
@@ -1099,6 +1099,154 @@ def wait_for_readyz(r, want, timeout):
         time.sleep(0.05)
 
 
+# ---- bars -----------------------------------------------------------------------------------
+
+BAR_INTERVALS = {"1m": 60 * 10**9, "5m": 300 * 10**9}
+
+
+def bar_day(seed, n_ticks, n_symbols=40):
+    """A trading day (6.5 h of exchange time) of ticks in time order: about half are trades
+    (last and last_sz both set); the others are quotes, some with a last price but no size or
+    a size but no price, which are no trades. Every 500th tick is a trade stamped 90 s before
+    the one before it: late for its 1m bar."""
+    rng = random.Random(seed)
+    syms = [f"BAR{i}" for i in range(n_symbols)]
+    mid = {s: rng.randint(10, 900) * SCALE for s in syms}
+    ts, ticks = to.EPOCH_NS - to.EPOCH_NS % BAR_INTERVALS["5m"], []
+    step = 23_400 * 10**9 // n_ticks
+    for i in range(n_ticks):
+        ts += rng.randint(1, 2 * step)
+        s = rng.choice(syms)
+        mid[s] = max(SCALE, mid[s] + rng.randint(-40, 40) * 10**6)
+        kind = rng.random()
+        last, last_sz = (mid[s], rng.randint(1, 10**4) * 10**6) if kind < 0.5 else (
+            (mid[s], 0) if kind < 0.6 else (0, rng.randint(1, 99) * SCALE) if kind < 0.7 else (0, 0))
+        t = dict(symbol=s, bid=mid[s] - 10**6, ask=mid[s] + 10**6, bid_sz=SCALE, ask_sz=SCALE,
+                 last=last, last_sz=last_sz, exch_ts=ts, sent_ns=0)
+        if i % 500 == 499:
+            t.update(exch_ts=ts - 90 * 10**9, last=mid[s], last_sz=SCALE)
+        ticks.append(t)
+    return ticks
+
+
+def bar_oracle(ticks, iv):
+    """The bars tp/bars.h promises, computed here: ({sym: [closed bars]}, {sym: latest bar},
+    late trades)."""
+    closed, latest, open_, late, wm = collections.defaultdict(list), {}, {}, 0, None
+    for i, t in enumerate(ticks):
+        if t["last"] > 0 and t["last_sz"] > 0:
+            s, start = t["symbol"], t["exch_ts"] - t["exch_ts"] % iv
+            b = open_.get(s)
+            if b and start > b["start_ns"]:
+                closed[s].append(open_.pop(s))
+                b = None
+            if b and start < b["start_ns"] or not b and wm is not None and start + iv <= wm:
+                late += 1
+            else:
+                if not b:
+                    b = open_[s] = dict(start_ns=start, open=t["last"], high=t["last"],
+                                        low=t["last"], close=0, volume=0, trades=0)
+                b.update(high=max(b["high"], t["last"]), low=min(b["low"], t["last"]),
+                         close=t["last"], volume=b["volume"] + t["last_sz"],
+                         trades=b["trades"] + 1, seq=i + 1)
+                latest[s] = b
+        if wm is None or t["exch_ts"] > wm:
+            wm = t["exch_ts"]
+            for s in [s for s, b in open_.items() if b["start_ns"] + iv <= wm]:
+                closed[s].append(open_.pop(s))
+    return closed, latest, late
+
+
+def bar_fields(b):
+    return {"start_ns": str(b["start_ns"]), "open": to.fmt(b["open"]), "high": to.fmt(b["high"]),
+            "low": to.fmt(b["low"]), "close": to.fmt(b["close"]), "volume": to.fmt(b["volume"]),
+            "trades": str(b["trades"])}
+
+
+def scenario_bars(a):
+    """A replayed day of ticks (TP_FEED_REPLAY, 2000x exchange time: ~12 s) with TP_BARS=1m,5m,
+    and Redis SIGKILLed (AOF) and restarted mid-replay. Every closed bar in its stream, every
+    symbol's latest bar in its hash and every published bar equals the oracle's (bar_oracle),
+    exactly, nothing twice; the late trades are counted as late."""
+    ticks = bar_day(a.seed, 60_000)
+    path = os.path.join(a.work, "day.frames")
+    with open(path, "wb") as f:
+        for i, t in enumerate(ticks):
+            f.write(ts.tick_frame(TICK_STREAM, i + 1, t))
+    srv = Redis(a)
+    CLEANUP.append(srv.stop)
+    srv.start()
+    sub = srv.client(decode=False).pubsub()
+    sub.psubscribe(f"{PREFIX}bars:*")
+    got = []
+    stop = threading.Event()
+
+    def listen():
+        while not stop.is_set():
+            try:
+                m = sub.get_message(timeout=0.2)
+            except (redis.RedisError, OSError, ValueError):
+                time.sleep(0.05)  # Redis is down: it comes back, the pattern with it
+                try:
+                    sub.psubscribe(f"{PREFIX}bars:*")
+                except (redis.RedisError, OSError, ValueError):
+                    pass
+                continue
+            if m and m["type"] == "pmessage":
+                got.append(json.loads(m["data"]))
+
+    threading.Thread(target=listen, daemon=True).start()
+    tp = Tickplane(a)
+    CLEANUP.append(lambda: tp.alive() and tp.proc.kill())
+    tp.start(srv.port, TP_FEED_REPLAY=path, TP_FEED_REPLAY_SPEED="2000", TP_BARS="1m,5m")
+    time.sleep(4)
+    srv.kill()
+    time.sleep(1)
+    srv.start()
+    CK.expect(wait_for(lambda: tp.metrics().value("tickplane_ticks_total") == len(ticks), 60),
+              "the replay did not finish")
+    CK.expect(wait_for(lambda: tp.metrics().value("tickplane_redis_inflight_commands") == 0
+                       and tp.metrics().value("tickplane_dirty_symbols") == 0, 30),
+              "the writes did not settle")
+    time.sleep(0.5)
+    m = tp.metrics()
+    CK.expect(tp.term() == 0, "tickplane after SIGTERM: not exit 0")
+    stop.set()
+    check_logs(tp)
+    cl = srv.client()
+    n_closed = n_late = 0
+    for name, iv in BAR_INTERVALS.items():
+        closed, latest, late = bar_oracle(ticks, iv)
+        n_late += late
+        for sym in sorted({t["symbol"] for t in ticks}):
+            want = [(f"{b['start_ns'] // 10**6}-1", bar_fields(b)) for b in closed[sym]]
+            have = cl.xrange(f"{PREFIX}bars:{name}:{sym}")
+            CK.expect(have == want, f"bars:{name}:{sym}: {len(have)} closed bars, want "
+                                    f"{len(want)}; first difference: "
+                                    f"{next((h, w) for h, w in zip(have + [None] * len(want), want) if h != w) if have != want else None}")
+            n_closed += len(want)
+            want_latest = dict(bar_fields(latest[sym]), stream=str(TICK_STREAM),
+                               seq=str(latest[sym]["seq"])) if sym in latest else {}
+            CK.expect(cl.hgetall(f"{PREFIX}bar:{name}:{sym}") == want_latest,
+                      f"bar:{name}:{sym} is not the latest bar {want_latest}")
+        seen = collections.Counter()
+        for p in got:
+            if p["interval"] == name:
+                key = (p["symbol"], p["start_ns"])
+                seen[key] += 1
+        oracle_keys = {(s, b["start_ns"]) for s, bars in closed.items() for b in bars}
+        CK.expect(set(seen) <= oracle_keys, f"{name}: published bars the oracle does not have")
+        CK.expect(all(v == 1 for v in seen.values()), f"{name}: a bar published twice")
+        log(f"bars {name}: {sum(map(len, closed.values()))} closed, {len(seen)} published, "
+            f"{late} late trades")
+    CK.expect(m.value("tickplane_bars_closed_total") == n_closed,
+              f"tickplane_bars_closed_total {m.value('tickplane_bars_closed_total')}, want "
+              f"{n_closed}")
+    CK.expect(m.value("tickplane_bar_late_trades_total") == n_late,
+              f"late trades {m.value('tickplane_bar_late_trades_total')}, want {n_late}")
+    CK.expect(m.value("tickplane_redis_reconnects_total") > 0, "the Redis kill reached nothing")
+
+
 def scenario_tickplane_kill(a):
     """tickplane SIGKILLed twice mid-run and started again on the same Redis; the
     adapters reconnect and resend everything after their last ack."""
@@ -1414,7 +1562,7 @@ SCENARIOS = dict(redis_kill=scenario_redis_kill, redis_stop=scenario_redis_stop,
                  proxy=scenario_proxy, tls_stall=scenario_tls_stall,
                  tickplane_kill=scenario_tickplane_kill, marks_freeze=scenario_marks_freeze,
                  event_consumers=scenario_event_consumers,
-                 redis_misconf=scenario_redis_misconf, cluster_reshard=scenario_cluster_reshard,
+                 redis_misconf=scenario_redis_misconf, bars=scenario_bars, cluster_reshard=scenario_cluster_reshard,
                  cluster_failover=scenario_cluster_failover,
                  cluster_majority_down=scenario_cluster_majority_down)
 

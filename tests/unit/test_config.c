@@ -55,6 +55,8 @@ static const char *const all_vars[] = {
     "TP_ACCOUNT_EVENT_BURST",
     "TP_MD_PUBLISH",
     "TP_MD_HISTORY",
+    "TP_BARS",
+    "TP_BARS_MAXLEN",
     "TP_ORDER_QUEUE_MAX",
     "TP_FINISHED_ORDERS_MAX",
     "TP_SHUTDOWN_TIMEOUT",

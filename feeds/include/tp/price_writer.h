@@ -15,6 +15,10 @@
  * answered. A stream that has carried order events is acknowledged by the order
  * writer alone (its acks must cover the order writes).
  *
+ * With TP_BARS, each flush also writes the symbols' OHLCV bars (tp/bars.h,
+ * feeds/src/bar_writer.h): the latest bar of each changed symbol and interval, and the bars
+ * that closed, to their streams; a tick's ack then covers its bars too.
+ *
  * Optional, per tick (off by default): PUBLISH <prefix>md:SYM and
  * XADD <prefix>hist:SYM MAXLEN ~ N. These are market data, not state: refused
  * under backpressure, they are counted and dropped.
@@ -38,12 +42,14 @@
 #define TP_PRICE_WRITER_SLOT_ACKS 8
 
 typedef struct {
-    uint64_t written;      /* HSETs answered OK */
-    uint64_t errors;       /* HSETs that failed or were refused by Redis */
-    uint64_t deferred;     /* symbols left queued by backpressure or a down pool */
-    uint64_t rewrites;     /* full rewrites after failed writes */
-    uint64_t md_published; /* market-data PUBLISH / XADD queued */
-    uint64_t md_dropped;   /* ... refused (backpressure, Redis down) */
+    uint64_t written;        /* HSETs answered OK */
+    uint64_t errors;         /* HSETs that failed or were refused by Redis */
+    uint64_t deferred;       /* symbols left queued by backpressure or a down pool */
+    uint64_t rewrites;       /* full rewrites after failed writes */
+    uint64_t md_published;   /* market-data PUBLISH / XADD queued */
+    uint64_t md_dropped;     /* ... refused (backpressure, Redis down) */
+    uint64_t bars_closed;    /* closed bars in their streams (TP_BARS) */
+    uint64_t bars_published; /* ... and published */
 } tp_price_writer_stats_t;
 
 typedef struct {
@@ -63,16 +69,21 @@ typedef struct {
 } tp_price_flush_t;
 
 /* The price writer's settings (feeds/src/feed_config.c), a group of the settings registry:
- * TP_MD_PUBLISH and TP_MD_HISTORY. md_format is no setting of its own: market data goes out in
- * the format of the published events, which the service copies in from TP_EVENT_FORMAT. */
+ * TP_MD_PUBLISH, TP_MD_HISTORY, TP_BARS and TP_BARS_MAXLEN (bars is malloc'd: freed by
+ * tp_settings_close() or tp_price_writer_config_close()). md_format is no setting of its own:
+ * market data goes out in the format of the published events, which the service copies in from
+ * TP_EVENT_FORMAT. */
 typedef struct {
     bool md_publish;             /* TP_MD_PUBLISH: PUBLISH every tick on <prefix>md:SYM */
     int md_history;              /* TP_MD_HISTORY: XADD MAXLEN ~ N per tick; 0 = off */
     tp_event_format_t md_format; /* how published ticks are encoded */
+    char *bars;                  /* TP_BARS: "1m,5m" (tp/bars.h); NULL = off */
+    int bars_maxlen;             /* TP_BARS_MAXLEN: closed bars kept per stream (~) */
 } tp_price_writer_config_t;
 
-/* Fills every setting with its default. The group owns no string, so close is not needed. */
+/* Fills every setting with its default. */
 void tp_price_writer_config_init(tp_price_writer_config_t *cfg);
+void tp_price_writer_config_close(tp_price_writer_config_t *cfg);
 /* Adds the group over *cfg (filled first). Returns tp_settings_add()'s result. */
 int tp_price_writer_config_register(tp_settings_t *reg, tp_price_writer_config_t *cfg);
 
@@ -93,6 +104,8 @@ struct tp_price_writer_s {
     bool rewrite;  /* a write failed: queue every symbol again */
     uint64_t hold; /* after a failure, acks wait: 0 = no hold, TP_PRICE_HOLD_REWRITE until the
                       rewrite is all issued, then the id of the flush that completes it */
+    struct tp_bars_s *bars;            /* TP_BARS's book (feeds/src/bar_writer.c); NULL off */
+    struct tp__bar_send_s *free_sends; /* closed-bar writes to reuse */
 };
 
 #define TP_PRICE_HOLD_REWRITE UINT64_MAX
