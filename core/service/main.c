@@ -14,9 +14,14 @@
  *             writes unanswered (their frames were never acked, so the gateways
  *             send them again).
  *
+ * With TP_LEADER_LEASE the start waits for the lease (core/service/leader.h): a standby has
+ * only the lease's connection and its probes; once elected, it starts as above, on a data pool
+ * gated by the lease, and a lost lease ends the process at once (exit 3).
+ *
  * Throughout, TP_METRICS_ADDR serves /livez, /readyz and /metrics on the same
  * loop, and the latency of every stage goes to histograms (tp/latency.h),
  * summarised in the log every TP_LATENCY_LOG_INTERVAL. */
+#include "leader.h"
 #include "service_metrics.h"
 #include "service_settings.h"
 #include "tp/config.h"
@@ -38,6 +43,7 @@
 #include <uv.h>
 
 #define DRAIN_POLL_MS 5
+#define EXIT_LEASE_LOST 3
 
 typedef struct {
     service_settings_t cfg;
@@ -57,6 +63,9 @@ typedef struct {
     redis_health_t health;
     char not_ready[160]; /* /readyz's reason, when it is made of parts */
     uint64_t drain_deadline;
+    leader_t leader;                     /* TP_LEADER_LEASE */
+    bool leased;                         /* TP_LEADER_LEASE is set */
+    bool pool_up;                        /* the data pool is initialised, so to be closed */
     bool feeds_up, prices_up, orders_up; /* initialised, so to be closed */
     bool started, stopping;
     int status;
@@ -97,6 +106,11 @@ static void log_totals(const service_t *svc) {
 static const char *not_ready_because(service_t *svc) {
     if (svc->stopping)
         return "shutting down";
+    if (svc->leased && svc->leader.state != LEADER_ELECTED) {
+        snprintf(svc->not_ready, sizeof(svc->not_ready), "%s: the leader lease %s is not ours",
+                 leader_state_name(svc->leader.state), svc->cfg.service.leader_lease);
+        return svc->not_ready;
+    }
     if (!svc->started)
         return "starting: restoring the books";
     if (!tp_pool_is_ready(&svc->pool))
@@ -121,8 +135,9 @@ static void on_http(tp_http_server_t *srv, const char *path, tp_http_response_t 
     } else if (strcmp(path, "/metrics") == 0) {
         svc->view = svc->total;
         tp_latency_merge(&svc->view, &svc->recent);
-        service_view_t v = {&svc->pool, &svc->feeds,  &svc->prices, &svc->orders,
-                            &svc->view, &svc->health, why == NULL};
+        service_view_t v = {&svc->pool,   &svc->feeds,  &svc->prices,
+                            &svc->orders, &svc->view,   &svc->health,
+                            why == NULL,  svc->pool_up, svc->leased ? &svc->leader : NULL};
         res->content_type = "text/plain; version=0.0.4; charset=utf-8";
         rc = service_metrics_render(res->body, &v);
     } else {
@@ -152,7 +167,6 @@ static int start_observability(service_t *svc) {
     uint64_t every = (uint64_t)svc->cfg.service.latency_log_ms;
     if (every > 0)
         uv_timer_start(&svc->latency_log, on_latency_log, every, every);
-    redis_health_start(&svc->health, svc->loop, &svc->pool, svc->cfg.service.redis_health_ms);
     svc->http.data = svc;
     if (svc->cfg.service.metrics_addr == NULL)
         return 0;
@@ -231,11 +245,18 @@ static bool quote(tp_order_writer_t *w, tp_str_t symbol, tp_quote_t *out) {
 
 /* ---- shutdown ----------------------------------------------------------------------------- */
 
+static void on_lease_closed(leader_t *l) {
+    (void)l;
+}
+
 static void on_pool_closed(tp_pool_t *pool) {
     service_t *svc = pool->data;
     redis_health_free(&svc->health);
     if (svc->orders_up)
         tp_order_writer_close(&svc->orders);
+    /* Last: the lease is released once nothing of ours can write any more. */
+    if (svc->leased)
+        leader_close(&svc->leader, on_lease_closed);
 }
 
 /* Closes everything; the loop ends once the last handle has closed. */
@@ -256,7 +277,10 @@ static void finish(service_t *svc) {
         tp_price_writer_close(&svc->prices); /* before the price table goes */
     if (svc->feeds_up)
         tp_feeds_close(&svc->feeds, NULL);
-    tp_pool_close(&svc->pool, on_pool_closed);
+    if (svc->pool_up)
+        tp_pool_close(&svc->pool, on_pool_closed);
+    else if (svc->leased)
+        leader_close(&svc->leader, on_lease_closed);
 }
 
 static void on_drain(uv_timer_t *t) {
@@ -376,6 +400,50 @@ static int init_modules(service_t *svc) {
     return rc;
 }
 
+/* The data pool (with a lease, gated by it) and its health sampling. Returns 0, or the pool's
+ * refusal (logged). */
+static int start_pool_only(service_t *svc) {
+    svc->pool.data = svc;
+    tp_pool_options_t pool_opts = {.on_ready = on_pool_ready,
+                                   .on_down = on_pool_down,
+                                   .on_writable = on_pool_writable,
+                                   .latency = &svc->recent};
+    if (svc->leased)
+        leader_pool_options(&svc->leader, &pool_opts);
+    int rc = tp_pool_init(&svc->pool, svc->loop, &svc->cfg.redis, &pool_opts);
+    if (rc != 0) {
+        TP_LOG(TP_LOG_ERROR, "cannot start the redis pool",
+               TP_STR("error", tp_pool_last_error(&svc->pool)));
+        return rc;
+    }
+    svc->pool_up = true;
+    redis_health_start(&svc->health, svc->loop, &svc->pool, svc->cfg.service.redis_health_ms);
+    return 0;
+}
+
+/* With a lease, once elected: the start a single replica makes at once. */
+static int start_data_path(service_t *svc) {
+    int rc = start_pool_only(svc);
+    return rc != 0 ? rc : init_modules(svc);
+}
+
+static void on_elected(leader_t *l) {
+    service_t *svc = l->data;
+    if (!svc->stopping && start_data_path(svc) != 0)
+        shutdown_service(svc, 1);
+}
+
+/* Whatever this process still has queued must not be written now: the gate refuses its new
+ * connections already; stop at once, the gateways resend what was never acked. */
+static void on_lease_lost(leader_t *l) {
+    service_t *svc = l->data;
+    if (svc->stopping)
+        return;
+    svc->stopping = true;
+    svc->status = EXIT_LEASE_LOST;
+    finish(svc);
+}
+
 /* --check-config: deploy checks and operators validate a ConfigMap or an
  * environment file with the real parser, and the TLS files by loading them,
  * before a rollout. The log level is forced so the values are always shown. */
@@ -418,15 +486,16 @@ int main(int argc, char **argv) {
      * write's EPIPE is handled where it is returned. */
     signal(SIGPIPE, SIG_IGN);
     svc.loop = uv_default_loop();
-    svc.pool.data = &svc;
-    tp_pool_options_t pool_opts = {.on_ready = on_pool_ready,
-                                   .on_down = on_pool_down,
-                                   .on_writable = on_pool_writable,
-                                   .latency = &svc.recent};
-    rc = tp_pool_init(&svc.pool, svc.loop, &svc.cfg.redis, &pool_opts);
+    svc.leased = svc.cfg.service.leader_lease != NULL;
+    svc.leader.data = &svc;
+    rc = svc.leased
+             ? leader_start(&svc.leader, svc.loop, &svc.cfg.redis, svc.cfg.service.leader_lease,
+                            svc.cfg.service.leader_lease_ttl_ms, on_elected, on_lease_lost)
+             : start_pool_only(&svc);
     if (rc != 0) {
-        TP_LOG(TP_LOG_ERROR, "cannot start the redis pool",
-               TP_STR("error", tp_pool_last_error(&svc.pool)));
+        if (svc.leased)
+            TP_LOG(TP_LOG_ERROR, "cannot start the leader lease",
+                   TP_STR("error", tp_pool_last_error(&svc.leader.pool)));
         tp_settings_close(&svc.cfg.table);
         /* Bad certificate files are a configuration error like any other: 2, which
          * supervisors are told not to restart on (tickplane.service). */
@@ -438,7 +507,7 @@ int main(int argc, char **argv) {
     svc.sigint.data = svc.sigterm.data = svc.drain.data = &svc;
     uv_signal_start(&svc.sigint, on_signal, SIGINT);
     uv_signal_start(&svc.sigterm, on_signal, SIGTERM);
-    if (start_observability(&svc) != 0 || init_modules(&svc) != 0)
+    if (start_observability(&svc) != 0 || (!svc.leased && init_modules(&svc) != 0))
         shutdown_service(&svc, 1);
 
     uv_run(svc.loop, UV_RUN_DEFAULT);

@@ -98,7 +98,7 @@ int redis_health_start(redis_health_t *h, uv_loop_t *loop, tp_pool_t *pool, int 
 }
 
 void redis_health_stop(redis_health_t *h) {
-    if (!uv_is_closing((uv_handle_t *)&h->timer))
+    if (h->pool != NULL && !uv_is_closing((uv_handle_t *)&h->timer))
         uv_close((uv_handle_t *)&h->timer, NULL);
 }
 

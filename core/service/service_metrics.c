@@ -177,8 +177,34 @@ static void node_gauges(tp_prom_t *p, const tp_pool_t *pool) {
     }
 }
 
+/* TP_LEADER_LEASE: which replica writes. */
+static void leader_gauges(tp_prom_t *p, const service_view_t *v) {
+    const leader_t *l = v->leader;
+    const metric_t g[] = {
+        {"tickplane_leader", "1 while this replica holds the leader lease (1 without a lease).",
+         l == NULL || l->state == LEADER_ELECTED},
+        {"tickplane_leader_fence", "The fencing token of this replica's lease; 0 before one.",
+         l ? l->fence : 0},
+    };
+    families(p, "gauge", g, sizeof(g) / sizeof(g[0]));
+    const metric_t c[] = {
+        {"tickplane_leader_lease_tries_total", "Acquisitions of the leader lease tried.",
+         l ? l->tries : 0},
+        {"tickplane_leader_fenced_connections_total",
+         "Connections of older lease holders ended when this replica took the lease.",
+         l ? l->killed : 0},
+    };
+    families(p, "counter", c, sizeof(c) / sizeof(c[0]));
+}
+
 int service_metrics_render(tp_buf_t *out, const service_view_t *v) {
     tp_prom_t p = {.out = out};
+    leader_gauges(&p, v);
+    if (!v->pool_up) { /* a standby: nothing else exists yet */
+        tp_prom_family(&p, "tickplane_ready", "gauge", "1 when /readyz answers 200.");
+        tp_prom_int(&p, "tickplane_ready", NULL, 0);
+        return p.err;
+    }
     feed_counters(&p, v->feeds);
     redis_counters(&p, v->pool, v->prices, v->orders);
     gauges(&p, v);

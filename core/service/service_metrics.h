@@ -5,6 +5,7 @@
 #ifndef TP_SERVICE_METRICS_H
 #define TP_SERVICE_METRICS_H
 
+#include "leader.h"
 #include "redis_health.h"
 #include "tp/buf.h"
 #include "tp/feeds.h"
@@ -23,6 +24,8 @@ typedef struct {
     const tp_latency_t *latency; /* every stage since start */
     const redis_health_t *health;
     bool ready;
+    bool pool_up;           /* the data pool exists (a standby has none yet) */
+    const leader_t *leader; /* TP_LEADER_LEASE; NULL: a single replica */
 } service_view_t;
 
 /* Appends the /metrics page. Returns 0 or TP_ENOMEM. */

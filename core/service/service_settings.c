@@ -2,6 +2,9 @@
  * one settings registry. */
 #include "service_settings.h"
 
+#include "tp/error.h"
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +24,25 @@ static const tp_setting_t service_settings[] = {
      FIELD(redis_health_ms), 0, TP_SETTING_HOUR_MS, 0,
      "how often each Redis node's INFO is sampled for the tickplane_redis_* gauges and "
      "/readyz (which fails while a node cannot persist: MISCONF); 0 = off"},
+    {"TP_LEADER_LEASE", "--leader-lease", NULL, &tp_setting_user, FIELD(leader_lease), 1, 48, 0,
+     "run as one of several replicas: only the holder of this lease (a Redis lock with fencing) "
+     "reads the feeds and writes, the others wait as standbys (/readyz 503) and take over "
+     "within TP_LEADER_LEASE_TTL; one Redis server or Sentinel master, not Cluster; unset = a "
+     "single replica"},
+    {"TP_LEADER_LEASE_TTL", "--leader-lease-ttl", "2s", &tp_setting_duration,
+     FIELD(leader_lease_ttl_ms), 300, 60000, 0,
+     "how long a leader that stops renewing keeps the lease (renewed every third of it)"},
 };
+
+/* The lease's name becomes a {hash tag} of its keys. */
+static int validate_service(const void *group, char *err, size_t errlen) {
+    const tp_service_config_t *c = group;
+    if (c->leader_lease == NULL || strpbrk(c->leader_lease, "{}:") == NULL)
+        return 0;
+    snprintf(err, errlen, "TP_LEADER_LEASE=%s: a lease name has no braces or colons",
+             c->leader_lease);
+    return TP_ECONFIG;
+}
 
 void tp_service_config_init(tp_service_config_t *cfg) {
     memset(cfg, 0, sizeof(*cfg));
@@ -33,7 +54,7 @@ void tp_service_config_close(tp_service_config_t *cfg) {
 }
 
 int tp_service_config_register(tp_settings_t *reg, tp_service_config_t *cfg) {
-    return tp_settings_add(reg, service_settings, COUNT(service_settings), cfg, NULL);
+    return tp_settings_add(reg, service_settings, COUNT(service_settings), cfg, validate_service);
 }
 
 void service_settings_init(service_settings_t *s) {
@@ -60,5 +81,11 @@ void service_settings_init(service_settings_t *s) {
 int service_settings_load(service_settings_t *s, int argc, char **argv, char *err, size_t errlen) {
     int rc = tp_settings_load(&s->table, argc, argv, err, errlen);
     s->prices.md_format = s->orders.event_format;
+    if (rc == 0 && s->service.leader_lease && s->redis.cluster_nodes) {
+        snprintf(err, errlen,
+                 "TP_LEADER_LEASE is set with REDIS_CLUSTER_NODES: the lease's guard runs on one "
+                 "Redis server (or Sentinel master), not yet on Cluster");
+        rc = TP_ECONFIG;
+    }
     return rc;
 }

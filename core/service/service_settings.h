@@ -11,14 +11,16 @@
 #include "tp/price_writer.h"
 #include "tp/settings.h"
 
-/* The service's own settings: how it shuts down and shows itself. The one string,
- * metrics_addr, is NULL ("off") or malloc'd, freed by tp_service_config_close() or
- * tp_settings_close(). */
+/* The service's own settings: how it shuts down, shows itself and shares the work. The strings,
+ * metrics_addr and leader_lease, are NULL ("off") or malloc'd, freed by tp_service_config_close()
+ * or tp_settings_close(). */
 typedef struct {
     int shutdown_timeout_ms; /* TP_SHUTDOWN_TIMEOUT: drain deadline on SIGTERM */
     char *metrics_addr;      /* TP_METRICS_ADDR: /metrics, /livez, /readyz; NULL = off */
     int latency_log_ms;      /* TP_LATENCY_LOG_INTERVAL: JSON summary period; 0 = off */
     int redis_health_ms;     /* TP_REDIS_HEALTH_INTERVAL: INFO sampling period; 0 = off */
+    char *leader_lease;      /* TP_LEADER_LEASE: the lease replicas compete for; NULL = off */
+    int leader_lease_ttl_ms; /* TP_LEADER_LEASE_TTL: how long a silent leader keeps it */
 } tp_service_config_t;
 
 /* Strings of every group are owned by their struct here and freed, all at once, by
@@ -42,7 +44,7 @@ void service_settings_init(service_settings_t *s);
 int service_settings_load(service_settings_t *s, int argc, char **argv, char *err, size_t errlen);
 
 /* The service's own group (TP_SHUTDOWN_TIMEOUT, TP_METRICS_ADDR, TP_LATENCY_LOG_INTERVAL,
- * TP_REDIS_HEALTH_INTERVAL).
+ * TP_REDIS_HEALTH_INTERVAL, TP_LEADER_LEASE, TP_LEADER_LEASE_TTL).
  * init fills the defaults; close frees metrics_addr. */
 void tp_service_config_init(tp_service_config_t *cfg);
 void tp_service_config_close(tp_service_config_t *cfg);

@@ -31,8 +31,9 @@ typedef struct {
     tp__tls_shared_t *tls; /* NULL without TLS */
     tp__flusher_t *flusher;
     tp_pool_stats_t *stats;
-    tp_latency_t *latency; /* NULL: nothing recorded */
-    bool cluster;          /* behind the Cluster router: a command must not span slots */
+    tp_latency_t *latency;         /* NULL: nothing recorded */
+    bool cluster;                  /* behind the Cluster router: a command must not span slots */
+    const tp_pool_options_t *opts; /* client_name and the gate (tp/pool.h) */
 } tp__conn_env_t;
 
 /* The server a connection talks to. The strings must outlive the connection. */
@@ -74,7 +75,7 @@ typedef enum {
 typedef struct {
     int pending; /* replies still expected */
     int next;
-    uint8_t steps[5];
+    uint8_t steps[8];
     /* Fencing: the last socket as Redis knows it (CLIENT INFO), and whether unanswered
      * commands were written to a socket since it was fenced. */
     long long redis_id; /* 0 = unknown */

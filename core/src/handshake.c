@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { HS_AUTH, HS_SELECT, HS_PING, HS_FENCE, HS_IDENTIFY };
+enum { HS_AUTH, HS_SELECT, HS_PING, HS_FENCE, HS_IDENTIFY, HS_NAME, HS_GATE };
 
 /* CLIENT KILL of the previous connection, by the id and addresses Redis gave it (and the ACL
  * user, when there is one). Its unanswered commands are replayed on this one; without the
@@ -33,6 +33,33 @@ static int encode_fence(const tp_conn_t *c, tp_buf_t *b) {
     if (user) {
         rc |= tp_resp_arg(b, "USER", 4);
         rc |= tp_resp_arg(b, user, strlen(user));
+    }
+    return rc;
+}
+
+/* The owner's guard (tp_pool_options_t): the name first, so that whoever lists the clients
+ * to end them finds this one from the moment its gate has passed. */
+static int encode_gate(tp_conn_t *c, tp_buf_t *b) {
+    const tp_pool_options_t *o = c->env->opts;
+    tp__handshake_t *h = &c->hs;
+    int rc = 0;
+    if (o == NULL)
+        return 0;
+    if (o->client_name) {
+        rc |= tp_resp_array(b, 3);
+        rc |= tp_resp_arg(b, "CLIENT", 6);
+        rc |= tp_resp_arg(b, "SETNAME", 7);
+        rc |= tp_resp_arg(b, o->client_name, strlen(o->client_name));
+        h->steps[h->pending++] = HS_NAME;
+    }
+    if (o->gate_script) {
+        rc |= tp_resp_array(b, 5);
+        rc |= tp_resp_arg(b, "EVAL", 4);
+        rc |= tp_resp_arg(b, o->gate_script, strlen(o->gate_script));
+        rc |= tp_resp_arg(b, "1", 1);
+        rc |= tp_resp_arg(b, o->gate_key, strlen(o->gate_key));
+        rc |= tp_resp_arg(b, o->gate_arg, strlen(o->gate_arg));
+        h->steps[h->pending++] = HS_GATE;
     }
     return rc;
 }
@@ -75,6 +102,8 @@ int tp__handshake_encode(tp_conn_t *c, tp_buf_t *b) {
         rc |= tp_resp_arg(b, "INFO", 4);
         h->steps[h->pending++] = HS_IDENTIFY;
     }
+    if (!c->pubsub)
+        rc |= encode_gate(c, b);
     return rc != 0 ? TP_ENOMEM : 0;
 }
 
@@ -143,6 +172,19 @@ static int refused(tp_conn_t *c, int step, const tp_reply_t *r) {
                  text);
         return TP_EAUTH;
     }
+    if (step == HS_GATE) {
+        if (r->type == TP_REPLY_ERROR)
+            snprintf(c->errstr, sizeof(c->errstr), "the connection's gate refused it: %.*s",
+                     (int)r->len, text);
+        else
+            snprintf(c->errstr, sizeof(c->errstr), "the connection's gate returned no 1");
+        return TP_ENOT_OWNER;
+    }
+    if (step == HS_NAME) {
+        snprintf(c->errstr, sizeof(c->errstr), "Redis refused CLIENT SETNAME: %.*s", (int)r->len,
+                 text);
+        return TP_EPROTOCOL;
+    }
     if (step == HS_SELECT) {
         snprintf(c->errstr, sizeof(c->errstr),
                  "Redis refused SELECT %d: %.*s (check REDIS_DATABASE)", c->env->cfg->database,
@@ -162,7 +204,8 @@ int tp__handshake_reply(tp_conn_t *c, const tp_reply_t *r) {
         on_fence_reply(c, r);
     else if (step == HS_IDENTIFY)
         on_identify_reply(c, r);
-    else if (r->type != TP_REPLY_STATUS)
+    else if (step == HS_GATE ? r->type != TP_REPLY_INTEGER || r->integer != 1
+                             : r->type != TP_REPLY_STATUS)
         return refused(c, step, r);
     return --h->pending > 0;
 }

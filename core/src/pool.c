@@ -135,7 +135,8 @@ int tp_pool_init(tp_pool_t *pool, uv_loop_t *loop, const tp_redis_config_t *cfg,
                               .transport = &tp__transport_socket,
                               .flusher = &p->flusher,
                               .stats = &pool->stats,
-                              .latency = p->opts.latency};
+                              .latency = p->opts.latency,
+                              .opts = &p->opts};
     if (cfg->tls) {
         if (tp__tls_shared_init(&p->tls, cfg, &pool->stats, pool->errstr, sizeof(pool->errstr)))
             return init_failed(pool, p, TP_ECONFIG);

@@ -168,6 +168,9 @@ CASES = {
                                           "http://127.0.0.1:9108", "on"]],
     "TP_LATENCY_LOG_INTERVAL": cases_for_durations(0, 3600000),
     "TP_REDIS_HEALTH_INTERVAL": cases_for_durations(0, 3600000),
+    "TP_LEADER_LEASE": [Case(v) for v in ["a{b}", "tp:lease", "two words", "x" * 49]] + [
+        Case("tp", ctx=dict(REDIS_CLUSTER_NODES="127.0.0.1:7000"))],
+    "TP_LEADER_LEASE_TTL": cases_for_durations(300, 60000),
     "TP_LOG_LEVEL": [Case(v) for v in ["verbose", "trace", "5", "warning", "in fo"]],
 }
 

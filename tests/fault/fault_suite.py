@@ -6,7 +6,7 @@ Redis is compared with an offline oracle computed from the exact frames sent.
 
 usage: fault_suite.py SCENARIO --tickplane BIN --certs DIR --work DIR [--seed N]
   SCENARIO: redis_kill | redis_stop | proxy | tls_stall | tickplane_kill | marks_freeze |
-            event_consumers | redis_misconf | bars | cluster_reshard | cluster_failover |
+            event_consumers | redis_misconf | bars | leader_lease | cluster_reshard | cluster_failover |
             cluster_majority_down
 
 Every scenario then checks:
@@ -293,8 +293,9 @@ class Tickplane:
     """The service under test; every run logs to its own file. A thread samples
     its RSS every 100 ms."""
 
-    def __init__(self, a):
+    def __init__(self, a, name="tickplane"):
         self.a = a
+        self.name = name
         self.runs = 0
         self.proc = None
         self.feed_port = self.metrics_port = 0
@@ -302,7 +303,9 @@ class Tickplane:
         self.logs = []
         self.expected_deaths = 0
 
-    def start(self, redis_port, **settings):
+    def start(self, redis_port, wait_feed=True, **settings):
+        """With wait_feed False (a standby of TP_LEADER_LEASE), returns once /metrics listens;
+        find_feed_port() then finds the feed when it opens."""
         self.runs += 1
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "TP_"))}
         env.update(REDIS_HOST="127.0.0.1", REDIS_PORT=str(redis_port), REDIS_TLS_ENABLED="true",
@@ -316,7 +319,7 @@ class Tickplane:
         env["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16"
                                ).lstrip(":")
         env.update({k: str(v) for k, v in settings.items()})
-        path = os.path.join(self.a.work, f"tickplane-{self.runs}.log")
+        path = os.path.join(self.a.work, f"{self.name}-{self.runs}.log")
         self.logs.append(path)
         out = open(path, "wb")
         self.proc = subprocess.Popen([self.a.tickplane], env=env, stdout=out,
@@ -324,7 +327,7 @@ class Tickplane:
         out.close()
         self.feed_port = self.metrics_port = 0
         deadline = time.monotonic() + 60
-        while not (self.feed_port and self.metrics_port):
+        while not ((self.feed_port or not wait_feed) and self.metrics_port):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"tickplane exited {self.proc.returncode} at start: "
                                    f"{self.log_tail()}")
@@ -339,6 +342,12 @@ class Tickplane:
         threading.Thread(target=self._sample_rss, args=(self.proc,), daemon=True).start()
         log(f"tickplane run {self.runs}: pid {self.proc.pid}, feed {self.feed_port}, "
             f"metrics {self.metrics_port}")
+
+    def find_feed_port(self):
+        for rec in self.log_records():
+            if rec.get("msg") == "feed listening" and rec.get("source") == "tcp":
+                self.feed_port = rec["port"]
+        return self.feed_port
 
     def _sample_rss(self, proc):
         while proc.poll() is None:
@@ -416,6 +425,7 @@ class Adapter:
         self.resent = 0
         self.connections = 0
         self.local_port = None  # of the latest connection
+        self.sock = None
         self.ack_regressions = 0
         self.error = None
         self.done = threading.Event()
@@ -474,7 +484,7 @@ class Adapter:
         n = len(self.frames)
         try:
             while self.acked < n:
-                sock = self._connect()
+                sock = self.sock = self._connect()
                 self.connections += 1
                 self.local_port = sock.getsockname()[1]
                 dead = threading.Event()
@@ -500,6 +510,13 @@ class Adapter:
         except Exception as e:  # noqa: BLE001 - reported by the scenario
             self.error = e
         self.done.set()
+
+    def cut(self):
+        """Ends the connection: the adapter connects again, to port_fn()'s port."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
 
     def wait(self, timeout):
         self.done.wait(timeout)
@@ -1247,6 +1264,117 @@ def scenario_bars(a):
     CK.expect(m.value("tickplane_redis_reconnects_total") > 0, "the Redis kill reached nothing")
 
 
+# ---- leader lease ----------------------------------------------------------------------------
+
+LEASE = dict(TP_LEADER_LEASE="tp", TP_LEADER_LEASE_TTL="1s")
+# What the data path writes with. The lease's own scripts (EVALSHA on the lock's connection of
+# each replica: renewals that change nothing once the lock is another's) are not data.
+WRITES = {"MULTI", "EXEC", "HSET", "HDEL", "SADD", "SREM", "XADD", "PUBLISH", "DEL", "SET",
+          "INCR"}
+
+
+class Monitor:
+    """MONITOR on Redis in a thread: every command it ran, as (time, client addr, name)."""
+
+    def __init__(self, srv):
+        self.cmds, self.stop = [], False
+        self.conn = srv.client()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.ready = threading.Event()
+        self.thread.start()
+        self.ready.wait(10)
+
+    def _run(self):
+        with self.conn.monitor() as m:
+            self.ready.set()
+            for c in m.listen():
+                if self.stop:
+                    return
+                self.cmds.append((c["time"], f"{c['client_address']}:{c['client_port']}",
+                                  c["command"].split(" ", 1)[0].upper()))
+
+
+def lease_clients(cl, fence):
+    """Addresses of the connections named for one holder's fence."""
+    return {c["addr"] for c in cl.client_list() if c.get("name") == f"tp-lease:tp:{fence}"}
+
+
+def scenario_leader_lease(a):
+    """Two replicas with TP_LEADER_LEASE (TTL 1 s): A leads, B waits as a standby (/readyz
+    503). A is SIGSTOPped mid-stream with order frames in its socket buffers and writes
+    queued; B takes the lease, ends A's connections and starts; the adapters move to B. A is
+    resumed 2 s after B's first write. Redis's MONITOR then shows no write from anyone but B
+    after B's first one, A exits 3 (lease lost), and the state equals the oracle."""
+    w = Workload(a.seed, 30_000, 6_000)
+    srv = Redis(a)
+    CLEANUP.append(srv.stop)
+    srv.start()
+    cl = srv.client()
+    sub = Subscriber(srv, PREFIX + "events")
+    sub.ready_all()
+    t_lo = time.time_ns()
+    tp_a, tp_b = Tickplane(a, "replica-a"), Tickplane(a, "replica-b")
+    for t in (tp_a, tp_b):
+        CLEANUP.append(lambda t=t: t.alive() and (os.kill(t.proc.pid, signal.SIGCONT),
+                                                 t.proc.kill()))
+    tp_a.start(srv.port, **LEASE)
+    tp_b.start(srv.port, wait_feed=False, **LEASE)
+    code, _, body = metrics_client.get(tp_b.metrics_port, "/readyz")
+    CK.expect(code == 503 and "standby" in body, f"the standby's /readyz: {code} {body!r}")
+    CK.expect(tp_b.metrics().value("tickplane_leader") == 0, "the standby says it leads")
+    leader = [tp_a]
+    port = lambda: leader[0].feed_port  # noqa: E731 - follows the election
+    ticks = Adapter("md adapter", TICK_STREAM, w.tick_frames, 3_000, port)
+    orders = Adapter("gateway", ORDER_STREAM, w.order_frames, 600, port)
+    mon = Monitor(srv)
+    ticks.start()
+    orders.start()
+    time.sleep(3)
+    fence_a = tp_a.metrics().value("tickplane_leader_fence")
+    os.kill(tp_a.proc.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    CK.expect(wait_for(lambda: tp_b.find_feed_port() and tp_b.readyz() == 200, 15),
+              "the standby did not take over")
+    log(f"lease: A (fence {fence_a:.0f}) stopped; B ready after "
+        f"{time.monotonic() - stopped:.2f} s")
+    fence_b = tp_b.metrics().value("tickplane_leader_fence")
+    b_addrs = lease_clients(cl, int(fence_b))
+    leader[0] = tp_b
+    time.sleep(0.5)  # frames keep going to the stopped A meanwhile
+    ticks.cut()
+    orders.cut()
+    CK.expect(wait_for(lambda: any(c[1] in b_addrs and c[2] in WRITES for c in mon.cmds), 10),
+              "B wrote nothing")
+    time.sleep(2)
+    os.kill(tp_a.proc.pid, signal.SIGCONT)
+    status = tp_a.proc.wait(30)
+    CK.expect(status == 3, f"the deposed leader exited {status}, want 3 (lease lost)")
+    for ad in (ticks, orders):
+        CK.expect(ad.wait(240) == len(ad.frames), f"{ad.name}: acked {ad.acked} of "
+                                                  f"{len(ad.frames)}")
+    mon.stop = True
+    cmds = list(mon.cmds)
+    first_b = next(i for i, c in enumerate(cmds) if c[1] in b_addrs and c[2] in WRITES)
+    late = [c for c in cmds[first_b:] if c[2] in WRITES and c[1] not in b_addrs]
+    CK.expect(not late, f"{len(late)} writes after B's first one came from another "
+                        f"connection, e.g. {late[:3]}")
+    m = tp_b.metrics()
+    log(f"lease: {len(cmds)} commands monitored, {len(cmds) - first_b} after B's first write, "
+        f"all B's; B ended {m.value('tickplane_leader_fenced_connections_total'):.0f} of A's "
+        "connections")
+    CK.expect(m.value("tickplane_leader_fenced_connections_total") > 0,
+              "B ended none of A's connections")
+    raw = sub.finish(w.expected_events)
+    t_hi = time.time_ns()
+    CK.expect(tp_b.term() == 0, "B after SIGTERM: not exit 0")
+    check_logs(tp_a)
+    check_logs(tp_b)
+    st = ts.read_state(srv.client(), PREFIX)
+    ts.compare_model(w.gen.model, st, PREFIX, w.accounts, "state vs oracle")
+    check_prices(st, w)
+    check_events(raw, w, t_lo - 10**9, t_hi + 10**9)
+
+
 def scenario_tickplane_kill(a):
     """tickplane SIGKILLed twice mid-run and started again on the same Redis; the
     adapters reconnect and resend everything after their last ack."""
@@ -1562,7 +1690,8 @@ SCENARIOS = dict(redis_kill=scenario_redis_kill, redis_stop=scenario_redis_stop,
                  proxy=scenario_proxy, tls_stall=scenario_tls_stall,
                  tickplane_kill=scenario_tickplane_kill, marks_freeze=scenario_marks_freeze,
                  event_consumers=scenario_event_consumers,
-                 redis_misconf=scenario_redis_misconf, bars=scenario_bars, cluster_reshard=scenario_cluster_reshard,
+                 redis_misconf=scenario_redis_misconf, bars=scenario_bars,
+                 leader_lease=scenario_leader_lease, cluster_reshard=scenario_cluster_reshard,
                  cluster_failover=scenario_cluster_failover,
                  cluster_majority_down=scenario_cluster_majority_down)
 

@@ -211,3 +211,63 @@ Test(pool, close_completes_pending) {
     cr_assert_eq(tp_pool_command(&env.pool, NULL, NULL, 1, argv, NULL), TP_ECLOSED);
     tp_test_run_for(&env.loop, 100);
 }
+
+/* ---- the gate (tp_pool_options_t: client_name, gate_script) ------------------------------ */
+
+static const char gate_script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end\n"
+                                  "return redis.error_reply('NOTLEADER not the holder')\n";
+
+static void gate_setup(void) {
+    cr_assert_eq(tp_test_redis_start(&srv, NULL), 0);
+    tp_test_env_config(&env, &srv);
+    env.cfg.redis.pool_size = 2;
+    env.cfg.redis.max_retries = 2;
+    env.opts.client_name = "tp-test-gated";
+    env.opts.gate_script = gate_script;
+    env.opts.gate_key = "gate";
+    tp_test_redis_cli(&srv, NULL, 0, "SET", "gate", "7", NULL);
+}
+
+TestSuite(pool_gate, .init = gate_setup, .fini = teardown);
+
+static int named_clients(void) {
+    char out[4096];
+    tp_test_redis_cli(&srv, out, sizeof(out), "CLIENT", "LIST", NULL);
+    int n = 0;
+    for (const char *p = out; (p = strstr(p, "name=tp-test-gated ")) != NULL; p++)
+        n++;
+    return n;
+}
+
+Test(pool_gate, a_passing_gate_names_every_connection) {
+    env.opts.gate_arg = "7";
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
+    cr_assert_eq(named_clients(), 2);
+    tp_test_result_t r = tp_test_command(&env, "SET", "k", "v", NULL);
+    cr_assert(r.done && r.status == 0);
+}
+
+Test(pool_gate, a_refusing_gate_keeps_the_pool_from_writing) {
+    env.opts.gate_arg = "6";
+    cr_assert_neq(tp_test_env_open(&env, 1000), 0);
+    cr_assert(strstr(tp_pool_last_error(&env.pool), "gate refused it: NOTLEADER") != NULL, "%s",
+              tp_pool_last_error(&env.pool));
+    const char *argv[] = {"SET", "k", "v"};
+    tp_pool_command(&env.pool, NULL, NULL, 3, argv, NULL);
+    tp_test_run_for(&env.loop, 300);
+    cr_assert_str_eq(tp_test_cli(&srv, "EXISTS", "k", NULL), "0");
+}
+
+/* The holder changes and the connections are ended: the reconnects are refused, and a command
+ * queued meanwhile never runs. */
+Test(pool_gate, a_gate_that_stops_passing_refuses_the_reconnect) {
+    env.opts.gate_arg = "7";
+    cr_assert_eq(tp_test_env_open(&env, 5000), 0, "%s", tp_pool_last_error(&env.pool));
+    tp_test_redis_cli(&srv, NULL, 0, "SET", "gate", "8", NULL);
+    tp_test_redis_cli(&srv, NULL, 0, "CLIENT", "KILL", "TYPE", "normal", NULL);
+    const char *argv[] = {"SET", "k", "v"};
+    tp_pool_command(&env.pool, NULL, NULL, 3, argv, NULL);
+    tp_test_run_for(&env.loop, 500);
+    cr_assert_str_eq(tp_test_cli(&srv, "EXISTS", "k", NULL), "0");
+    cr_assert_not(tp_pool_is_ready(&env.pool));
+}

@@ -63,6 +63,8 @@ static const char *const all_vars[] = {
     "TP_METRICS_ADDR",
     "TP_LATENCY_LOG_INTERVAL",
     "TP_REDIS_HEALTH_INTERVAL",
+    "TP_LEADER_LEASE",
+    "TP_LEADER_LEASE_TTL",
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -99,6 +99,14 @@ typedef struct {
     /* The redis stage of every reply, and the queue and e2e stages of commands queued with
      * an origin, are recorded here (tp/latency.h); NULL records nothing. */
     tp_latency_t *latency;
+    /* A guard every connection passes before it carries a command: its handshake names it
+     * (CLIENT SETNAME client_name, when set) and runs EVAL gate_script 1 gate_key gate_arg
+     * (when gate_script is set; no key prefix is added), which must return 1. Anything else
+     * fails the connection like a refused AUTH (TP_ENOT_OWNER, with the script's error:
+     * reconnects, then down). The strings must outlive the pool. A leader lease uses it so
+     * that a deposed holder's connections cannot write (core/service/leader.c). */
+    const char *client_name;
+    const char *gate_script, *gate_key, *gate_arg;
 } tp_pool_options_t;
 
 typedef struct tp__pool_impl_s tp__pool_impl_t;
