@@ -25,7 +25,7 @@
 # sent and must be acked but is not measured. Results: DIR/*.json, *.hgrm, *.cpu, latency.png,
 # throughput.png and summary.md (the ratio table, also printed; bench/report.py). Default DIR:
 # build/bench-results/<date>. --only runs some of the sections, comma-separated: latency, mixed,
-# saturation, rss, alloc, ceiling, cluster (to measure one lever; the report covers what ran;
+# events (TP_EVENT_STREAM off/on), saturation, rss, alloc, ceiling, cluster (to measure one lever; the report covers what ran;
 # --rates and --rows, comma-separated too, narrow the latency section),
 # and profile, which only runs when named: perf record -g (Debian's linux-perf, installed if
 # missing) on tickplane (built with frame pointers in build/profile) and on redis-server, over
@@ -95,7 +95,7 @@ fi
 # want SECTION: whether --only (or its absence) asks for it.
 want() { [[ ( -z $only && $1 != profile ) || ",$only," == *",$1,"* ]]; }
 for section in ${only//,/ }; do
-    [[ $section =~ ^(latency|mixed|saturation|rss|alloc|ceiling|cluster|profile)$ ]] || {
+    [[ $section =~ ^(latency|mixed|events|saturation|rss|alloc|ceiling|cluster|profile)$ ]] || {
         echo "bench/run.sh: --only: unknown section '$section'" >&2
         exit 2
     }
@@ -197,10 +197,13 @@ tls_env=(REDIS_PORT="$tls_port" REDIS_TLS_ENABLED=true REDIS_TLS_CA_PATH="$ca"
     REDIS_TLS_SERVER_NAME=localhost)
 node_tls=(--redis "127.0.0.1:$tls_port" --tls-ca "$ca" --tls-servername localhost)
 
-# start_sut NAME SYSTEM [env...]: flushes Redis, starts SYSTEM (a row) on the feed port.
+# start_sut NAME SYSTEM [env...]: flushes Redis, starts SYSTEM (a row) on the feed port, with
+# the settings in sut_env too (tickplane rows).
+sut_env=()
 start_sut() {
     local name=$1 system=$2
     shift 2
+    set -- "$@" "${sut_env[@]}"
     stop_sut
     rcli flushall >/dev/null
     case $system in
@@ -271,6 +274,7 @@ date -u +%Y-%m-%dT%H:%M:%SZ >"$out/date.txt"
 } >"$out/machine.txt"
 
 echo "$rounds" >"$out/rounds.txt"
+asked_rounds=$rounds
 want latency || rounds=0
 for ((round = 1; round <= rounds; round++)); do
     for rate in "${rates[@]}"; do
@@ -285,6 +289,20 @@ done
 if want mixed; then
     echo "order events with fills, 100k ticks/s + 2k events/s over 50 accounts"
     run_row tickplane-tls tickplane-mixed-100000 100000 --order-rate 2000 --accounts 50
+fi
+
+# What the durable event stream costs the order path: the same mixed load with TP_EVENT_STREAM
+# off and on, alternated (not in the report's tables: compare the two rows' lines).
+if want events; then
+    echo "durable events: 50k ticks/s + 2k order events/s over 50 accounts, TP_EVENT_STREAM off/on"
+    for round in $(seq 1 "$asked_rounds"); do
+        for stream in off on; do
+            sut_env=(TP_EVENT_STREAM=$stream)
+            run_row tickplane-tls "tickplane-events-$stream-r$round" 50000 --order-rate 2000 \
+                --accounts 50
+        done
+    done
+    sut_env=()
 fi
 
 # The Node.js peers are left out: at this rate their backlog takes minutes to drain.

@@ -11,6 +11,7 @@
 #define RETRY_MIN_MS 50
 #define RETRY_ERROR_MS 500
 
+/* The lock key still holds our token: the lease is ours, as Redis sees it now. */
 const char leader_gate_script[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end\n"
     "return redis.error_reply('NOTLEADER the leader lease has a newer holder')\n";
@@ -40,32 +41,48 @@ static void elected(leader_t *l) {
     l->on_elected(l);
 }
 
-static void on_killed(void *data, int status, const tp_reply_t *reply) {
-    leader_t *l = data;
-    if (status == 0)
-        l->killed += (uint64_t)reply->integer;
-    else if (status != TP_ECLOSED)
-        TP_LOG(TP_LOG_WARN, "leader lease: CLIENT KILL failed",
-               TP_STR("error", status == TP_EREPLY ? reply->str : tp_strerror(status)));
-    if (--l->kills_pending == 0 && l->state == LEADER_FENCING && !l->closing)
+/* An old holder's connection that could not be ended could still write after our first
+ * write: then the listing runs again, and the election waits. */
+static void kill_done(leader_t *l, bool ok) {
+    l->kill_failed |= !ok;
+    if (--l->kills_pending > 0 || l->state != LEADER_FENCING || l->closing)
+        return;
+    l->listing = false;
+    if (!l->kill_failed)
         elected(l);
+    else
+        retry_in(l, RETRY_ERROR_MS);
 }
 
-/* The client id on a CLIENT LIST line whose name is this lease's with another fence; 0 when the
- * line is anything else. */
+static void on_killed(void *data, int status, const tp_reply_t *reply) {
+    leader_t *l = data;
+    if (status == TP_ECLOSED)
+        return;
+    bool ok = status == 0 && reply->type == TP_REPLY_INTEGER;
+    if (ok)
+        l->killed += (uint64_t)reply->integer;
+    else
+        TP_LOG(TP_LOG_ERROR, "leader lease: CLIENT KILL failed; listing again",
+               TP_STR("error", status == TP_EREPLY ? reply->str : tp_strerror(status)));
+    kill_done(l, ok);
+}
+
+/* The client id on a CLIENT LIST line named for this lease with another holder's token; 0 when
+ * the line is anything else. */
 static long long older_holder(const leader_t *l, const char *text, size_t len) {
-    char line[1024], prefix[96];
+    char line[4096], name[sizeof(l->name_base) + 8];
     if (len >= sizeof(line) || len < 3 || strncmp(text, "id=", 3) != 0)
         return 0;
     memcpy(line, text, len);
     line[len] = '\0';
-    int n = snprintf(prefix, sizeof(prefix), " name=tp-lease:%s:", l->name);
-    const char *name = strstr(line, prefix);
-    if (name == NULL)
+    snprintf(name, sizeof(name), " name=%s", l->name_base);
+    const char *at = strstr(line, name);
+    if (at == NULL)
         return 0;
-    const char *fence = name + n;
-    if ((uint64_t)strtoull(fence, NULL, 10) == l->fence &&
-        fence[strspn(fence, "0123456789")] == ' ')
+    const char *token = at + strlen(name);
+    size_t n = strcspn(token, " ");
+    const char *ours = tp_lock_token(&l->lock);
+    if (n == strlen(ours) && memcmp(token, ours, n) == 0)
         return 0;
     return strtoll(line + 3, NULL, 10);
 }
@@ -76,6 +93,7 @@ static void on_client_list(void *data, int status, const tp_reply_t *reply) {
     leader_t *l = data;
     if (l->closing || status == TP_ECLOSED)
         return;
+    l->listing = status == 0; /* its kills count down to the end of the listing */
     if (status != 0) {
         TP_LOG(TP_LOG_ERROR, "leader lease: CLIENT LIST failed; trying again",
                TP_STR("error", status == TP_EREPLY ? reply->str : tp_strerror(status)));
@@ -83,6 +101,7 @@ static void on_client_list(void *data, int status, const tp_reply_t *reply) {
         return;
     }
     l->kills_pending = 1; /* until every kill is queued */
+    l->kill_failed = false;
     for (const char *p = reply->str, *end = reply->str + reply->len; p < end;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
@@ -91,16 +110,21 @@ static void on_client_list(void *data, int status, const tp_reply_t *reply) {
             char ids[24];
             snprintf(ids, sizeof(ids), "%lld", id);
             const char *argv[] = {"CLIENT", "KILL", "ID", ids};
-            l->kills_pending += tp_pool_command(&l->pool, on_killed, l, 4, argv, NULL) == 0;
+            l->kills_pending++;
+            if (tp_pool_command(&l->pool, on_killed, l, 4, argv, NULL) != 0)
+                kill_done(l, false);
         }
         p += len + 1;
     }
-    on_killed(l, TP_ECLOSED, NULL); /* the placeholder */
+    kill_done(l, true); /* the placeholder */
 }
 
 static void fence_older_holders(leader_t *l) {
     const char *argv[] = {"CLIENT", "LIST", "TYPE", "normal"};
-    if (tp_pool_command(&l->pool, on_client_list, l, 4, argv, NULL) != 0)
+    if (l->listing)
+        return; /* one at a time: its kills are counted */
+    l->listing = tp_pool_command(&l->pool, on_client_list, l, 4, argv, NULL) == 0;
+    if (!l->listing)
         retry_in(l, RETRY_ERROR_MS);
 }
 
@@ -122,9 +146,7 @@ static void on_acquired(tp_lock_t *lock, int status, uint64_t fence, int64_t ret
     }
     l->fence = fence;
     l->state = LEADER_FENCING;
-    snprintf(l->client_name, sizeof(l->client_name), "tp-lease:%s:%llu", l->name,
-             (unsigned long long)fence);
-    snprintf(l->gate_arg, sizeof(l->gate_arg), "%llu", (unsigned long long)fence);
+    snprintf(l->client_name, sizeof(l->client_name), "%s%s", l->name_base, tp_lock_token(lock));
     fence_older_holders(l);
 }
 
@@ -167,7 +189,10 @@ int leader_start(leader_t *l, uv_loop_t *loop, const tp_redis_config_t *cfg, con
     l->on_lost = on_lost;
     snprintf(l->name, sizeof(l->name), "%s", name);
     const char *prefix = cfg->key_prefix ? cfg->key_prefix : "";
-    snprintf(l->gate_key, sizeof(l->gate_key), "%slock:{%s}:fence", prefix, name);
+    /* The prefix and the database in the name: another deployment on the same Redis with the
+     * same lease name is none of our business. */
+    snprintf(l->gate_key, sizeof(l->gate_key), "%slock:{%s}", prefix, name);
+    snprintf(l->name_base, sizeof(l->name_base), "tp-lease:%d:%s:", cfg->database, l->gate_key);
     l->pool.data = l;
     tp_pool_options_t opts = {.on_ready = on_lease_pool_ready};
     int rc = tp_pool_init(&l->pool, loop, &l->cfg, &opts);
@@ -187,7 +212,7 @@ void leader_pool_options(const leader_t *l, tp_pool_options_t *opts) {
     opts->client_name = l->client_name;
     opts->gate_script = leader_gate_script;
     opts->gate_key = l->gate_key;
-    opts->gate_arg = l->gate_arg;
+    opts->gate_arg = tp_lock_token(&l->lock);
 }
 
 /* ---- closing ------------------------------------------------------------------------------- */

@@ -5,15 +5,15 @@
  * The guard. A leader can be paused (SIGSTOP, a stall) or cut off past its lease while writes
  * wait in its buffers; when it resumes they must not land after its successor's first write.
  * So the leader's data pool is gated (tp_pool_options_t): each of its connections is named
- * tp-lease:<name>:<fence> and, in its handshake, runs a script that passes only while the
- * lock's fencing counter still equals that fence. A new holder, before it opens its own data
+ * tp-lease:<db>:<prefix>lock:{<name>}:<token> and, in its handshake, runs a script that passes
+ * only while the lock key still holds that token. A new holder, before it opens its own data
  * pool (before its first write), lists the clients and CLIENT KILLs every connection named for
- * an older fence. A connection of the old leader then either existed at that listing (killed:
- * nothing it sends later runs) or runs its gate after the new acquisition (refused). Redis
- * executes each connection's commands in order, so nothing of the old leader runs after the
- * kill. One Redis server (or a Sentinel-managed master) holds both the lock and the data: on
- * Redis Cluster the gate would have to run on every node, which this does not do yet, and
- * TP_LEADER_LEASE is refused there. */
+ * another token, listing again until every kill has been answered. A connection of the old leader
+ * then either existed at that listing (killed: nothing it sends later runs) or runs its gate after
+ * the new acquisition (refused). Redis executes each connection's commands in order, so nothing of
+ * the old leader runs after the kill. One Redis server (or a Sentinel-managed master) holds both
+ * the lock and the data: on Redis Cluster the gate would have to run on every node, which this does
+ * not do yet, and TP_LEADER_LEASE is refused there. */
 #ifndef TP_SERVICE_LEADER_H
 #define TP_SERVICE_LEADER_H
 
@@ -37,9 +37,9 @@ struct leader_s {
     uint64_t killed; /* older holders' connections ended at the election */
     uint64_t tries;  /* acquisitions tried */
     /* What the data pool's options point to (tp_pool_options_t's gate). */
-    char client_name[128];
-    char gate_key[320];
-    char gate_arg[24];
+    char client_name[400]; /* name_base + our token */
+    char name_base[360];   /* tp-lease:<db>:<prefix>lock:{<name>}: */
+    char gate_key[320];    /* <prefix>lock:{<name>} */
 
     /* Private. */
     tp_redis_config_t cfg; /* the service's, one connection */
@@ -49,6 +49,7 @@ struct leader_s {
     char name[64];
     int ttl_ms;
     int kills_pending;
+    bool listing, kill_failed; /* a CLIENT LIST (or its kills) in flight; a kill failed */
     bool pool_open, lock_open, closing;
     leader_cb on_elected, on_lost, close_cb;
 };

@@ -67,7 +67,7 @@ typedef struct {
     bool leased;                         /* TP_LEADER_LEASE is set */
     bool pool_up;                        /* the data pool is initialised, so to be closed */
     bool feeds_up, prices_up, orders_up; /* initialised, so to be closed */
-    bool started, stopping;
+    bool started, stopping, finished;
     int status;
 } service_t;
 
@@ -259,8 +259,11 @@ static void on_pool_closed(tp_pool_t *pool) {
         leader_close(&svc->leader, on_lease_closed);
 }
 
-/* Closes everything; the loop ends once the last handle has closed. */
+/* Closes everything, once; the loop ends once the last handle has closed. */
 static void finish(service_t *svc) {
+    if (svc->finished)
+        return;
+    svc->finished = true;
     log_totals(svc);
     if (svc->cfg.service.latency_log_ms > 0)
         on_latency_log(&svc->latency_log); /* the last, partial interval */
@@ -434,13 +437,13 @@ static void on_elected(leader_t *l) {
 }
 
 /* Whatever this process still has queued must not be written now: the gate refuses its new
- * connections already; stop at once, the gateways resend what was never acked. */
+ * connections already; stop at once, even in the middle of a drain (the gateways resend
+ * what was never acked). */
 static void on_lease_lost(leader_t *l) {
     service_t *svc = l->data;
-    if (svc->stopping)
-        return;
     svc->stopping = true;
     svc->status = EXIT_LEASE_LOST;
+    uv_timer_stop(&svc->drain);
     finish(svc);
 }
 

@@ -226,6 +226,10 @@ uint64_t tp_lock_fence(const tp_lock_t *lock) {
     return lock->fence;
 }
 
+const char *tp_lock_token(const tp_lock_t *lock) {
+    return lock->token;
+}
+
 static void on_timer_closed(uv_handle_t *h) {
     tp_lock_t *l = h->data;
     l->timer_closed = true;

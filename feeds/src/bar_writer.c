@@ -141,8 +141,12 @@ static void on_closed_written(void *data, int status, const tp_reply_t *reply) {
                TP_STR("symbol", symbol_of(w, s->c.symbol)));
     }
     tp_price_flush_t *f = s->f;
-    s->next_free = w->free_sends;
-    w->free_sends = s;
+    if (status == TP_ECLOSED) {
+        free(s); /* the writer is closing: nothing reuses it */
+    } else {
+        s->next_free = w->free_sends;
+        w->free_sends = s;
+    }
     tp__price_flush_done(f, status);
 }
 

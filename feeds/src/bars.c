@@ -190,7 +190,7 @@ static void add_trade(tp_bars_t *b, uint32_t symbol, int interval, int64_t ts, i
     tp_bar_slot_t *s = tp_bars_slot(b, symbol, interval);
     int64_t start = floor_div(ts, b->interval_ns[interval]) * b->interval_ns[interval];
     if (s->open && start > s->bar.start_ns && close_bar(b, symbol, interval) != 0)
-        return; /* cannot queue the old bar: the trade waits out of it, counted late */
+        return; /* out of memory to queue the old bar: the trade is left out (logged) */
     if (s->open && start < s->bar.start_ns) {
         b->late++;
         return;
@@ -240,13 +240,15 @@ bool tp_bars_closed_pop(tp_bars_t *b, tp_closed_bar_t *out) {
     *out = b->closed[b->closed_head];
     b->closed_head = (b->closed_head + 1) % b->closed_cap;
     b->closed_count--;
-    b->requeued -= b->requeued > 0;
+    b->popped_requeued = b->requeued > 0;
+    b->requeued -= b->popped_requeued;
     return true;
 }
 
 void tp_bars_unpop_closed(tp_bars_t *b) {
     b->closed_head = (b->closed_head + b->closed_cap - 1) % b->closed_cap;
     b->closed_count++;
+    b->requeued += b->popped_requeued; /* it is among the failed ones again */
 }
 
 int tp_bars_requeue_closed(tp_bars_t *b, const tp_closed_bar_t *c) {

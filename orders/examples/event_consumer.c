@@ -15,7 +15,9 @@
  * It polls each stream every 20 ms when there is nothing new (no BLOCK: on the pool's
  * pipelined connections a blocked read would hold up the acks behind it). Exits 0 after
  * IDLE_EXIT_MS without a new entry (0: runs until SIGINT/SIGTERM), printing
- * "applied=N duplicates=M"; 1 when Redis failed a request it cannot retry, 2 on bad arguments.
+ * "applied=N duplicates=M"; 1 when Redis failed a request it cannot retry or an entry is no
+ * FlatBuffers TradingEvent (left unacked: this reads TP_EVENT_FORMAT=flatbuffers, the default),
+ * 2 on bad arguments. An entry trimmed away before it was read again is acked with no record.
  * Entries of a consumer that never comes back stay pending for it: claim them with XAUTOCLAIM
  * (see tp/queue.h, which does) or restart it under its name. */
 #include <tp/config.h>
@@ -58,10 +60,13 @@ typedef struct {
 
 static app_t app;
 
-/* KEYS[1] the stream, KEYS[2] the ledger; ARGV: group, entry id, event id, record. */
-static const char record_source[] = "local n = redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4])\n"
-                                    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-                                    "return n\n";
+/* KEYS[1] the stream, KEYS[2] the ledger; ARGV: group, entry id, event id ("" for an entry
+ * trimmed away: acked only), record. Returns 1 recorded, 0 a duplicate, -1 trimmed. */
+static const char record_source[] =
+    "local n = -1\n"
+    "if ARGV[3] ~= '' then n = redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4]) end\n"
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+    "return n\n";
 
 static void read_stream(stream_t *s);
 static void on_poll(uv_timer_t *t);
@@ -143,25 +148,32 @@ static int describe(const tp_reply_t *fields, char *out, size_t len) {
     return 0;
 }
 
-/* Records one entry and acks it. An entry trimmed away before we read it again (fields nil)
- * or one that does not decode is acked with an empty record: it cannot be applied. */
-static void record(stream_t *s, const tp_reply_t *entry) {
+/* Records one entry and acks it, and acks without a record one trimmed away before we read it
+ * again (fields nil). One that does not read as a TradingEvent is not acked and stops the
+ * consumer: skipping it would lose an event (TP_EVENT_FORMAT=json? this reads flatbuffers). */
+static bool record(stream_t *s, const tp_reply_t *entry) {
     const tp_reply_t *fields = entry->element[1];
-    const tp_reply_t *eid = fields->type == TP_REPLY_ARRAY ? field_of(fields, "id") : NULL;
+    bool trimmed = fields->type != TP_REPLY_ARRAY;
+    const tp_reply_t *eid = trimmed ? NULL : field_of(fields, "id");
     char line[512] = "", ledger[KEY_MAX], stream[KEY_MAX];
-    if (eid == NULL || describe(fields, line, sizeof(line)) != 0)
-        fprintf(stderr, "%s: entry %s cannot be read; acked without a record\n", s->key,
+    if (!trimmed && (eid == NULL || describe(fields, line, sizeof(line)) != 0)) {
+        fprintf(stderr, "%s: entry %s is not a FlatBuffers TradingEvent; not acked\n", s->key,
                 entry->element[0]->str);
+        app.failed = true;
+        finish();
+        return false;
+    }
     snprintf(stream, sizeof(stream), "{%s}:events", s->account);
     snprintf(ledger, sizeof(ledger), "%s:{%s}:ledger", app.group, s->account);
     const char *keys[] = {stream, ledger};
-    const char *args[] = {app.group, entry->element[0]->str, eid ? eid->str : "none", line};
+    const char *args[] = {app.group, entry->element[0]->str, eid ? eid->str : "", line};
     s->outstanding++;
     int rc = tp_script_run(&app.pool, &app.record, 2, keys, 4, args, NULL, on_recorded, s);
     if (rc != 0) {
         s->outstanding--;
         s->pending_read = false;
     }
+    return true;
 }
 
 static void create_group_then_read(stream_t *s);
@@ -188,7 +200,8 @@ static void on_read(void *data, int status, const tp_reply_t *reply) {
                                     : NULL;
     size_t n = entries ? entries->elements : 0;
     for (size_t i = 0; i < n; i++)
-        record(s, entries->element[i]);
+        if (!record(s, entries->element[i]))
+            return;
     if (n > 0)
         uv_timer_again(&app.idle_exit);
     if (n == 0 && !s->pending_read) {

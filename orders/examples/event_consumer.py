@@ -16,7 +16,9 @@ again after a lost reply) is recorded once (HSETNX). Started again under the sam
 name after a crash, it first reads the entries it was given and had not acked (id 0), then new
 ones (>). It polls every 20 ms when there is nothing new, exits 0 after IDLE_EXIT_MS without a
 new entry (0: until SIGINT/SIGTERM) printing "applied=N duplicates=M", 1 when Redis failed a
-request it cannot retry, 2 on bad arguments. The connection settings are the service's:
+request it cannot retry or an entry is no FlatBuffers TradingEvent (left unacked: the consumer
+reads TP_EVENT_FORMAT=flatbuffers, the default), 2 on bad arguments. An entry trimmed away
+before it was read again is acked with no record. The connection settings are the service's:
 REDIS_URL or REDIS_HOST/REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS_ENABLED,
 REDIS_TLS_CA_PATH, REDIS_TLS_CERT_PATH, REDIS_TLS_KEY_PATH, REDIS_TLS_SERVER_NAME.
 """
@@ -30,11 +32,17 @@ from tp.wire.TradingEvent import TradingEvent
 
 POLL_S = 0.02
 READ_COUNT = 200
+# ARGV[3] "" (an entry trimmed away): acked only. 1 recorded, 0 a duplicate, -1 trimmed.
 RECORD = """
-local n = redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4])
+local n = -1
+if ARGV[3] ~= '' then n = redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4]) end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return n
 """
+
+
+class Unreadable(Exception):
+    """An entry that is no FlatBuffers TradingEvent: not acked (TP_EVENT_FORMAT=json?)."""
 
 
 def connect():
@@ -109,14 +117,15 @@ class Consumer:
         return len(entries)
 
     def record_entry(self, acct, entry_id, fields):
-        """Records and acks; an entry trimmed away or unreadable is acked with no record."""
-        line = describe(fields) if fields else None
-        if line is None:
-            print(f"{self.key(acct)}: entry {entry_id.decode()} cannot be read; acked without "
-                  "a record", file=sys.stderr)
-        eid = fields.get(b"id", b"none")
+        """Records and acks; an entry trimmed away (no fields) is acked with no record, one
+        that does not read is not acked and stops the consumer (skipping it loses an event)."""
+        line = describe(fields) if fields else ""
+        if line is None or (fields and b"id" not in fields):
+            raise Unreadable(f"{self.key(acct)}: entry {entry_id.decode()} is not a FlatBuffers "
+                             "TradingEvent; not acked")
+        eid = fields.get(b"id", b"")
         n = self.record(keys=[self.key(acct), f"{self.prefix}{self.group}:{{{acct}}}:ledger"],
-                        args=[self.group, entry_id, eid, line or ""])
+                        args=[self.group, entry_id, eid, line])
         self.applied += n == 1
         self.duplicates += n == 0
 
@@ -156,6 +165,9 @@ def main(argv):
         c.run(idle_ms / 1000, lambda: bool(stopping))
     except redis.RedisError as e:
         print(f"redis: {e}", file=sys.stderr)
+        return 1
+    except Unreadable as e:
+        print(e, file=sys.stderr)
         return 1
     finally:
         print(f"applied={c.applied} duplicates={c.duplicates}", flush=True)

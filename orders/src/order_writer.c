@@ -464,12 +464,12 @@ static void encode_activity(unit_enc_t *e, const tp_frame_t *frame, const tp_tra
     tp_order_writer_t *w = e->w;
     tp__activity_t *a = w->activity;
     const tp_order_event_t *ev = &frame->body.order;
-    if (a == NULL || tp__activity_count(a, ev->account, (int64_t)tp_clock_mono_ns()) != 1) {
-        if (a != NULL)
-            w->stats.rate_exceeded = a->exceeded;
+    if (a == NULL)
         return;
-    }
+    bool due = tp__activity_count(a, ev->account, (int64_t)tp_clock_mono_ns()) == 1;
     w->stats.rate_exceeded = a->exceeded;
+    if (!due)
+        return;
     w->stats.activity_alerts++;
     tp_trading_event_t alert = new_event(w, TP_EVENT_ACTIVITY_ALERT, frame);
     alert.has_order = te->has_order;

@@ -1294,9 +1294,10 @@ class Monitor:
                                   c["command"].split(" ", 1)[0].upper()))
 
 
-def lease_clients(cl, fence):
-    """Addresses of the connections named for one holder's fence."""
-    return {c["addr"] for c in cl.client_list() if c.get("name") == f"tp-lease:tp:{fence}"}
+def lease_clients(cl):
+    """Addresses of the connections named for the lease tp (of database 0, prefix tp:)."""
+    return {c["addr"] for c in cl.client_list()
+            if c.get("name", "").startswith("tp-lease:0:tp:lock:{tp}:")}
 
 
 def scenario_leader_lease(a):
@@ -1337,8 +1338,9 @@ def scenario_leader_lease(a):
               "the standby did not take over")
     log(f"lease: A (fence {fence_a:.0f}) stopped; B ready after "
         f"{time.monotonic() - stopped:.2f} s")
-    fence_b = tp_b.metrics().value("tickplane_leader_fence")
-    b_addrs = lease_clients(cl, int(fence_b))
+    # A is stopped and its connections ended: every connection named for the lease is B's.
+    b_addrs = lease_clients(cl)
+    CK.expect(len(b_addrs) == 4, f"B's connections: {b_addrs}")
     leader[0] = tp_b
     time.sleep(0.5)  # frames keep going to the stopped A meanwhile
     ticks.cut()

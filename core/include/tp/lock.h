@@ -100,6 +100,12 @@ bool tp_lock_held(const tp_lock_t *lock);
 /* The fencing token of the latest acquisition (0 before any). */
 uint64_t tp_lock_fence(const tp_lock_t *lock);
 
+/* The random token the lock key holds while this lock owns it (32 hex digits; "" before the
+ * first acquire): for a guard that checks ownership inside Redis, e.g. a script comparing
+ * GET lock:{name} with it. Unlike the fencing counter it cannot repeat after a failover that
+ * lost an INCR. */
+const char *tp_lock_token(const tp_lock_t *lock);
+
 /* Stops the renewal and closes the timer; cb (may be NULL) runs once nothing of the lock is
  * in use. The lease is not released: release first to end it at once. */
 void tp_lock_close(tp_lock_t *lock, tp_lock_cb cb);

@@ -62,6 +62,7 @@ typedef struct tp_bars_s {
     tp_closed_bar_t *closed; /* a FIFO ring of closed bars */
     uint32_t closed_head, closed_count, closed_cap;
     uint32_t requeued;             /* the ring's first ones, oldest start first */
+    bool popped_requeued;          /* the last one popped was one of them */
     int64_t watermark_ns;          /* newest exchange time seen */
     uint64_t trades, late, closes; /* counters */
 } tp_bars_t;
