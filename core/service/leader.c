@@ -87,8 +87,8 @@ static long long older_holder(const leader_t *l, const char *text, size_t len) {
     return strtoll(line + 3, NULL, 10);
 }
 
-/* A failed kill is logged, not retried: the gate still refuses the old holder's new
- * connections, and Redis refused only what CLIENT KILL could not do. */
+/* Every connection named for another holder's token is killed; the election waits for every
+ * kill's answer (kill_done). */
 static void on_client_list(void *data, int status, const tp_reply_t *reply) {
     leader_t *l = data;
     if (l->closing || status == TP_ECLOSED)

@@ -4,6 +4,7 @@
 #include "tp/error.h"
 #include "tp/log.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,71 +118,67 @@ const char *redis_health_cannot_persist(const redis_health_t *h) {
 
 /* ---- /metrics ----------------------------------------------------------------------------- */
 
+/* A gauge per node: an int64_t or a bool member of tp_redis_info_t, at offset. */
 typedef struct {
     const char *name, *help;
-    int64_t (*get)(const tp_redis_info_t *info);
+    size_t offset;
+    bool is_bool;
 } node_gauge_t;
 
-static int64_t used_memory(const tp_redis_info_t *i) {
-    return i->used_memory;
-}
-static int64_t maxmemory(const tp_redis_info_t *i) {
-    return i->maxmemory;
-}
-static int64_t clients(const tp_redis_info_t *i) {
-    return i->connected_clients;
-}
-static int64_t blocked(const tp_redis_info_t *i) {
-    return i->blocked_clients;
-}
-static int64_t evicted(const tp_redis_info_t *i) {
-    return i->evicted_keys;
-}
-static int64_t replicas(const tp_redis_info_t *i) {
-    return i->connected_replicas;
-}
-static int64_t is_master(const tp_redis_info_t *i) {
-    return strcmp(i->role, "master") == 0;
-}
-static int64_t aof_enabled(const tp_redis_info_t *i) {
-    return i->aof_enabled;
-}
-static int64_t aof_ok(const tp_redis_info_t *i) {
-    return i->aof_last_write_ok;
-}
-static int64_t rdb_ok(const tp_redis_info_t *i) {
-    return i->rdb_last_save_ok;
-}
-static int64_t can_persist(const tp_redis_info_t *i) {
-    return i->can_persist;
-}
-static int64_t loading(const tp_redis_info_t *i) {
-    return i->loading;
-}
+#define NUM(f) offsetof(tp_redis_info_t, f), false
+#define FLAG(f) offsetof(tp_redis_info_t, f), true
 
 static const node_gauge_t node_gauges[] = {
     {"tickplane_redis_used_memory_bytes", "Bytes Redis has allocated (INFO used_memory).",
-     used_memory},
+     NUM(used_memory)},
     {"tickplane_redis_maxmemory_bytes", "Redis's memory limit; 0 = none (INFO maxmemory).",
-     maxmemory},
+     NUM(maxmemory)},
     {"tickplane_redis_connected_clients", "Clients connected to Redis, replicas not counted.",
-     clients},
-    {"tickplane_redis_blocked_clients", "Redis clients in a blocking command.", blocked},
-    {"tickplane_redis_evicted_keys", "Keys Redis removed for maxmemory since it started.", evicted},
-    {"tickplane_redis_connected_replicas", "Replicas connected to the node.", replicas},
-    {"tickplane_redis_master", "1 when the node is a master.", is_master},
-    {"tickplane_redis_aof_enabled", "1 when the node has appendonly on.", aof_enabled},
-    {"tickplane_redis_aof_last_write_ok", "0 when the node's last AOF write failed.", aof_ok},
-    {"tickplane_redis_rdb_last_save_ok", "0 when the node's last RDB save failed.", rdb_ok},
+     NUM(connected_clients)},
+    {"tickplane_redis_blocked_clients", "Redis clients in a blocking command.",
+     NUM(blocked_clients)},
+    {"tickplane_redis_evicted_keys", "Keys Redis removed for maxmemory since it started.",
+     NUM(evicted_keys)},
+    {"tickplane_redis_connected_replicas", "Replicas connected to the node.",
+     NUM(connected_replicas)},
+    {"tickplane_redis_aof_enabled", "1 when the node has appendonly on.", FLAG(aof_enabled)},
+    {"tickplane_redis_aof_last_write_ok", "0 when the node's last AOF write failed.",
+     FLAG(aof_last_write_ok)},
+    {"tickplane_redis_rdb_last_save_ok", "0 when the node's last RDB save failed.",
+     FLAG(rdb_last_save_ok)},
     {"tickplane_redis_can_persist",
      "0 when the node reports a failed save or AOF write: its writes are refused (MISCONF) and "
      "/readyz fails.",
-     can_persist},
-    {"tickplane_redis_loading", "1 while the node loads its data set.", loading},
+     FLAG(can_persist)},
+    {"tickplane_redis_loading", "1 while the node loads its data set.", FLAG(loading)},
 };
+
+/* The gauge's value, or -1 when INFO did not have it. */
+static int64_t gauge_value(const node_gauge_t *g, const tp_redis_info_t *info) {
+    const char *field = (const char *)info + g->offset;
+    if (g->is_bool)
+        return *(const bool *)field;
+    return *(const int64_t *)field;
+}
 
 static void node_label(char *out, size_t len, const redis_node_health_t *n) {
     snprintf(out, len, "node=\"%s\"", n->addr);
+}
+
+/* One gauge for every sampled node; g NULL: the master gauge, from the role. */
+static void render_gauge(tp_prom_t *p, const redis_health_t *h, const char *name, const char *help,
+                         const node_gauge_t *g) {
+    tp_prom_family(p, name, "gauge", help);
+    for (int i = 0; i < h->nnodes; i++) {
+        const redis_node_health_t *n = &h->nodes[i];
+        if (!n->sampled)
+            continue;
+        int64_t v = g ? gauge_value(g, &n->info) : strcmp(n->info.role, "master") == 0;
+        char label[100];
+        node_label(label, sizeof(label), n);
+        if (v >= 0)
+            tp_prom_int(p, name, label, (uint64_t)v);
+    }
 }
 
 static void render_replicas(tp_prom_t *p, const redis_health_t *h) {
@@ -220,16 +217,8 @@ void redis_health_render(tp_prom_t *p, const redis_health_t *h) {
         node_label(label, sizeof(label), &h->nodes[i]);
         tp_prom_int(p, "tickplane_redis_info_up", label, h->nodes[i].answered);
     }
-    for (size_t g = 0; g < sizeof(node_gauges) / sizeof(node_gauges[0]); g++) {
-        tp_prom_family(p, node_gauges[g].name, "gauge", node_gauges[g].help);
-        for (int i = 0; i < h->nnodes; i++) {
-            const redis_node_health_t *n = &h->nodes[i];
-            int64_t v = n->sampled ? node_gauges[g].get(&n->info) : -1;
-            char label[100];
-            node_label(label, sizeof(label), n);
-            if (v >= 0) /* -1: INFO did not have it */
-                tp_prom_int(p, node_gauges[g].name, label, (uint64_t)v);
-        }
-    }
+    for (size_t g = 0; g < sizeof(node_gauges) / sizeof(node_gauges[0]); g++)
+        render_gauge(p, h, node_gauges[g].name, node_gauges[g].help, &node_gauges[g]);
+    render_gauge(p, h, "tickplane_redis_master", "1 when the node is a master.", NULL);
     render_replicas(p, h);
 }

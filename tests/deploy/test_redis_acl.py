@@ -123,7 +123,8 @@ def tickplane_env(a, srv, password, feed, **settings):
                REDIS_TLS_KEY_PATH=cert(a, "client.key"), REDIS_TLS_SERVER_NAME="localhost",
                REDIS_USERNAME="tickplane", REDIS_PASSWORD=password,
                TP_FEED_TCP=f"127.0.0.1:{feed}", TP_FEED_UDP="off", TP_METRICS_ADDR="off",
-               TP_MD_PUBLISH="true", TP_MD_HISTORY="100", **settings)
+               TP_MD_PUBLISH="true", TP_MD_HISTORY="100", TP_REDIS_HEALTH_INTERVAL="200ms",
+               **settings)
     return env
 
 
