@@ -83,8 +83,9 @@ int service_settings_load(service_settings_t *s, int argc, char **argv, char *er
     s->prices.md_format = s->orders.event_format;
     if (rc == 0 && s->service.leader_lease && s->redis.cluster_nodes) {
         snprintf(err, errlen,
-                 "TP_LEADER_LEASE is set with REDIS_CLUSTER_NODES: the lease's guard runs on one "
-                 "Redis server (or Sentinel master), not yet on Cluster");
+                 "TP_LEADER_LEASE=%s with REDIS_CLUSTER_NODES=%s: the lease's guard runs on one "
+                 "Redis server (or Sentinel master), not yet on Cluster",
+                 s->service.leader_lease, s->redis.cluster_nodes);
         rc = TP_ECONFIG;
     }
     return rc;
