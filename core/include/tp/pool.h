@@ -106,7 +106,9 @@ typedef struct {
      * reconnects, then down). The strings must outlive the pool. A leader lease uses it so
      * that a deposed holder's connections cannot write (core/service/leader.c). */
     const char *client_name;
-    const char *gate_script, *gate_key, *gate_arg;
+    const char *gate_script; /* the gate's Lua source; NULL: no gate */
+    const char *gate_key;    /* its KEYS[1] */
+    const char *gate_arg;    /* its ARGV[1] */
 } tp_pool_options_t;
 
 typedef struct tp__pool_impl_s tp__pool_impl_t;
