@@ -77,10 +77,12 @@ void tp__bar_writer_close(tp_price_writer_t *w) {
 }
 
 void tp__bar_writer_on_tick(tp_price_writer_t *w, const tp_frame_t *frame) {
+    if (w->bars == NULL)
+        return; /* before the lookup: without TP_BARS a tick costs nothing here */
     const tp_tick_t *t = &frame->body.tick;
     const tp_price_table_t *prices = &w->feeds->prices;
     const tp_price_t *e = tp_price_table_get(prices, t->symbol.ptr, t->symbol.len);
-    if (w->bars == NULL || e == NULL)
+    if (e == NULL)
         return;
     if (tp_bars_on_tick(w->bars, (uint32_t)(e - prices->entries), t->exchange_ts_ns, t->last,
                         t->last_size, frame->stream_id, frame->seq) != 0)

@@ -123,7 +123,6 @@ static int push_closed(tp_bars_t *b, uint32_t symbol, int interval, const tp_bar
         return TP_ENOMEM;
     tp_closed_bar_t *c = closed_at(b, b->closed_count++);
     *c = (tp_closed_bar_t){symbol, (uint8_t)interval, *bar};
-    b->closes++;
     return 0;
 }
 
@@ -225,7 +224,6 @@ int tp_bars_on_tick(tp_bars_t *b, uint32_t symbol, int64_t exchange_ts_ns, int64
     if (trade && reserve_symbol(b, symbol) != 0)
         return TP_ENOMEM;
     if (trade) {
-        b->trades++;
         /* The trade first, so that a trade past the watermark closes its own old bar. */
         for (int i = 0; i < b->n; i++)
             add_trade(b, symbol, i, exchange_ts_ns, last, last_size, stream_id, seq);

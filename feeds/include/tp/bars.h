@@ -61,10 +61,10 @@ typedef struct tp_bars_s {
     uint32_t ndirty;
     tp_closed_bar_t *closed; /* a FIFO ring of closed bars */
     uint32_t closed_head, closed_count, closed_cap;
-    uint32_t requeued;             /* the ring's first ones, oldest start first */
-    bool popped_requeued;          /* the last one popped was one of them */
-    int64_t watermark_ns;          /* newest exchange time seen */
-    uint64_t trades, late, closes; /* counters */
+    uint32_t requeued;    /* the ring's first ones, oldest start first */
+    bool popped_requeued; /* the last one popped was one of them */
+    int64_t watermark_ns; /* newest exchange time seen */
+    uint64_t late;        /* trades left out as late */
 } tp_bars_t;
 
 /* Parses "1m,5m" (each a whole number of s, m or h, at most TP_BARS_MAX_INTERVALS, no
